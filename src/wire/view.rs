@@ -1,0 +1,169 @@
+//! The hot-path view: what a forwarder needs from every packet, found without
+//! allocating or decoding RDATA.
+//!
+//! [`MessageView::parse`] reads the header and the first question, walks the remaining
+//! names and record headers (so the framing is checked as far as the last record) and
+//! notes where the OPT record is. Names are not copied: the view keeps offsets into the
+//! message and compares names in place.
+use nom::bytes::complete::take;
+use nom::number::complete::{be_u16, be_u32};
+
+use super::name::{skip_name, walk_name};
+use super::{
+    fail, offset_in, parse_header, to_parse_error, Class, ErrorKind, Header, ParseError, RType,
+    WireError, MAX_NAME_LEN,
+};
+
+/// Where the OPT record is and what it says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptView {
+    /// Offset of the OPT record's first octet (its owner name).
+    pub offset: usize,
+    /// Octets the record takes.
+    pub len: usize,
+    pub udp_size: u16,
+    pub ext_rcode: u8,
+    pub version: u8,
+    pub dnssec_ok: bool,
+}
+
+/// The first question, by offsets into the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct QuestionView {
+    /// Offset of QNAME.
+    name_at: usize,
+    qtype: RType,
+    qclass: Class,
+}
+
+/// Cheap, allocation-free view of a message (see the module docs).
+#[derive(Debug, Clone, Copy)]
+pub struct MessageView<'a> {
+    msg: &'a [u8],
+    pub header: Header,
+    question: Option<QuestionView>,
+    pub opt: Option<OptView>,
+    /// Offset just past the last record the header counts (bytes after it are
+    /// trailing garbage).
+    pub end: usize,
+}
+
+impl<'a> MessageView<'a> {
+    /// Reads the header, the first question and the position of the OPT record.
+    /// Fails like [`super::parse_message`] would on framing errors (running out of
+    /// bytes, bad names, RDATA overrunning the message), but does not look inside RDATA
+    /// and ignores trailing bytes (see `end`).
+    pub fn parse(msg: &'a [u8]) -> Result<MessageView<'a>, ParseError> {
+        Self::walk(msg).map_err(|e| to_parse_error(msg, e))
+    }
+
+    fn walk(msg: &'a [u8]) -> Result<MessageView<'a>, nom::Err<WireError<'a>>> {
+        let (mut i, header) = parse_header(msg)?;
+        let mut question = None;
+        for n in 0..header.qdcount {
+            let name_at = offset_in(msg, i);
+            let (rest, _) = skip_name(msg, i)?;
+            let (rest, qtype) = be_u16(rest)?;
+            let (rest, qclass) = be_u16(rest)?;
+            if n == 0 {
+                question = Some(QuestionView {
+                    name_at,
+                    qtype: RType(qtype),
+                    qclass: Class(qclass),
+                });
+            }
+            i = rest;
+        }
+        let mut opt = None;
+        let records = header.ancount as usize + header.nscount as usize;
+        for n in 0..records + header.arcount as usize {
+            let start = i;
+            let (rest, name_len) = skip_name(msg, i)?;
+            let (rest, rtype) = be_u16(rest)?;
+            let (rest, class) = be_u16(rest)?;
+            let (rest, ttl) = be_u32(rest)?;
+            let (rest, rdlength) = be_u16(rest)?;
+            let (rest, _) = take(rdlength)(rest)?;
+            if rtype == RType::OPT.0 {
+                if n < records || opt.is_some() || name_len != 1 {
+                    return fail(start, ErrorKind::BadOpt).map(|(_, v)| v);
+                }
+                opt = Some(OptView {
+                    offset: offset_in(msg, start),
+                    len: start.len() - rest.len(),
+                    udp_size: class,
+                    ext_rcode: (ttl >> 24) as u8,
+                    version: (ttl >> 16) as u8,
+                    dnssec_ok: ttl & 0x8000 != 0,
+                });
+            }
+            i = rest;
+        }
+        Ok(MessageView {
+            msg,
+            header,
+            question,
+            opt,
+            end: offset_in(msg, i),
+        })
+    }
+
+    /// The message the view looks at.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.msg
+    }
+
+    /// QTYPE and QCLASS of the first question, if there is one.
+    pub fn qtype_qclass(&self) -> Option<(RType, Class)> {
+        self.question.map(|q| (q.qtype, q.qclass))
+    }
+
+    /// Copies the first question's name, uncompressed, into `out` and returns its wire
+    /// length (0 if there is no question). With `lowercase`, ASCII letters are folded.
+    pub fn qname_wire(&self, out: &mut [u8; MAX_NAME_LEN], lowercase: bool) -> usize {
+        let Some(q) = self.question else {
+            return 0;
+        };
+        let Some(start) = self.msg.get(q.name_at..) else {
+            return 0;
+        };
+        let mut len = 0;
+        let mut push = |b: u8| {
+            if let Some(slot) = out.get_mut(len) {
+                *slot = if lowercase { b.to_ascii_lowercase() } else { b };
+                len += 1;
+            }
+        };
+        let walked = walk_name(self.msg, start, |label| {
+            push(label.len() as u8);
+            label.iter().for_each(|&b| push(b));
+        });
+        push(0);
+        if walked.is_err() {
+            return 0;
+        }
+        len
+    }
+
+    /// Whether both first questions ask the same thing: QTYPE, QCLASS and QNAME, the
+    /// name compared ignoring ASCII case (RFC 4343), e.g. a response against its query.
+    pub fn same_question(&self, other: &MessageView<'_>) -> bool {
+        if self.qtype_qclass() != other.qtype_qclass() || self.question.is_none() {
+            return false;
+        }
+        let (mut a, mut b) = ([0u8; MAX_NAME_LEN], [0u8; MAX_NAME_LEN]);
+        let (la, lb) = (
+            self.qname_wire(&mut a, true),
+            other.qname_wire(&mut b, true),
+        );
+        la != 0 && a.get(..la) == b.get(..lb)
+    }
+
+    /// The largest response the sender of this query accepts over UDP: 512 without
+    /// EDNS, else its advertised size but at least 512 (RFC 6891 §6.2.3, §6.2.5).
+    pub fn max_udp_response(&self) -> usize {
+        self.opt.map_or(super::CLASSIC_UDP_LEN, |o| {
+            usize::from(o.udp_size).max(super::CLASSIC_UDP_LEN)
+        })
+    }
+}
