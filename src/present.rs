@@ -253,7 +253,7 @@ pub fn json(bytes: &[u8], parsed: &Result<Message<'_>, ParseError>, meta: Value)
         Err(e) => {
             v.extend([
                 ("parse_ok".into(), false.into()),
-                ("error_type".into(), format!("{:?}", e.kind).into()),
+                ("error_type".into(), e.kind.name().into()),
                 ("error".into(), e.to_string().into()),
                 ("questions".into(), json!([])),
                 ("answers".into(), json!([])),

@@ -124,7 +124,7 @@ impl<'a> Edns<'a> {
 /// Parses the option TLVs that make up an OPT record's RDATA; they must fill it exactly.
 pub(crate) fn parse_options(i: &[u8]) -> PResult<'_, Vec<EdnsOption<'_>>> {
     let option = (be_u16, length_data(be_u16)).map(|(code, data)| EdnsOption { code, data });
-    let (rest, options) = many0(option).parse(i)?;
+    let (rest, options) = many0(option).parse_complete(i)?;
     if !rest.is_empty() {
         return fail(rest, ErrorKind::BadEdnsOption);
     }

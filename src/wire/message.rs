@@ -214,3 +214,150 @@ fn record_len(r: &Record<'_>) -> usize {
     r.write(&mut w);
     w.len()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::wire::{Class, Name, RData};
+
+    fn a(name: &str, last: u8) -> Record<'static> {
+        Record {
+            name: Name::from_ascii(name).unwrap(),
+            rtype: RType::A,
+            class: Class::IN,
+            ttl: 300,
+            rdata: RData::A(Ipv4Addr::new(192, 0, 2, last)),
+        }
+    }
+
+    fn response(answers: usize, additional: usize, edns: bool) -> Message<'static> {
+        let mut m = Message {
+            header: Header::from_parts(0xBEEF, 0x8180, [0; 4]),
+            questions: vec![Question {
+                qname: Name::from_ascii("big.example").unwrap(),
+                qtype: RType::A,
+                qclass: Class::IN,
+            }],
+            ..Message::default()
+        };
+        m.answers = (0..answers).map(|n| a("big.example", n as u8)).collect();
+        m.additional = (0..additional)
+            .map(|n| a(&format!("x{n}.example"), 1))
+            .collect();
+        if edns {
+            let e = Edns {
+                udp_size: 1232,
+                ext_rcode: 0,
+                version: 0,
+                dnssec_ok: true,
+                z: 0,
+                options: vec![],
+            };
+            m.additional.push(e.to_record());
+        }
+        m
+    }
+
+    #[test]
+    fn writes_and_reparses_with_counts_from_sections() {
+        let m = response(5, 2, true);
+        let wire = m.to_vec();
+        let back = parse_message(&wire).unwrap();
+        assert_eq!(
+            (
+                back.header.qdcount,
+                back.header.ancount,
+                back.header.arcount
+            ),
+            (1, 5, 3)
+        );
+        assert_eq!(back.answers, m.answers);
+        assert_eq!(back.additional, m.additional);
+        assert!(!back.header.tc);
+        // Answers' owners are 2-octet pointers to the question; "x0.example." is the
+        // label x0 (3 octets) and a pointer to "example." (2): 5 + 10 + 4 = 19 octets.
+        assert_eq!(wire.len(), 12 + 17 + 5 * 16 + 2 * 19 + 11);
+    }
+
+    #[test]
+    fn truncates_answers_whole_rrset_and_sets_tc() {
+        let m = response(40, 0, false); // 12 + 17 + 40 * 16 = 669 octets
+        let wire = m.write(512);
+        assert!(wire.len() <= 512);
+        let back = parse_message(&wire).unwrap();
+        assert!(back.header.tc);
+        // The answer RRset does not fit whole, so none of it is sent (RFC 2181 §9).
+        assert!(back.answers.is_empty());
+        assert_eq!(back.questions, m.questions);
+    }
+
+    #[test]
+    fn keeps_opt_when_truncating() {
+        let m = response(100, 0, true);
+        let wire = m.write(512);
+        let back = parse_message(&wire).unwrap();
+        assert!(back.header.tc);
+        assert_eq!(back.edns().map(|e| e.udp_size), Some(1232));
+        assert!(back.edns().unwrap().dnssec_ok);
+    }
+
+    #[test]
+    fn drops_additional_without_tc() {
+        // Two distinct answer RRsets: the first fits, the second does not.
+        let mut m = response(3, 30, true);
+        m.answers.push(a("other.example", 9));
+        let full = m.to_vec();
+        assert!(full.len() > 512);
+        let wire = m.write(512);
+        let back = parse_message(&wire).unwrap();
+        assert!(!back.header.tc, "only additional data was left out");
+        assert_eq!(back.answers, m.answers);
+        assert!(back.additional.len() < m.additional.len());
+        assert!(back.edns().is_some(), "OPT survives");
+    }
+
+    #[test]
+    fn truncates_at_rrset_boundary_in_answer() {
+        let mut m = response(3, 0, false);
+        m.answers.extend((0..40).map(|n| a("second.example", n)));
+        let wire = m.write(512);
+        let back = parse_message(&wire).unwrap();
+        assert!(back.header.tc);
+        assert_eq!(back.answers, m.answers[..3]);
+    }
+
+    #[test]
+    fn opt_keeps_its_place_before_tsig() {
+        let mut m = response(1, 0, true);
+        m.additional.push(Record {
+            name: Name::from_ascii("key.example").unwrap(),
+            rtype: RType::TSIG,
+            class: Class::ANY,
+            ttl: 0,
+            rdata: RData::Opaque(&[1, 2, 3]),
+        });
+        let wire = m.to_vec();
+        let back = parse_message(&wire).unwrap();
+        assert_eq!(back.additional, m.additional);
+    }
+
+    #[test]
+    fn extended_rcode_combines_header_and_opt() {
+        let mut m = response(0, 0, false);
+        m.header.rcode = Rcode(0x7);
+        let e = Edns {
+            udp_size: 512,
+            ext_rcode: 1,
+            version: 0,
+            dnssec_ok: false,
+            z: 0,
+            options: vec![],
+        };
+        m.additional.push(e.to_record());
+        assert_eq!(m.rcode(), Rcode(0x17));
+        let wire = m.to_vec();
+        assert_eq!(parse_message(&wire).unwrap().rcode(), Rcode(0x17));
+    }
+}

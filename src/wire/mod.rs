@@ -81,6 +81,24 @@ pub enum ErrorKind {
     MisplacedTsig,
 }
 
+impl ErrorKind {
+    /// The variant's name, e.g. `"BadPointer"` (for logs and JSON).
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::Truncated => "Truncated",
+            ErrorKind::BadLabelType(_) => "BadLabelType",
+            ErrorKind::NameTooLong => "NameTooLong",
+            ErrorKind::BadPointer { .. } => "BadPointer",
+            ErrorKind::RdataLength => "RdataLength",
+            ErrorKind::BadRdata => "BadRdata",
+            ErrorKind::TrailingBytes => "TrailingBytes",
+            ErrorKind::BadOpt => "BadOpt",
+            ErrorKind::BadEdnsOption => "BadEdnsOption",
+            ErrorKind::MisplacedTsig => "MisplacedTsig",
+        }
+    }
+}
+
 /// A parse failure: what went wrong and the offset in the message where it was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ParseError {

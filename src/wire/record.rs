@@ -242,10 +242,10 @@ fn parse_rdata<'a>(
     let parsed: PResult<'a, RData<'a>> = match rtype {
         RType::A => take(4usize)
             .map(|b: &[u8]| RData::A(Ipv4Addr::from(octets::<4>(b))))
-            .parse(rd),
+            .parse_complete(rd),
         RType::AAAA => take(16usize)
             .map(|b: &[u8]| RData::Aaaa(Ipv6Addr::from(octets::<16>(b))))
-            .parse(rd),
+            .parse_complete(rd),
         RType::NS => name(rd).map(|(i, n)| (i, RData::Ns(n))),
         RType::CNAME => name(rd).map(|(i, n)| (i, RData::Cname(n))),
         RType::PTR => name(rd).map(|(i, n)| (i, RData::Ptr(n))),
@@ -255,7 +255,7 @@ fn parse_rdata<'a>(
         RType::SRV => parse_srv(msg, rd),
         RType::CAA => parse_caa(rd),
         RType::OPT => parse_options(rd).map(|(i, o)| (i, RData::Opt(o))),
-        _ => take(rd.len()).map(RData::Opaque).parse(rd),
+        _ => take(rd.len()).map(RData::Opaque).parse_complete(rd),
     };
     let (rest, rdata) = parsed.map_err(|e| {
         e.map(|w| match w.kind {
@@ -302,7 +302,7 @@ fn parse_mx<'a>(msg: &'a [u8], i: &'a [u8]) -> PResult<'a, RData<'a>> {
 }
 
 fn parse_txt(i: &[u8]) -> PResult<'_, RData<'_>> {
-    let (i, strings) = many0(length_data(octet)).parse(i)?;
+    let (i, strings) = many0(length_data(octet)).parse_complete(i)?;
     if strings.is_empty() {
         return fail(i, ErrorKind::RdataLength);
     }
@@ -346,7 +346,7 @@ fn parse_srv<'a>(msg: &'a [u8], i: &'a [u8]) -> PResult<'a, RData<'a>> {
 fn parse_caa(i: &[u8]) -> PResult<'_, RData<'_>> {
     let (i, flags) = octet(i)?;
     let at_tag = i;
-    let (i, tag) = length_data(octet).parse(i)?;
+    let (i, tag) = length_data(octet).parse_complete(i)?;
     if tag.is_empty() || tag.len() > 15 || !tag.iter().all(u8::is_ascii_alphanumeric) {
         return fail(at_tag, ErrorKind::BadRdata);
     }
