@@ -26,8 +26,8 @@ fn name() -> impl Strategy<Value = Name> {
 
 /// RDATA of every typed kind plus opaque, for the type that carries it.
 fn rdata(bytes: &'static [u8]) -> impl Strategy<Value = (RType, RData<'static>)> {
-    let slice = (0..bytes.len(), 0..64usize)
-        .prop_map(move |(at, n)| &bytes[at..(at + n).min(bytes.len())]);
+    let slice =
+        (0..bytes.len(), 0..64usize).prop_map(move |(at, n)| &bytes[at..(at + n).min(bytes.len())]);
     let nonempty = slice.clone().prop_filter("empty", |s| !s.is_empty());
     prop_oneof![
         any::<[u8; 4]>().prop_map(|a| (RType::A, RData::A(Ipv4Addr::from(a)))),
@@ -35,23 +35,47 @@ fn rdata(bytes: &'static [u8]) -> impl Strategy<Value = (RType, RData<'static>)>
         name().prop_map(|n| (RType::NS, RData::Ns(n))),
         name().prop_map(|n| (RType::CNAME, RData::Cname(n))),
         name().prop_map(|n| (RType::PTR, RData::Ptr(n))),
-        (any::<u16>(), name())
-            .prop_map(|(preference, exchange)| (RType::MX, RData::Mx { preference, exchange })),
+        (any::<u16>(), name()).prop_map(|(preference, exchange)| (
+            RType::MX,
+            RData::Mx {
+                preference,
+                exchange
+            }
+        )),
         prop::collection::vec(slice.clone(), 1..4).prop_map(|s| (RType::TXT, RData::Txt(s))),
         (name(), name(), any::<[u32; 5]>()).prop_map(|(mname, rname, v)| {
             let [serial, refresh, retry, expire, minimum] = v;
-            let soa = Soa { mname, rname, serial, refresh, retry, expire, minimum };
+            let soa = Soa {
+                mname,
+                rname,
+                serial,
+                refresh,
+                retry,
+                expire,
+                minimum,
+            };
             (RType::SOA, RData::Soa(Box::new(soa)))
         }),
         (any::<[u16; 3]>(), name()).prop_map(|([priority, weight, port], target)| {
-            (RType::SRV, RData::Srv { priority, weight, port, target })
+            (
+                RType::SRV,
+                RData::Srv {
+                    priority,
+                    weight,
+                    port,
+                    target,
+                },
+            )
         }),
         (any::<u8>(), "[a-z0-9]{1,15}", slice.clone()).prop_map(|(flags, tag, value)| {
             let tag: &'static [u8] = Box::leak(tag.into_bytes().into_boxed_slice());
             (RType::CAA, RData::Caa { flags, tag, value })
         }),
         // Types we keep opaque: DNSSEC, SVCB/HTTPS and an unassigned one.
-        (prop::sample::select(vec![43u16, 46, 47, 48, 50, 64, 65, 65280]), nonempty)
+        (
+            prop::sample::select(vec![43u16, 46, 47, 48, 50, 64, 65, 65280]),
+            nonempty
+        )
             .prop_map(|(t, b)| (RType(t), RData::Opaque(b))),
     ]
 }
@@ -59,25 +83,60 @@ fn rdata(bytes: &'static [u8]) -> impl Strategy<Value = (RType, RData<'static>)>
 fn record(bytes: &'static [u8]) -> impl Strategy<Value = Record<'static>> {
     (name(), rdata(bytes), any::<u16>(), any::<u32>()).prop_map(|(name, (rtype, rdata), c, ttl)| {
         // Class ANY/NONE with empty RDATA means something else (RFC 2136); avoid them.
-        let class = if c == 254 || c == 255 { Class::IN } else { Class(c) };
-        Record { name, rtype, class, ttl, rdata }
+        let class = if c == 254 || c == 255 {
+            Class::IN
+        } else {
+            Class(c)
+        };
+        Record {
+            name,
+            rtype,
+            class,
+            ttl,
+            rdata,
+        }
     })
 }
 
 fn edns(bytes: &'static [u8]) -> impl Strategy<Value = Edns<'static>> {
-    let option = (any::<u16>(), 0..bytes.len(), 0..40usize).prop_map(move |(code, at, n)| {
-        EdnsOption { code, data: &bytes[at..(at + n).min(bytes.len())] }
-    });
-    (any::<u16>(), any::<u8>(), any::<u8>(), any::<bool>(), 0..0x8000u16, prop::collection::vec(option, 0..3))
-        .prop_map(|(udp_size, ext_rcode, version, dnssec_ok, z, options)| Edns {
-            udp_size, ext_rcode, version, dnssec_ok, z, options,
-        })
+    let option =
+        (any::<u16>(), 0..bytes.len(), 0..40usize).prop_map(move |(code, at, n)| EdnsOption {
+            code,
+            data: &bytes[at..(at + n).min(bytes.len())],
+        });
+    (
+        any::<u16>(),
+        any::<u8>(),
+        any::<u8>(),
+        any::<bool>(),
+        0..0x8000u16,
+        prop::collection::vec(option, 0..3),
+    )
+        .prop_map(
+            |(udp_size, ext_rcode, version, dnssec_ok, z, options)| Edns {
+                udp_size,
+                ext_rcode,
+                version,
+                dnssec_ok,
+                z,
+                options,
+            },
+        )
 }
 
 fn message() -> impl Strategy<Value = Message<'static>> {
-    let bytes: &'static [u8] = Box::leak((0..=255u8).cycle().take(600).collect::<Vec<_>>().into_boxed_slice());
-    let question = (name(), any::<u16>(), any::<u16>())
-        .prop_map(|(qname, t, c)| Question { qname, qtype: RType(t), qclass: Class(c) });
+    let bytes: &'static [u8] = Box::leak(
+        (0..=255u8)
+            .cycle()
+            .take(600)
+            .collect::<Vec<_>>()
+            .into_boxed_slice(),
+    );
+    let question = (name(), any::<u16>(), any::<u16>()).prop_map(|(qname, t, c)| Question {
+        qname,
+        qtype: RType(t),
+        qclass: Class(c),
+    });
     (
         any::<(u16, u16)>(),
         prop::collection::vec(question, 0..3),
@@ -86,14 +145,27 @@ fn message() -> impl Strategy<Value = Message<'static>> {
         prop::collection::vec(record(bytes), 0..4),
         prop::option::of(edns(bytes)),
     )
-        .prop_map(|((id, flags), questions, answers, authority, mut additional, opt)| {
-            if let Some(e) = opt {
-                additional.push(e.to_record());
-            }
-            let counts = [questions.len(), answers.len(), authority.len(), additional.len()]
+        .prop_map(
+            |((id, flags), questions, answers, authority, mut additional, opt)| {
+                if let Some(e) = opt {
+                    additional.push(e.to_record());
+                }
+                let counts = [
+                    questions.len(),
+                    answers.len(),
+                    authority.len(),
+                    additional.len(),
+                ]
                 .map(|n| n as u16);
-            Message { header: Header::from_parts(id, flags, counts), questions, answers, authority, additional }
-        })
+                Message {
+                    header: Header::from_parts(id, flags, counts),
+                    questions,
+                    answers,
+                    authority,
+                    additional,
+                }
+            },
+        )
 }
 
 proptest! {
