@@ -7,9 +7,6 @@
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
-use nom::bytes::complete::take;
-use nom::number::complete::u8 as octet;
-
 use super::{fail, offset_in, ErrorKind, PResult, MAX_LABEL_LEN, MAX_NAME_LEN};
 
 /// A domain name, uncompressed. Valid values: a sequence of labels of 1..=63 octets
@@ -218,16 +215,22 @@ pub(crate) fn walk_name<'a>(
     i: &'a [u8],
     mut on_label: impl FnMut(&'a [u8]),
 ) -> PResult<'a, usize> {
+    // Plain slice operations rather than nom primitives: this loop runs for every label
+    // of every name, and each step is a bounds-checked split.
     let mut cur = i;
     let mut after_first_run: Option<&'a [u8]> = None;
     let mut run_start = offset_in(msg, i);
     let mut wire_len = 1; // the root octet
     loop {
-        let (after, len) = octet(cur)?;
+        let Some((&len, after)) = cur.split_first() else {
+            return fail(cur, ErrorKind::Truncated);
+        };
         match len & 0xC0 {
             0x00 if len == 0 => return Ok((after_first_run.unwrap_or(after), wire_len)),
             0x00 => {
-                let (after, label) = take(len)(after)?;
+                let Some((label, after)) = after.split_at_checked(usize::from(len)) else {
+                    return fail(after, ErrorKind::Truncated);
+                };
                 wire_len += 1 + usize::from(len);
                 if wire_len > MAX_NAME_LEN {
                     return fail(cur, ErrorKind::NameTooLong);
@@ -236,7 +239,9 @@ pub(crate) fn walk_name<'a>(
                 cur = after;
             }
             0xC0 => {
-                let (after, low) = octet(after)?;
+                let Some((&low, after)) = after.split_first() else {
+                    return fail(after, ErrorKind::Truncated);
+                };
                 let target = usize::from(len & 0x3F) << 8 | usize::from(low);
                 if target >= run_start {
                     let target = target as u16; // < 0x4000, fits
@@ -264,9 +269,44 @@ pub fn parse_name<'a>(msg: &'a [u8], i: &'a [u8]) -> PResult<'a, Name> {
     Ok((rest, Name { wire }))
 }
 
-/// Skips a name without building it (hot path); returns its wire length.
-pub(crate) fn skip_name<'a>(msg: &'a [u8], i: &'a [u8]) -> PResult<'a, usize> {
-    walk_name(msg, i, |_| ())
+/// Skips a name in place without following its pointer (hot path): the labels up to
+/// the root octet or a pointer are bounds-checked, and a pointer must point before the
+/// name's start, so it could not loop or jump forward. Where the pointer leads is not
+/// read; [`parse_name`] is what checks that.
+pub(crate) fn skip_name<'a>(msg: &'a [u8], i: &'a [u8]) -> PResult<'a, ()> {
+    let start = offset_in(msg, i);
+    let mut cur = i;
+    let mut wire_len = 1;
+    loop {
+        let Some((&len, after)) = cur.split_first() else {
+            return fail(cur, ErrorKind::Truncated);
+        };
+        match len & 0xC0 {
+            0x00 if len == 0 => return Ok((after, ())),
+            0x00 => {
+                wire_len += 1 + usize::from(len);
+                if wire_len > MAX_NAME_LEN {
+                    return fail(cur, ErrorKind::NameTooLong);
+                }
+                match after.get(usize::from(len)..) {
+                    Some(rest) => cur = rest,
+                    None => return fail(after, ErrorKind::Truncated),
+                }
+            }
+            0xC0 => {
+                let Some((&low, after)) = after.split_first() else {
+                    return fail(after, ErrorKind::Truncated);
+                };
+                let target = usize::from(len & 0x3F) << 8 | usize::from(low);
+                if target >= start {
+                    let target = target as u16; // < 0x4000, fits
+                    return fail(cur, ErrorKind::BadPointer { target });
+                }
+                return Ok((after, ()));
+            }
+            _ => return fail(cur, ErrorKind::BadLabelType(len)),
+        }
+    }
 }
 
 #[cfg(test)]

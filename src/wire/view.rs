@@ -1,18 +1,21 @@
 //! The hot-path view: what a forwarder needs from every packet, found without
 //! allocating or decoding RDATA.
 //!
-//! [`MessageView::parse`] reads the header and the first question, walks the remaining
-//! names and record headers (so the framing is checked as far as the last record) and
-//! notes where the OPT record is. Names are not copied: the view keeps offsets into the
-//! message and compares names in place.
-use nom::bytes::complete::take;
-use nom::number::complete::{be_u16, be_u32};
-
+//! [`MessageView::parse`] reads the header and the first question, steps over the
+//! remaining names and record headers (so the framing is checked as far as the last
+//! record) and notes where the OPT record is. Names are not copied: the view keeps
+//! offsets into the message. Only the first question's name is followed through its
+//! compression pointers (when it is read or compared); other names are skipped in place,
+//! their pointers checked to point backwards but not followed.
 use super::name::{skip_name, walk_name};
 use super::{
-    fail, offset_in, parse_header, to_parse_error, Class, ErrorKind, Header, ParseError, RType,
+    offset_in, parse_header, to_parse_error, Class, ErrorKind, Header, ParseError, RType,
     WireError, MAX_NAME_LEN,
 };
+
+fn truncated(at: &[u8]) -> nom::Err<WireError<'_>> {
+    nom::Err::Error(WireError::new(at, ErrorKind::Truncated))
+}
 
 /// Where the OPT record is and what it says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,39 +65,45 @@ impl<'a> MessageView<'a> {
         let mut question = None;
         for n in 0..header.qdcount {
             let name_at = offset_in(msg, i);
-            let (rest, _) = skip_name(msg, i)?;
-            let (rest, qtype) = be_u16(rest)?;
-            let (rest, qclass) = be_u16(rest)?;
+            let (rest, ()) = skip_name(msg, i)?;
+            let Some((fixed, rest)) = rest.split_first_chunk::<4>() else {
+                return Err(truncated(rest));
+            };
             if n == 0 {
+                let [t0, t1, c0, c1] = *fixed;
                 question = Some(QuestionView {
                     name_at,
-                    qtype: RType(qtype),
-                    qclass: Class(qclass),
+                    qtype: RType(u16::from_be_bytes([t0, t1])),
+                    qclass: Class(u16::from_be_bytes([c0, c1])),
                 });
             }
             i = rest;
         }
         let mut opt = None;
-        let records = header.ancount as usize + header.nscount as usize;
-        for n in 0..records + header.arcount as usize {
+        let records = usize::from(header.ancount) + usize::from(header.nscount);
+        for n in 0..records + usize::from(header.arcount) {
             let start = i;
-            let (rest, name_len) = skip_name(msg, i)?;
-            let (rest, rtype) = be_u16(rest)?;
-            let (rest, class) = be_u16(rest)?;
-            let (rest, ttl) = be_u32(rest)?;
-            let (rest, rdlength) = be_u16(rest)?;
-            let (rest, _) = take(rdlength)(rest)?;
-            if rtype == RType::OPT.0 {
-                if n < records || opt.is_some() || name_len != 1 {
-                    return fail(start, ErrorKind::BadOpt).map(|(_, v)| v);
+            let (rest, ()) = skip_name(msg, i)?;
+            // TYPE, CLASS, TTL, RDLENGTH: 10 octets read at once (hot path).
+            let Some((fixed, rest)) = rest.split_first_chunk::<10>() else {
+                return Err(truncated(rest));
+            };
+            let [t0, t1, c0, c1, l0, l1, l2, _, r0, r1] = *fixed;
+            let rdlength = usize::from(u16::from_be_bytes([r0, r1]));
+            let Some(rest) = rest.get(rdlength..) else {
+                return Err(truncated(rest));
+            };
+            if u16::from_be_bytes([t0, t1]) == RType::OPT.0 {
+                if n < records || opt.is_some() || start.first() != Some(&0) {
+                    return Err(nom::Err::Error(WireError::new(start, ErrorKind::BadOpt)));
                 }
                 opt = Some(OptView {
                     offset: offset_in(msg, start),
                     len: start.len() - rest.len(),
-                    udp_size: class,
-                    ext_rcode: (ttl >> 24) as u8,
-                    version: (ttl >> 16) as u8,
-                    dnssec_ok: ttl & 0x8000 != 0,
+                    udp_size: u16::from_be_bytes([c0, c1]),
+                    ext_rcode: l0,
+                    version: l1,
+                    dnssec_ok: l2 & 0x80 != 0,
                 });
             }
             i = rest;
