@@ -65,7 +65,7 @@ pub fn rdata_text(r: &Record<'_>) -> String {
             .map(|o| format!("{}:{}", o.code, hex::encode(o.data)))
             .collect::<Vec<_>>()
             .join(" "),
-        RData::Opaque(b) if b.is_empty() => "\\# 0".to_string(),
+        RData::Opaque([]) => "\\# 0".to_string(),
         RData::Opaque(b) => format!("\\# {} {}", b.len(), hex::encode(b)),
     }
 }
