@@ -3,6 +3,7 @@
 //! same run (copying the message into a fresh Vec: one allocation plus a memcpy).
 //!
 //! Run: `cargo bench --bench wire`. Quote medians and their ratio to the anchor.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 use std::hint::black_box;
 use std::net::Ipv4Addr;
 

@@ -6,6 +6,7 @@
 //!   of RDATA that we deliberately keep opaque (RFC 3597) are wrong, which a forwarder
 //!   must pass on, not judge;
 //! * no input, and no prefix of any input, panics.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 

@@ -1,5 +1,6 @@
 //! Property tests: every message the writer can produce parses back to itself, with
 //! and without a size limit, and name compression never changes a name.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use dnsfwd::wire::{
