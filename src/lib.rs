@@ -1,10 +1,16 @@
 //! dnsfwd: a lightweight DNS forwarder.
 //!
-//! `wire` turns bytes into DNS messages and back; `capture` pulls DNS messages out of
-//! pcap/pcapng files; `present` renders decoded messages for people and for tools;
-//! `decode` is the `dnsfwd decode` command built from those.
+//! Layers, each knowing only the ones below it:
+//! * `wire`: bytes ↔ DNS messages (nom parser, writer, hot-path view);
+//! * `forward`: the forwarding state machine, no I/O;
+//! * `server`: the mio event loop, the only code that touches sockets or the clock.
+//!
+//! Beside them: `config` (settings and the command line), `stats` (counters), and the
+//! `decode` tool (`capture` reads pcap files, `present` prints messages).
 pub mod capture;
 pub mod cli;
 pub mod decode;
+pub mod forward;
 pub mod present;
+pub mod stats;
 pub mod wire;

@@ -66,6 +66,16 @@ impl Name {
         Ok(Name { wire })
     }
 
+    /// A name from its uncompressed wire form (as [`crate::wire::MessageView::qname_wire`]
+    /// writes it). Fails unless `wire` is exactly a valid name.
+    pub fn from_wire(wire: &[u8]) -> Result<Name, NameError> {
+        let name = Name::from_labels(Labels { rest: wire })?;
+        if name.wire != wire {
+            return Err(NameError::EmptyLabel);
+        }
+        Ok(name)
+    }
+
     /// Parses presentation format (`www.example.com.`, `\.` and `\DDD` escapes). The name
     /// is always taken as absolute; `.` is the root.
     pub fn from_ascii(s: &str) -> Result<Name, NameError> {

@@ -1,0 +1,241 @@
+//! The pending table: queries sent upstream and waiting for an answer, keyed by the
+//! transaction ID we gave them.
+//!
+//! Entries live in a slab whose slots (and their query buffers) are reused, with a
+//! 65536-entry index from transaction ID to slot, so lookups are one array access and
+//! a busy forwarder does not allocate per query. Deadlines sit in a min-heap; an entry
+//! that was answered or re-sent leaves a stale heap item behind, recognised by its
+//! attempt number.
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::IdSource;
+
+/// Who asked: where the answer goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Client {
+    /// A datagram from `addr` on client listener number `listener`.
+    Udp { listener: usize, addr: SocketAddr },
+    /// A TCP connection (the shell's connection number) from `addr`.
+    Tcp { conn: usize, addr: SocketAddr },
+}
+
+impl Client {
+    pub fn addr(&self) -> SocketAddr {
+        match *self {
+            Client::Udp { addr, .. } | Client::Tcp { addr, .. } => addr,
+        }
+    }
+
+    pub fn is_udp(&self) -> bool {
+        matches!(self, Client::Udp { .. })
+    }
+}
+
+/// How the current attempt went out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// Over UDP, on upstream socket `socket` of the chosen upstream.
+    Udp { socket: usize },
+    /// Over a TCP connection of its own (after a truncated UDP answer).
+    Tcp,
+}
+
+/// One query in flight.
+#[derive(Debug)]
+pub struct Pending {
+    pub client: Client,
+    /// The client's own ID, restored on the answer. Never sent upstream.
+    pub client_id: u16,
+    /// The query as sent upstream (our transaction ID in its first two octets).
+    pub query: Vec<u8>,
+    /// Largest answer the client can take (its UDP size, or 65535 over TCP).
+    pub max_response: usize,
+    /// The whole query fails with SERVFAIL at this instant (`--deadline`).
+    pub deadline: Instant,
+    /// When the current attempt went out (for the upstream's RTT).
+    pub sent_at: Instant,
+    /// Attempt number, bumped on every re-send; stale timers carry an older one.
+    pub attempt: u32,
+    /// Index of the upstream the current attempt went to.
+    pub upstream: usize,
+    pub via: Via,
+    /// Upstreams tried so far, one bit each (index < 64).
+    pub tried: u64,
+    /// Set when this is one question of a split multi-question query.
+    pub group: Option<usize>,
+}
+
+/// A slot's key: its index and the ID it is registered under.
+pub type Slot = usize;
+
+/// The table. Valid values: every `Some` slot is indexed under exactly one ID.
+pub struct PendingTable {
+    slots: Vec<Option<Pending>>,
+    /// Spare query buffers, kept for reuse.
+    spare: Vec<Vec<u8>>,
+    free: Vec<Slot>,
+    /// `by_id[txid]` = slot + 1, or 0.
+    by_id: Box<[u32]>,
+    timers: BinaryHeap<Reverse<(Instant, Slot, u32)>>,
+    capacity: usize,
+    len: usize,
+}
+
+impl PendingTable {
+    /// A table holding at most `capacity` queries (clamped to 1..=60000 so that a free ID
+    /// is always quick to find).
+    pub fn new(capacity: usize) -> PendingTable {
+        PendingTable {
+            slots: Vec::new(),
+            spare: Vec::new(),
+            free: Vec::new(),
+            by_id: vec![0u32; 65536].into_boxed_slice(),
+            timers: BinaryHeap::new(),
+            capacity: capacity.clamp(1, 60000),
+            len: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.len >= self.capacity
+    }
+
+    /// A buffer for a new query (recycled when possible).
+    pub fn buffer(&mut self) -> Vec<u8> {
+        let mut b = self.spare.pop().unwrap_or_default();
+        b.clear();
+        b
+    }
+
+    /// Gives a buffer back for reuse.
+    pub fn recycle(&mut self, b: Vec<u8>) {
+        if self.spare.len() < 1024 {
+            self.spare.push(b);
+        }
+    }
+
+    /// A random transaction ID that no pending query uses.
+    pub fn fresh_id(&self, rng: &mut dyn IdSource) -> u16 {
+        // At most 60000 of 65536 IDs are taken, so each draw succeeds with p > 8%; the
+        // bound only guards against a broken generator.
+        for _ in 0..512 {
+            let id = rng.next_u16();
+            if self.by_id.get(usize::from(id)) == Some(&0) {
+                return id;
+            }
+        }
+        (0..=u16::MAX)
+            .find(|&id| self.by_id.get(usize::from(id)) == Some(&0))
+            .unwrap_or(0)
+    }
+
+    /// Inserts `p` under `id` (from [`fresh_id`](Self::fresh_id)) with a timer at `timer`.
+    pub fn insert(&mut self, id: u16, p: Pending, timer: Instant) -> Slot {
+        let attempt = p.attempt;
+        let slot = match self.free.pop() {
+            Some(s) => {
+                if let Some(entry) = self.slots.get_mut(s) {
+                    *entry = Some(p);
+                }
+                s
+            }
+            None => {
+                self.slots.push(Some(p));
+                self.slots.len() - 1
+            }
+        };
+        if let Some(ix) = self.by_id.get_mut(usize::from(id)) {
+            *ix = slot as u32 + 1;
+        }
+        self.timers.push(Reverse((timer, slot, attempt)));
+        self.len += 1;
+        slot
+    }
+
+    /// The slot registered under `id`.
+    pub fn slot_of(&self, id: u16) -> Option<Slot> {
+        match self.by_id.get(usize::from(id)).copied() {
+            Some(0) | None => None,
+            Some(n) => Some(n as usize - 1),
+        }
+    }
+
+    pub fn get(&self, slot: Slot) -> Option<&Pending> {
+        self.slots.get(slot).and_then(Option::as_ref)
+    }
+
+    pub fn get_mut(&mut self, slot: Slot) -> Option<&mut Pending> {
+        self.slots.get_mut(slot).and_then(Option::as_mut)
+    }
+
+    /// Moves the entry to a new ID and arms a new timer (a re-send). The caller has
+    /// bumped `attempt` and rewritten the ID in the query.
+    pub fn rekey(&mut self, slot: Slot, old_id: u16, new_id: u16, timer: Instant) {
+        if let Some(ix) = self.by_id.get_mut(usize::from(old_id)) {
+            *ix = 0;
+        }
+        if let Some(ix) = self.by_id.get_mut(usize::from(new_id)) {
+            *ix = slot as u32 + 1;
+        }
+        if let Some(p) = self.get(slot) {
+            self.timers.push(Reverse((timer, slot, p.attempt)));
+        }
+    }
+
+    /// Removes and returns the entry; its ID becomes free.
+    pub fn remove(&mut self, slot: Slot) -> Option<Pending> {
+        let p = self.slots.get_mut(slot)?.take()?;
+        let id = current_id(&p);
+        if let Some(ix) = self.by_id.get_mut(usize::from(id)) {
+            if *ix == slot as u32 + 1 {
+                *ix = 0;
+            }
+        }
+        self.free.push(slot);
+        self.len -= 1;
+        Some(p)
+    }
+
+    /// The earliest armed timer that is still live.
+    pub fn next_timer(&mut self) -> Option<Instant> {
+        while let Some(Reverse((at, slot, attempt))) = self.timers.peek().copied() {
+            if self.get(slot).is_some_and(|p| p.attempt == attempt) {
+                return Some(at);
+            }
+            self.timers.pop();
+        }
+        None
+    }
+
+    /// Pops one live timer that has expired at `now`.
+    pub fn pop_expired(&mut self, now: Instant) -> Option<Slot> {
+        let at = self.next_timer()?;
+        if at > now {
+            return None;
+        }
+        self.timers.pop().map(|Reverse((_, slot, _))| slot)
+    }
+
+    /// Slots of every entry (for shutdown and for failing a socket's queries).
+    pub fn slots(&self) -> impl Iterator<Item = (Slot, &Pending)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(s, p)| p.as_ref().map(|p| (s, p)))
+    }
+}
+
+/// The transaction ID a pending query is registered under: the one in its query bytes.
+pub fn current_id(p: &Pending) -> u16 {
+    match p.query.get(..2) {
+        Some(&[a, b]) => u16::from_be_bytes([a, b]),
+        _ => 0,
+    }
+}

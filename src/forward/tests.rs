@@ -1,0 +1,528 @@
+//! Core tests without sockets: bytes in, a chosen `Instant`, assertions on what comes out.
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::wire::{Class, Edns, Header, Name, Question, RData, RType, Record};
+
+const TIMEOUT: Duration = Duration::from_millis(1000);
+const DEADLINE: Duration = Duration::from_millis(2500);
+
+fn up(n: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 5300 + n))
+}
+
+fn client(n: u16) -> Client {
+    Client::Udp {
+        listener: 0,
+        addr: SocketAddr::from(([127, 0, 0, 1], 40000 + n)),
+    }
+}
+
+fn forwarder(upstreams: u16, max_pending: usize) -> Forwarder {
+    let cfg = ForwarderConfig {
+        upstreams: (0..upstreams).map(up).collect(),
+        sockets_per_upstream: 4,
+        timeout: TIMEOUT,
+        deadline: DEADLINE,
+        max_pending,
+    };
+    Forwarder::new(cfg, Box::new(SeededRandom::new(42)))
+}
+
+fn query_msg(id: u16, names: &[&str], edns: Option<u16>) -> Vec<u8> {
+    let m = Message {
+        header: Header::from_parts(id, 0x0100, [0; 4]),
+        questions: names
+            .iter()
+            .map(|n| Question {
+                qname: Name::from_ascii(n).unwrap(),
+                qtype: RType::A,
+                qclass: Class::IN,
+            })
+            .collect(),
+        additional: edns
+            .map(|udp_size| {
+                Edns {
+                    udp_size,
+                    ext_rcode: 0,
+                    version: 0,
+                    dnssec_ok: false,
+                    z: 0,
+                    options: vec![],
+                }
+                .to_record()
+            })
+            .into_iter()
+            .collect(),
+        ..Message::default()
+    };
+    m.to_vec()
+}
+
+/// An answer to `query` with `n` A records (and the query's OPT, if any).
+fn answer_to(query: &[u8], n: usize, rcode: Rcode) -> Vec<u8> {
+    let q = parse_message(query).unwrap();
+    let mut m = q.clone();
+    m.header.qr = true;
+    m.header.ra = true;
+    m.header.rcode = rcode;
+    m.answers = (0..n)
+        .map(|i| Record {
+            name: q.questions[0].qname.clone(),
+            rtype: RType::A,
+            class: Class::IN,
+            ttl: 300,
+            rdata: RData::A(Ipv4Addr::new(192, 0, 2, i as u8)),
+        })
+        .collect();
+    m.to_vec()
+}
+
+fn drain(f: &mut Forwarder) -> Vec<Transmit> {
+    std::iter::from_fn(|| f.poll_transmit()).collect()
+}
+
+fn one(f: &mut Forwarder) -> Transmit {
+    let mut t = drain(f);
+    assert_eq!(t.len(), 1, "expected one transmit, got {t:?}");
+    t.remove(0)
+}
+
+fn id_of(b: &[u8]) -> u16 {
+    u16::from_be_bytes([b[0], b[1]])
+}
+
+fn udp_source(t: &Transmit) -> Source {
+    match t.to {
+        Dest::Upstream { upstream, socket } => Source::Udp {
+            upstream,
+            socket,
+            from: up(upstream as u16),
+        },
+        other => panic!("not an upstream UDP transmit: {other:?}"),
+    }
+}
+
+#[test]
+fn restores_client_id_and_never_sends_it_upstream() {
+    let now = Instant::now();
+    let mut f = forwarder(1, 100);
+    let q = query_msg(0x1111, &["www.example.com"], None);
+    f.handle_query(now, client(1), &q);
+    let t = one(&mut f);
+    assert_ne!(id_of(&t.bytes), 0x1111);
+    assert_eq!(
+        &t.bytes[2..],
+        &q[2..],
+        "everything but the ID is relayed as is"
+    );
+    let a = answer_to(&t.bytes, 2, Rcode::NOERROR);
+    f.handle_response(now, udp_source(&t), &a);
+    let r = one(&mut f);
+    assert_eq!(r.to, Dest::Client(client(1)));
+    assert_eq!(id_of(&r.bytes), 0x1111);
+    assert_eq!(&r.bytes[2..], &a[2..]);
+    assert_eq!(f.pending(), 0);
+}
+
+#[test]
+fn drops_spoofed_responses_and_accepts_the_real_one() {
+    let now = Instant::now();
+    let mut f = forwarder(2, 100);
+    let q = query_msg(7, &["bank.example"], None);
+    f.handle_query(now, client(1), &q);
+    let t = one(&mut f);
+    let real = answer_to(&t.bytes, 1, Rcode::NOERROR);
+    let Source::Udp {
+        upstream,
+        socket,
+        from,
+    } = udp_source(&t)
+    else {
+        unreachable!()
+    };
+
+    let mut wrong_id = real.clone();
+    set_id(&mut wrong_id, id_of(&real).wrapping_add(1));
+    let mut not_response = real.clone();
+    not_response[2] &= 0x7F;
+    let other_question = answer_to(
+        &query_msg(id_of(&t.bytes), &["evil.example"], None),
+        1,
+        Rcode::NOERROR,
+    );
+    let attempts = [
+        (
+            Source::Udp {
+                upstream,
+                socket,
+                from: SocketAddr::from(([127, 0, 0, 1], 9)),
+            },
+            &real,
+        ),
+        (
+            Source::Udp {
+                upstream,
+                socket: (socket + 1) % 4,
+                from,
+            },
+            &real,
+        ),
+        (
+            Source::Udp {
+                upstream: 1 - upstream,
+                socket,
+                from: up(1 - upstream as u16),
+            },
+            &real,
+        ),
+        (Source::Tcp { upstream }, &real),
+        (
+            Source::Udp {
+                upstream,
+                socket,
+                from,
+            },
+            &wrong_id,
+        ),
+        (
+            Source::Udp {
+                upstream,
+                socket,
+                from,
+            },
+            &not_response,
+        ),
+        (
+            Source::Udp {
+                upstream,
+                socket,
+                from,
+            },
+            &other_question,
+        ),
+        (
+            Source::Udp {
+                upstream,
+                socket,
+                from,
+            },
+            &real[..20].to_vec(),
+        ),
+    ];
+    for (source, bytes) in attempts {
+        f.handle_response(now, source, bytes);
+        assert!(drain(&mut f).is_empty(), "spoof accepted from {source:?}");
+    }
+    assert_eq!(f.stats().dropped_responses, 8);
+    // Names compare without regard to case (a 0x20-randomising upstream would do this).
+    let mut shouting = real.clone();
+    shouting[13..17].make_ascii_uppercase();
+    f.handle_response(
+        now,
+        Source::Udp {
+            upstream,
+            socket,
+            from,
+        },
+        &shouting,
+    );
+    assert_eq!(id_of(&one(&mut f).bytes), 7);
+}
+
+#[test]
+fn timeout_fails_over_then_servfails_at_the_deadline() {
+    let t0 = Instant::now();
+    let mut f = forwarder(2, 100);
+    let q = query_msg(0xABCD, &["slow.example"], Some(1232));
+    f.handle_query(t0, client(1), &q);
+    let first = one(&mut f);
+    assert_eq!(f.poll_timeout(), Some(t0 + TIMEOUT));
+    f.handle_timeout(t0 + TIMEOUT - Duration::from_millis(1));
+    assert!(drain(&mut f).is_empty(), "nothing before the timer");
+    f.handle_timeout(t0 + TIMEOUT);
+    let second = one(&mut f);
+    let (Dest::Upstream { upstream: u1, .. }, Dest::Upstream { upstream: u2, .. }) =
+        (first.to, second.to)
+    else {
+        panic!("not UDP")
+    };
+    assert_ne!(u1, u2, "the retry goes to the other upstream");
+    assert_ne!(
+        id_of(&first.bytes),
+        id_of(&second.bytes),
+        "a new ID per attempt"
+    );
+    // The late answer to the first attempt no longer counts.
+    f.handle_response(
+        t0 + TIMEOUT,
+        udp_source(&first),
+        &answer_to(&first.bytes, 1, Rcode::NOERROR),
+    );
+    assert!(drain(&mut f).is_empty());
+    f.handle_timeout(t0 + 2 * TIMEOUT);
+    let third = one(&mut f);
+    assert!(matches!(third.to, Dest::Upstream { .. }));
+    f.handle_timeout(t0 + DEADLINE);
+    let fail = one(&mut f);
+    assert_eq!(fail.to, Dest::Client(client(1)));
+    let m = parse_message(&fail.bytes).unwrap();
+    assert_eq!(m.header.id, 0xABCD);
+    assert_eq!(m.header.rcode, Rcode::SERVFAIL);
+    assert!(m.header.qr && m.header.rd && m.header.ra);
+    assert_eq!(m.questions[0].qname.to_string(), "slow.example.");
+    assert!(m.edns().is_some(), "an EDNS query gets an EDNS answer");
+    assert_eq!(f.pending(), 0);
+    assert_eq!(f.poll_timeout(), None);
+    assert_eq!(f.stats().timeouts, 3);
+}
+
+#[test]
+fn icmp_refusal_fails_over_at_once() {
+    let now = Instant::now();
+    let mut f = forwarder(2, 100);
+    f.handle_query(now, client(1), &query_msg(1, &["a.example"], None));
+    let t = one(&mut f);
+    let Dest::Upstream { upstream, socket } = t.to else {
+        panic!()
+    };
+    f.handle_upstream_error(now, upstream, socket);
+    let again = one(&mut f);
+    assert!(matches!(again.to, Dest::Upstream { upstream: u, .. } if u != upstream));
+    assert_eq!(f.stats().upstream_errors, 1);
+}
+
+#[test]
+fn truncated_answer_is_retried_over_tcp() {
+    let now = Instant::now();
+    let mut f = forwarder(1, 100);
+    f.handle_query(now, client(1), &query_msg(5, &["big.example"], None));
+    let t = one(&mut f);
+    let mut tc = answer_to(&t.bytes, 0, Rcode::NOERROR);
+    tc[2] |= 0x02;
+    f.handle_response(now, udp_source(&t), &tc);
+    let tcp = one(&mut f);
+    assert_eq!(tcp.to, Dest::UpstreamTcp { upstream: 0 });
+    // The UDP path is closed for this query now.
+    f.handle_response(now, udp_source(&t), &answer_to(&t.bytes, 1, Rcode::NOERROR));
+    assert!(drain(&mut f).is_empty());
+    // A 60-record answer (> 512 octets) arrives over TCP; the UDP client without EDNS
+    // gets what fits in 512 with TC=1, so it retries over TCP itself.
+    let full = answer_to(&tcp.bytes, 60, Rcode::NOERROR);
+    assert!(full.len() > 512);
+    f.handle_response(now, Source::Tcp { upstream: 0 }, &full);
+    let r = one(&mut f);
+    assert!(r.bytes.len() <= 512);
+    let m = parse_message(&r.bytes).unwrap();
+    assert!(m.header.tc);
+    assert_eq!(m.header.id, 5);
+    assert_eq!(f.stats().truncated, 1);
+}
+
+#[test]
+fn tcp_client_gets_the_whole_answer() {
+    let now = Instant::now();
+    let mut f = forwarder(1, 100);
+    let c = Client::Tcp {
+        conn: 3,
+        addr: SocketAddr::from(([127, 0, 0, 1], 1234)),
+    };
+    f.handle_query(now, c, &query_msg(9, &["big.example"], None));
+    let t = one(&mut f);
+    let full = answer_to(&t.bytes, 60, Rcode::NOERROR);
+    f.handle_response(now, udp_source(&t), &full);
+    let r = one(&mut f);
+    assert_eq!(r.to, Dest::Client(c));
+    assert_eq!(r.bytes.len(), full.len());
+}
+
+#[test]
+fn tcp_failure_fails_over() {
+    let now = Instant::now();
+    let mut f = forwarder(2, 100);
+    f.handle_query(now, client(1), &query_msg(5, &["big.example"], None));
+    let t = one(&mut f);
+    let mut tc = answer_to(&t.bytes, 0, Rcode::NOERROR);
+    tc[2] |= 0x02;
+    f.handle_response(now, udp_source(&t), &tc);
+    let tcp = one(&mut f);
+    let Dest::UpstreamTcp { upstream } = tcp.to else {
+        panic!()
+    };
+    f.handle_tcp_failure(now, upstream, id_of(&tcp.bytes));
+    assert!(matches!(one(&mut f).to, Dest::Upstream { upstream: u, .. } if u != upstream));
+}
+
+#[test]
+fn full_table_refuses_instead_of_growing() {
+    let now = Instant::now();
+    let mut f = forwarder(1, 3);
+    for n in 0..3 {
+        f.handle_query(now, client(n), &query_msg(n, &["x.example"], None));
+    }
+    assert_eq!(drain(&mut f).len(), 3);
+    f.handle_query(now, client(9), &query_msg(99, &["x.example"], None));
+    let r = one(&mut f);
+    assert_eq!(r.to, Dest::Client(client(9)));
+    let m = parse_message(&r.bytes).unwrap();
+    assert_eq!((m.header.id, m.header.rcode), (99, Rcode::REFUSED));
+    assert_eq!(f.pending(), 3);
+}
+
+#[test]
+fn upstream_servfail_tries_the_other_upstream() {
+    let now = Instant::now();
+    let mut f = forwarder(2, 100);
+    f.handle_query(now, client(1), &query_msg(3, &["flaky.example"], None));
+    let t = one(&mut f);
+    f.handle_response(
+        now,
+        udp_source(&t),
+        &answer_to(&t.bytes, 0, Rcode::SERVFAIL),
+    );
+    let t2 = one(&mut f);
+    assert!(matches!(t2.to, Dest::Upstream { .. }));
+    assert_ne!(t2.to, t.to);
+    f.handle_response(
+        now,
+        udp_source(&t2),
+        &answer_to(&t2.bytes, 1, Rcode::NOERROR),
+    );
+    let m_bytes = one(&mut f).bytes;
+    let m = parse_message(&m_bytes).unwrap();
+    assert_eq!((m.header.rcode, m.answers.len()), (Rcode::NOERROR, 1));
+}
+
+#[test]
+fn bad_queries_get_the_rfc_answer_or_nothing() {
+    let now = Instant::now();
+    let mut f = forwarder(1, 100);
+    let good = query_msg(0x2222, &["ok.example"], None);
+    // Shorter than a header: dropped.
+    f.handle_query(now, client(1), &good[..11]);
+    // QR=1: dropped (never answer a response).
+    let mut resp = good.clone();
+    resp[2] |= 0x80;
+    f.handle_query(now, client(1), &resp);
+    assert!(drain(&mut f).is_empty());
+    assert_eq!(f.stats().dropped_queries, 2);
+    // Opcode 2 (STATUS): NOTIMP with ID, opcode and RD mirrored.
+    let mut status = good.clone();
+    status[2] = (status[2] & 0x87) | (2 << 3);
+    f.handle_query(now, client(1), &status);
+    let m_bytes = one(&mut f).bytes;
+    let m = parse_message(&m_bytes).unwrap();
+    assert_eq!(
+        (m.header.id, m.header.opcode, m.header.rd, m.header.rcode),
+        (0x2222, Opcode(2), true, Rcode::NOTIMP)
+    );
+    // No question: FORMERR.
+    f.handle_query(now, client(1), &query_msg(0x3333, &[], None));
+    let m_bytes = one(&mut f).bytes;
+    assert_eq!(
+        parse_message(&m_bytes).unwrap().header.rcode,
+        Rcode::FORMERR
+    );
+    // A malformed question (pointer to itself): FORMERR echoing the ID.
+    let mut bad = good[..12].to_vec();
+    bad.extend_from_slice(&[0xC0, 12, 0, 1, 0, 1]);
+    f.handle_query(now, client(1), &bad);
+    let r = one(&mut f);
+    let m = parse_message(&r.bytes).unwrap();
+    assert_eq!(
+        (m.header.id, m.header.rcode, m.questions.len()),
+        (0x2222, Rcode::FORMERR, 0)
+    );
+    assert_eq!(f.pending(), 0);
+}
+
+#[test]
+fn two_questions_are_split_and_merged() {
+    let now = Instant::now();
+    let mut f = forwarder(1, 100);
+    // The tutorial's packet: www.rust-trends.com and dev + pointer to offset 0x10.
+    let q = hex::decode("123401000002000000000000037777770b727573742d7472656e647303636f6d000001000103646576c01000010001").unwrap();
+    f.handle_query(now, client(1), &q);
+    let parts = drain(&mut f);
+    assert_eq!(parts.len(), 2);
+    let names: Vec<String> = parts
+        .iter()
+        .map(|t| {
+            parse_message(&t.bytes).unwrap().questions[0]
+                .qname
+                .to_string()
+        })
+        .collect();
+    assert_eq!(names, ["www.rust-trends.com.", "dev.rust-trends.com."]);
+    // Answer the second first; the client gets one answer once both are in.
+    f.handle_response(
+        now,
+        udp_source(&parts[1]),
+        &answer_to(&parts[1].bytes, 1, Rcode::NOERROR),
+    );
+    assert!(drain(&mut f).is_empty());
+    f.handle_response(
+        now,
+        udp_source(&parts[0]),
+        &answer_to(&parts[0].bytes, 2, Rcode::NOERROR),
+    );
+    let r = one(&mut f);
+    let m = parse_message(&r.bytes).unwrap();
+    assert_eq!(m.header.id, 0x1234);
+    assert_eq!(m.questions.len(), 2);
+    let owners: Vec<String> = m.answers.iter().map(|r| r.name.to_string()).collect();
+    assert_eq!(
+        owners,
+        [
+            "www.rust-trends.com.",
+            "www.rust-trends.com.",
+            "dev.rust-trends.com."
+        ]
+    );
+    assert_eq!(m.header.rcode, Rcode::NOERROR);
+}
+
+#[test]
+fn split_query_with_a_failed_part_is_servfail() {
+    let t0 = Instant::now();
+    let mut f = forwarder(1, 100);
+    f.handle_query(
+        t0,
+        client(1),
+        &query_msg(77, &["a.example", "b.example"], None),
+    );
+    let parts = drain(&mut f);
+    f.handle_response(
+        t0,
+        udp_source(&parts[0]),
+        &answer_to(&parts[0].bytes, 1, Rcode::NOERROR),
+    );
+    let mut to_client = Vec::new();
+    for at in [t0 + TIMEOUT, t0 + TIMEOUT * 2, t0 + DEADLINE] {
+        f.handle_timeout(at);
+        to_client.extend(
+            drain(&mut f)
+                .into_iter()
+                .filter(|t| matches!(t.to, Dest::Client(_))),
+        );
+    }
+    assert_eq!(f.pending(), 0);
+    assert_eq!(to_client.len(), 1, "one answer for the whole query");
+    let m = parse_message(&to_client[0].bytes).unwrap();
+    assert_eq!((m.header.id, m.header.rcode), (77, Rcode::SERVFAIL));
+    assert_eq!(m.questions.len(), 2);
+    assert_eq!(m.answers.len(), 1, "the part that was answered is kept");
+}
+
+#[test]
+fn ids_in_flight_are_unique() {
+    let now = Instant::now();
+    let mut f = forwarder(1, 5000);
+    for n in 0..5000u16 {
+        f.handle_query(now, client(n), &query_msg(n, &["same.example"], None));
+    }
+    let ids: std::collections::HashSet<u16> =
+        drain(&mut f).iter().map(|t| id_of(&t.bytes)).collect();
+    assert_eq!(ids.len(), 5000);
+}

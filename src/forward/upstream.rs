@@ -1,0 +1,176 @@
+//! Upstream choice: prefer the one that answered fastest lately, skip the ones that
+//! keep failing, and probe those again after a back-off (as Unbound's infra cache and
+//! dnsmasq's server selection do, much simplified).
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Consecutive failures after which an upstream is set aside.
+const DOWN_AFTER: u32 = 3;
+/// First back-off before a set-aside upstream is tried again; doubles up to `MAX_BACKOFF`.
+const FIRST_BACKOFF: Duration = Duration::from_secs(2);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone)]
+struct Upstream {
+    addr: SocketAddr,
+    /// Smoothed RTT in microseconds; 0 until the first answer (so untried ones go first).
+    srtt_us: u64,
+    failures: u32,
+    /// While set and in the future, the upstream is only used when nothing else is left.
+    down_until: Option<Instant>,
+}
+
+/// The upstreams and what we know of each. Valid values: at most 64 upstreams (the
+/// pending table tracks the ones tried in a 64-bit mask).
+#[derive(Debug, Clone)]
+pub struct Upstreams {
+    list: Vec<Upstream>,
+}
+
+impl Upstreams {
+    pub fn new(addrs: &[SocketAddr]) -> Upstreams {
+        let list = addrs
+            .iter()
+            .take(64)
+            .map(|&addr| Upstream {
+                addr,
+                srtt_us: 0,
+                failures: 0,
+                down_until: None,
+            })
+            .collect();
+        Upstreams { list }
+    }
+
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    pub fn addr(&self, i: usize) -> Option<SocketAddr> {
+        self.list.get(i).map(|u| u.addr)
+    }
+
+    /// The upstream for the next attempt of a query that already tried the ones in
+    /// `tried` (bit i = upstream i): the fastest untried one that is up; else the
+    /// untried one due back soonest; once all were tried, the fastest that is up.
+    pub fn pick(&self, now: Instant, tried: u64) -> usize {
+        let is_up = |u: &Upstream| u.down_until.is_none_or(|t| t <= now);
+        let untried = |i: &usize| tried & (1u64 << i) == 0;
+        let by_rtt = |(i, u): (usize, &Upstream)| (u.srtt_us, i);
+        let fastest = |only_untried: bool| {
+            self.list
+                .iter()
+                .enumerate()
+                .filter(|(i, u)| is_up(u) && (!only_untried || untried(i)))
+                .min_by_key(|&p| by_rtt(p))
+                .map(|(i, _)| i)
+        };
+        fastest(true)
+            .or_else(|| {
+                self.list
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| untried(i))
+                    .min_by_key(|(_, u)| u.down_until)
+                    .map(|(i, _)| i)
+            })
+            .or_else(|| fastest(false))
+            .or_else(|| {
+                let soonest = self
+                    .list
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, u)| u.down_until);
+                soonest.map(|(i, _)| i)
+            })
+            .unwrap_or(0)
+    }
+
+    /// An answer came back after `rtt`.
+    pub fn success(&mut self, i: usize, rtt: Duration) {
+        if let Some(u) = self.list.get_mut(i) {
+            let rtt = rtt.as_micros().min(u128::from(u32::MAX)) as u64;
+            u.srtt_us = if u.srtt_us == 0 {
+                rtt.max(1)
+            } else {
+                (u.srtt_us * 7 + rtt) / 8
+            };
+            u.failures = 0;
+            u.down_until = None;
+        }
+    }
+
+    /// An attempt timed out or was refused.
+    pub fn failure(&mut self, i: usize, now: Instant, timeout: Duration) {
+        if let Some(u) = self.list.get_mut(i) {
+            u.failures = u.failures.saturating_add(1);
+            let penalty = timeout.as_micros().min(u128::from(u32::MAX)) as u64;
+            u.srtt_us = u.srtt_us.max(1).saturating_add(penalty / 2);
+            if u.failures >= DOWN_AFTER {
+                let doublings = (u.failures - DOWN_AFTER).min(5);
+                let backoff = (FIRST_BACKOFF * (1 << doublings)).min(MAX_BACKOFF);
+                u.down_until = Some(now + backoff);
+                log::warn!(
+                    "upstream {} failed {} times in a row; set aside for {:?}",
+                    u.addr,
+                    u.failures,
+                    backoff
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn three() -> Upstreams {
+        let a: Vec<SocketAddr> = ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        Upstreams::new(&a)
+    }
+
+    #[test]
+    fn tries_untried_first_then_prefers_fastest() {
+        let now = Instant::now();
+        let mut u = three();
+        assert_eq!(u.pick(now, 0), 0);
+        u.success(0, Duration::from_millis(30));
+        assert_eq!(u.pick(now, 0), 1, "untried upstreams get a turn");
+        u.success(1, Duration::from_millis(5));
+        u.success(2, Duration::from_millis(50));
+        assert_eq!(u.pick(now, 0), 1);
+        assert_eq!(u.pick(now, 0b010), 0, "next fastest when 1 was tried");
+        assert_eq!(u.pick(now, 0b111), 1, "all tried: fastest again");
+    }
+
+    #[test]
+    fn sets_aside_a_failing_upstream_and_probes_it_later() {
+        let now = Instant::now();
+        let mut u = three();
+        for n in 0..3 {
+            u.success(n, Duration::from_millis(10 + n as u64));
+        }
+        for _ in 0..DOWN_AFTER {
+            u.failure(0, now, Duration::from_secs(1));
+        }
+        assert_eq!(u.pick(now, 0), 1);
+        assert_eq!(
+            u.pick(now, 0b110),
+            0,
+            "a down upstream is still used when nothing else is left"
+        );
+        let later = now + FIRST_BACKOFF + Duration::from_millis(1);
+        // Its RTT was penalised, but it is up again and eligible as a probe.
+        assert_eq!(u.pick(later, 0b110), 0);
+        u.success(0, Duration::from_millis(1));
+        assert_eq!(u.list[0].failures, 0);
+    }
+}
