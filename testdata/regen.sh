@@ -9,7 +9,8 @@
 #   unbound  recursive      127.0.0.2:53 (stubs/forwards everything to knotd)
 #   dnsmasq  forwarder      127.0.0.3:53 (forwards everything to knotd)
 # then captures dig/kdig traffic with tcpdump into testdata/*.pcap and runs
-# testdata/expect.py on every capture. All state lives in a mktemp dir that is
+# testdata/expect.py on every capture; the files in testdata/ are replaced only
+# when everything succeeded. All state lives in a mktemp dir that is
 # removed on exit; the daemons are stopped by a trap.
 set -euo pipefail
 
@@ -72,7 +73,7 @@ die() { echo "regen.sh: $*" >&2; exit 1; }
 # Refuse to start if something already serves DNS on our addresses.
 for addr in 127.0.0.1 127.0.0.2 127.0.0.3; do
     if dig @"$addr" +time=1 +tries=1 +norec +nocookie . SOA >/dev/null 2>&1; then
-        die "something already answers DNS on $addr:53; stop it first"
+        die "something already answers DNS on $addr:53; stop it first (on a systemd machine: systemctl stop knot unbound dnsmasq)"
     fi
 done
 
@@ -167,7 +168,6 @@ capture() {  # name function
     wait "$TCPDUMP_PID" || true
     TCPDUMP_PID=""
     [[ -s $pcap ]] || die "empty capture $name"
-    cp "$pcap" "$HERE/$name.pcap"
 }
 
 # ---------------------------------------------------------------- scenarios
@@ -398,7 +398,17 @@ else
 fi
 
 for name in "${PCAPS[@]}"; do
-    python3 "$HERE/expect.py" "$HERE/$name.pcap" || die "expect.py failed for $name.pcap"
+    python3 "$HERE/expect.py" "$STATE/$name.pcap" || die "expect.py failed for $name.pcap"
+done
+# Only now, with every capture and decoding done, replace the files in
+# testdata/ (a failed or interrupted run leaves them untouched).
+for name in "${PCAPS[@]}"; do
+    cp "$STATE/$name.pcap" "$HERE/$name.pcap.new"
+    cp "$STATE/$name.expect.jsonl" "$HERE/$name.expect.jsonl.new"
+done
+for name in "${PCAPS[@]}"; do
+    mv -f "$HERE/$name.pcap.new" "$HERE/$name.pcap"
+    mv -f "$HERE/$name.expect.jsonl.new" "$HERE/$name.expect.jsonl"
 done
 
 echo "== done" >&2
