@@ -37,7 +37,7 @@ pub fn rdata_text(r: &Record<'_>) -> String {
     match &r.rdata {
         RData::A(a) => a.to_string(),
         RData::Aaaa(a) => a.to_string(),
-        RData::Ns(n) | RData::Cname(n) | RData::Ptr(n) => n.to_string(),
+        RData::Ns(n) | RData::Cname(n) | RData::Ptr(n) | RData::Dname(n) => n.to_string(),
         RData::Mx {
             preference,
             exchange,

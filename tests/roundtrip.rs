@@ -36,6 +36,7 @@ fn rdata(bytes: &'static [u8]) -> impl Strategy<Value = (RType, RData<'static>)>
         name().prop_map(|n| (RType::NS, RData::Ns(n))),
         name().prop_map(|n| (RType::CNAME, RData::Cname(n))),
         name().prop_map(|n| (RType::PTR, RData::Ptr(n))),
+        name().prop_map(|n| (RType::DNAME, RData::Dname(n))),
         (any::<u16>(), name()).prop_map(|(preference, exchange)| (
             RType::MX,
             RData::Mx {

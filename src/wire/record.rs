@@ -2,7 +2,8 @@
 //!
 //! RDATA of the types listed in [`RData`] is decoded; the names inside RFC 1035 types
 //! (NS, CNAME, PTR, MX, SOA) are decompressed on read and may be compressed on write.
-//! SRV names are decompressed on read but never compressed on write (RFC 2782).
+//! SRV and DNAME names are decompressed on read but never compressed on write
+//! (RFC 2782, RFC 6672).
 //! Every other type, DNSSEC and SVCB/HTTPS included, is kept as opaque octets
 //! (RFC 3597) so that it passes through unchanged.
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -170,6 +171,8 @@ pub enum RData<'a> {
     Ns(Name),
     Cname(Name),
     Ptr(Name),
+    /// RFC 6672: decompressed on read, never compressed on write.
+    Dname(Name),
     Mx {
         preference: u16,
         exchange: Name,
@@ -249,6 +252,7 @@ fn parse_rdata<'a>(
         RType::NS => name(rd).map(|(i, n)| (i, RData::Ns(n))),
         RType::CNAME => name(rd).map(|(i, n)| (i, RData::Cname(n))),
         RType::PTR => name(rd).map(|(i, n)| (i, RData::Ptr(n))),
+        RType::DNAME => name(rd).map(|(i, n)| (i, RData::Dname(n))),
         RType::MX => parse_mx(msg, rd),
         RType::TXT => parse_txt(rd),
         RType::SOA => parse_soa(msg, rd),
@@ -392,6 +396,7 @@ impl RData<'_> {
             RData::A(a) => w.bytes(&a.octets()),
             RData::Aaaa(a) => w.bytes(&a.octets()),
             RData::Ns(n) | RData::Cname(n) | RData::Ptr(n) => w.name(n, true),
+            RData::Dname(n) => w.name(n, false),
             RData::Mx {
                 preference,
                 exchange,
