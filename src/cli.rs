@@ -1,12 +1,47 @@
-//! The command line (clap): `dnsfwd decode FILE` and the forwarder's flags.
-use clap::{Parser, Subcommand};
+//! The command line (clap): the forwarder's flags, and `dnsfwd decode FILE`.
+use std::net::SocketAddr;
 
-/// A lightweight DNS forwarder.
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{parse_listen, parse_upstream};
+
+/// A lightweight DNS forwarder: listens on UDP and TCP, relays queries to upstream
+/// resolvers, checks their answers and returns them.
 #[derive(Debug, Parser)]
 #[command(name = "dnsfwd", version, about, long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// Flags of the forwarder itself.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on, UDP and TCP (repeatable; IPv4 or [IPv6]:PORT).
+    /// Default: 127.0.0.1:1053.
+    #[arg(long, value_name = "ADDR:PORT", value_parser = parse_listen)]
+    pub listen: Vec<SocketAddr>,
+    /// Upstream resolver to forward to, port 53 unless given (repeatable). Default: the
+    /// nameservers in /etc/resolv.conf, except this forwarder itself.
+    #[arg(long, visible_alias = "resolver", value_name = "ADDR[:PORT]", value_parser = parse_upstream)]
+    pub upstream: Vec<SocketAddr>,
+    /// How long to wait for one upstream before trying the next, in milliseconds. Default: 1500.
+    #[arg(long, value_name = "MS")]
+    pub timeout: Option<u64>,
+    /// How long a query may take in all, retries included, before the client gets
+    /// SERVFAIL, in milliseconds. Default: 4500.
+    #[arg(long, value_name = "MS")]
+    pub deadline: Option<u64>,
+    /// Close a client TCP connection after this long without queries, in milliseconds.
+    /// Default: 10000.
+    #[arg(long, value_name = "MS")]
+    pub tcp_idle: Option<u64>,
+    /// Most client TCP connections at once; the oldest idle one is closed to make room.
+    /// Default: 256.
+    #[arg(long, value_name = "N")]
+    pub max_tcp_clients: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]

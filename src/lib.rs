@@ -9,6 +9,7 @@
 //! `decode` tool (`capture` reads pcap files, `present` prints messages).
 pub mod capture;
 pub mod cli;
+pub mod config;
 pub mod decode;
 pub mod forward;
 pub mod present;

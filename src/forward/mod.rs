@@ -127,29 +127,35 @@ impl Forwarder {
     }
 
     /// Call when a client sent `bytes` (one UDP datagram, or one TCP message without its
-    /// length prefix).
-    pub fn handle_query(&mut self, now: Instant, client: Client, bytes: &[u8]) {
+    /// length prefix). Returns whether the client will get an answer (exactly one, now
+    /// or later); `false` means the packet was dropped.
+    pub fn handle_query(&mut self, now: Instant, client: Client, bytes: &[u8]) -> bool {
         let Ok((_, header)) = parse_header(bytes) else {
             self.stats.dropped_queries += 1;
-            return;
+            return false;
         };
         if header.qr {
             // A response sent to a server port: never answer it (no reflection loops).
             self.stats.dropped_queries += 1;
-            return;
+            return false;
         }
         let view = match MessageView::parse(bytes) {
             Ok(v) => v,
-            Err(_) => return self.refuse(client, bytes, None, Rcode::FORMERR),
+            Err(_) => {
+                self.refuse(client, bytes, None, Rcode::FORMERR);
+                return true;
+            }
         };
         if header.opcode != Opcode::QUERY {
-            return self.refuse(client, bytes, Some(&view), Rcode::NOTIMP);
+            self.refuse(client, bytes, Some(&view), Rcode::NOTIMP);
+        } else {
+            match header.qdcount {
+                0 => self.refuse(client, bytes, Some(&view), Rcode::FORMERR),
+                1 => self.forward(now, client, &view, None),
+                _ => self.split(now, client, &view),
+            }
         }
-        match header.qdcount {
-            0 => self.refuse(client, bytes, Some(&view), Rcode::FORMERR),
-            1 => self.forward(now, client, &view, None),
-            _ => self.split(now, client, &view),
-        }
+        true
     }
 
     /// Call when an upstream sent `bytes` (a UDP datagram on one of its sockets, or a
@@ -512,8 +518,9 @@ impl Forwarder {
             });
         }
         for (n, part) in parts.iter().enumerate() {
-            if let Ok(v) = MessageView::parse(part) {
-                self.forward_part(now, client, &v, g, n);
+            match MessageView::parse(part) {
+                Ok(v) => self.forward_part(now, client, &v, g, n),
+                Err(_) => self.part_failed(g, n),
             }
         }
     }

@@ -1,0 +1,237 @@
+//! Settings: every default in one `impl Default`, the command line turned into a
+//! [`Config`], and the fallback to the nameservers of /etc/resolv.conf.
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use crate::cli::ServeArgs;
+
+/// Everything the server needs to start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Addresses to listen on, UDP and TCP each.
+    pub listen: Vec<SocketAddr>,
+    pub upstreams: Vec<SocketAddr>,
+    /// Per attempt.
+    pub timeout: Duration,
+    /// Per query, all attempts together.
+    pub deadline: Duration,
+    /// A client TCP connection with nothing in flight is closed after this long.
+    pub tcp_idle: Duration,
+    /// Most client TCP connections at once; the oldest idle one makes room.
+    pub max_tcp_clients: usize,
+    /// Most queries in flight upstream at once.
+    pub max_pending: usize,
+    /// UDP sockets (each on a random port) per upstream.
+    pub sockets_per_upstream: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 1053))],
+            upstreams: Vec::new(),
+            timeout: Duration::from_millis(1500),
+            deadline: Duration::from_millis(4500),
+            tcp_idle: Duration::from_secs(10),
+            max_tcp_clients: 256,
+            max_pending: 20_000,
+            sockets_per_upstream: 8,
+        }
+    }
+}
+
+/// Why the settings are unusable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// No `--upstream` and no usable nameserver in resolv.conf.
+    NoUpstreams(String),
+    TooManyUpstreams(usize),
+    /// A value out of range (flag, reason).
+    Invalid(&'static str, String),
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigError::NoUpstreams(why) => {
+                write!(f, "no upstream resolver: give --upstream ADDR ({why})")
+            }
+            ConfigError::TooManyUpstreams(n) => write!(f, "{n} upstreams given; at most 64"),
+            ConfigError::Invalid(flag, why) => write!(f, "invalid {flag}: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Parses `ADDR[:PORT]` for `--upstream`: `9.9.9.9`, `9.9.9.9:5353`, `2620:fe::fe`,
+/// `[2620:fe::fe]:53`. The port defaults to 53.
+pub fn parse_upstream(s: &str) -> Result<SocketAddr, String> {
+    parse_addr(s, 53)
+}
+
+/// Parses `ADDR:PORT` for `--listen` (a bare address gets port 53).
+pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    parse_addr(s, 53)
+}
+
+fn parse_addr(s: &str, default_port: u16) -> Result<SocketAddr, String> {
+    if let Ok(sa) = s.parse::<SocketAddr>() {
+        return Ok(sa);
+    }
+    let bare = s.trim_start_matches('[').trim_end_matches(']');
+    bare.parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, default_port))
+        .map_err(|_| format!("'{s}' is not an IP address with an optional port"))
+}
+
+/// The `nameserver` lines of a resolv.conf, on port 53, without the ones that are us.
+pub fn resolv_conf_nameservers(text: &str, listen: &[SocketAddr]) -> Vec<SocketAddr> {
+    text.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            (words.next() == Some("nameserver"))
+                .then(|| words.next())
+                .flatten()
+        })
+        // A scope suffix (fe80::1%eth0) is not something we can bind to here.
+        .filter_map(|w| w.parse::<IpAddr>().ok())
+        .map(|ip| SocketAddr::new(ip, 53))
+        .filter(|ns| !is_self(*ns, listen))
+        .collect()
+}
+
+/// Whether sending to `ns` would reach one of our own listening sockets.
+fn is_self(ns: SocketAddr, listen: &[SocketAddr]) -> bool {
+    listen.iter().any(|l| {
+        l.port() == ns.port()
+            && (l.ip() == ns.ip() || (l.ip().is_unspecified() && ns.ip().is_loopback()))
+    })
+}
+
+fn millis(flag: &'static str, ms: u64) -> Result<Duration, ConfigError> {
+    if ms == 0 || ms > 3_600_000 {
+        return Err(ConfigError::Invalid(
+            flag,
+            format!("{ms} ms is not in 1..=3600000"),
+        ));
+    }
+    Ok(Duration::from_millis(ms))
+}
+
+impl Config {
+    /// Settings from the command line; `resolv_conf` is the text of /etc/resolv.conf (or
+    /// `None` if it could not be read), used when no `--upstream` is given.
+    pub fn from_args(args: &ServeArgs, resolv_conf: Option<&str>) -> Result<Config, ConfigError> {
+        let mut cfg = Config::default();
+        if !args.listen.is_empty() {
+            cfg.listen = args.listen.clone();
+        }
+        cfg.upstreams = args.upstream.clone();
+        if cfg.upstreams.is_empty() {
+            let text = resolv_conf.ok_or_else(|| {
+                ConfigError::NoUpstreams("/etc/resolv.conf could not be read".into())
+            })?;
+            cfg.upstreams = resolv_conf_nameservers(text, &cfg.listen);
+            if cfg.upstreams.is_empty() {
+                return Err(ConfigError::NoUpstreams(
+                    "/etc/resolv.conf names no nameserver other than this forwarder".into(),
+                ));
+            }
+        }
+        if cfg.upstreams.len() > 64 {
+            return Err(ConfigError::TooManyUpstreams(cfg.upstreams.len()));
+        }
+        if let Some(ms) = args.timeout {
+            cfg.timeout = millis("--timeout", ms)?;
+        }
+        if let Some(ms) = args.deadline {
+            cfg.deadline = millis("--deadline", ms)?;
+        }
+        if let Some(ms) = args.tcp_idle {
+            cfg.tcp_idle = millis("--tcp-idle", ms)?;
+        }
+        if let Some(n) = args.max_tcp_clients {
+            if n == 0 || n > 65536 {
+                return Err(ConfigError::Invalid(
+                    "--max-tcp-clients",
+                    format!("{n} is not in 1..=65536"),
+                ));
+            }
+            cfg.max_tcp_clients = n;
+        }
+        if cfg.deadline < cfg.timeout {
+            cfg.deadline = cfg.timeout;
+        }
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_upstream_forms() {
+        assert_eq!(parse_upstream("9.9.9.9"), Ok("9.9.9.9:53".parse().unwrap()));
+        assert_eq!(
+            parse_upstream("9.9.9.9:5353"),
+            Ok("9.9.9.9:5353".parse().unwrap())
+        );
+        assert_eq!(
+            parse_upstream("2620:fe::fe"),
+            Ok("[2620:fe::fe]:53".parse().unwrap())
+        );
+        assert_eq!(parse_upstream("[::1]:54"), Ok("[::1]:54".parse().unwrap()));
+        assert_eq!(parse_upstream("[::1]"), Ok("[::1]:53".parse().unwrap()));
+        assert!(parse_upstream("dns.example").is_err());
+        assert!(parse_upstream("1.2.3.4:99999").is_err());
+    }
+
+    #[test]
+    fn reads_resolv_conf_and_skips_itself() {
+        let text = "# comment\nsearch example\nnameserver 127.0.0.1\nnameserver 192.0.2.53\n\
+                    nameserver fe80::1%eth0\nnameserver ::1\noptions edns0\n";
+        let listen = ["127.0.0.1:53".parse().unwrap()];
+        let ns = resolv_conf_nameservers(text, &listen);
+        assert_eq!(
+            ns,
+            [
+                "192.0.2.53:53".parse().unwrap(),
+                "[::1]:53".parse().unwrap()
+            ]
+        );
+        let any = ["[::]:53".parse().unwrap()];
+        assert_eq!(
+            resolv_conf_nameservers(text, &any),
+            ["192.0.2.53:53".parse().unwrap()]
+        );
+        // On the default port 1053 a local resolver on 53 is not us.
+        let default = Config::default().listen;
+        assert_eq!(resolv_conf_nameservers(text, &default).len(), 3);
+    }
+
+    #[test]
+    fn no_upstream_is_a_clear_error() {
+        let args = ServeArgs::default();
+        let e = Config::from_args(&args, Some("nameserver 127.0.0.1\n")).map(|c| c.upstreams);
+        assert_eq!(e, Ok(vec!["127.0.0.1:53".parse().unwrap()]));
+        let e = Config::from_args(&args, Some("search example\n")).unwrap_err();
+        assert!(matches!(e, ConfigError::NoUpstreams(_)));
+        assert!(e.to_string().contains("--upstream"));
+        assert!(Config::from_args(&args, None).is_err());
+    }
+
+    #[test]
+    fn rejects_zero_timeouts() {
+        let args = ServeArgs {
+            upstream: vec!["127.0.0.1:53".parse().unwrap()],
+            timeout: Some(0),
+            ..ServeArgs::default()
+        };
+        assert!(matches!(
+            Config::from_args(&args, None),
+            Err(ConfigError::Invalid("--timeout", _))
+        ));
+    }
+}
