@@ -13,5 +13,6 @@ pub mod config;
 pub mod decode;
 pub mod forward;
 pub mod present;
+pub mod server;
 pub mod stats;
 pub mod wire;

@@ -1,32 +1,62 @@
-//! The `dnsfwd` binary: parse the command line, then hand over to the library.
+//! The `dnsfwd` binary: command line → config → logger → server → exit code.
 use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
 use dnsfwd::cli::{Cli, Command};
-use dnsfwd::decode::{decode, DecodeOptions};
+use dnsfwd::config::Config;
+use dnsfwd::decode::{decode, DecodeError, DecodeOptions};
+use dnsfwd::server::Server;
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let cli = Cli::parse();
-    match cli.command {
-        Some(Command::Decode { input, json, ports }) => {
-            let opts = DecodeOptions { input, json, ports };
-            let stdout = std::io::stdout();
-            let mut out = std::io::BufWriter::new(stdout.lock());
-            let result = decode(&opts, &mut out)
-                .and_then(|_| out.flush().map_err(dnsfwd::decode::DecodeError::Output));
-            match result {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("dnsfwd decode: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print(); // --help, --version
+            return ExitCode::SUCCESS;
         }
-        None => {
-            eprintln!("dnsfwd: the forwarder is not built yet; try `dnsfwd decode FILE`");
-            ExitCode::from(2)
+        Err(e) => {
+            // One clear line, not clap's usage block.
+            let text = e.to_string();
+            eprintln!(
+                "dnsfwd: {}",
+                text.lines()
+                    .next()
+                    .unwrap_or("invalid arguments")
+                    .trim_start_matches("error: ")
+            );
+            return ExitCode::from(2);
+        }
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    if let Some(Command::Decode { input, json, ports }) = cli.command {
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        let done = decode(&DecodeOptions { input, json, ports }, &mut out)
+            .and_then(|_| out.flush().map_err(DecodeError::Output));
+        return match done {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("dnsfwd decode: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let resolv = std::fs::read_to_string("/etc/resolv.conf").ok();
+    let cfg = match Config::from_args(&cli.serve, resolv.as_deref()) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("dnsfwd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let served = Server::bind(cfg)
+        .and_then(|mut s| s.handle_signals().map(|()| s))
+        .and_then(Server::run);
+    match served {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dnsfwd: {e}");
+            ExitCode::FAILURE
         }
     }
 }

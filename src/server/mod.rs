@@ -1,0 +1,865 @@
+//! The event loop: the only code that touches sockets or the clock.
+//!
+//! One `mio::Poll` owns every socket: client UDP listeners, client TCP listeners and
+//! connections, the upstream UDP socket pools and the TCP connections to upstreams.
+//! Each turn: poll (timeout = the core's next deadline) → drain every ready socket
+//! until it would block → let the core handle timers → carry out what the core asks
+//! for → sweep idle connections. Nothing blocks; no error ends the loop except failing
+//! to poll at all.
+mod tcp;
+mod udp;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream, UdpSocket};
+use mio::{Events, Interest, Poll, Token, Waker};
+use signal_hook_mio::v1_0::Signals;
+
+use crate::config::Config;
+use crate::forward::{Client, Dest, Forwarder, ForwarderConfig, OsRandom, Source, Transmit};
+use crate::stats::Stats;
+use tcp::{ClientConn, Framed, ReadState, UpstreamConn, MAX_FRAMES_PER_TURN, MAX_WRITE_BACKLOG};
+
+const SIGNALS: Token = Token(0);
+const WAKER: Token = Token(1);
+/// Client UDP listener `i` is `UDP_LISTENER + i`; at most `MAX_LISTENERS` of each kind.
+const UDP_LISTENER: usize = 16;
+const TCP_LISTENER: usize = 16 + MAX_LISTENERS;
+const MAX_LISTENERS: usize = 64;
+/// Upstream socket (upstream u, slot s, generation g) is `UPSTREAM_UDP + (u*256 + s)*2 + g`.
+const UPSTREAM_UDP: usize = 1 << 10;
+/// Client TCP connection in slot i.
+const CLIENT_TCP: usize = 1 << 16;
+/// TCP connection to an upstream in slot i.
+const UPSTREAM_TCP: usize = 1 << 17;
+const TOKEN_SPACE: usize = 1 << 16;
+
+/// An upstream socket is replaced after this many queries; the old one is kept open
+/// for the query deadline so that late answers still arrive.
+const ROTATE_AFTER: u32 = 4096;
+/// How often idle connections and retired sockets are looked at.
+const SWEEP_EVERY: Duration = Duration::from_millis(100);
+/// Time given to queries in flight when a shutdown is asked for.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
+/// One slot of an upstream's socket pool.
+struct UpstreamSocket {
+    current: UdpSocket,
+    /// Which of the slot's two tokens `current` is registered under.
+    generation: usize,
+    uses: u32,
+    /// The socket replaced last, open until the instant given.
+    retired: Option<(UdpSocket, Instant)>,
+}
+
+/// Stops a running server from another thread (tests, embedding).
+#[derive(Clone)]
+pub struct StopHandle {
+    waker: Arc<Waker>,
+    stop: Arc<AtomicBool>,
+}
+
+impl StopHandle {
+    /// Asks the loop to shut down as on SIGTERM.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Err(e) = self.waker.wake() {
+            log::warn!("cannot wake the event loop: {e}");
+        }
+    }
+}
+
+/// The forwarder with its sockets. [`Server::bind`], then [`Server::run`].
+pub struct Server {
+    poll: Poll,
+    cfg: Config,
+    core: Forwarder,
+    udp_listeners: Vec<UdpSocket>,
+    tcp_listeners: Vec<TcpListener>,
+    upstream_udp: Vec<Vec<UpstreamSocket>>,
+    clients: Vec<Option<ClientConn>>,
+    client_generation: u32,
+    upstream_tcp: Vec<Option<UpstreamConn>>,
+    /// Client connections to read again next turn (frame limit or backlog).
+    paused: Vec<usize>,
+    buf: Vec<u8>,
+    signals: Option<Signals>,
+    stop: StopHandle,
+    shutdown_at: Option<Instant>,
+    next_sweep: Instant,
+    /// Datagrams we could not send (socket buffer full) and similar local failures.
+    send_errors: u64,
+}
+
+impl Server {
+    /// Binds every listening and upstream socket. A listen port of 0 picks a free port,
+    /// the same for UDP and TCP.
+    pub fn bind(cfg: Config) -> io::Result<Server> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let stop = StopHandle {
+            waker,
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        let core_cfg = ForwarderConfig {
+            upstreams: cfg.upstreams.clone(),
+            sockets_per_upstream: cfg.sockets_per_upstream,
+            timeout: cfg.timeout,
+            deadline: cfg.deadline,
+            max_pending: cfg.max_pending,
+        };
+        let mut server = Server {
+            core: Forwarder::new(core_cfg, Box::new(OsRandom::new())),
+            udp_listeners: Vec::new(),
+            tcp_listeners: Vec::new(),
+            upstream_udp: Vec::new(),
+            clients: Vec::new(),
+            client_generation: 0,
+            upstream_tcp: Vec::new(),
+            paused: Vec::new(),
+            buf: vec![0; 65535],
+            signals: None,
+            stop,
+            shutdown_at: None,
+            next_sweep: Instant::now(),
+            send_errors: 0,
+            poll,
+            cfg,
+        };
+        server.bind_listeners()?;
+        server.bind_upstreams()?;
+        Ok(server)
+    }
+
+    fn bind_listeners(&mut self) -> io::Result<()> {
+        let listen = self.cfg.listen.clone();
+        if listen.len() > MAX_LISTENERS {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "too many --listen addresses",
+            ));
+        }
+        for addr in listen {
+            let (mut udp, mut tcp) = bind_pair(addr)?;
+            let i = self.udp_listeners.len();
+            self.poll
+                .registry()
+                .register(&mut udp, Token(UDP_LISTENER + i), Interest::READABLE)?;
+            self.poll
+                .registry()
+                .register(&mut tcp, Token(TCP_LISTENER + i), Interest::READABLE)?;
+            self.udp_listeners.push(udp);
+            self.tcp_listeners.push(tcp);
+        }
+        Ok(())
+    }
+
+    fn bind_upstreams(&mut self) -> io::Result<()> {
+        let per = self.cfg.sockets_per_upstream.clamp(1, 256);
+        for (u, &addr) in self.cfg.upstreams.iter().enumerate() {
+            let mut pool = Vec::with_capacity(per);
+            for s in 0..per {
+                let mut current = udp::upstream_socket(addr)?;
+                self.poll.registry().register(
+                    &mut current,
+                    upstream_token(u, s, 0),
+                    Interest::READABLE,
+                )?;
+                pool.push(UpstreamSocket {
+                    current,
+                    generation: 0,
+                    uses: 0,
+                    retired: None,
+                });
+            }
+            self.upstream_udp.push(pool);
+        }
+        Ok(())
+    }
+
+    /// The UDP addresses the server listens on (the TCP listeners use the same ones).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.udp_listeners
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
+    }
+
+    pub fn stop_handle(&self) -> StopHandle {
+        self.stop.clone()
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.core.stats()
+    }
+
+    /// Makes SIGINT and SIGTERM shut the server down gracefully.
+    pub fn handle_signals(&mut self) -> io::Result<()> {
+        let mut signals =
+            Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
+        self.poll
+            .registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        self.signals = Some(signals);
+        Ok(())
+    }
+
+    /// Runs until a signal or [`StopHandle::stop`], then gives the queries in flight a
+    /// second, answers the rest with SERVFAIL and returns the counters.
+    pub fn run(mut self) -> io::Result<Stats> {
+        let mut events = Events::with_capacity(1024);
+        log::info!(
+            "listening on {:?}, forwarding to {:?}",
+            self.local_addrs(),
+            self.cfg.upstreams
+        );
+        loop {
+            let timeout = self.poll_timeout(Instant::now());
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                self.dispatch(now, event.token());
+            }
+            self.resume_paused(now);
+            self.core.handle_timeout(now);
+            self.flush(now);
+            if now >= self.next_sweep {
+                self.sweep(now);
+                self.next_sweep = now + SWEEP_EVERY;
+            }
+            if self.finished(now) {
+                break;
+            }
+        }
+        let stats = self.core.stats();
+        log::info!("stopped: {stats} send_errors={}", self.send_errors);
+        Ok(stats)
+    }
+
+    fn poll_timeout(&mut self, now: Instant) -> Option<Duration> {
+        if !self.paused.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let sweep = (self.has_connections()).then_some(self.next_sweep);
+        [self.core.poll_timeout(), sweep, self.shutdown_at]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|t| t.saturating_duration_since(now))
+    }
+
+    fn has_connections(&self) -> bool {
+        self.clients.iter().any(Option::is_some)
+            || self.upstream_tcp.iter().any(Option::is_some)
+            || self
+                .upstream_udp
+                .iter()
+                .flatten()
+                .any(|s| s.retired.is_some())
+    }
+
+    fn dispatch(&mut self, now: Instant, token: Token) {
+        match token.0 {
+            0 => self.on_signal(now),
+            1 if self.stop.stop.load(Ordering::SeqCst) => self.begin_shutdown(now),
+            t if (UDP_LISTENER..TCP_LISTENER).contains(&t) => {
+                self.read_udp_listener(now, t - UDP_LISTENER)
+            }
+            t if (TCP_LISTENER..TCP_LISTENER + MAX_LISTENERS).contains(&t) => {
+                self.accept(now, t - TCP_LISTENER)
+            }
+            t if (UPSTREAM_UDP..CLIENT_TCP).contains(&t) => {
+                let n = t - UPSTREAM_UDP;
+                self.read_upstream_udp(now, n / 2 / 256, n / 2 % 256, n % 2);
+            }
+            t if (CLIENT_TCP..CLIENT_TCP + TOKEN_SPACE).contains(&t) => {
+                self.client_ready(now, t - CLIENT_TCP)
+            }
+            t if (UPSTREAM_TCP..UPSTREAM_TCP + TOKEN_SPACE).contains(&t) => {
+                self.upstream_tcp_ready(now, t - UPSTREAM_TCP)
+            }
+            // Spurious or stale: a socket closed earlier in this turn.
+            _ => {}
+        }
+        // Answers go out as soon as they exist, so a burst does not pile them up.
+        self.flush(now);
+    }
+
+    fn on_signal(&mut self, now: Instant) {
+        let got = self
+            .signals
+            .as_mut()
+            .is_some_and(|s| s.pending().next().is_some());
+        if got {
+            log::info!("signal received; shutting down");
+            self.begin_shutdown(now);
+        }
+    }
+
+    /// Stops accepting: listeners are closed; what is in flight gets a second.
+    fn begin_shutdown(&mut self, now: Instant) {
+        if self.shutdown_at.is_some() {
+            return;
+        }
+        for mut l in self.udp_listeners.drain(..) {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        for mut l in self.tcp_listeners.drain(..) {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        self.shutdown_at = Some(now + SHUTDOWN_GRACE);
+    }
+
+    fn finished(&mut self, now: Instant) -> bool {
+        let Some(at) = self.shutdown_at else {
+            return false;
+        };
+        let flushed = self.clients.iter().flatten().all(|c| c.io.backlog() == 0);
+        if self.core.pending() == 0 && flushed {
+            return true;
+        }
+        if now < at {
+            return false;
+        }
+        // Out of time: SERVFAIL for the rest, one last write attempt, done.
+        self.core.fail_all();
+        self.flush(now);
+        true
+    }
+
+    fn read_udp_listener(&mut self, now: Instant, i: usize) {
+        loop {
+            let Some(sock) = self.udp_listeners.get(i) else {
+                return;
+            };
+            match sock.recv_from(&mut self.buf) {
+                Ok((n, addr)) => {
+                    let bytes = self.buf.get(..n).unwrap_or_default();
+                    self.core
+                        .handle_query(now, Client::Udp { listener: i, addr }, bytes);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // E.g. ECONNREFUSED left by an ICMP error for an answer we sent.
+                    log::debug!("client UDP socket {i}: {e}");
+                }
+            }
+        }
+    }
+
+    fn read_upstream_udp(&mut self, now: Instant, u: usize, s: usize, generation: usize) {
+        let Some(addr) = self.cfg.upstreams.get(u).copied() else {
+            return;
+        };
+        loop {
+            let Some(slot) = self.upstream_udp.get(u).and_then(|p| p.get(s)) else {
+                return;
+            };
+            let sock = if slot.generation == generation {
+                &slot.current
+            } else {
+                match &slot.retired {
+                    Some((r, _)) => r,
+                    None => return,
+                }
+            };
+            match sock.recv(&mut self.buf) {
+                Ok(n) => {
+                    let bytes = self.buf.get(..n).unwrap_or_default();
+                    let source = Source::Udp {
+                        upstream: u,
+                        socket: s,
+                        from: addr,
+                    };
+                    self.core.handle_response(now, source, bytes);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::debug!("upstream {addr} socket {s}: {e}");
+                    self.core.handle_upstream_error(now, u, s);
+                    if e.kind() != io::ErrorKind::ConnectionRefused {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Carries out everything the core asked for.
+    fn flush(&mut self, now: Instant) {
+        while let Some(t) = self.core.poll_transmit() {
+            let Transmit { to, bytes } = t;
+            match to {
+                Dest::Client(Client::Udp { listener, addr }) => {
+                    self.send_udp_client(listener, addr, &bytes)
+                }
+                Dest::Client(Client::Tcp { conn, .. }) => self.send_tcp_client(now, conn, &bytes),
+                Dest::Upstream { upstream, socket } => {
+                    self.send_upstream_udp(now, upstream, socket, &bytes)
+                }
+                Dest::UpstreamTcp { upstream } => self.open_upstream_tcp(now, upstream, &bytes),
+            }
+            self.core.release(bytes);
+        }
+    }
+
+    fn send_udp_client(&mut self, listener: usize, addr: SocketAddr, bytes: &[u8]) {
+        let Some(sock) = self.udp_listeners.get(listener) else {
+            return;
+        };
+        if let Err(e) = sock.send_to(bytes, addr) {
+            self.send_errors += 1;
+            log::debug!("answer to {addr} not sent: {e}");
+        }
+    }
+
+    fn send_upstream_udp(&mut self, now: Instant, u: usize, s: usize, bytes: &[u8]) {
+        let result = match self.upstream_udp.get_mut(u).and_then(|p| p.get_mut(s)) {
+            Some(slot) => {
+                slot.uses = slot.uses.saturating_add(1);
+                slot.current.send(bytes)
+            }
+            None => return,
+        };
+        match result {
+            Ok(_) => self.maybe_rotate(now, u, s),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // The query is lost locally; its timer will move it to another attempt.
+                self.send_errors += 1;
+            }
+            Err(e) => {
+                log::debug!("send to upstream {u} socket {s}: {e}");
+                self.core.handle_upstream_error(now, u, s);
+            }
+        }
+    }
+
+    /// Replaces an upstream socket that has carried enough queries with a new one on a
+    /// new random port; the old one stays open until the query deadline has passed.
+    fn maybe_rotate(&mut self, now: Instant, u: usize, s: usize) {
+        let Some(addr) = self.cfg.upstreams.get(u).copied() else {
+            return;
+        };
+        let keep_until = now + self.cfg.deadline;
+        let registry = self.poll.registry();
+        let Some(slot) = self.upstream_udp.get_mut(u).and_then(|p| p.get_mut(s)) else {
+            return;
+        };
+        if slot.uses < ROTATE_AFTER || slot.retired.is_some() {
+            return;
+        }
+        let next_gen = 1 - slot.generation;
+        let fresh = udp::upstream_socket(addr).and_then(|mut sock| {
+            registry.register(
+                &mut sock,
+                upstream_token(u, s, next_gen),
+                Interest::READABLE,
+            )?;
+            Ok(sock)
+        });
+        match fresh {
+            Ok(sock) => {
+                let old = std::mem::replace(&mut slot.current, sock);
+                slot.retired = Some((old, keep_until));
+                slot.generation = next_gen;
+                slot.uses = 0;
+            }
+            Err(e) => log::warn!("cannot open a new socket for upstream {addr}: {e}"),
+        }
+    }
+
+    fn accept(&mut self, now: Instant, i: usize) {
+        loop {
+            let Some(listener) = self.tcp_listeners.get(i) else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, addr)) => self.add_client(now, stream, addr),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // EMFILE and friends: log, and try again on the next readiness.
+                    log::warn!("accept on listener {i}: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn add_client(&mut self, now: Instant, mut stream: TcpStream, addr: SocketAddr) {
+        let live = self.clients.iter().filter(|c| c.is_some()).count();
+        if live >= self.cfg.max_tcp_clients {
+            // Make room by closing the connection idle the longest; if none is idle,
+            // the newcomer is the one turned away.
+            let oldest_idle = self
+                .clients
+                .iter()
+                .enumerate()
+                .filter_map(|(n, c)| {
+                    c.as_ref()
+                        .filter(|c| c.is_idle())
+                        .map(|c| (c.last_active, n))
+                })
+                .min();
+            match oldest_idle {
+                Some((_, n)) => self.close_client(n),
+                None => {
+                    log::debug!("TCP client {addr} refused: {live} connections busy");
+                    return;
+                }
+            }
+        }
+        let _ = stream.set_nodelay(true);
+        let n = self
+            .clients
+            .iter()
+            .position(Option::is_none)
+            .unwrap_or(self.clients.len());
+        if n >= TOKEN_SPACE {
+            return;
+        }
+        if let Err(e) =
+            self.poll
+                .registry()
+                .register(&mut stream, Token(CLIENT_TCP + n), Interest::READABLE)
+        {
+            log::debug!("register TCP client {addr}: {e}");
+            return;
+        }
+        self.client_generation = self.client_generation.wrapping_add(1);
+        let conn = ClientConn {
+            stream,
+            addr,
+            generation: self.client_generation,
+            io: Framed::default(),
+            last_active: now,
+            outstanding: 0,
+            read_closed: false,
+            want_write: false,
+            read_paused: false,
+        };
+        if n == self.clients.len() {
+            self.clients.push(Some(conn));
+        } else if let Some(slot) = self.clients.get_mut(n) {
+            *slot = Some(conn);
+        }
+    }
+
+    fn client_ready(&mut self, now: Instant, n: usize) {
+        if self.clients.get(n).and_then(Option::as_ref).is_none() {
+            return;
+        }
+        self.write_client(n);
+        self.read_client(now, n);
+    }
+
+    /// Reads framed queries from client connection `n` and hands them to the core.
+    fn read_client(&mut self, now: Instant, n: usize) {
+        let Some(Some(conn)) = self.clients.get_mut(n) else {
+            return;
+        };
+        if conn.read_closed {
+            return;
+        }
+        if conn.io.backlog() > MAX_WRITE_BACKLOG {
+            // The client is not reading its answers: stop reading its queries.
+            conn.read_paused = true;
+            return;
+        }
+        conn.read_paused = false;
+        let client = Client::Tcp {
+            conn: conn_id(n, conn.generation),
+            addr: conn.addr,
+        };
+        let core = &mut self.core;
+        let mut outstanding = 0;
+        let state = conn.io.read_frames(
+            &mut conn.stream,
+            &mut self.buf,
+            MAX_FRAMES_PER_TURN,
+            |frame| {
+                if core.handle_query(now, client, frame) {
+                    outstanding += 1;
+                }
+            },
+        );
+        conn.outstanding += outstanding;
+        conn.last_active = now;
+        match state {
+            Ok(ReadState::Drained) => {}
+            Ok(ReadState::More) => {
+                conn.read_paused = true;
+                self.paused.push(n);
+            }
+            Ok(ReadState::Eof) => conn.read_closed = true,
+            Err(e) => {
+                log::debug!("TCP client {}: {e}", conn.addr);
+                return self.close_client(n);
+            }
+        }
+        self.close_if_done(n);
+    }
+
+    fn resume_paused(&mut self, now: Instant) {
+        for n in std::mem::take(&mut self.paused) {
+            self.read_client(now, n);
+        }
+    }
+
+    fn send_tcp_client(&mut self, now: Instant, id: usize, bytes: &[u8]) {
+        let (n, generation) = split_conn_id(id);
+        let Some(Some(conn)) = self.clients.get_mut(n) else {
+            return;
+        };
+        if conn.generation != generation {
+            return; // that connection is gone; its slot serves another client now
+        }
+        conn.outstanding = conn.outstanding.saturating_sub(1);
+        conn.last_active = now;
+        conn.io.queue(bytes);
+        self.write_client(n);
+    }
+
+    /// Writes what is queued; asks for WRITABLE while some is left; resumes reading once
+    /// a backlog has drained.
+    fn write_client(&mut self, n: usize) {
+        let registry = self.poll.registry();
+        let Some(Some(conn)) = self.clients.get_mut(n) else {
+            return;
+        };
+        match conn.io.flush(&mut conn.stream) {
+            Ok(done) => {
+                if done == conn.want_write {
+                    conn.want_write = !done;
+                    let interest = if done {
+                        Interest::READABLE
+                    } else {
+                        Interest::READABLE | Interest::WRITABLE
+                    };
+                    if let Err(e) =
+                        registry.reregister(&mut conn.stream, Token(CLIENT_TCP + n), interest)
+                    {
+                        log::debug!("reregister TCP client {}: {e}", conn.addr);
+                    }
+                }
+                if done && conn.read_paused && !self.paused.contains(&n) {
+                    self.paused.push(n);
+                }
+            }
+            Err(e) => {
+                log::debug!("TCP client {}: {e}", conn.addr);
+                return self.close_client(n);
+            }
+        }
+        self.close_if_done(n);
+    }
+
+    fn close_if_done(&mut self, n: usize) {
+        let done = self
+            .clients
+            .get(n)
+            .and_then(Option::as_ref)
+            .is_some_and(|c| c.read_closed && c.is_idle());
+        if done {
+            self.close_client(n);
+        }
+    }
+
+    fn close_client(&mut self, n: usize) {
+        if let Some(slot) = self.clients.get_mut(n) {
+            if let Some(mut conn) = slot.take() {
+                let _ = self.poll.registry().deregister(&mut conn.stream);
+            }
+        }
+    }
+
+    fn open_upstream_tcp(&mut self, now: Instant, u: usize, bytes: &[u8]) {
+        let id = match bytes.get(..2) {
+            Some(&[a, b]) => u16::from_be_bytes([a, b]),
+            _ => return,
+        };
+        let Some(addr) = self.cfg.upstreams.get(u).copied() else {
+            return;
+        };
+        let n = self
+            .upstream_tcp
+            .iter()
+            .position(Option::is_none)
+            .unwrap_or(self.upstream_tcp.len());
+        let opened = TcpStream::connect(addr).and_then(|mut stream| {
+            if n >= TOKEN_SPACE {
+                return Err(io::Error::other("too many upstream TCP connections"));
+            }
+            self.poll.registry().register(
+                &mut stream,
+                Token(UPSTREAM_TCP + n),
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+            Ok(stream)
+        });
+        let stream = match opened {
+            Ok(s) => s,
+            Err(e) => {
+                log::debug!("TCP to upstream {addr}: {e}");
+                return self.core.handle_tcp_failure(now, u, id);
+            }
+        };
+        let mut io = Framed::default();
+        io.queue(bytes);
+        let conn = UpstreamConn {
+            stream,
+            upstream: u,
+            id,
+            io,
+            opened: now,
+        };
+        if n == self.upstream_tcp.len() {
+            self.upstream_tcp.push(Some(conn));
+        } else if let Some(slot) = self.upstream_tcp.get_mut(n) {
+            *slot = Some(conn);
+        }
+    }
+
+    fn upstream_tcp_ready(&mut self, now: Instant, n: usize) {
+        let Some(Some(conn)) = self.upstream_tcp.get_mut(n) else {
+            return;
+        };
+        let (u, id) = (conn.upstream, conn.id);
+        // A connect that failed shows up as an error on the first write or read.
+        let result = conn.io.flush(&mut conn.stream).and_then(|_| {
+            let core = &mut self.core;
+            let mut answered = false;
+            let state = conn
+                .io
+                .read_frames(&mut conn.stream, &mut self.buf, 1, |frame| {
+                    core.handle_response(now, Source::Tcp { upstream: u }, frame);
+                    answered = true;
+                })?;
+            Ok((answered, state))
+        });
+        match result {
+            Ok((true, _)) => self.close_upstream_tcp(n),
+            Ok((false, ReadState::Eof)) => {
+                self.close_upstream_tcp(n);
+                self.core.handle_tcp_failure(now, u, id);
+            }
+            Ok((false, _)) => {}
+            Err(e) => {
+                log::debug!("TCP to upstream {u}: {e}");
+                self.close_upstream_tcp(n);
+                self.core.handle_tcp_failure(now, u, id);
+            }
+        }
+    }
+
+    fn close_upstream_tcp(&mut self, n: usize) {
+        if let Some(slot) = self.upstream_tcp.get_mut(n) {
+            if let Some(mut conn) = slot.take() {
+                let _ = self.poll.registry().deregister(&mut conn.stream);
+            }
+        }
+    }
+
+    /// Closes idle client connections, upstream connections the core has given up on,
+    /// and retired upstream sockets whose grace time is over.
+    fn sweep(&mut self, now: Instant) {
+        let idle = self.cfg.tcp_idle;
+        let stale: Vec<usize> = self
+            .clients
+            .iter()
+            .enumerate()
+            .filter_map(|(n, c)| {
+                c.as_ref()
+                    .filter(|c| c.is_idle() && now.duration_since(c.last_active) >= idle)
+                    .map(|_| n)
+            })
+            .collect();
+        for n in stale {
+            self.close_client(n);
+        }
+        let deadline = self.cfg.deadline;
+        let old: Vec<usize> = self
+            .upstream_tcp
+            .iter()
+            .enumerate()
+            .filter_map(|(n, c)| {
+                c.as_ref()
+                    .filter(|c| now.duration_since(c.opened) >= deadline)
+                    .map(|_| n)
+            })
+            .collect();
+        for n in old {
+            self.close_upstream_tcp(n);
+        }
+        let registry = self.poll.registry();
+        for slot in self.upstream_udp.iter_mut().flatten() {
+            if slot
+                .retired
+                .as_ref()
+                .is_some_and(|(_, until)| now >= *until)
+            {
+                if let Some((mut sock, _)) = slot.retired.take() {
+                    let _ = registry.deregister(&mut sock);
+                }
+            }
+        }
+    }
+}
+
+fn upstream_token(u: usize, s: usize, generation: usize) -> Token {
+    Token(UPSTREAM_UDP + (u * 256 + s) * 2 + generation)
+}
+
+/// A client connection's identity for the core: its slot and its generation.
+fn conn_id(n: usize, generation: u32) -> usize {
+    (generation as usize) << 16 | n
+}
+
+fn split_conn_id(id: usize) -> (usize, u32) {
+    (id & 0xFFFF, (id >> 16) as u32)
+}
+
+/// A UDP and a TCP listener on the same address; with port 0, the TCP listener takes
+/// the port the kernel gave the UDP socket (retried a few times if it is taken).
+fn bind_pair(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> {
+    let mut last = None;
+    for _ in 0..16 {
+        let udp = udp::bind_listener(addr)?;
+        let actual = udp.local_addr()?;
+        match bind_tcp_listener(actual) {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) if addr.port() == 0 => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("no free port")))
+}
+
+fn bind_tcp_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    // SO_REUSEPORT lets more identical loops share a fixed port; never on port 0, where
+    // it could let the kernel hand out a port another socket already uses.
+    if addr.port() != 0 {
+        socket.set_reuse_port(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(TcpListener::from_std(socket.into()))
+}
