@@ -5,7 +5,7 @@
 //! runs repeat.
 
 /// A source of random numbers. The core never reaches for global randomness.
-pub trait IdSource {
+pub trait IdSource: Send {
     fn next_u16(&mut self) -> u16;
 
     /// A number in `0..n` (`n` > 0), uniform enough for choosing among a few sockets.

@@ -203,7 +203,7 @@ impl Forwarder {
         }
         for slot in hit {
             self.stats.upstream_errors += 1;
-            self.retry_or_fail(now, slot);
+            self.fail_over(now, slot);
         }
     }
 
@@ -220,7 +220,7 @@ impl Forwarder {
         {
             self.stats.upstream_errors += 1;
             self.upstreams.failure(upstream, now, self.cfg.timeout);
-            self.retry_or_fail(now, slot);
+            self.fail_over(now, slot);
         }
     }
 
@@ -384,6 +384,16 @@ impl Forwarder {
         let n = self.upstreams.len().min(64);
         let all = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
         self.pending.get(slot).is_some_and(|p| p.tried & all != all)
+    }
+
+    /// After an immediate failure (ICMP refused, TCP reset): try an upstream this query
+    /// has not tried yet, at once. If there is none, the attempt's timer stays armed and
+    /// decides; re-sending at once to an upstream that just refused would only spin.
+    fn fail_over(&mut self, now: Instant, slot: Slot) {
+        let in_time = self.pending.get(slot).is_some_and(|p| now < p.deadline);
+        if in_time && self.has_untried(slot) {
+            self.retry(now, slot);
+        }
     }
 
     fn retry_or_fail(&mut self, now: Instant, slot: Slot) {

@@ -185,8 +185,25 @@ impl PendingTable {
             *ix = slot as u32 + 1;
         }
         if let Some(p) = self.get(slot) {
-            self.timers.push(Reverse((timer, slot, p.attempt)));
+            let attempt = p.attempt;
+            self.timers.push(Reverse((timer, slot, attempt)));
         }
+        self.compact_timers();
+    }
+
+    /// Drops stale timers once they outnumber the live ones by far, so that a storm of
+    /// re-sends cannot grow the heap without bound.
+    fn compact_timers(&mut self) {
+        if self.timers.len() <= 4 * self.len + 1024 {
+            return;
+        }
+        let slots = &self.slots;
+        self.timers.retain(|Reverse((_, slot, attempt))| {
+            slots
+                .get(*slot)
+                .and_then(Option::as_ref)
+                .is_some_and(|p| p.attempt == *attempt)
+        });
     }
 
     /// Removes and returns the entry; its ID becomes free.
@@ -237,5 +254,80 @@ pub fn current_id(p: &Pending) -> u16 {
     match p.query.get(..2) {
         Some(&[a, b]) => u16::from_be_bytes([a, b]),
         _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forward::SeededRandom;
+
+    fn entry(now: Instant) -> Pending {
+        Pending {
+            client: Client::Udp {
+                listener: 0,
+                addr: SocketAddr::from(([127, 0, 0, 1], 1)),
+            },
+            client_id: 1,
+            query: vec![0, 0],
+            max_response: 512,
+            deadline: now,
+            sent_at: now,
+            attempt: 0,
+            upstream: 0,
+            via: Via::Udp { socket: 0 },
+            tried: 1,
+            group: None,
+        }
+    }
+
+    #[test]
+    fn stale_timers_do_not_pile_up() {
+        let now = Instant::now();
+        let mut t = PendingTable::new(10);
+        let mut rng = SeededRandom::new(1);
+        let mut id = t.fresh_id(&mut rng);
+        let mut p = entry(now);
+        p.query = id.to_be_bytes().to_vec();
+        let slot = t.insert(id, p, now);
+        for n in 1..=10_000u32 {
+            let new = t.fresh_id(&mut rng);
+            let p = t.get_mut(slot).unwrap();
+            p.attempt = n;
+            p.query = new.to_be_bytes().to_vec();
+            t.rekey(
+                slot,
+                id,
+                new,
+                now + std::time::Duration::from_millis(u64::from(n)),
+            );
+            id = new;
+        }
+        assert!(t.timers.len() <= 1024 + 4 + 1, "{} timers", t.timers.len());
+        assert_eq!(t.slot_of(id), Some(slot));
+        // Only the live timer fires.
+        assert_eq!(
+            t.pop_expired(now + std::time::Duration::from_secs(60)),
+            Some(slot)
+        );
+        assert_eq!(
+            t.pop_expired(now + std::time::Duration::from_secs(60)),
+            None
+        );
+    }
+
+    #[test]
+    fn ids_are_freed_on_remove() {
+        let now = Instant::now();
+        let mut t = PendingTable::new(2);
+        let mut p = entry(now);
+        p.query = 7u16.to_be_bytes().to_vec();
+        let slot = t.insert(7, p, now);
+        assert!(!t.is_full());
+        assert_eq!(t.slot_of(7), Some(slot));
+        assert!(t.remove(slot).is_some());
+        assert_eq!(t.slot_of(7), None);
+        assert_eq!(t.len(), 0);
+        assert!(t.remove(slot).is_none());
     }
 }

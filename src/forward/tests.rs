@@ -526,3 +526,23 @@ fn ids_in_flight_are_unique() {
         drain(&mut f).iter().map(|t| id_of(&t.bytes)).collect();
     assert_eq!(ids.len(), 5000);
 }
+
+#[test]
+fn refusal_with_nothing_left_to_try_waits_for_the_timer() {
+    let t0 = Instant::now();
+    let mut f = forwarder(1, 100);
+    f.handle_query(t0, client(1), &query_msg(1, &["refused.example"], None));
+    let t = one(&mut f);
+    let Dest::Upstream { upstream, socket } = t.to else {
+        panic!()
+    };
+    // The only upstream refuses: no resend storm, the attempt timer decides.
+    for _ in 0..100 {
+        f.handle_upstream_error(t0, upstream, socket);
+    }
+    assert!(drain(&mut f).is_empty());
+    f.handle_timeout(t0 + TIMEOUT);
+    assert!(matches!(one(&mut f).to, Dest::Upstream { .. }));
+    f.handle_timeout(t0 + DEADLINE);
+    assert_eq!(one(&mut f).to, Dest::Client(client(1)));
+}

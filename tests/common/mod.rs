@@ -1,0 +1,395 @@
+//! Helpers for the integration tests: the real forwarder on an ephemeral loopback port,
+//! a scriptable mock upstream (UDP and TCP), and clients. Every wait is bounded.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use dnsfwd::config::Config;
+use dnsfwd::server::{Server, StopHandle};
+use dnsfwd::stats::Stats;
+use dnsfwd::wire::{
+    parse_message, Class, Edns, Header, Message, Name, Question, RData, RType, Record,
+};
+
+pub const WAIT: Duration = Duration::from_secs(3);
+
+/// How a mock upstream answers one query.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Send these bytes (the query's ID is patched in unless `WrongId` is used).
+    Answer(Vec<u8>),
+    /// Send them after a pause (from another thread, so other queries go on).
+    Delay(Duration, Vec<u8>),
+    /// Send these bytes with a different ID.
+    WrongId(Vec<u8>),
+    /// Send them from another socket (wrong source port).
+    FromWrongPort(Vec<u8>),
+    /// Random bytes.
+    Garbage(usize),
+}
+
+/// Which transport a query reached the mock on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Udp,
+    Tcp,
+}
+
+type Script = dyn Fn(&[u8], Via) -> Vec<Action> + Send + Sync;
+
+/// A DNS "server" on 127.0.0.1 (UDP and TCP on the same port) that answers as told.
+pub struct MockUpstream {
+    pub addr: SocketAddr,
+    pub udp_queries: Arc<AtomicUsize>,
+    pub tcp_queries: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl MockUpstream {
+    pub fn start(
+        script: impl Fn(&[u8], Via) -> Vec<Action> + Send + Sync + 'static,
+    ) -> MockUpstream {
+        let script: Arc<Script> = Arc::new(script);
+        let (udp, tcp) = bind_pair();
+        let addr = udp.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let udp_queries = Arc::new(AtomicUsize::new(0));
+        let tcp_queries = Arc::new(AtomicUsize::new(0));
+        let mut threads = Vec::new();
+        {
+            let (script, stop, count) = (script.clone(), stop.clone(), udp_queries.clone());
+            threads.push(std::thread::spawn(move || {
+                serve_udp(udp, &*script, &stop, &count)
+            }));
+        }
+        {
+            let (script, stop, count) = (script.clone(), stop.clone(), tcp_queries.clone());
+            threads.push(std::thread::spawn(move || {
+                serve_tcp(tcp, script, stop, count)
+            }));
+        }
+        MockUpstream {
+            addr,
+            udp_queries,
+            tcp_queries,
+            stop,
+            threads,
+        }
+    }
+
+    /// An upstream that answers every question with one A record derived from the name
+    /// (and ignores what it cannot parse, as a real server would answer FORMERR).
+    pub fn echo() -> MockUpstream {
+        MockUpstream::start(|q, _| match parse_message(q) {
+            Ok(m) if m.questions.len() == 1 => vec![Action::Answer(answer(q, &a_records(q, 1)))],
+            _ => vec![],
+        })
+    }
+}
+
+impl Drop for MockUpstream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn bind_pair() -> (UdpSocket, TcpListener) {
+    for _ in 0..20 {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        if let Ok(tcp) = TcpListener::bind(udp.local_addr().unwrap()) {
+            return (udp, tcp);
+        }
+    }
+    panic!("no free port pair");
+}
+
+fn serve_udp(sock: UdpSocket, script: &Script, stop: &AtomicBool, count: &AtomicUsize) {
+    sock.set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let mut buf = vec![0u8; 65535];
+    let mut rng = 0x1234_5678u64;
+    while !stop.load(Ordering::SeqCst) {
+        let Ok((n, from)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        let query = buf[..n].to_vec();
+        count.fetch_add(1, Ordering::SeqCst);
+        for action in script(&query, Via::Udp) {
+            match action {
+                Action::Answer(b) => {
+                    let _ = sock.send_to(&with_id(&b, &query), from);
+                }
+                Action::Delay(d, b) => {
+                    let s = sock.try_clone().unwrap();
+                    let b = with_id(&b, &query);
+                    std::thread::spawn(move || {
+                        std::thread::sleep(d);
+                        let _ = s.send_to(&b, from);
+                    });
+                }
+                Action::WrongId(b) => {
+                    let mut b = with_id(&b, &query);
+                    b[0] ^= 0x5A;
+                    let _ = sock.send_to(&b, from);
+                }
+                Action::FromWrongPort(b) => {
+                    let other = UdpSocket::bind("127.0.0.1:0").unwrap();
+                    let _ = other.send_to(&with_id(&b, &query), from);
+                }
+                Action::Garbage(len) => {
+                    let junk: Vec<u8> = (0..len)
+                        .map(|_| {
+                            rng ^= rng << 13;
+                            rng ^= rng >> 7;
+                            rng ^= rng << 17;
+                            rng as u8
+                        })
+                        .collect();
+                    let _ = sock.send_to(&junk, from);
+                }
+            }
+        }
+    }
+}
+
+fn serve_tcp(
+    listener: TcpListener,
+    script: Arc<Script>,
+    stop: Arc<AtomicBool>,
+    count: Arc<AtomicUsize>,
+) {
+    listener.set_nonblocking(true).unwrap();
+    let mut conns = Vec::new();
+    while !stop.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let (script, stop, count) = (script.clone(), stop.clone(), count.clone());
+                conns.push(std::thread::spawn(move || {
+                    serve_tcp_conn(stream, &*script, &stop, &count)
+                }));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+    for c in conns {
+        let _ = c.join();
+    }
+}
+
+fn serve_tcp_conn(mut stream: TcpStream, script: &Script, stop: &AtomicBool, count: &AtomicUsize) {
+    stream.set_nonblocking(false).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let out = Arc::new(Mutex::new(stream.try_clone().unwrap()));
+    let mut pending = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !stop.load(Ordering::SeqCst) {
+        match stream.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => pending.extend_from_slice(&buf[..n]),
+            Err(_) => continue,
+        }
+        while pending.len() >= 2 {
+            let len = usize::from(u16::from_be_bytes([pending[0], pending[1]]));
+            if pending.len() < 2 + len {
+                break;
+            }
+            let query: Vec<u8> = pending.drain(..2 + len).skip(2).collect();
+            count.fetch_add(1, Ordering::SeqCst);
+            for action in script(&query, Via::Tcp) {
+                let (delay, bytes) = match action {
+                    Action::Answer(b) => (Duration::ZERO, with_id(&b, &query)),
+                    Action::Delay(d, b) => (d, with_id(&b, &query)),
+                    _ => continue,
+                };
+                let out = out.clone();
+                let send = move || {
+                    std::thread::sleep(delay);
+                    let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
+                    framed.extend_from_slice(&bytes);
+                    let _ = out.lock().unwrap().write_all(&framed);
+                };
+                if delay.is_zero() {
+                    send();
+                } else {
+                    std::thread::spawn(send);
+                }
+            }
+        }
+    }
+}
+
+fn with_id(answer: &[u8], query: &[u8]) -> Vec<u8> {
+    let mut b = answer.to_vec();
+    if b.len() >= 2 && query.len() >= 2 {
+        b[..2].copy_from_slice(&query[..2]);
+    }
+    b
+}
+
+/// The forwarder, running in a thread on 127.0.0.1:0 (UDP and TCP).
+pub struct Forwarder {
+    pub addr: SocketAddr,
+    stop: StopHandle,
+    thread: Option<JoinHandle<Stats>>,
+}
+
+impl Forwarder {
+    pub fn start(upstreams: &[SocketAddr]) -> Forwarder {
+        Forwarder::start_with(upstreams, |_| {})
+    }
+
+    pub fn start_with(upstreams: &[SocketAddr], tweak: impl FnOnce(&mut Config)) -> Forwarder {
+        let mut cfg = Config {
+            listen: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))],
+            upstreams: upstreams.to_vec(),
+            ..Config::default()
+        };
+        tweak(&mut cfg);
+        let server = Server::bind(cfg).unwrap();
+        let addr = server.local_addrs()[0];
+        let stop = server.stop_handle();
+        let thread = Some(std::thread::spawn(move || server.run().unwrap()));
+        Forwarder { addr, stop, thread }
+    }
+
+    /// Stops the server (as SIGTERM would) and returns its counters.
+    pub fn stop(mut self) -> Stats {
+        self.stop.stop();
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            self.stop.stop();
+            let _ = t.join();
+        }
+    }
+}
+
+/// A query for `name`/`rtype`, with an EDNS OPT record of `edns` octets if given.
+pub fn query(id: u16, name: &str, rtype: RType, edns: Option<u16>) -> Vec<u8> {
+    let m = Message {
+        header: Header::from_parts(id, 0x0100, [0; 4]),
+        questions: vec![Question {
+            qname: Name::from_ascii(name).unwrap(),
+            qtype: rtype,
+            qclass: Class::IN,
+        }],
+        additional: edns
+            .map(|udp_size| {
+                Edns {
+                    udp_size,
+                    ext_rcode: 0,
+                    version: 0,
+                    dnssec_ok: false,
+                    z: 0,
+                    options: vec![],
+                }
+                .to_record()
+            })
+            .into_iter()
+            .collect(),
+        ..Message::default()
+    };
+    m.to_vec()
+}
+
+/// `n` A records for the query's name: 10.x.y.i, x.y from a hash of the name, so each
+/// name has its own, checkable answer.
+pub fn a_records(query: &[u8], n: usize) -> Vec<Record<'static>> {
+    let q = parse_message(query).unwrap();
+    let name = q.questions[0].qname.clone();
+    let h = name_hash(&name);
+    (0..n)
+        .map(|i| Record {
+            name: name.clone(),
+            rtype: RType::A,
+            class: Class::IN,
+            ttl: 300,
+            rdata: RData::A(Ipv4Addr::new(10, (h >> 8) as u8, h as u8, i as u8)),
+        })
+        .collect()
+}
+
+pub fn name_hash(name: &Name) -> u16 {
+    name.to_lowercase_string()
+        .bytes()
+        .fold(0u16, |h, b| h.wrapping_mul(31).wrapping_add(u16::from(b)))
+}
+
+/// An answer to `query` (QR, RA set, its question and OPT echoed) with `records`.
+pub fn answer(query: &[u8], records: &[Record<'_>]) -> Vec<u8> {
+    let q = parse_message(query).unwrap();
+    let mut m = q.clone();
+    m.header.qr = true;
+    m.header.ra = true;
+    m.answers = records.to_vec();
+    m.to_vec()
+}
+
+/// Sends a datagram and waits (bounded) for one answer.
+#[track_caller]
+pub fn udp_ask(server: SocketAddr, q: &[u8]) -> Option<Vec<u8>> {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(WAIT)).unwrap();
+    sock.send_to(q, server).unwrap();
+    let mut buf = vec![0u8; 65535];
+    sock.recv(&mut buf).ok().map(|n| buf[..n].to_vec())
+}
+
+/// Sends one framed query over a new TCP connection and reads one framed answer.
+#[track_caller]
+pub fn tcp_ask(server: SocketAddr, q: &[u8]) -> Option<Vec<u8>> {
+    let mut s = TcpStream::connect_timeout(&server, WAIT).ok()?;
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    write_frame(&mut s, q);
+    read_frame(&mut s)
+}
+
+pub fn write_frame(s: &mut TcpStream, q: &[u8]) {
+    let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(q);
+    s.write_all(&framed).unwrap();
+}
+
+pub fn read_frame(s: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).ok()?;
+    let mut msg = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    s.read_exact(&mut msg).ok()?;
+    Some(msg)
+}
+
+pub fn id_of(b: &[u8]) -> u16 {
+    u16::from_be_bytes([b[0], b[1]])
+}
+
+/// A port on 127.0.0.1 where nothing listens (UDP), for ICMP-refused tests.
+pub fn dead_port() -> SocketAddr {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.local_addr().unwrap()
+}
+
+/// Waits until `f` holds, at most `limit`.
+pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    f()
+}
