@@ -393,7 +393,7 @@ fn survives_10000_random_and_mutated_packets() {
     ];
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     for n in 0..10_000 {
-        let mut p = if n % 4 == 0 {
+        let mut p = if n.is_multiple_of(4) {
             (0..rng.next() % 600)
                 .map(|_| rng.next() as u8)
                 .collect::<Vec<u8>>()
@@ -403,17 +403,17 @@ fn survives_10000_random_and_mutated_packets() {
                 let at = (rng.next() as usize) % p.len();
                 p[at] = rng.next() as u8;
             }
-            if rng.next() % 5 == 0 {
+            if rng.next().is_multiple_of(5) {
                 p.truncate((rng.next() as usize) % p.len());
             }
             p
         };
         // Never send a valid-looking response: the point is hostile queries.
-        if p.len() > 2 && n % 3 == 0 {
+        if p.len() > 2 && n.is_multiple_of(3) {
             p[2] &= 0x7F;
         }
         sock.send_to(&p, fwd.addr).unwrap();
-        if n % 200 == 0 {
+        if n.is_multiple_of(200) {
             std::thread::sleep(Duration::from_millis(2)); // let the kernel buffers drain
         }
     }
