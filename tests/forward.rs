@@ -392,7 +392,7 @@ fn survives_10000_random_and_mutated_packets() {
         answer(&query(2, "x.example", RType::A, None), &[]),
     ];
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-    for n in 0..10_000 {
+    for n in 0..10_000usize {
         let mut p = if n.is_multiple_of(4) {
             (0..rng.next() % 600)
                 .map(|_| rng.next() as u8)
