@@ -53,9 +53,11 @@ pub struct MessageView<'a> {
 
 impl<'a> MessageView<'a> {
     /// Reads the header, the first question and the position of the OPT record.
-    /// Fails like [`super::parse_message`] would on framing errors (running out of
-    /// bytes, bad names, RDATA overrunning the message), but does not look inside RDATA
-    /// and ignores trailing bytes (see `end`).
+    /// Fails on framing errors (running out of bytes, RDATA overrunning the message, a
+    /// bad first QNAME, bad labels or forward pointers in any name) but does not look
+    /// inside RDATA, does not follow the pointers of names after the first question and
+    /// ignores trailing bytes (see `end`). So it accepts everything
+    /// [`super::parse_message`] accepts, and some messages it rejects.
     pub fn parse(msg: &'a [u8]) -> Result<MessageView<'a>, ParseError> {
         Self::walk(msg).map_err(|e| to_parse_error(msg, e))
     }
@@ -65,7 +67,13 @@ impl<'a> MessageView<'a> {
         let mut question = None;
         for n in 0..header.qdcount {
             let name_at = offset_in(msg, i);
-            let (rest, ()) = skip_name(msg, i)?;
+            // The first QNAME is followed through its pointers (it is what gets read and
+            // compared); the others are stepped over in place.
+            let rest = if n == 0 {
+                walk_name(msg, i, |_| ())?.0
+            } else {
+                skip_name(msg, i)?.0
+            };
             let Some((fixed, rest)) = rest.split_first_chunk::<4>() else {
                 return Err(truncated(rest));
             };
