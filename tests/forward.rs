@@ -449,3 +449,119 @@ fn ipv6_loopback_works_too() {
     let n = sock.recv(&mut buf).unwrap();
     assert_eq!(id_of(&buf[..n]), 6);
 }
+
+#[test]
+fn idle_tcp_connections_are_closed() {
+    let up = MockUpstream::echo();
+    let fwd = Forwarder::start_with(&[up.addr], |c| c.tcp_idle = Duration::from_millis(200));
+    let mut s = TcpStream::connect(fwd.addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    write_frame(&mut s, &query(1, "idle.example", RType::A, None));
+    assert!(read_frame(&mut s).is_some());
+    // Then nothing: the server closes within a few sweeps of the idle time.
+    let mut b = [0u8; 1];
+    let started = std::time::Instant::now();
+    assert_eq!(
+        std::io::Read::read(&mut s, &mut b).unwrap_or(0),
+        0,
+        "closed, not answered"
+    );
+    assert!(started.elapsed() < WAIT, "closed before the client gave up");
+}
+
+#[test]
+fn connection_cap_closes_the_oldest_idle_one() {
+    let up = MockUpstream::echo();
+    let fwd = Forwarder::start_with(&[up.addr], |c| c.max_tcp_clients = 2);
+    let mut first = TcpStream::connect(fwd.addr).unwrap();
+    first.set_read_timeout(Some(WAIT)).unwrap();
+    write_frame(&mut first, &query(1, "a.example", RType::A, None));
+    assert!(read_frame(&mut first).is_some());
+    std::thread::sleep(Duration::from_millis(20));
+    let mut second = TcpStream::connect(fwd.addr).unwrap();
+    second.set_read_timeout(Some(WAIT)).unwrap();
+    write_frame(&mut second, &query(2, "b.example", RType::A, None));
+    assert!(read_frame(&mut second).is_some());
+    // A third connection: the first (idle longest) makes room.
+    let r = tcp_ask(fwd.addr, &query(3, "c.example", RType::A, None));
+    assert_eq!(r.map(|r| id_of(&r)), Some(3));
+    let mut b = [0u8; 1];
+    assert_eq!(
+        std::io::Read::read(&mut first, &mut b).unwrap_or(0),
+        0,
+        "oldest idle closed"
+    );
+    write_frame(&mut second, &query(4, "d.example", RType::A, None));
+    assert_eq!(
+        read_frame(&mut second).map(|r| id_of(&r)),
+        Some(4),
+        "the other one lives"
+    );
+}
+
+#[test]
+fn a_stalled_tcp_client_does_not_stop_the_others() {
+    let up = MockUpstream::echo();
+    let fwd = Forwarder::start(&[up.addr]);
+    // Half a length prefix, then nothing; and a client that never reads its answers.
+    let mut stalled = TcpStream::connect(fwd.addr).unwrap();
+    std::io::Write::write_all(&mut stalled, &[0]).unwrap();
+    let mut deaf = TcpStream::connect(fwd.addr).unwrap();
+    for n in 0..2000u16 {
+        write_frame(
+            &mut deaf,
+            &query(n, &format!("deaf{n}.example"), RType::A, Some(4096)),
+        );
+    }
+    for n in 0..20 {
+        let q = query(n, &format!("live{n}.example"), RType::A, None);
+        assert_eq!(udp_ask(fwd.addr, &q).map(|r| id_of(&r)), Some(n));
+        assert_eq!(tcp_ask(fwd.addr, &q).map(|r| id_of(&r)), Some(n));
+    }
+}
+
+#[test]
+fn stopping_answers_what_is_in_flight() {
+    // One slow upstream (300 ms) and one dark: the slow answer still arrives after the
+    // stop, the dark one's query gets SERVFAIL within the one-second grace.
+    let slow = MockUpstream::start(|q, _| {
+        vec![Action::Delay(
+            Duration::from_millis(300),
+            answer(q, &a_records(q, 1)),
+        )]
+    });
+    let fwd = Forwarder::start_with(&[slow.addr], |c| {
+        c.timeout = Duration::from_secs(10);
+        c.deadline = Duration::from_secs(10);
+    });
+    let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+    a.set_read_timeout(Some(WAIT)).unwrap();
+    a.send_to(&query(1, "slow.example", RType::A, None), fwd.addr)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let started = std::time::Instant::now();
+    let stats = fwd.stop();
+    let mut buf = [0u8; 512];
+    let n = a.recv(&mut buf).expect("answered before exit");
+    let m = parse_message(&buf[..n]).unwrap();
+    assert_eq!(
+        (m.header.id, m.header.rcode, m.answers.len()),
+        (1, Rcode::NOERROR, 1)
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(stats.answers, 1);
+
+    let dark = MockUpstream::start(|_, _| vec![]);
+    let fwd = Forwarder::start_with(&[dark.addr], |c| {
+        c.timeout = Duration::from_secs(10);
+        c.deadline = Duration::from_secs(10);
+    });
+    a.send_to(&query(2, "dark.example", RType::A, None), fwd.addr)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let stats = fwd.stop();
+    let n = a.recv(&mut buf).expect("SERVFAIL before exit");
+    let m = parse_message(&buf[..n]).unwrap();
+    assert_eq!((m.header.id, m.header.rcode), (2, Rcode::SERVFAIL));
+    assert_eq!(stats.servfail, 1);
+}

@@ -305,13 +305,14 @@ impl Server {
         }
     }
 
-    /// Stops accepting: listeners are closed; what is in flight gets a second.
+    /// Stops accepting: TCP listeners are closed and UDP listeners no longer read
+    /// (they stay open to send the answers still due); what is in flight gets a second.
     fn begin_shutdown(&mut self, now: Instant) {
         if self.shutdown_at.is_some() {
             return;
         }
-        for mut l in self.udp_listeners.drain(..) {
-            let _ = self.poll.registry().deregister(&mut l);
+        for l in &mut self.udp_listeners {
+            let _ = self.poll.registry().deregister(l);
         }
         for mut l in self.tcp_listeners.drain(..) {
             let _ = self.poll.registry().deregister(&mut l);
