@@ -7,7 +7,7 @@
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
-use super::{fail, offset_in, ErrorKind, PResult, MAX_LABEL_LEN, MAX_NAME_LEN};
+use super::{fail, offset_in, ErrorKind, PResult, HEADER_LEN, MAX_LABEL_LEN, MAX_NAME_LEN};
 
 /// A domain name, uncompressed. Valid values: a sequence of labels of 1..=63 octets
 /// ending with the root label, at most 255 octets in wire form.
@@ -219,7 +219,9 @@ impl fmt::Display for Name {
 /// run of labels being read (the name's own start, or the previous pointer's target).
 /// Each jump therefore lands strictly earlier than the last, which forbids loops,
 /// pointers to themselves and forward jumps with one comparison, and bounds the walk by
-/// the message length.
+/// the message length. A pointer into the 12-octet header is refused too: no name
+/// occurs there, and a name made of header octets would change when the ID is
+/// rewritten in place (as Knot's parser, we call it malformed).
 pub(crate) fn walk_name<'a>(
     msg: &'a [u8],
     i: &'a [u8],
@@ -253,7 +255,7 @@ pub(crate) fn walk_name<'a>(
                     return fail(after, ErrorKind::Truncated);
                 };
                 let target = usize::from(len & 0x3F) << 8 | usize::from(low);
-                if target >= run_start {
+                if target >= run_start || target < HEADER_LEN {
                     let target = target as u16; // < 0x4000, fits
                     return fail(cur, ErrorKind::BadPointer { target });
                 }
@@ -308,7 +310,7 @@ pub(crate) fn skip_name<'a>(msg: &'a [u8], i: &'a [u8]) -> PResult<'a, ()> {
                     return fail(after, ErrorKind::Truncated);
                 };
                 let target = usize::from(len & 0x3F) << 8 | usize::from(low);
-                if target >= start {
+                if target >= start || target < HEADER_LEN {
                     let target = target as u16; // < 0x4000, fits
                     return fail(cur, ErrorKind::BadPointer { target });
                 }
