@@ -169,8 +169,8 @@ fn icmp_refused_fails_over_without_waiting_for_the_timeout() {
     assert_eq!(stats.timeouts, 0);
 }
 
-/// An upstream that truncates over UDP (header + question, TC=1) and answers with
-/// 60 A records (> 512 octets) over TCP.
+/// An upstream that truncates over UDP (header + question, TC=1, its OPT saying 1232)
+/// and answers with 60 A records (> 512 octets) over TCP.
 fn truncating_upstream() -> MockUpstream {
     MockUpstream::start(|q, via| {
         let full = answer(q, &a_records(q, 60));
@@ -179,6 +179,10 @@ fn truncating_upstream() -> MockUpstream {
                 let mut m = parse_message(&full).unwrap();
                 m.answers.clear();
                 m.header.tc = true;
+                // Like knotd: it sends at most 1232 octets over UDP, and says so.
+                for r in m.additional.iter_mut().filter(|r| r.rtype == RType::OPT) {
+                    r.class = Class(1232);
+                }
                 vec![Action::Answer(m.to_vec())]
             }
             Via::Tcp => vec![Action::Answer(full)],
@@ -204,9 +208,11 @@ fn truncated_udp_answer_is_fetched_over_tcp() {
     let r = udp_ask(fwd.addr, &query(3, "big.example", RType::A, Some(4096))).expect("answer");
     let m = parse_message(&r).unwrap();
     assert_eq!((m.answers.len(), m.header.tc), (60, false));
-    assert!(up.tcp_queries.load(Ordering::SeqCst) >= 3);
+    // The TCP client and the EDNS-4096 one made the forwarder fetch over TCP; for the
+    // 512-octet client the upstream's TC answer was already all it could take.
+    assert_eq!(up.tcp_queries.load(Ordering::SeqCst), 2);
     let stats = fwd.stop();
-    assert_eq!(stats.tcp_retries, 3);
+    assert_eq!(stats.tcp_retries, 2);
 }
 
 #[test]

@@ -30,6 +30,18 @@ use crate::wire::{
     parse_header, parse_message, set_id, Message, MessageView, Opcode, Rcode, MAX_MESSAGE_LEN,
 };
 
+/// Whether a truncated UDP answer was cut at the client's own limit, so that the full
+/// answer could not reach this UDP client either: the query went upstream with the
+/// client's EDNS size, and the upstream says (in its OPT, or by sending none: 512) that
+/// it can send at least that much. Then the TC answer is relayed as it is, and the
+/// client retries over TCP; fetching the answer over TCP first would be wasted.
+fn truncated_for_client(answer: &MessageView<'_>, p: &Pending) -> bool {
+    let upstream_limit = answer.opt.map_or(crate::wire::CLASSIC_UDP_LEN, |o| {
+        usize::from(o.udp_size).max(crate::wire::CLASSIC_UDP_LEN)
+    });
+    p.client.is_udp() && upstream_limit >= p.max_response
+}
+
 /// What the core needs to know (the shell's settings are in `crate::config`).
 #[derive(Debug, Clone)]
 pub struct ForwarderConfig {
@@ -174,7 +186,8 @@ impl Forwarder {
         let upstream = p.upstream;
         self.upstreams
             .success(upstream, now.saturating_duration_since(p.sent_at));
-        if view.header.tc && matches!(source, Source::Udp { .. }) {
+        if view.header.tc && matches!(source, Source::Udp { .. }) && !truncated_for_client(&view, p)
+        {
             self.stats.tcp_retries += 1;
             return self.resend(now, slot, upstream, Via::Tcp);
         }

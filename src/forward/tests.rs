@@ -297,21 +297,58 @@ fn icmp_refusal_fails_over_at_once() {
 fn truncated_answer_is_retried_over_tcp() {
     let now = Instant::now();
     let mut f = forwarder(1, 100);
-    f.handle_query(now, client(1), &query_msg(5, &["big.example"], None));
+    // The client can take 4096 octets, the upstream sent at most 1232 over UDP.
+    f.handle_query(now, client(1), &query_msg(5, &["big.example"], Some(4096)));
     let t = one(&mut f);
-    let mut tc = answer_to(&t.bytes, 0, Rcode::NOERROR);
-    tc[2] |= 0x02;
+    let empty = answer_to(&t.bytes, 0, Rcode::NOERROR);
+    let mut m = parse_message(&empty).unwrap();
+    m.header.tc = true;
+    m.additional[0].class = Class(1232);
+    let tc = m.to_vec();
     f.handle_response(now, udp_source(&t), &tc);
     let tcp = one(&mut f);
     assert_eq!(tcp.to, Dest::UpstreamTcp { upstream: 0 });
     // The UDP path is closed for this query now.
     f.handle_response(now, udp_source(&t), &answer_to(&t.bytes, 1, Rcode::NOERROR));
     assert!(drain(&mut f).is_empty());
-    // A 60-record answer (> 512 octets) arrives over TCP; the UDP client without EDNS
-    // gets what fits in 512 with TC=1, so it retries over TCP itself.
-    let full = answer_to(&tcp.bytes, 60, Rcode::NOERROR);
-    assert!(full.len() > 512);
+    // 200 records (3 KB) over TCP: the client's 4096 takes them all.
+    let full = answer_to(&tcp.bytes, 200, Rcode::NOERROR);
+    assert!(full.len() > 1232 && full.len() <= 4096);
     f.handle_response(now, Source::Tcp { upstream: 0 }, &full);
+    let r = one(&mut f);
+    let m = parse_message(&r.bytes).unwrap();
+    assert!(!m.header.tc);
+    assert_eq!((m.header.id, m.answers.len()), (5, 200));
+}
+
+#[test]
+fn answer_truncated_at_the_clients_own_size_is_relayed_as_is() {
+    let now = Instant::now();
+    let mut f = forwarder(1, 100);
+    // No EDNS: the upstream cut at 512, which is all this client takes anyway.
+    f.handle_query(now, client(1), &query_msg(5, &["big.example"], None));
+    let t = one(&mut f);
+    let mut tc = answer_to(&t.bytes, 0, Rcode::NOERROR);
+    tc[2] |= 0x02;
+    f.handle_response(now, udp_source(&t), &tc);
+    let r = one(&mut f);
+    assert_eq!(r.to, Dest::Client(client(1)));
+    let m = parse_message(&r.bytes).unwrap();
+    assert!(m.header.tc);
+    assert_eq!(m.header.id, 5);
+    assert_eq!(f.stats().tcp_retries, 0);
+}
+
+#[test]
+fn big_answer_is_cut_to_the_udp_clients_size() {
+    let now = Instant::now();
+    let mut f = forwarder(1, 100);
+    f.handle_query(now, client(1), &query_msg(5, &["big.example"], None));
+    let t = one(&mut f);
+    // An upstream that ignores the 512 limit: we cut the answer down ourselves.
+    let full = answer_to(&t.bytes, 60, Rcode::NOERROR);
+    assert!(full.len() > 512);
+    f.handle_response(now, udp_source(&t), &full);
     let r = one(&mut f);
     assert!(r.bytes.len() <= 512);
     let m = parse_message(&r.bytes).unwrap();
@@ -341,7 +378,11 @@ fn tcp_client_gets_the_whole_answer() {
 fn tcp_failure_fails_over() {
     let now = Instant::now();
     let mut f = forwarder(2, 100);
-    f.handle_query(now, client(1), &query_msg(5, &["big.example"], None));
+    let c = Client::Tcp {
+        conn: 1,
+        addr: SocketAddr::from(([127, 0, 0, 1], 1234)),
+    };
+    f.handle_query(now, c, &query_msg(5, &["big.example"], None));
     let t = one(&mut f);
     let mut tc = answer_to(&t.bytes, 0, Rcode::NOERROR);
     tc[2] |= 0x02;
