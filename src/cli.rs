@@ -42,6 +42,23 @@ pub struct ServeArgs {
     /// Default: 256.
     #[arg(long, value_name = "N")]
     pub max_tcp_clients: Option<usize>,
+    /// Answers to keep in the cache (least recently used go first); 0 turns the cache
+    /// and the coalescing of identical queries off. Default: 10000.
+    #[arg(long, value_name = "N")]
+    pub cache_size: Option<usize>,
+    /// Keep positive answers at least this long, in seconds. Default: 0.
+    #[arg(long, value_name = "S")]
+    pub cache_min_ttl: Option<u32>,
+    /// Keep answers at most this long, in seconds. Default: 86400.
+    #[arg(long, value_name = "S")]
+    pub cache_max_ttl: Option<u32>,
+    /// When every upstream fails, serve an answer expired up to this long ago, in
+    /// seconds, with TTL 30 (RFC 8767). Default: 86400.
+    #[arg(long, value_name = "S")]
+    pub stale_ttl: Option<u32>,
+    /// Never serve expired answers; SERVFAIL instead.
+    #[arg(long)]
+    pub no_serve_stale: bool,
 }
 
 #[derive(Debug, Subcommand)]

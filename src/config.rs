@@ -3,6 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use crate::cache::CacheConfig;
 use crate::cli::ServeArgs;
 
 /// Everything the server needs to start.
@@ -23,6 +24,7 @@ pub struct Config {
     pub max_pending: usize,
     /// UDP sockets (each on a random port) per upstream.
     pub sockets_per_upstream: usize,
+    pub cache: CacheConfig,
 }
 
 impl Default for Config {
@@ -36,6 +38,7 @@ impl Default for Config {
             max_tcp_clients: 256,
             max_pending: 20_000,
             sockets_per_upstream: 8,
+            cache: CacheConfig::default(),
         }
     }
 }
@@ -160,6 +163,34 @@ impl Config {
             }
             cfg.max_tcp_clients = n;
         }
+        if let Some(n) = args.cache_size {
+            if n > 10_000_000 {
+                return Err(ConfigError::Invalid(
+                    "--cache-size",
+                    format!("{n} is more than 10000000"),
+                ));
+            }
+            cfg.cache.max_entries = n;
+        }
+        if let Some(s) = args.cache_min_ttl {
+            cfg.cache.min_ttl = s;
+        }
+        if let Some(s) = args.cache_max_ttl {
+            cfg.cache.max_ttl = s;
+        }
+        if cfg.cache.min_ttl > cfg.cache.max_ttl {
+            return Err(ConfigError::Invalid(
+                "--cache-min-ttl",
+                format!(
+                    "{} is above --cache-max-ttl {}",
+                    cfg.cache.min_ttl, cfg.cache.max_ttl
+                ),
+            ));
+        }
+        if let Some(s) = args.stale_ttl {
+            cfg.cache.stale_ttl = s;
+        }
+        cfg.cache.serve_stale = !args.no_serve_stale;
         if cfg.deadline < cfg.timeout {
             cfg.deadline = cfg.timeout;
         }

@@ -7,6 +7,7 @@
 //!
 //! Beside them: `config` (settings and the command line), `stats` (counters), and the
 //! `decode` tool (`capture` reads pcap files, `present` prints messages).
+pub mod cache;
 pub mod capture;
 pub mod cli;
 pub mod config;

@@ -4,8 +4,11 @@ use std::fmt;
 /// What the forwarder has seen. Every field only grows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Queries accepted from clients (each question of a split query counts once).
+    /// Queries received from clients and not dropped (answered, or to be answered).
     pub queries: u64,
+    /// Queries sent upstream (each question of a split query, and each prefetch, once;
+    /// retries not counted).
+    pub forwarded: u64,
     /// Answers sent to clients, errors included.
     pub answers: u64,
     /// Client packets dropped: shorter than a header, or QR=1.
@@ -25,16 +28,27 @@ pub struct Stats {
     pub tcp_retries: u64,
     /// Answers cut down to the client's UDP size (TC=1).
     pub truncated: u64,
+    /// Queries answered from the cache.
+    pub cache_hits: u64,
+    /// Queries the cache could not answer (sent upstream, or coalesced).
+    pub cache_misses: u64,
+    /// Queries that waited on an identical one in flight instead of going upstream.
+    pub coalesced: u64,
+    /// Answers served stale (RFC 8767) because the upstreams failed.
+    pub stale_served: u64,
+    /// Cache entries refreshed before they expired.
+    pub prefetches: u64,
 }
 
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "queries={} answers={} dropped_queries={} formerr={} notimp={} servfail={} \
+            "queries={} forwarded={} answers={} dropped_queries={} formerr={} notimp={} servfail={} \
              overload={} dropped_responses={} timeouts={} upstream_errors={} tcp_retries={} \
-             truncated={}",
+             truncated={} cache_hits={} cache_misses={} coalesced={} stale_served={} prefetches={}",
             self.queries,
+            self.forwarded,
             self.answers,
             self.dropped_queries,
             self.formerr,
@@ -45,7 +59,12 @@ impl fmt::Display for Stats {
             self.timeouts,
             self.upstream_errors,
             self.tcp_retries,
-            self.truncated
+            self.truncated,
+            self.cache_hits,
+            self.cache_misses,
+            self.coalesced,
+            self.stale_served,
+            self.prefetches
         )
     }
 }

@@ -101,6 +101,7 @@ fn serves_then_exits_0_on_sigterm() {
     );
     let r = udp_ask(addr, &query(42, "bin.example", RType::A, None)).expect("answer");
     assert_eq!(parse_message(&r).unwrap().header.id, 42);
+    // The second time the answer comes from the cache (forwarded=1 below).
     let r = tcp_ask(addr, &query(43, "bin.example", RType::A, None)).expect("answer");
     assert_eq!(parse_message(&r).unwrap().header.id, 43);
     Command::new("kill")
@@ -122,7 +123,7 @@ fn serves_then_exits_0_on_sigterm() {
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(
         rest.iter()
-            .any(|l| l.contains("stopped: queries=2 answers=2")),
+            .any(|l| l.contains("stopped: queries=2 forwarded=1 answers=2")),
         "{rest:?}"
     );
 }

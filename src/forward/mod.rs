@@ -9,6 +9,8 @@
 //! (RFC 5452 §9.2) and sent to the chosen upstream on a random socket of its pool. An
 //! answer is accepted only from that upstream, on that socket, with that ID, QR set and
 //! the same question (RFC 5452 §9.1); the client gets it with its own ID back.
+#[cfg(test)]
+mod cache_tests;
 mod ids;
 mod pending;
 pub mod reply;
@@ -16,15 +18,16 @@ pub mod reply;
 mod tests;
 mod upstream;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 pub use ids::{IdSource, OsRandom, SeededRandom};
 pub use pending::Client;
-use pending::{current_id, Pending, PendingTable, Slot, Via};
+use pending::{current_id, Pending, PendingTable, Slot, Via, Waiter};
 use upstream::Upstreams;
 
+use crate::cache::{key_of, Asker, Cache, CacheConfig, Lookup, MAX_KEY_LEN};
 use crate::stats::Stats;
 use crate::wire::{
     parse_header, parse_message, set_id, Message, MessageView, Opcode, Rcode, MAX_MESSAGE_LEN,
@@ -42,6 +45,17 @@ fn truncated_for_client(answer: &MessageView<'_>, p: &Pending) -> bool {
     p.client.is_udp() && upstream_limit >= p.max_response
 }
 
+const HEADER_LEN_USIZE: usize = crate::wire::HEADER_LEN;
+
+/// Largest answer `client` can take for `query`: its UDP size, or 65535 over TCP.
+fn max_response(client: Client, query: &MessageView<'_>) -> usize {
+    if client.is_udp() {
+        query.max_udp_response()
+    } else {
+        MAX_MESSAGE_LEN
+    }
+}
+
 /// What the core needs to know (the shell's settings are in `crate::config`).
 #[derive(Debug, Clone)]
 pub struct ForwarderConfig {
@@ -54,7 +68,12 @@ pub struct ForwarderConfig {
     pub deadline: Duration,
     /// Most queries in flight; past it, new queries get REFUSED.
     pub max_pending: usize,
+    /// The answer cache; `max_entries: 0` turns it and query coalescing off.
+    pub cache: CacheConfig,
 }
+
+/// Most clients waiting on one query in flight (coalescing); more are sent upstream.
+const MAX_WAITERS: usize = 512;
 
 /// Where a [`Transmit`] goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +132,9 @@ pub struct Forwarder {
     out: VecDeque<Transmit>,
     rng: Box<dyn IdSource>,
     stats: Stats,
+    cache: Cache,
+    /// Queries in flight by the hash of their cache key, for coalescing.
+    inflight: HashMap<u64, Slot>,
 }
 
 impl Forwarder {
@@ -125,6 +147,8 @@ impl Forwarder {
             out: VecDeque::new(),
             rng,
             stats: Stats::default(),
+            cache: Cache::new(cfg.cache),
+            inflight: HashMap::new(),
             cfg,
         }
     }
@@ -151,6 +175,7 @@ impl Forwarder {
             self.stats.dropped_queries += 1;
             return false;
         }
+        self.stats.queries += 1;
         let view = match MessageView::parse(bytes) {
             Ok(v) => v,
             Err(_) => {
@@ -163,7 +188,7 @@ impl Forwarder {
         } else {
             match header.qdcount {
                 0 => self.refuse(client, bytes, Some(&view), Rcode::FORMERR),
-                1 => self.forward(now, client, &view, None),
+                1 => self.resolve(now, client, &view),
                 _ => self.split(now, client, &view),
             }
         }
@@ -199,7 +224,7 @@ impl Forwarder {
             return self.retry(now, slot);
         }
         let answer = bytes.get(..view.end).unwrap_or(bytes);
-        self.complete(slot, Some(answer));
+        self.complete(now, slot, Some(answer));
     }
 
     /// Call when a UDP socket of an upstream reported an error (ECONNREFUSED from an
@@ -265,10 +290,10 @@ impl Forwarder {
     }
 
     /// Answers every query in flight with SERVFAIL (shutdown).
-    pub fn fail_all(&mut self) {
+    pub fn fail_all(&mut self, now: Instant) {
         let all: Vec<Slot> = self.pending.slots().map(|(s, _)| s).collect();
         for slot in all {
-            self.complete(slot, None);
+            self.complete(now, slot, None);
         }
     }
 
@@ -291,6 +316,9 @@ impl Forwarder {
     }
 
     fn send_to_client(&mut self, client: Client, bytes: Vec<u8>) {
+        if client == Client::Prefetch {
+            return self.pending.recycle(bytes);
+        }
         self.stats.answers += 1;
         self.out.push_back(Transmit {
             to: Dest::Client(client),
@@ -305,11 +333,12 @@ impl Forwarder {
         client: Client,
         view: &MessageView<'_>,
         group: Option<usize>,
-    ) {
+    ) -> Option<Slot> {
         if self.pending.is_full() || self.upstreams.is_empty() {
-            return self.refuse(client, view.bytes(), Some(view), Rcode::REFUSED);
+            self.refuse(client, view.bytes(), Some(view), Rcode::REFUSED);
+            return None;
         }
-        self.stats.queries += 1;
+        self.stats.forwarded += 1;
         let bytes = view.bytes().get(..view.end).unwrap_or(view.bytes());
         let mut query = self.pending.buffer();
         query.extend_from_slice(bytes);
@@ -317,11 +346,7 @@ impl Forwarder {
         set_id(&mut query, id);
         let upstream = self.upstreams.pick(now, 0);
         let socket = self.rng.below(self.cfg.sockets_per_upstream);
-        let max_response = if client.is_udp() {
-            view.max_udp_response()
-        } else {
-            MAX_MESSAGE_LEN
-        };
+        let max_response = max_response(client, view);
         let p = Pending {
             client,
             client_id: view.header.id,
@@ -334,10 +359,13 @@ impl Forwarder {
             via: Via::Udp { socket },
             tried: 1u64 << upstream,
             group,
+            waiters: Vec::new(),
+            inflight: None,
         };
         let timer = self.attempt_timer(now, p.deadline);
         let slot = self.pending.insert(id, p, timer);
         self.transmit_query(slot);
+        Some(slot)
     }
 
     fn attempt_timer(&self, now: Instant, deadline: Instant) -> Instant {
@@ -412,7 +440,7 @@ impl Forwarder {
     fn retry_or_fail(&mut self, now: Instant, slot: Slot) {
         match self.pending.get(slot) {
             Some(p) if now < p.deadline => self.retry(now, slot),
-            Some(_) => self.complete(slot, None),
+            Some(_) => self.complete(now, slot, None),
             None => {}
         }
     }
@@ -447,32 +475,209 @@ impl Forwarder {
         self.transmit_query(slot);
     }
 
-    /// Finishes a pending query with an answer (`None`: it failed, SERVFAIL).
-    fn complete(&mut self, slot: Slot, answer: Option<&[u8]>) {
-        let Some(p) = self.pending.remove(slot) else {
+    /// Finishes a pending query with an answer (`None`: it failed). The answer is
+    /// cached if it may be; a failure (or a final SERVFAIL) is answered from a stale
+    /// cache entry if there is one (RFC 8767), else with SERVFAIL. Clients that waited
+    /// on this query get the same answer, shaped for each.
+    fn complete(&mut self, now: Instant, slot: Slot, answer: Option<&[u8]>) {
+        let Some(mut p) = self.pending.remove(slot) else {
             return;
         };
+        if let Some(h) = p.inflight {
+            if self.inflight.get(&h) == Some(&slot) {
+                self.inflight.remove(&h);
+            }
+        }
         if let Some(g) = p.group {
             self.part_done(g, &p, answer);
             self.pending.recycle(p.query);
             return;
         }
-        let out = match answer {
-            Some(answer) => self.client_answer(&p, answer),
-            None => {
+        let mut kb = [0u8; MAX_KEY_LEN];
+        let key_len = match MessageView::parse(&p.query) {
+            Ok(v) if self.cache.enabled() => key_of(&v, &mut kb).unwrap_or(0),
+            _ => 0,
+        };
+        let key = kb.get(..key_len).unwrap_or_default();
+        let cached = match answer {
+            Some(a) if key_len > 0 => self.cache.insert(key, a, now),
+            _ => false,
+        };
+        let failed =
+            answer.is_none_or(|a| parse_header(a).is_ok_and(|(_, h)| h.rcode == Rcode::SERVFAIL));
+        let stale = failed && key_len > 0 && matches!(self.cache.get(key, now), Lookup::Stale(_));
+        let waiters = std::mem::take(&mut p.waiters);
+        let main = Waiter {
+            client: p.client,
+            query: Vec::new(),
+            max_response: p.max_response,
+        };
+        for (n, w) in std::iter::once(&main).chain(&waiters).enumerate() {
+            // The first is the client that sent the query we forwarded: its query is ours
+            // with its own ID; answers it gets are relayed as the upstream sent them.
+            let query: &[u8] = if n == 0 { &p.query } else { &w.query };
+            let id = if n == 0 {
+                p.client_id
+            } else {
+                parse_header(query).map_or(0, |(_, h)| h.id)
+            };
+            let bytes = if stale {
+                self.stats.stale_served += 1;
+                self.render_cached(now, key, query, id, w.max_response, true)
+            } else if let (Some(a), true) = (answer, n == 0) {
+                self.client_answer(&p, a)
+            } else if let (Some(_), true) = (answer, cached) {
+                self.render_cached(now, key, query, id, w.max_response, false)
+            } else if let Some(a) = answer {
+                self.relay_to(a, query, id, w.max_response)
+            } else {
                 self.stats.servfail += 1;
-                let view = MessageView::parse(&p.query).ok();
-                let mut bytes = reply::error_reply(&p.query, view.as_ref(), Rcode::SERVFAIL);
+                let view = MessageView::parse(query).ok();
+                let mut bytes = reply::error_reply(query, view.as_ref(), Rcode::SERVFAIL);
                 if let Some(b) = bytes.as_mut() {
-                    set_id(b, p.client_id);
+                    set_id(b, id);
                 }
                 bytes
+            };
+            if let Some(bytes) = bytes {
+                self.send_to_client(w.client, bytes);
             }
-        };
-        if let Some(bytes) = out {
-            self.send_to_client(p.client, bytes);
         }
         self.pending.recycle(p.query);
+    }
+
+    /// The cache's answer to `query` (fresh, or stale with TTL 30).
+    fn render_cached(
+        &mut self,
+        now: Instant,
+        key: &[u8],
+        query: &[u8],
+        id: u16,
+        max: usize,
+        stale: bool,
+    ) -> Option<Vec<u8>> {
+        let view = MessageView::parse(query).ok()?;
+        let mut asker = Asker::from_query(&view, max);
+        asker.id = id;
+        match self.cache.get(key, now) {
+            Lookup::Fresh(e) | Lookup::Stale(e) => Some(Cache::render(e, now, &asker, stale)),
+            Lookup::Miss => None,
+        }
+    }
+
+    /// An upstream answer that was not cached, for a client that waited on it: its ID,
+    /// cut to its size.
+    fn relay_to(&mut self, answer: &[u8], query: &[u8], id: u16, max: usize) -> Option<Vec<u8>> {
+        let view = MessageView::parse(query).ok()?;
+        let mut bytes = if answer.len() > max {
+            reply::fit(answer, max, &view)
+        } else {
+            answer.to_vec()
+        };
+        set_id(&mut bytes, id);
+        Some(bytes)
+    }
+
+    /// A one-question query: answered from the cache, attached to an identical query in
+    /// flight, or sent upstream.
+    fn resolve(&mut self, now: Instant, client: Client, view: &MessageView<'_>) {
+        let mut kb = [0u8; MAX_KEY_LEN];
+        let key_len = if self.cache.enabled() {
+            key_of(view, &mut kb).unwrap_or(0)
+        } else {
+            0
+        };
+        if key_len == 0 {
+            self.forward(now, client, view, None);
+            return;
+        }
+        let key = kb.get(..key_len).unwrap_or_default();
+        let max = max_response(client, view);
+        if let Lookup::Fresh(e) = self.cache.get(key, now) {
+            let bytes = Cache::render(e, now, &Asker::from_query(view, max), false);
+            let refresh = e.wants_prefetch(now).then(|| {
+                e.prefetching = true;
+                (e.question_wire().to_vec(), e.key_flags())
+            });
+            self.stats.cache_hits += 1;
+            self.send_to_client(client, bytes);
+            if let Some((question, flags)) = refresh {
+                self.prefetch(now, &question, flags);
+            }
+            return;
+        }
+        self.stats.cache_misses += 1;
+        let hash = self.cache.hash(key);
+        if let Some(&slot) = self.inflight.get(&hash) {
+            let same = self.pending.get(slot).is_some_and(|p| {
+                let mut other = [0u8; MAX_KEY_LEN];
+                let n = MessageView::parse(&p.query)
+                    .ok()
+                    .and_then(|v| key_of(&v, &mut other));
+                n.and_then(|n| other.get(..n)) == Some(key) && p.waiters.len() < MAX_WAITERS
+            });
+            if let (true, Some(p)) = (same, self.pending.get_mut(slot)) {
+                let query = view
+                    .bytes()
+                    .get(..view.end)
+                    .unwrap_or(view.bytes())
+                    .to_vec();
+                p.waiters.push(Waiter {
+                    client,
+                    query,
+                    max_response: max,
+                });
+                self.stats.coalesced += 1;
+                return;
+            }
+        }
+        if let Some(slot) = self.forward(now, client, view, None) {
+            if let std::collections::hash_map::Entry::Vacant(v) = self.inflight.entry(hash) {
+                v.insert(slot);
+                if let Some(p) = self.pending.get_mut(slot) {
+                    p.inflight = Some(hash);
+                }
+            }
+        }
+    }
+
+    /// Refreshes a cache entry before it expires: the stored question, RD set, CD and
+    /// DO as in its key, sent upstream with no client waiting.
+    fn prefetch(&mut self, now: Instant, question: &[u8], key_flags: u8) {
+        let mut q = Vec::with_capacity(HEADER_LEN_USIZE + question.len() + 11);
+        let flags: u16 = 0x0100 | u16::from(key_flags & 1) << 4;
+        q.extend_from_slice(&crate::wire::Header::from_parts(0, flags, [1, 0, 0, 1]).to_bytes());
+        q.extend_from_slice(question);
+        let dnssec_ok = key_flags & 2 != 0;
+        let opt = crate::wire::Edns {
+            udp_size: reply::OUR_UDP_SIZE,
+            ext_rcode: 0,
+            version: 0,
+            dnssec_ok,
+            z: 0,
+            options: Vec::new(),
+        };
+        let mut w = crate::wire::Writer::new(64);
+        opt.to_record().write(&mut w);
+        q.extend_from_slice(w.as_bytes());
+        let Ok(view) = MessageView::parse(&q) else {
+            return;
+        };
+        let mut kb = [0u8; MAX_KEY_LEN];
+        let Some(n) = key_of(&view, &mut kb) else {
+            return;
+        };
+        let hash = self.cache.hash(kb.get(..n).unwrap_or_default());
+        if self.inflight.contains_key(&hash) {
+            return;
+        }
+        self.stats.prefetches += 1;
+        if let Some(slot) = self.forward(now, Client::Prefetch, &view, None) {
+            self.inflight.insert(hash, slot);
+            if let Some(p) = self.pending.get_mut(slot) {
+                p.inflight = Some(hash);
+            }
+        }
     }
 
     /// The upstream's answer made fit for the client: its ID, and its size limit.

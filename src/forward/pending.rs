@@ -20,15 +20,11 @@ pub enum Client {
     Udp { listener: usize, addr: SocketAddr },
     /// A TCP connection (the shell's connection number) from `addr`.
     Tcp { conn: usize, addr: SocketAddr },
+    /// Nobody: a refresh of a cache entry before it expires.
+    Prefetch,
 }
 
 impl Client {
-    pub fn addr(&self) -> SocketAddr {
-        match *self {
-            Client::Udp { addr, .. } | Client::Tcp { addr, .. } => addr,
-        }
-    }
-
     pub fn is_udp(&self) -> bool {
         matches!(self, Client::Udp { .. })
     }
@@ -66,6 +62,19 @@ pub struct Pending {
     pub tried: u64,
     /// Set when this is one question of a split multi-question query.
     pub group: Option<usize>,
+    /// Clients that asked the same question while this one was in flight.
+    pub waiters: Vec<Waiter>,
+    /// The hash this query is registered under for coalescing, if it is.
+    pub inflight: Option<u64>,
+}
+
+/// A client waiting on another client's query (coalescing).
+#[derive(Debug)]
+pub struct Waiter {
+    pub client: Client,
+    /// Its own query, which shapes its answer (ID, spelling, RD, EDNS).
+    pub query: Vec<u8>,
+    pub max_response: usize,
 }
 
 /// A slot's key: its index and the ID it is registered under.
@@ -278,6 +287,8 @@ mod tests {
             via: Via::Udp { socket: 0 },
             tried: 1,
             group: None,
+            waiters: Vec::new(),
+            inflight: None,
         }
     }
 

@@ -12,7 +12,7 @@ fn up(n: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 5300 + n))
 }
 
-fn client(n: u16) -> Client {
+pub(super) fn client(n: u16) -> Client {
     Client::Udp {
         listener: 0,
         addr: SocketAddr::from(([127, 0, 0, 1], 40000 + n)),
@@ -26,11 +26,16 @@ fn forwarder(upstreams: u16, max_pending: usize) -> Forwarder {
         timeout: TIMEOUT,
         deadline: DEADLINE,
         max_pending,
+        // The forwarding tests run without a cache; the cache tests turn it on.
+        cache: crate::cache::CacheConfig {
+            max_entries: 0,
+            ..Default::default()
+        },
     };
     Forwarder::new(cfg, Box::new(SeededRandom::new(42)))
 }
 
-fn query_msg(id: u16, names: &[&str], edns: Option<u16>) -> Vec<u8> {
+pub(super) fn query_msg(id: u16, names: &[&str], edns: Option<u16>) -> Vec<u8> {
     let m = Message {
         header: Header::from_parts(id, 0x0100, [0; 4]),
         questions: names
@@ -61,7 +66,7 @@ fn query_msg(id: u16, names: &[&str], edns: Option<u16>) -> Vec<u8> {
 }
 
 /// An answer to `query` with `n` A records (and the query's OPT, if any).
-fn answer_to(query: &[u8], n: usize, rcode: Rcode) -> Vec<u8> {
+pub(super) fn answer_to(query: &[u8], n: usize, rcode: Rcode) -> Vec<u8> {
     let q = parse_message(query).unwrap();
     let mut m = q.clone();
     m.header.qr = true;
@@ -79,21 +84,21 @@ fn answer_to(query: &[u8], n: usize, rcode: Rcode) -> Vec<u8> {
     m.to_vec()
 }
 
-fn drain(f: &mut Forwarder) -> Vec<Transmit> {
+pub(super) fn drain(f: &mut Forwarder) -> Vec<Transmit> {
     std::iter::from_fn(|| f.poll_transmit()).collect()
 }
 
-fn one(f: &mut Forwarder) -> Transmit {
+pub(super) fn one(f: &mut Forwarder) -> Transmit {
     let mut t = drain(f);
     assert_eq!(t.len(), 1, "expected one transmit, got {t:?}");
     t.remove(0)
 }
 
-fn id_of(b: &[u8]) -> u16 {
+pub(super) fn id_of(b: &[u8]) -> u16 {
     u16::from_be_bytes([b[0], b[1]])
 }
 
-fn udp_source(t: &Transmit) -> Source {
+pub(super) fn udp_source(t: &Transmit) -> Source {
     match t.to {
         Dest::Upstream { upstream, socket } => Source::Udp {
             upstream,

@@ -111,6 +111,7 @@ impl Server {
             timeout: cfg.timeout,
             deadline: cfg.deadline,
             max_pending: cfg.max_pending,
+            cache: cfg.cache,
         };
         let mut server = Server {
             core: Forwarder::new(core_cfg, Box::new(OsRandom::new())),
@@ -332,7 +333,7 @@ impl Server {
             return false;
         }
         // Out of time: SERVFAIL for the rest, one last write attempt, done.
-        self.core.fail_all();
+        self.core.fail_all(now);
         self.flush(now);
         true
     }
@@ -406,6 +407,8 @@ impl Server {
                     self.send_udp_client(listener, addr, &bytes)
                 }
                 Dest::Client(Client::Tcp { conn, .. }) => self.send_tcp_client(now, conn, &bytes),
+                // The core never sends to nobody; nothing to do if it did.
+                Dest::Client(Client::Prefetch) => {}
                 Dest::Upstream { upstream, socket } => {
                     self.send_upstream_udp(now, upstream, socket, &bytes)
                 }

@@ -32,7 +32,7 @@ pub use message::{parse_message, Message};
 pub use name::{parse_name, Name, NameError};
 pub use question::{parse_question, Question};
 pub use record::{parse_record, Class, RData, RType, Record, Soa};
-pub use view::{MessageView, OptView};
+pub use view::{record_ttls, MessageView, OptView};
 pub use writer::Writer;
 
 /// Size of the fixed message header (RFC 1035 §4.1.1).

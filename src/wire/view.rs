@@ -10,7 +10,7 @@
 use super::name::{skip_name, walk_name};
 use super::{
     offset_in, parse_header, to_parse_error, Class, ErrorKind, Header, ParseError, RType,
-    WireError, MAX_NAME_LEN,
+    WireError, HEADER_LEN, MAX_NAME_LEN,
 };
 
 fn truncated(at: &[u8]) -> nom::Err<WireError<'_>> {
@@ -183,4 +183,36 @@ impl<'a> MessageView<'a> {
             usize::from(o.udp_size).max(super::CLASSIC_UDP_LEN)
         })
     }
+}
+
+/// Where the TTL of every record (answer, authority and additional) sits in `msg`, with
+/// the record's type: the cache rewrites TTLs in place rather than re-encoding.
+pub fn record_ttls(msg: &[u8]) -> Result<Vec<(usize, RType)>, ParseError> {
+    let view = MessageView::parse(msg)?;
+    let h = view.header;
+    let mut i = msg.get(HEADER_LEN..).unwrap_or_default();
+    let records = usize::from(h.ancount) + usize::from(h.nscount) + usize::from(h.arcount);
+    let mut out = Vec::with_capacity(records.min(64));
+    let walked: Result<(), nom::Err<WireError<'_>>> = (|| {
+        for _ in 0..h.qdcount {
+            let (rest, ()) = skip_name(msg, i)?;
+            i = rest.get(4..).ok_or_else(|| truncated(rest))?;
+        }
+        for _ in 0..records {
+            let (rest, ()) = skip_name(msg, i)?;
+            let Some((fixed, rest)) = rest.split_first_chunk::<10>() else {
+                return Err(truncated(rest));
+            };
+            let [t0, t1, _, _, _, _, _, _, r0, r1] = *fixed;
+            out.push((
+                offset_in(msg, rest) - 6,
+                RType(u16::from_be_bytes([t0, t1])),
+            ));
+            let rdlength = usize::from(u16::from_be_bytes([r0, r1]));
+            i = rest.get(rdlength..).ok_or_else(|| truncated(rest))?;
+        }
+        Ok(())
+    })();
+    walked.map_err(|e| to_parse_error(msg, e))?;
+    Ok(out)
 }

@@ -254,6 +254,9 @@ impl Forwarder {
             upstreams: upstreams.to_vec(),
             ..Config::default()
         };
+        // The forwarding tests see every query reach the upstream; cache tests turn
+        // the cache back on in `tweak`.
+        cfg.cache.max_entries = 0;
         tweak(&mut cfg);
         let server = Server::bind(cfg).unwrap();
         let addr = server.local_addrs()[0];
