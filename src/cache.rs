@@ -599,6 +599,6 @@ mod tests {
                 c.bytes()
             );
         }
-        assert!(c.len() >= 1);
+        assert!(!c.is_empty());
     }
 }
