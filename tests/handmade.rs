@@ -121,3 +121,17 @@ fn view_follows_the_first_qname_through_its_pointers() {
         MessageView::parse(&hex::decode("ad6001000001000000000000c00003030001").unwrap()).is_err()
     );
 }
+
+#[test]
+fn view_finds_an_opt_whose_owner_is_a_pointer_to_the_root() {
+    let c = cases()
+        .into_iter()
+        .find(|c| c.name == "opt-owner-pointer-to-root")
+        .unwrap();
+    let v = MessageView::parse(&c.wire).unwrap();
+    assert_eq!(v.opt.map(|o| o.udp_size), Some(1232));
+    assert_eq!(
+        parse_message(&c.wire).unwrap().edns().map(|e| e.udp_size),
+        Some(1232)
+    );
+}

@@ -102,7 +102,11 @@ impl<'a> MessageView<'a> {
                 return Err(truncated(rest));
             };
             if u16::from_be_bytes([t0, t1]) == RType::OPT.0 {
-                if n < records || opt.is_some() || start.first() != Some(&0) {
+                // The owner must be the root; it may be a pointer to one, so follow it
+                // (one OPT per message: cheap).
+                let mut labels = 0;
+                let root = walk_name(msg, start, |_| labels += 1).is_ok() && labels == 0;
+                if n < records || opt.is_some() || !root {
                     return Err(nom::Err::Error(WireError::new(start, ErrorKind::BadOpt)));
                 }
                 opt = Some(OptView {
