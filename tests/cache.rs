@@ -1,0 +1,238 @@
+//! The cache over real sockets: captured traffic replayed twice (the second pass from
+//! the cache), coalescing of concurrent identical queries, serve-stale when the
+//! upstream goes dark, and the byte cost of an entry.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod common;
+
+use std::collections::HashMap;
+use std::net::UdpSocket;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use dnsfwd::cache::{key_of, MAX_KEY_LEN};
+use dnsfwd::capture::{read_capture, Options, Transport};
+use dnsfwd::wire::{parse_header, parse_message, MessageView, Opcode, RData, RType, Rcode, Record};
+
+/// Records without their TTLs and OPT, in order, for comparing answers.
+fn records(msg: &[u8]) -> Vec<Record<'_>> {
+    let m = parse_message(msg).unwrap();
+    m.answers
+        .iter()
+        .chain(&m.authority)
+        .chain(&m.additional)
+        .filter(|r| r.rtype != RType::OPT)
+        .map(|r| Record {
+            ttl: 0,
+            ..r.clone()
+        })
+        .collect()
+}
+
+/// Whether RFC 1035/2308 let a cache keep this answer (independent of our code).
+fn cacheable(msg: &[u8]) -> bool {
+    let Ok(m) = parse_message(msg) else {
+        return false;
+    };
+    let soa = m.authority.iter().find_map(|r| match &r.rdata {
+        RData::Soa(s) => Some(r.ttl.min(s.minimum)),
+        _ => None,
+    });
+    let ttls_ok = m
+        .answers
+        .iter()
+        .chain(&m.authority)
+        .all(|r| r.ttl > 0 && r.ttl < 1 << 31);
+    match m.rcode() {
+        _ if m.header.tc || m.questions.len() != 1 => false,
+        Rcode::NOERROR if !m.answers.is_empty() => ttls_ok,
+        Rcode::NOERROR | Rcode::NXDOMAIN => soa.is_some_and(|t| t > 0),
+        _ => false,
+    }
+}
+
+fn key(query: &[u8]) -> Vec<u8> {
+    let v = MessageView::parse(query).unwrap();
+    let mut k = [0u8; MAX_KEY_LEN];
+    let n = key_of(&v, &mut k).unwrap();
+    k[..n].to_vec()
+}
+
+#[test]
+fn second_replay_is_answered_from_the_cache_with_the_same_records() {
+    // Recorded query (without ID) → recorded response, as in replay_forward.rs.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
+    let mut recorded: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+    let mut queries = Vec::new();
+    for f in [
+        "auth-udp.pcap",
+        "dnssec.pcap",
+        "edns.pcap",
+        "recursive.pcap",
+    ] {
+        let msgs = read_capture(&std::fs::read(dir.join(f)).unwrap(), &Options::default()).unwrap();
+        for (i, q) in msgs.iter().enumerate() {
+            let Ok((_, h)) = parse_header(&q.bytes) else {
+                continue;
+            };
+            let Ok(v) = MessageView::parse(&q.bytes) else {
+                continue;
+            };
+            if h.qr
+                || h.opcode != Opcode::QUERY
+                || h.qdcount != 1
+                || q.transport != Transport::Udp
+                || v.end != q.bytes.len()
+            {
+                continue;
+            }
+            let resp = msgs[i + 1..]
+                .iter()
+                .find(|r| r.src == q.dst && r.dst == q.src && r.bytes.get(..2) == q.bytes.get(..2));
+            if let Some(r) = resp {
+                recorded
+                    .entry(q.bytes[2..].to_vec())
+                    .or_insert_with(|| r.bytes.clone());
+                queries.push(q.bytes.clone());
+            }
+        }
+    }
+    assert!(queries.len() > 150, "{} queries", queries.len());
+    let table = Arc::new(recorded);
+    let t = table.clone();
+    let up = MockUpstream::start(move |q, _| match q.get(2..).and_then(|k| t.get(k)) {
+        Some(r) => vec![Action::Answer(r.clone())],
+        None => vec![],
+    });
+    let fwd = Forwarder::start_with(&[up.addr], |c| c.cache.max_entries = 10_000);
+    // Pass 1: note, per cache key, the first cacheable answer (the one the cache keeps;
+    // e.g. a BADCOOKIE answer before it is not).
+    let mut first: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+    for q in &queries {
+        let a = udp_ask(fwd.addr, q).unwrap_or_else(|| panic!("no answer to {}", hex::encode(q)));
+        let slot = first.entry(key(q)).or_insert_with(|| a.clone());
+        if !cacheable(slot) && cacheable(&a) {
+            *slot = a;
+        }
+    }
+    // Pass 2: every cacheable answer comes from the cache (the upstream sees nothing).
+    let (mut hits, mut expected_hits) = (0, 0);
+    for q in &queries {
+        let before = up.udp_queries.load(Ordering::SeqCst);
+        let a = udp_ask(fwd.addr, q).expect("answer");
+        let from_cache = up.udp_queries.load(Ordering::SeqCst) == before;
+        let source = &first[&key(q)];
+        if cacheable(source) {
+            expected_hits += 1;
+            assert!(
+                from_cache,
+                "cacheable answer not cached: {}",
+                hex::encode(q)
+            );
+        }
+        if from_cache {
+            hits += 1;
+            assert_eq!(id_of(&a), id_of(q));
+            let (m, s) = (parse_message(&a).unwrap(), parse_message(source).unwrap());
+            if m.header.tc {
+                // Cut to this client's size (e.g. +bufsize=512): whole RRsets from the front.
+                let limit = MessageView::parse(q).unwrap().max_udp_response();
+                assert!(a.len() <= limit);
+                assert!(
+                    records(source).starts_with(&records(&a)),
+                    "{}",
+                    hex::encode(q)
+                );
+            } else {
+                assert_eq!(
+                    records(&a),
+                    records(source),
+                    "cached records differ for {}",
+                    hex::encode(q)
+                );
+            }
+            assert_eq!(m.rcode(), s.rcode());
+            assert!(!m.header.aa, "cached answers are not authoritative");
+            for (x, y) in m.answers.iter().zip(&s.answers) {
+                assert!(x.ttl <= y.ttl.min(86_400), "TTL grew in the cache");
+            }
+        }
+    }
+    eprintln!(
+        "pass 2: {hits} of {} answered from the cache ({expected_hits} cacheable)",
+        queries.len()
+    );
+    assert!(expected_hits > 100);
+    assert_eq!(
+        hits, expected_hits,
+        "something not cacheable came from the cache"
+    );
+    let stats = fwd.stop();
+    assert!(stats.cache_hits as usize >= hits, "{stats}");
+}
+
+#[test]
+fn coalesces_concurrent_identical_queries() {
+    let up = MockUpstream::start(|q, _| {
+        vec![Action::Delay(
+            Duration::from_millis(300),
+            answer(q, &a_records(q, 1)),
+        )]
+    });
+    let fwd = Forwarder::start_with(&[up.addr], |c| c.cache.max_entries = 100);
+    let socks: Vec<UdpSocket> = (0..100)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    for (n, s) in socks.iter().enumerate() {
+        s.send_to(&query(n as u16, "hot.example", RType::A, None), fwd.addr)
+            .unwrap();
+    }
+    for (n, s) in socks.iter().enumerate() {
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        let mut buf = [0u8; 512];
+        let len = s.recv(&mut buf).expect("every waiter answered");
+        let m = parse_message(&buf[..len]).unwrap();
+        assert_eq!((m.header.id, m.answers.len()), (n as u16, 1));
+    }
+    assert_eq!(
+        up.udp_queries.load(Ordering::SeqCst),
+        1,
+        "one upstream query for 100 clients"
+    );
+    let stats = fwd.stop();
+    assert_eq!(stats.coalesced, 99);
+}
+
+#[test]
+fn serves_stale_when_the_upstream_goes_dark() {
+    let dark = Arc::new(AtomicBool::new(false));
+    let d = dark.clone();
+    let up = MockUpstream::start(move |q, _| {
+        if d.load(Ordering::SeqCst) {
+            return vec![];
+        }
+        let mut r = a_records(q, 1);
+        r[0].ttl = 1;
+        vec![Action::Answer(answer(q, &r))]
+    });
+    let fwd = Forwarder::start_with(&[up.addr], |c| {
+        c.cache.max_entries = 100;
+        c.timeout = Duration::from_millis(100);
+        c.deadline = Duration::from_millis(300);
+    });
+    let r = udp_ask(fwd.addr, &query(1, "stale.example", RType::A, None)).unwrap();
+    assert_eq!(parse_message(&r).unwrap().answers[0].ttl, 1);
+    dark.store(true, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(1100)); // let the 1 s TTL run out
+    let r = udp_ask(fwd.addr, &query(2, "stale.example", RType::A, None)).expect("stale answer");
+    let m = parse_message(&r).unwrap();
+    assert_eq!((m.header.id, m.header.rcode), (2, Rcode::NOERROR));
+    assert_eq!(m.answers[0].ttl, 30);
+    // A name never cached still fails.
+    let r = udp_ask(fwd.addr, &query(3, "never.example", RType::A, None)).unwrap();
+    assert_eq!(parse_message(&r).unwrap().header.rcode, Rcode::SERVFAIL);
+    let stats = fwd.stop();
+    assert_eq!(stats.stale_served, 1);
+}
