@@ -17,7 +17,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::time::{Duration, Instant};
 
 use crate::wire::{
-    parse_message, record_ttls, set_id, Edns, Message, MessageView, Opcode, RData, RType, Rcode,
+    parse_message, record_ttls, set_id, Message, MessageView, Opcode, RData, RType, Rcode,
     CLASSIC_UDP_LEN, HEADER_LEN, MAX_NAME_LEN,
 };
 
@@ -118,13 +118,15 @@ pub enum Lookup<'a> {
 }
 
 /// Who an answer is rendered for: what of the client's query shapes it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Asker {
     pub id: u16,
     pub rd: bool,
     pub cd: bool,
-    /// The question name as the client spelled it, uncompressed wire form.
-    pub qname: Vec<u8>,
+    /// The question name as the client spelled it, uncompressed wire form
+    /// (`qname_len` octets of it).
+    pub qname: [u8; MAX_NAME_LEN],
+    pub qname_len: usize,
     /// `Some(DO)` if the client sent an OPT record.
     pub edns: Option<bool>,
     /// Largest answer it can take.
@@ -134,13 +136,14 @@ pub struct Asker {
 impl Asker {
     /// What of `query` shapes the answer to it; `max_response` per its transport.
     pub fn from_query(query: &MessageView<'_>, max_response: usize) -> Asker {
-        let mut name = [0u8; MAX_NAME_LEN];
-        let n = query.qname_wire(&mut name, false);
+        let mut qname = [0u8; MAX_NAME_LEN];
+        let qname_len = query.qname_wire(&mut qname, false);
         Asker {
             id: query.header.id,
             rd: query.header.rd,
             cd: query.header.cd,
-            qname: name.get(..n).unwrap_or_default().to_vec(),
+            qname,
+            qname_len,
             edns: query.opt.map(|o| o.dnssec_ok),
             max_response,
         }
@@ -418,9 +421,10 @@ impl Cache {
         }
         // The client's spelling: the stored question name is uncompressed at offset 12
         // (our writer puts it there), and an equal name has the same length.
-        if let Some(name) = out.get_mut(HEADER_LEN..HEADER_LEN + asker.qname.len()) {
-            if name.eq_ignore_ascii_case(&asker.qname) {
-                name.copy_from_slice(&asker.qname);
+        let spelling = asker.qname.get(..asker.qname_len).unwrap_or_default();
+        if let Some(name) = out.get_mut(HEADER_LEN..HEADER_LEN + spelling.len()) {
+            if name.eq_ignore_ascii_case(spelling) {
+                name.copy_from_slice(spelling);
             }
         }
         let age = elapsed_secs(entry.stored, now);
@@ -436,17 +440,10 @@ impl Cache {
             }
         }
         if let Some(dnssec_ok) = asker.edns {
-            let opt = Edns {
-                udp_size: OUR_UDP_SIZE,
-                ext_rcode: 0,
-                version: 0,
-                dnssec_ok,
-                z: 0,
-                options: Vec::new(),
-            };
-            let mut w = crate::wire::Writer::new(64);
-            opt.to_record().write(&mut w);
-            out.extend_from_slice(w.as_bytes());
+            // RFC 6891 §6.1.2: root owner, TYPE 41, CLASS = our UDP size, TTL = ext RCODE 0,
+            // version 0, DO; no options.
+            let [hi, lo] = OUR_UDP_SIZE.to_be_bytes();
+            out.extend_from_slice(&[0, 0, 41, hi, lo, 0, 0, u8::from(dnssec_ok) << 7, 0, 0, 0]);
             if let Some(ar) = out.get_mut(10..12) {
                 let n = u16::from_be_bytes([ar[0], ar[1]]).saturating_add(1);
                 ar.copy_from_slice(&n.to_be_bytes());
