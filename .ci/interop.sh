@@ -148,15 +148,20 @@ run() { # TOOL SERVER PORT args...
             +noall +header +comments +opt +answer +authority +additional "$@" 2>&1
     fi
 }
-# dig/kdig text -> comparable text: no IDs, timings or cookies; the records of each section
+# dig/kdig text -> comparable text: no IDs, timings, cookies, NSID, AA or CD; the records of each section
 # sorted, their TTL moved to the end (" ~TTL"); whitespace squeezed (kdig pads owners).
 norm() {
     awk '
         /^[ \t]*$/ { next }
-        /^;/ && /Got answer|[Tt]runcated|Query time|SERVER:|WHEN:|MSG SIZE|Received|COOKIE/ { next }
+        # NSID, like cookies, is per hop: a cached answer carries none of the upstream.
+        /^;/ && /Got answer|[Tt]runcated|Query time|SERVER:|WHEN:|MSG SIZE|Received|COOKIE|NSID/ { next }
         /^;/ {
             if (/SECTION:/) sec++
             gsub(/,? id: [0-9]+;?/, ""); gsub(/[ \t]+/, " ")
+            # AA: a forwarder relays it, but answers from its cache are not authoritative
+            # (RFC 1035 §4.1.1). CD: RFC 4035 §3.2.2 says to copy it from the query, which
+            # the cache does and knotd does not. Neither bit is compared.
+            if (tolower($0) ~ /flags:/) { gsub(/ aa/, ""); gsub(/ cd/, "") }
             printf "%03d 0%06d %s\n", sec, NR, $0; next
         }
         {
