@@ -225,6 +225,17 @@ impl fmt::Display for Name {
 pub(crate) fn walk_name<'a>(
     msg: &'a [u8],
     i: &'a [u8],
+    on_label: impl FnMut(&'a [u8]),
+) -> PResult<'a, usize> {
+    walk(msg, i, true, on_label)
+}
+
+/// The walk behind [`walk_name`] and [`skip_name`]; with `follow` false it stops at the
+/// first pointer (after checking it) instead of jumping.
+fn walk<'a>(
+    msg: &'a [u8],
+    i: &'a [u8],
+    follow: bool,
     mut on_label: impl FnMut(&'a [u8]),
 ) -> PResult<'a, usize> {
     // Plain slice operations rather than nom primitives: this loop runs for every label
@@ -259,7 +270,10 @@ pub(crate) fn walk_name<'a>(
                     let target = target as u16; // < 0x4000, fits
                     return fail(cur, ErrorKind::BadPointer { target });
                 }
-                after_first_run.get_or_insert(after);
+                let rest = *after_first_run.get_or_insert(after);
+                if !follow {
+                    return Ok((rest, wire_len));
+                }
                 run_start = target;
                 // target < run_start <= msg.len(), so the slice exists.
                 cur = msg.get(target..).unwrap_or_default();
@@ -283,42 +297,10 @@ pub fn parse_name<'a>(msg: &'a [u8], i: &'a [u8]) -> PResult<'a, Name> {
 
 /// Skips a name in place without following its pointer (hot path): the labels up to
 /// the root octet or a pointer are bounds-checked, and a pointer must point before the
-/// name's start, so it could not loop or jump forward. Where the pointer leads is not
-/// read; [`parse_name`] is what checks that.
+/// name's start and past the header, so it could not loop or jump forward. Where the
+/// pointer leads is not read; [`parse_name`] is what checks that.
 pub(crate) fn skip_name<'a>(msg: &'a [u8], i: &'a [u8]) -> PResult<'a, ()> {
-    let start = offset_in(msg, i);
-    let mut cur = i;
-    let mut wire_len = 1;
-    loop {
-        let Some((&len, after)) = cur.split_first() else {
-            return fail(cur, ErrorKind::Truncated);
-        };
-        match len & 0xC0 {
-            0x00 if len == 0 => return Ok((after, ())),
-            0x00 => {
-                wire_len += 1 + usize::from(len);
-                if wire_len > MAX_NAME_LEN {
-                    return fail(cur, ErrorKind::NameTooLong);
-                }
-                match after.get(usize::from(len)..) {
-                    Some(rest) => cur = rest,
-                    None => return fail(after, ErrorKind::Truncated),
-                }
-            }
-            0xC0 => {
-                let Some((&low, after)) = after.split_first() else {
-                    return fail(after, ErrorKind::Truncated);
-                };
-                let target = usize::from(len & 0x3F) << 8 | usize::from(low);
-                if target >= start || target < HEADER_LEN {
-                    let target = target as u16; // < 0x4000, fits
-                    return fail(cur, ErrorKind::BadPointer { target });
-                }
-                return Ok((after, ()));
-            }
-            _ => return fail(cur, ErrorKind::BadLabelType(len)),
-        }
-    }
+    walk(msg, i, false, |_| ()).map(|(rest, _)| (rest, ()))
 }
 
 #[cfg(test)]
