@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use super::tests::{answer_to, client, drain, id_of, one, query_msg, udp_source};
 use super::*;
 use crate::cache::CacheConfig;
-use crate::wire::{Class, Name, RData, RType, Record, Soa};
+use crate::wire::{parse_message, Class, Message, Name, RData, RType, Record, Soa};
 
 const TIMEOUT: Duration = Duration::from_millis(1000);
 const DEADLINE: Duration = Duration::from_millis(2500);

@@ -14,6 +14,8 @@ mod cache_tests;
 mod ids;
 mod pending;
 pub mod reply;
+mod resolve;
+mod split;
 #[cfg(test)]
 mod tests;
 mod upstream;
@@ -27,11 +29,9 @@ pub use pending::Client;
 use pending::{current_id, Pending, PendingTable, Slot, Via, Waiter};
 use upstream::Upstreams;
 
-use crate::cache::{key_of, Asker, Cache, CacheConfig, Lookup, MAX_KEY_LEN};
+use crate::cache::{key_of, Cache, CacheConfig, Lookup, MAX_KEY_LEN};
 use crate::stats::Stats;
-use crate::wire::{
-    parse_header, parse_message, set_id, Message, MessageView, Opcode, Rcode, MAX_MESSAGE_LEN,
-};
+use crate::wire::{parse_header, set_id, MessageView, Opcode, Rcode, MAX_MESSAGE_LEN};
 
 /// Whether a truncated UDP answer was cut at the client's own limit, so that the full
 /// answer could not reach this UDP client either: the query went upstream with the
@@ -44,8 +44,6 @@ fn truncated_for_client(answer: &MessageView<'_>, p: &Pending) -> bool {
     });
     p.client.is_udp() && upstream_limit >= p.max_response
 }
-
-const HEADER_LEN_USIZE: usize = crate::wire::HEADER_LEN;
 
 /// Largest answer `client` can take for `query`: its UDP size, or 65535 over TCP.
 fn max_response(client: Client, query: &MessageView<'_>) -> usize {
@@ -71,9 +69,6 @@ pub struct ForwarderConfig {
     /// The answer cache; `max_entries: 0` turns it and query coalescing off.
     pub cache: CacheConfig,
 }
-
-/// Most clients waiting on one query in flight (coalescing); more are sent upstream.
-const MAX_WAITERS: usize = 512;
 
 /// Where a [`Transmit`] goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -546,140 +541,6 @@ impl Forwarder {
         self.pending.recycle(p.query);
     }
 
-    /// The cache's answer to `query` (fresh, or stale with TTL 30).
-    fn render_cached(
-        &mut self,
-        now: Instant,
-        key: &[u8],
-        query: &[u8],
-        id: u16,
-        max: usize,
-        stale: bool,
-    ) -> Option<Vec<u8>> {
-        let view = MessageView::parse(query).ok()?;
-        let mut asker = Asker::from_query(&view, max);
-        asker.id = id;
-        match self.cache.get(key, now) {
-            Lookup::Fresh(e) | Lookup::Stale(e) => Some(Cache::render(e, now, &asker, stale)),
-            Lookup::Miss => None,
-        }
-    }
-
-    /// An upstream answer that was not cached, for a client that waited on it: its ID,
-    /// cut to its size.
-    fn relay_to(&mut self, answer: &[u8], query: &[u8], id: u16, max: usize) -> Option<Vec<u8>> {
-        let view = MessageView::parse(query).ok()?;
-        let mut bytes = if answer.len() > max {
-            reply::fit(answer, max, &view)
-        } else {
-            answer.to_vec()
-        };
-        set_id(&mut bytes, id);
-        Some(bytes)
-    }
-
-    /// A one-question query: answered from the cache, attached to an identical query in
-    /// flight, or sent upstream.
-    fn resolve(&mut self, now: Instant, client: Client, view: &MessageView<'_>) {
-        let mut kb = [0u8; MAX_KEY_LEN];
-        let key_len = if self.cache.enabled() {
-            key_of(view, &mut kb).unwrap_or(0)
-        } else {
-            0
-        };
-        if key_len == 0 {
-            self.forward(now, client, view, None);
-            return;
-        }
-        let key = kb.get(..key_len).unwrap_or_default();
-        let max = max_response(client, view);
-        if let Lookup::Fresh(e) = self.cache.get(key, now) {
-            let bytes = Cache::render(e, now, &Asker::from_query(view, max), false);
-            let refresh = e.wants_prefetch(now).then(|| {
-                e.prefetching = true;
-                (e.question_wire().to_vec(), e.key_flags())
-            });
-            self.stats.cache_hits += 1;
-            self.send_to_client(client, bytes);
-            if let Some((question, flags)) = refresh {
-                self.prefetch(now, &question, flags);
-            }
-            return;
-        }
-        self.stats.cache_misses += 1;
-        let hash = self.cache.hash(key);
-        if let Some(&slot) = self.inflight.get(&hash) {
-            let same = self.pending.get(slot).is_some_and(|p| {
-                let mut other = [0u8; MAX_KEY_LEN];
-                let n = MessageView::parse(&p.query)
-                    .ok()
-                    .and_then(|v| key_of(&v, &mut other));
-                n.and_then(|n| other.get(..n)) == Some(key) && p.waiters.len() < MAX_WAITERS
-            });
-            if let (true, Some(p)) = (same, self.pending.get_mut(slot)) {
-                let query = view
-                    .bytes()
-                    .get(..view.end)
-                    .unwrap_or(view.bytes())
-                    .to_vec();
-                p.waiters.push(Waiter {
-                    client,
-                    query,
-                    max_response: max,
-                });
-                self.stats.coalesced += 1;
-                return;
-            }
-        }
-        if let Some(slot) = self.forward(now, client, view, None) {
-            if let std::collections::hash_map::Entry::Vacant(v) = self.inflight.entry(hash) {
-                v.insert(slot);
-                if let Some(p) = self.pending.get_mut(slot) {
-                    p.inflight = Some(hash);
-                }
-            }
-        }
-    }
-
-    /// Refreshes a cache entry before it expires: the stored question, RD set, CD and
-    /// DO as in its key, sent upstream with no client waiting.
-    fn prefetch(&mut self, now: Instant, question: &[u8], key_flags: u8) {
-        let mut q = Vec::with_capacity(HEADER_LEN_USIZE + question.len() + 11);
-        let flags: u16 = 0x0100 | u16::from(key_flags & 1) << 4;
-        q.extend_from_slice(&crate::wire::Header::from_parts(0, flags, [1, 0, 0, 1]).to_bytes());
-        q.extend_from_slice(question);
-        let dnssec_ok = key_flags & 2 != 0;
-        let opt = crate::wire::Edns {
-            udp_size: reply::OUR_UDP_SIZE,
-            ext_rcode: 0,
-            version: 0,
-            dnssec_ok,
-            z: 0,
-            options: Vec::new(),
-        };
-        let mut w = crate::wire::Writer::new(64);
-        opt.to_record().write(&mut w);
-        q.extend_from_slice(w.as_bytes());
-        let Ok(view) = MessageView::parse(&q) else {
-            return;
-        };
-        let mut kb = [0u8; MAX_KEY_LEN];
-        let Some(n) = key_of(&view, &mut kb) else {
-            return;
-        };
-        let hash = self.cache.hash(kb.get(..n).unwrap_or_default());
-        if self.inflight.contains_key(&hash) {
-            return;
-        }
-        self.stats.prefetches += 1;
-        if let Some(slot) = self.forward(now, Client::Prefetch, &view, None) {
-            self.inflight.insert(hash, slot);
-            if let Some(p) = self.pending.get_mut(slot) {
-                p.inflight = Some(hash);
-            }
-        }
-    }
-
     /// The upstream's answer made fit for the client: its ID, and its size limit.
     fn client_answer(&mut self, p: &Pending, answer: &[u8]) -> Option<Vec<u8>> {
         let mut bytes = if answer.len() > p.max_response {
@@ -693,112 +554,5 @@ impl Forwarder {
         };
         set_id(&mut bytes, p.client_id);
         Some(bytes)
-    }
-
-    /// Splits a query with several questions into one upstream query per question.
-    fn split(&mut self, now: Instant, client: Client, view: &MessageView<'_>) {
-        let bytes = view.bytes();
-        let Ok(m) = parse_message(bytes) else {
-            return self.refuse(client, bytes, Some(view), Rcode::FORMERR);
-        };
-        if self.pending.len() + m.questions.len() > self.cfg.max_pending.max(1) {
-            return self.refuse(client, bytes, Some(view), Rcode::REFUSED);
-        }
-        let max_response = if client.is_udp() {
-            view.max_udp_response()
-        } else {
-            MAX_MESSAGE_LEN
-        };
-        let g = self
-            .groups
-            .iter()
-            .position(Option::is_none)
-            .unwrap_or_else(|| {
-                self.groups.push(None);
-                self.groups.len() - 1
-            });
-        let parts: Vec<Vec<u8>> = m
-            .questions
-            .iter()
-            .map(|q| {
-                let mut part = Message {
-                    header: m.header,
-                    questions: vec![q.clone()],
-                    additional: m
-                        .additional
-                        .iter()
-                        .filter(|r| r.rtype == crate::wire::RType::OPT)
-                        .cloned()
-                        .collect(),
-                    ..Message::default()
-                };
-                part.header.qdcount = 1;
-                part.to_vec()
-            })
-            .collect();
-        if let Some(entry) = self.groups.get_mut(g) {
-            *entry = Some(Group {
-                client,
-                query: bytes.to_vec(),
-                max_response,
-                parts: vec![None; parts.len()],
-                remaining: parts.len(),
-            });
-        }
-        for (n, part) in parts.iter().enumerate() {
-            match MessageView::parse(part) {
-                Ok(v) => self.forward_part(now, client, &v, g, n),
-                Err(_) => self.part_failed(g, n),
-            }
-        }
-    }
-
-    fn forward_part(
-        &mut self,
-        now: Instant,
-        client: Client,
-        view: &MessageView<'_>,
-        g: usize,
-        n: usize,
-    ) {
-        // The part number rides in the group field: group * 256 + part (≤ 255 parts per
-        // query, far above any real QDCOUNT; more are answered as failed).
-        if n > 255 {
-            return self.part_failed(g, n);
-        }
-        self.forward(now, client, view, Some(g * 256 + n));
-    }
-
-    fn part_failed(&mut self, g: usize, n: usize) {
-        if let Some(Some(group)) = self.groups.get_mut(g) {
-            if n < group.parts.len() {
-                group.remaining = group.remaining.saturating_sub(1);
-            }
-        }
-        self.finish_group(g);
-    }
-
-    fn part_done(&mut self, key: usize, _p: &Pending, answer: Option<&[u8]>) {
-        let (g, n) = (key / 256, key % 256);
-        if let Some(Some(group)) = self.groups.get_mut(g) {
-            if let Some(slot) = group.parts.get_mut(n) {
-                *slot = answer.map(<[u8]>::to_vec);
-            }
-            group.remaining = group.remaining.saturating_sub(1);
-        }
-        self.finish_group(g);
-    }
-
-    fn finish_group(&mut self, g: usize) {
-        let done = matches!(self.groups.get(g), Some(Some(group)) if group.remaining == 0);
-        if !done {
-            return;
-        }
-        let Some(group) = self.groups.get_mut(g).and_then(Option::take) else {
-            return;
-        };
-        if let Some(bytes) = reply::merge(&group.query, &group.parts, group.max_response) {
-            self.send_to_client(group.client, bytes);
-        }
     }
 }
