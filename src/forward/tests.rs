@@ -3,7 +3,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::wire::{parse_message, Class, Edns, Header, Message, Name, Question, RData, RType, Record};
+use crate::wire::{
+    parse_message, Class, Edns, Header, Message, Name, Question, RData, RType, Record,
+};
 
 const TIMEOUT: Duration = Duration::from_millis(1000);
 const DEADLINE: Duration = Duration::from_millis(2500);

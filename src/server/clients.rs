@@ -1,0 +1,309 @@
+//! The TCP side of the loop: accepting clients (with the connection cap), reading
+//! their framed queries, writing their answers, and the one-query connections to
+//! upstreams that retry a truncated answer.
+use std::io;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use mio::net::TcpStream;
+use mio::{Interest, Token};
+
+use super::tcp::{
+    ClientConn, Framed, ReadState, UpstreamConn, MAX_FRAMES_PER_TURN, MAX_WRITE_BACKLOG,
+};
+use super::{conn_id, split_conn_id, Server, CLIENT_TCP, TOKEN_SPACE, UPSTREAM_TCP};
+use crate::forward::{Client, Source};
+
+impl Server {
+    pub(super) fn accept(&mut self, now: Instant, i: usize) {
+        loop {
+            let Some(listener) = self.tcp_listeners.get(i) else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, addr)) => self.add_client(now, stream, addr),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // EMFILE and friends: log, and try again on the next readiness.
+                    log::warn!("accept on listener {i}: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    pub(super) fn add_client(&mut self, now: Instant, mut stream: TcpStream, addr: SocketAddr) {
+        let live = self.clients.iter().filter(|c| c.is_some()).count();
+        if live >= self.cfg.max_tcp_clients {
+            // Make room by closing the connection idle the longest; if none is idle,
+            // the newcomer is the one turned away.
+            let oldest_idle = self
+                .clients
+                .iter()
+                .enumerate()
+                .filter_map(|(n, c)| {
+                    c.as_ref()
+                        .filter(|c| c.is_idle())
+                        .map(|c| (c.last_active, n))
+                })
+                .min();
+            match oldest_idle {
+                Some((_, n)) => self.close_client(n),
+                None => {
+                    log::debug!("TCP client {addr} refused: {live} connections busy");
+                    return;
+                }
+            }
+        }
+        let _ = stream.set_nodelay(true);
+        let n = self
+            .clients
+            .iter()
+            .position(Option::is_none)
+            .unwrap_or(self.clients.len());
+        if n >= TOKEN_SPACE {
+            return;
+        }
+        if let Err(e) =
+            self.poll
+                .registry()
+                .register(&mut stream, Token(CLIENT_TCP + n), Interest::READABLE)
+        {
+            log::debug!("register TCP client {addr}: {e}");
+            return;
+        }
+        self.client_generation = self.client_generation.wrapping_add(1);
+        let conn = ClientConn {
+            stream,
+            addr,
+            generation: self.client_generation,
+            io: Framed::default(),
+            last_active: now,
+            outstanding: 0,
+            read_closed: false,
+            want_write: false,
+            read_paused: false,
+        };
+        if n == self.clients.len() {
+            self.clients.push(Some(conn));
+        } else if let Some(slot) = self.clients.get_mut(n) {
+            *slot = Some(conn);
+        }
+    }
+
+    pub(super) fn client_ready(&mut self, now: Instant, n: usize) {
+        if self.clients.get(n).and_then(Option::as_ref).is_none() {
+            return;
+        }
+        self.write_client(n);
+        self.read_client(now, n);
+    }
+
+    /// Reads framed queries from client connection `n` and hands them to the core.
+    pub(super) fn read_client(&mut self, now: Instant, n: usize) {
+        let Some(Some(conn)) = self.clients.get_mut(n) else {
+            return;
+        };
+        if conn.read_closed {
+            return;
+        }
+        if conn.io.backlog() > MAX_WRITE_BACKLOG {
+            // The client is not reading its answers: stop reading its queries.
+            conn.read_paused = true;
+            return;
+        }
+        conn.read_paused = false;
+        let client = Client::Tcp {
+            conn: conn_id(n, conn.generation),
+            addr: conn.addr,
+        };
+        let core = &mut self.core;
+        let mut outstanding = 0;
+        let state = conn.io.read_frames(
+            &mut conn.stream,
+            &mut self.buf,
+            MAX_FRAMES_PER_TURN,
+            |frame| {
+                if core.handle_query(now, client, frame) {
+                    outstanding += 1;
+                }
+            },
+        );
+        conn.outstanding += outstanding;
+        conn.last_active = now;
+        match state {
+            Ok(ReadState::Drained) => {}
+            Ok(ReadState::More) => {
+                conn.read_paused = true;
+                self.paused.push(n);
+            }
+            Ok(ReadState::Eof) => conn.read_closed = true,
+            Err(e) => {
+                log::debug!("TCP client {}: {e}", conn.addr);
+                return self.close_client(n);
+            }
+        }
+        self.close_if_done(n);
+    }
+
+    pub(super) fn resume_paused(&mut self, now: Instant) {
+        for n in std::mem::take(&mut self.paused) {
+            self.read_client(now, n);
+        }
+    }
+
+    pub(super) fn send_tcp_client(&mut self, now: Instant, id: usize, bytes: &[u8]) {
+        let (n, generation) = split_conn_id(id);
+        let Some(Some(conn)) = self.clients.get_mut(n) else {
+            return;
+        };
+        if conn.generation != generation {
+            return; // that connection is gone; its slot serves another client now
+        }
+        conn.outstanding = conn.outstanding.saturating_sub(1);
+        conn.last_active = now;
+        conn.io.queue(bytes);
+        self.write_client(n);
+    }
+
+    /// Writes what is queued; asks for WRITABLE while some is left; resumes reading once
+    /// a backlog has drained.
+    pub(super) fn write_client(&mut self, n: usize) {
+        let registry = self.poll.registry();
+        let Some(Some(conn)) = self.clients.get_mut(n) else {
+            return;
+        };
+        match conn.io.flush(&mut conn.stream) {
+            Ok(done) => {
+                if done == conn.want_write {
+                    conn.want_write = !done;
+                    let interest = if done {
+                        Interest::READABLE
+                    } else {
+                        Interest::READABLE | Interest::WRITABLE
+                    };
+                    if let Err(e) =
+                        registry.reregister(&mut conn.stream, Token(CLIENT_TCP + n), interest)
+                    {
+                        log::debug!("reregister TCP client {}: {e}", conn.addr);
+                    }
+                }
+                if done && conn.read_paused && !self.paused.contains(&n) {
+                    self.paused.push(n);
+                }
+            }
+            Err(e) => {
+                log::debug!("TCP client {}: {e}", conn.addr);
+                return self.close_client(n);
+            }
+        }
+        self.close_if_done(n);
+    }
+
+    pub(super) fn close_if_done(&mut self, n: usize) {
+        let done = self
+            .clients
+            .get(n)
+            .and_then(Option::as_ref)
+            .is_some_and(|c| c.read_closed && c.is_idle());
+        if done {
+            self.close_client(n);
+        }
+    }
+
+    pub(super) fn close_client(&mut self, n: usize) {
+        if let Some(slot) = self.clients.get_mut(n) {
+            if let Some(mut conn) = slot.take() {
+                let _ = self.poll.registry().deregister(&mut conn.stream);
+            }
+        }
+    }
+
+    pub(super) fn open_upstream_tcp(&mut self, now: Instant, u: usize, bytes: &[u8]) {
+        let id = match bytes.get(..2) {
+            Some(&[a, b]) => u16::from_be_bytes([a, b]),
+            _ => return,
+        };
+        let Some(addr) = self.cfg.upstreams.get(u).copied() else {
+            return;
+        };
+        let n = self
+            .upstream_tcp
+            .iter()
+            .position(Option::is_none)
+            .unwrap_or(self.upstream_tcp.len());
+        let opened = TcpStream::connect(addr).and_then(|mut stream| {
+            if n >= TOKEN_SPACE {
+                return Err(io::Error::other("too many upstream TCP connections"));
+            }
+            self.poll.registry().register(
+                &mut stream,
+                Token(UPSTREAM_TCP + n),
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+            Ok(stream)
+        });
+        let stream = match opened {
+            Ok(s) => s,
+            Err(e) => {
+                log::debug!("TCP to upstream {addr}: {e}");
+                return self.core.handle_tcp_failure(now, u, id);
+            }
+        };
+        let mut io = Framed::default();
+        io.queue(bytes);
+        let conn = UpstreamConn {
+            stream,
+            upstream: u,
+            id,
+            io,
+            opened: now,
+        };
+        if n == self.upstream_tcp.len() {
+            self.upstream_tcp.push(Some(conn));
+        } else if let Some(slot) = self.upstream_tcp.get_mut(n) {
+            *slot = Some(conn);
+        }
+    }
+
+    pub(super) fn upstream_tcp_ready(&mut self, now: Instant, n: usize) {
+        let Some(Some(conn)) = self.upstream_tcp.get_mut(n) else {
+            return;
+        };
+        let (u, id) = (conn.upstream, conn.id);
+        // A connect that failed shows up as an error on the first write or read.
+        let result = conn.io.flush(&mut conn.stream).and_then(|_| {
+            let core = &mut self.core;
+            let mut answered = false;
+            let state = conn
+                .io
+                .read_frames(&mut conn.stream, &mut self.buf, 1, |frame| {
+                    core.handle_response(now, Source::Tcp { upstream: u }, frame);
+                    answered = true;
+                })?;
+            Ok((answered, state))
+        });
+        match result {
+            Ok((true, _)) => self.close_upstream_tcp(n),
+            Ok((false, ReadState::Eof)) => {
+                self.close_upstream_tcp(n);
+                self.core.handle_tcp_failure(now, u, id);
+            }
+            Ok((false, _)) => {}
+            Err(e) => {
+                log::debug!("TCP to upstream {u}: {e}");
+                self.close_upstream_tcp(n);
+                self.core.handle_tcp_failure(now, u, id);
+            }
+        }
+    }
+
+    pub(super) fn close_upstream_tcp(&mut self, n: usize) {
+        if let Some(slot) = self.upstream_tcp.get_mut(n) {
+            if let Some(mut conn) = slot.take() {
+                let _ = self.poll.registry().deregister(&mut conn.stream);
+            }
+        }
+    }
+}
