@@ -20,6 +20,15 @@ fn bad_flags_give_one_line_and_status_2() {
         &["--upstream", "127.0.0.1", "--timeout", "0"],
         &["--max-tcp-clients", "0", "--upstream", "127.0.0.1"],
         &["--frobnicate"],
+        &[
+            "--upstream",
+            "127.0.0.1",
+            "--cache-min-ttl",
+            "100",
+            "--cache-max-ttl",
+            "10",
+        ],
+        &["--upstream", "127.0.0.1", "--cache-size", "many"],
     ] {
         let out = run_bounded(args);
         let err = String::from_utf8_lossy(&out.stderr);
