@@ -75,6 +75,11 @@ fn help_explains_every_flag() {
         "--deadline",
         "--tcp-idle",
         "--max-tcp-clients",
+        "--cache-size",
+        "--cache-min-ttl",
+        "--cache-max-ttl",
+        "--stale-ttl",
+        "--no-serve-stale",
         "decode",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
