@@ -459,7 +459,6 @@ impl Forwarder {
         };
         let old_id = current_id(p);
         set_id(&mut p.query, new_id);
-        p.attempt = p.attempt.wrapping_add(1);
         p.upstream = upstream;
         p.via = via;
         p.sent_at = now;

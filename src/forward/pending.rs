@@ -53,8 +53,10 @@ pub struct Pending {
     pub deadline: Instant,
     /// When the current attempt went out (for the upstream's RTT).
     pub sent_at: Instant,
-    /// Attempt number, bumped on every re-send; stale timers carry an older one.
-    pub attempt: u32,
+    /// Attempt number, unique across the whole table (the table sets it on insert and
+    /// on every re-send), so a timer left by an earlier query in the same slot, or by an
+    /// earlier attempt, never matches.
+    pub attempt: u64,
     /// Index of the upstream the current attempt went to.
     pub upstream: usize,
     pub via: Via,
@@ -88,7 +90,9 @@ pub struct PendingTable {
     free: Vec<Slot>,
     /// `by_id[txid]` = slot + 1, or 0.
     by_id: Box<[u32]>,
-    timers: BinaryHeap<Reverse<(Instant, Slot, u32)>>,
+    timers: BinaryHeap<Reverse<(Instant, Slot, u64)>>,
+    /// The last attempt number handed out.
+    attempts: u64,
     capacity: usize,
     len: usize,
 }
@@ -103,6 +107,7 @@ impl PendingTable {
             free: Vec::new(),
             by_id: vec![0u32; 65536].into_boxed_slice(),
             timers: BinaryHeap::new(),
+            attempts: 0,
             capacity: capacity.clamp(1, 60000),
             len: 0,
         }
@@ -146,8 +151,10 @@ impl PendingTable {
     }
 
     /// Inserts `p` under `id` (from [`fresh_id`](Self::fresh_id)) with a timer at `timer`.
-    pub fn insert(&mut self, id: u16, p: Pending, timer: Instant) -> Slot {
-        let attempt = p.attempt;
+    pub fn insert(&mut self, id: u16, mut p: Pending, timer: Instant) -> Slot {
+        self.attempts += 1;
+        let attempt = self.attempts;
+        p.attempt = attempt;
         let slot = match self.free.pop() {
             Some(s) => {
                 if let Some(entry) = self.slots.get_mut(s) {
@@ -184,8 +191,8 @@ impl PendingTable {
         self.slots.get_mut(slot).and_then(Option::as_mut)
     }
 
-    /// Moves the entry to a new ID and arms a new timer (a re-send). The caller has
-    /// bumped `attempt` and rewritten the ID in the query.
+    /// Moves the entry to a new ID and arms a new timer under a new attempt number (a
+    /// re-send). The caller has rewritten the ID in the query.
     pub fn rekey(&mut self, slot: Slot, old_id: u16, new_id: u16, timer: Instant) {
         if let Some(ix) = self.by_id.get_mut(usize::from(old_id)) {
             *ix = 0;
@@ -193,8 +200,10 @@ impl PendingTable {
         if let Some(ix) = self.by_id.get_mut(usize::from(new_id)) {
             *ix = slot as u32 + 1;
         }
-        if let Some(p) = self.get(slot) {
-            let attempt = p.attempt;
+        self.attempts += 1;
+        let attempt = self.attempts;
+        if let Some(p) = self.get_mut(slot) {
+            p.attempt = attempt;
             self.timers.push(Reverse((timer, slot, attempt)));
         }
         self.compact_timers();
@@ -301,10 +310,9 @@ mod tests {
         let mut p = entry(now);
         p.query = id.to_be_bytes().to_vec();
         let slot = t.insert(id, p, now);
-        for n in 1..=10_000u32 {
+        for n in 1..=10_000u64 {
             let new = t.fresh_id(&mut rng);
             let p = t.get_mut(slot).unwrap();
-            p.attempt = n;
             p.query = new.to_be_bytes().to_vec();
             t.rekey(
                 slot,
@@ -324,6 +332,25 @@ mod tests {
         assert_eq!(
             t.pop_expired(now + std::time::Duration::from_secs(60)),
             None
+        );
+    }
+
+    #[test]
+    fn a_finished_querys_timer_does_not_fire_for_the_next_in_its_slot() {
+        let now = Instant::now();
+        let mut t = PendingTable::new(10);
+        let mut p = entry(now);
+        p.query = 1u16.to_be_bytes().to_vec();
+        let first = t.insert(1, p, now + std::time::Duration::from_secs(1));
+        t.remove(first);
+        let mut p = entry(now);
+        p.query = 2u16.to_be_bytes().to_vec();
+        let second = t.insert(2, p, now + std::time::Duration::from_secs(3));
+        assert_eq!(first, second, "the slot is reused");
+        assert_eq!(t.pop_expired(now + std::time::Duration::from_secs(2)), None);
+        assert_eq!(
+            t.next_timer(),
+            Some(now + std::time::Duration::from_secs(3))
         );
     }
 

@@ -594,3 +594,32 @@ fn refusal_with_nothing_left_to_try_waits_for_the_timer() {
     f.handle_timeout(t0 + DEADLINE);
     assert_eq!(one(&mut f).to, Dest::Client(client(1)));
 }
+
+#[test]
+fn a_quick_answer_leaves_no_timer_for_the_next_query() {
+    // Found in review: slots are reused, and a finished query's timer used to match the
+    // next query in its slot, re-sending it early and blaming a healthy upstream.
+    let t0 = Instant::now();
+    let mut f = forwarder(1, 100);
+    f.handle_query(t0, client(1), &query_msg(1, &["quick.example"], None));
+    let q1 = one(&mut f);
+    f.handle_response(
+        t0 + Duration::from_millis(10),
+        udp_source(&q1),
+        &answer_to(&q1.bytes, 1, Rcode::NOERROR),
+    );
+    let _ = one(&mut f);
+    f.handle_query(
+        t0 + Duration::from_millis(500),
+        client(2),
+        &query_msg(2, &["next.example"], None),
+    );
+    let _q2 = one(&mut f);
+    f.handle_timeout(t0 + TIMEOUT);
+    assert!(drain(&mut f).is_empty(), "q2 re-sent on q1's timer");
+    assert_eq!(f.stats().timeouts, 0);
+    assert_eq!(
+        f.poll_timeout(),
+        Some(t0 + Duration::from_millis(500) + TIMEOUT)
+    );
+}
