@@ -82,7 +82,7 @@ impl Entry {
     /// Whether it should be refreshed ahead of expiry: asked for in the last 10% of its
     /// lifetime (as Unbound's `prefetch`).
     pub fn wants_prefetch(&self, now: Instant) -> bool {
-        !self.prefetching && self.ttl >= 10 && self.remaining(now) * 10 < self.ttl
+        !self.prefetching && self.ttl >= 10 && self.remaining(now).saturating_mul(10) < self.ttl
     }
 
     /// The question as stored (name, type, class in wire form), to build a refresh query.
@@ -98,7 +98,7 @@ impl Entry {
         self.wire.get(HEADER_LEN..end).unwrap_or_default()
     }
 
-    /// The key's flags octet (DO = 2, CD = 1).
+    /// The key's flags octet (RD = 4, DO = 2, CD = 1).
     pub fn key_flags(&self) -> u8 {
         self.key.last().copied().unwrap_or(0)
     }
@@ -189,7 +189,11 @@ pub fn key_of(query: &MessageView<'_>, buf: &mut [u8; MAX_KEY_LEN]) -> Option<us
     if n == 0 {
         return None;
     }
-    let flags = u8::from(query.opt.is_some_and(|o| o.dnssec_ok)) << 1 | u8::from(query.header.cd);
+    // DO and CD change what an upstream returns; so does RD (an RD=0 query gets only
+    // what the upstream has cached, e.g. a CNAME without its target).
+    let flags = u8::from(query.header.rd) << 2
+        | u8::from(query.opt.is_some_and(|o| o.dnssec_ok)) << 1
+        | u8::from(query.header.cd);
     let mut w = 0;
     for b in name
         .get(..n)?
@@ -386,7 +390,12 @@ impl Cache {
                 return None;
             };
             soa.ttl = clamp(soa.ttl.min(s.minimum), false);
-            soa.ttl
+            // A CNAME chain in front of the NXDOMAIN/NODATA must not outlive its own TTL.
+            let negative = soa.ttl;
+            m.answers
+                .iter()
+                .map(|r| clamp(r.ttl, false))
+                .fold(negative, u32::min)
         } else {
             return None;
         };

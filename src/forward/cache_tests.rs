@@ -88,20 +88,27 @@ fn hit_counts_ttl_down_restores_id_spelling_and_rd() {
     let up = ask(&mut f, t0, 1, "www.example.com", None);
     reply(&mut f, t0, &up, &with_ttl(&up.bytes, 300));
     assert_eq!(one(&mut f).to, Dest::Client(client(1)));
-    // 100 s later, another spelling, RD clear: answered here, upstream untouched.
-    let mut q = query_msg(0xBEEF, &["WWW.Example.COM"], None);
-    q[2] &= !0x01;
+    // 100 s later, another spelling: answered here, upstream untouched.
+    let q = query_msg(0xBEEF, &["WWW.Example.COM"], None);
     f.handle_query(t0 + secs(100), client(2), &q);
     let hit = one(&mut f);
     assert_eq!(hit.to, Dest::Client(client(2)));
     let m = parsed(&hit);
     assert_eq!(m.header.id, 0xBEEF);
-    assert!(m.header.qr && !m.header.rd && !m.header.aa && m.header.ra);
+    assert!(m.header.qr && m.header.rd && !m.header.aa && m.header.ra);
     assert_eq!(m.questions[0].qname.to_string(), "WWW.Example.COM.");
     assert!(m.answers.iter().all(|r| r.ttl == 200), "{:?}", m.answers);
     assert_eq!(m.answers.len(), 2);
     assert!(m.edns().is_none(), "no OPT for a client that sent none");
     assert_eq!((f.stats().cache_hits, f.stats().forwarded), (1, 1));
+    // RD clear is its own entry (an upstream answers it from its cache only).
+    let mut q = query_msg(0xBEF0, &["www.example.com"], None);
+    q[2] &= !0x01;
+    f.handle_query(t0 + secs(100), client(2), &q);
+    let up = one(&mut f);
+    assert!(matches!(up.to, Dest::Upstream { .. }));
+    reply(&mut f, t0 + secs(100), &up, &with_ttl(&up.bytes, 300));
+    assert!(!parsed(&one(&mut f)).header.rd, "RD mirrored");
     // Expired at 300 s: the next one goes upstream.
     assert!(matches!(
         ask(&mut f, t0 + secs(300), 3, "www.example.com", None).to,
@@ -400,4 +407,74 @@ fn cache_off_sends_everything_upstream() {
         let _ = one(&mut f);
     }
     assert_eq!((f.stats().forwarded, f.stats().cache_hits), (3, 0));
+}
+
+#[test]
+fn a_tcp_client_does_not_wait_on_a_udp_query() {
+    let t0 = Instant::now();
+    let mut f = cached(100, true);
+    f.handle_query(t0, client(1), &query_msg(1, &["wide.example"], None));
+    let tcp = Client::Tcp {
+        conn: 4,
+        addr: SocketAddr::from(([127, 0, 0, 1], 999)),
+    };
+    f.handle_query(t0, tcp, &query_msg(2, &["wide.example"], None));
+    // Two upstream queries: the TCP client may need more than the UDP one can take.
+    assert_eq!(drain(&mut f).len(), 2);
+    assert_eq!(f.stats().coalesced, 0);
+}
+
+#[test]
+fn waiters_on_an_uncached_answer_get_their_own_opt_and_spelling() {
+    let t0 = Instant::now();
+    let mut f = cached(100, true);
+    f.handle_query(t0, client(1), &query_msg(1, &["flaky.example"], Some(1232)));
+    f.handle_query(t0, client(2), &query_msg(2, &["FLAKY.example"], None));
+    let up = one(&mut f);
+    // REFUSED is relayed (nothing else to try) but not cached.
+    reply(
+        &mut f,
+        t0,
+        &up,
+        &owned(answer_to(&up.bytes, 0, Rcode::REFUSED)),
+    );
+    let out = drain(&mut f);
+    assert_eq!(out.len(), 2);
+    let waiter = out
+        .iter()
+        .find(|t| t.to == Dest::Client(client(2)))
+        .unwrap();
+    let m = parsed(waiter);
+    assert_eq!((m.header.id, m.header.rcode), (2, Rcode::REFUSED));
+    assert!(
+        m.edns().is_none(),
+        "no OPT for a client that sent none (RFC 6891 §7)"
+    );
+    assert_eq!(m.questions[0].qname.to_string(), "FLAKY.example.");
+}
+
+#[test]
+fn a_cname_before_nxdomain_does_not_outlive_its_ttl() {
+    let t0 = Instant::now();
+    let mut f = cached(100, true);
+    let up = ask(&mut f, t0, 1, "alias.example", None);
+    let mut m = owned(answer_to(&up.bytes, 0, Rcode::NXDOMAIN));
+    m.answers.push(Record {
+        name: Name::from_ascii("alias.example").unwrap(),
+        rtype: RType::CNAME,
+        class: Class::IN,
+        ttl: 20,
+        rdata: RData::Cname(Name::from_ascii("gone.example").unwrap()),
+    });
+    m.authority.push(soa("example", 3600, 3600));
+    reply(&mut f, t0, &up, &m);
+    let _ = one(&mut f);
+    assert!(matches!(
+        ask(&mut f, t0 + secs(10), 2, "alias.example", None).to,
+        Dest::Client(_)
+    ));
+    assert!(matches!(
+        ask(&mut f, t0 + secs(21), 3, "alias.example", None).to,
+        Dest::Upstream { .. }
+    ));
 }

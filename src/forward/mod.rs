@@ -215,7 +215,8 @@ impl Forwarder {
         let retryable =
             rcode == Rcode::SERVFAIL || rcode == Rcode::REFUSED || rcode == Rcode::NOTIMP;
         if retryable && self.has_untried(slot) && now < p.deadline {
-            // Another upstream may do better; this answer is kept only if none does.
+            // Another upstream may do better. This answer is dropped: if none answers in
+            // time, the client gets SERVFAIL (or a stale answer).
             return self.retry(now, slot);
         }
         let answer = bytes.get(..view.end).unwrap_or(bytes);

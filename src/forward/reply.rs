@@ -22,7 +22,7 @@ pub fn first_question(view: &MessageView<'_>) -> Option<Question> {
 }
 
 /// An OPT record for answers we write to a client that sent one.
-fn our_opt(dnssec_ok: bool) -> crate::wire::Record<'static> {
+pub(crate) fn our_opt(dnssec_ok: bool) -> crate::wire::Record<'static> {
     Edns {
         udp_size: OUR_UDP_SIZE,
         ext_rcode: 0,

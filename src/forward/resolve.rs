@@ -48,7 +48,11 @@ impl Forwarder {
                 let n = MessageView::parse(&p.query)
                     .ok()
                     .and_then(|v| key_of(&v, &mut other));
-                n.and_then(|n| other.get(..n)) == Some(key) && p.waiters.len() < MAX_WAITERS
+                // Only a client that can take no more than the first one: a TCP client (or
+                // a bigger UDP one) waiting on a UDP query could be handed a TC answer.
+                n.and_then(|n| other.get(..n)) == Some(key)
+                    && p.waiters.len() < MAX_WAITERS
+                    && max <= p.max_response
             });
             if let (true, Some(p)) = (same, self.pending.get_mut(slot)) {
                 let query = view
@@ -79,7 +83,8 @@ impl Forwarder {
     /// DO as in its key, sent upstream with no client waiting.
     pub(super) fn prefetch(&mut self, now: Instant, question: &[u8], key_flags: u8) {
         let mut q = Vec::with_capacity(HEADER_LEN + question.len() + 11);
-        let flags: u16 = 0x0100 | u16::from(key_flags & 1) << 4;
+        // RD and CD as in the key (bits 4 and 1 of its flags octet).
+        let flags: u16 = u16::from(key_flags & 4 != 0) << 8 | u16::from(key_flags & 1) << 4;
         q.extend_from_slice(&crate::wire::Header::from_parts(0, flags, [1, 0, 0, 1]).to_bytes());
         q.extend_from_slice(question);
         let dnssec_ok = key_flags & 2 != 0;
@@ -134,7 +139,8 @@ impl Forwarder {
     }
 
     /// An upstream answer that was not cached, for a client that waited on it: its ID,
-    /// cut to its size.
+    /// its spelling of the question, an OPT record only if it sent one (RFC 6891 §7),
+    /// cut to its size. An answer that does not decode just gets the ID.
     pub(super) fn relay_to(
         &mut self,
         answer: &[u8],
@@ -143,10 +149,27 @@ impl Forwarder {
         max: usize,
     ) -> Option<Vec<u8>> {
         let view = MessageView::parse(query).ok()?;
-        let mut bytes = if answer.len() > max {
-            reply::fit(answer, max, &view)
-        } else {
-            answer.to_vec()
+        let mut bytes = match crate::wire::parse_message(answer) {
+            Ok(mut m) => {
+                m.header.id = id;
+                if let (Some(q), [ours]) =
+                    (reply::first_question(&view), m.questions.as_mut_slice())
+                {
+                    if *ours == q {
+                        *ours = q;
+                    }
+                }
+                let ext_rcode = m.edns().map_or(0, |e| e.ext_rcode);
+                m.additional.retain(|r| r.rtype != crate::wire::RType::OPT);
+                if let Some(opt) = view.opt {
+                    let mut ours = reply::our_opt(opt.dnssec_ok);
+                    ours.ttl |= u32::from(ext_rcode) << 24;
+                    m.additional.push(ours);
+                }
+                m.write(max)
+            }
+            Err(_) if answer.len() > max => reply::fit(answer, max, &view),
+            Err(_) => answer.to_vec(),
         };
         set_id(&mut bytes, id);
         Some(bytes)

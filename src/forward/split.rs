@@ -5,6 +5,9 @@ use std::time::Instant;
 use super::{reply, Client, Forwarder, Group, Pending};
 use crate::wire::{parse_message, Message, MessageView, Rcode, MAX_MESSAGE_LEN};
 
+/// Most questions split out of one query.
+const MAX_QUESTIONS: usize = 8;
+
 impl Forwarder {
     /// Splits a query with several questions into one upstream query per question.
     pub(super) fn split(&mut self, now: Instant, client: Client, view: &MessageView<'_>) {
@@ -12,6 +15,11 @@ impl Forwarder {
         let Ok(m) = parse_message(bytes) else {
             return self.refuse(client, bytes, Some(view), Rcode::FORMERR);
         };
+        // One datagram must not fan out into hundreds of upstream queries: past a few
+        // questions, FORMERR as RFC 9619 asks of any QDCOUNT > 1.
+        if m.questions.len() > MAX_QUESTIONS {
+            return self.refuse(client, bytes, Some(view), Rcode::FORMERR);
+        }
         if self.pending.len() + m.questions.len() > self.cfg.max_pending.max(1) {
             return self.refuse(client, bytes, Some(view), Rcode::REFUSED);
         }

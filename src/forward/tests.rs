@@ -623,3 +623,19 @@ fn a_quick_answer_leaves_no_timer_for_the_next_query() {
         Some(t0 + Duration::from_millis(500) + TIMEOUT)
     );
 }
+
+#[test]
+fn a_query_with_too_many_questions_is_formerr_not_a_fan_out() {
+    let now = Instant::now();
+    let mut f = forwarder(1, 20_000);
+    let names: Vec<String> = (0..9).map(|n| format!("q{n}.example")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    f.handle_query(now, client(1), &query_msg(8, &names, None));
+    let r = one(&mut f);
+    assert_eq!(r.to, Dest::Client(client(1)));
+    assert_eq!(
+        parse_message(&r.bytes).unwrap().header.rcode,
+        Rcode::FORMERR
+    );
+    assert_eq!(f.pending(), 0);
+}
