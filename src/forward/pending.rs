@@ -318,7 +318,7 @@ mod tests {
                 slot,
                 id,
                 new,
-                now + std::time::Duration::from_millis(u64::from(n)),
+                now + std::time::Duration::from_millis(n),
             );
             id = new;
         }

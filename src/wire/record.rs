@@ -238,7 +238,8 @@ fn parse_rdata<'a>(
     rtype: RType,
     class: Class,
 ) -> Result<RData<'a>, nom::Err<WireError<'a>>> {
-    if rd.is_empty() && (class == Class::ANY || class == Class::NONE) {
+    // RFC 2136 deletes and prerequisites; OPT's CLASS is a size, not a class.
+    if rd.is_empty() && (class == Class::ANY || class == Class::NONE) && rtype != RType::OPT {
         return Ok(RData::Opaque(rd));
     }
     let name = |i| parse_name(msg, i);
