@@ -571,3 +571,53 @@ fn stopping_answers_what_is_in_flight() {
     assert_eq!((m.header.id, m.header.rcode), (2, Rcode::SERVFAIL));
     assert_eq!(stats.servfail, 1);
 }
+
+#[test]
+fn a_client_that_never_reads_its_answers_is_closed() {
+    // 800 records (~13 KB) per answer over UDP from the mock: more than the kernel
+    // buffers hold after a few hundred answers, so the server's own backlog stalls.
+    let up = MockUpstream::start(|q, _| vec![Action::Answer(answer(q, &a_records(q, 800)))]);
+    let fwd = Forwarder::start_with(&[up.addr], |c| c.tcp_idle = Duration::from_millis(300));
+    let mut s = TcpStream::connect(fwd.addr).unwrap();
+    s.set_write_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    // Paced, so that neither the mock nor the forwarder drops datagrams; never read.
+    'send: for batch in 0..100u16 {
+        for k in 0..10u16 {
+            let n = batch * 10 + k;
+            let q = query(n, &format!("w{n}.example"), RType::A, Some(65000));
+            let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+            framed.extend_from_slice(&q);
+            if std::io::Write::write_all(&mut s, &framed).is_err() {
+                break 'send; // the server stopped reading us: expected
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    // Now drain: what was sent arrives, then the connection ends (EOF or reset).
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match std::io::Read::read(&mut s, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => total += n,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                panic!("connection still open after the idle time ({total} octets read)")
+            }
+            Err(_) => break, // reset: closed too
+        }
+        assert!(std::time::Instant::now() < deadline, "never closed");
+    }
+    // And the server is fine.
+    assert_eq!(
+        udp_ask(fwd.addr, &query(1, "after.example", RType::A, None)).map(|r| id_of(&r)),
+        Some(1)
+    );
+}

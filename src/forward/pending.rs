@@ -314,12 +314,7 @@ mod tests {
             let new = t.fresh_id(&mut rng);
             let p = t.get_mut(slot).unwrap();
             p.query = new.to_be_bytes().to_vec();
-            t.rekey(
-                slot,
-                id,
-                new,
-                now + std::time::Duration::from_millis(n),
-            );
+            t.rekey(slot, id, new, now + std::time::Duration::from_millis(n));
             id = new;
         }
         assert!(t.timers.len() <= 1024 + 4 + 1, "{} timers", t.timers.len());

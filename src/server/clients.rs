@@ -80,6 +80,7 @@ impl Server {
             generation: self.client_generation,
             io: Framed::default(),
             last_active: now,
+            last_write: now,
             outstanding: 0,
             read_closed: false,
             want_write: false,
@@ -96,7 +97,7 @@ impl Server {
         if self.clients.get(n).and_then(Option::as_ref).is_none() {
             return;
         }
-        self.write_client(n);
+        self.write_client(now, n);
         self.read_client(now, n);
     }
 
@@ -163,18 +164,26 @@ impl Server {
         }
         conn.outstanding = conn.outstanding.saturating_sub(1);
         conn.last_active = now;
+        if conn.io.backlog() == 0 {
+            conn.last_write = now; // the stall clock starts with the first unwritten octet
+        }
         conn.io.queue(bytes);
-        self.write_client(n);
+        self.write_client(now, n);
     }
 
     /// Writes what is queued; asks for WRITABLE while some is left; resumes reading once
     /// a backlog has drained.
-    pub(super) fn write_client(&mut self, n: usize) {
+    pub(super) fn write_client(&mut self, now: Instant, n: usize) {
         let registry = self.poll.registry();
         let Some(Some(conn)) = self.clients.get_mut(n) else {
             return;
         };
-        match conn.io.flush(&mut conn.stream) {
+        let before = conn.io.backlog();
+        let flushed = conn.io.flush(&mut conn.stream);
+        if conn.io.backlog() < before {
+            conn.last_write = now;
+        }
+        match flushed {
             Ok(done) => {
                 if done == conn.want_write {
                     conn.want_write = !done;

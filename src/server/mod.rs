@@ -39,9 +39,11 @@ const CLIENT_TCP: usize = 1 << 16;
 const UPSTREAM_TCP: usize = 1 << 17;
 const TOKEN_SPACE: usize = 1 << 16;
 
-/// An upstream socket is replaced after this many queries; the old one is kept open
-/// for the query deadline so that late answers still arrive.
-const ROTATE_AFTER: u32 = 4096;
+/// An upstream socket is replaced after this many queries (RFC 5452 §9.2: the source
+/// port should be as unpredictable as the ID); the old one is kept open for the query
+/// deadline so that late answers still arrive, and a slot rotates again only once its
+/// old socket is closed.
+const ROTATE_AFTER: u32 = 256;
 /// How often idle connections and retired sockets are looked at.
 const SWEEP_EVERY: Duration = Duration::from_millis(100);
 /// Time given to queries in flight when a shutdown is asked for.
@@ -493,8 +495,12 @@ impl Server {
             .iter()
             .enumerate()
             .filter_map(|(n, c)| {
+                // Idle for --tcp-idle, or not reading its answers for as long.
                 c.as_ref()
-                    .filter(|c| c.is_idle() && now.duration_since(c.last_active) >= idle)
+                    .filter(|c| {
+                        (c.is_idle() && now.duration_since(c.last_active) >= idle)
+                            || (c.io.backlog() > 0 && now.duration_since(c.last_write) >= idle)
+                    })
                     .map(|_| n)
             })
             .collect();

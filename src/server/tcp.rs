@@ -11,7 +11,10 @@ use mio::net::TcpStream;
 /// client cannot starve the others; the rest waits for the next turn.
 pub const MAX_FRAMES_PER_TURN: usize = 64;
 /// A client whose unread answers exceed this is not read from until it catches up.
-pub const MAX_WRITE_BACKLOG: usize = 1 << 20;
+pub const MAX_WRITE_BACKLOG: usize = 256 << 10;
+/// Written octets are dropped from the front of the write buffer once this many pile
+/// up, so a slow reader that keeps the buffer from emptying does not grow it forever.
+const COMPACT_AFTER: usize = 64 << 10;
 
 /// A byte stream with framed messages in both directions.
 #[derive(Debug, Default)]
@@ -105,6 +108,14 @@ impl Framed {
         true
     }
 
+    /// Drops the written prefix of the write buffer once it is large.
+    fn compact(&mut self) {
+        if self.wpos >= COMPACT_AFTER {
+            self.wbuf.drain(..self.wpos);
+            self.wpos = 0;
+        }
+    }
+
     /// Writes what is queued until done or the socket would block. Returns whether
     /// everything was written.
     pub fn flush(&mut self, stream: &mut TcpStream) -> io::Result<bool> {
@@ -113,7 +124,10 @@ impl Framed {
             match stream.write(pending) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => self.wpos += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.compact();
+                    return Ok(false);
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
@@ -139,6 +153,9 @@ pub struct ClientConn {
     pub generation: u32,
     pub io: Framed,
     pub last_active: Instant,
+    /// When writing last made progress, or the backlog last started from empty: a
+    /// client that leaves its answers unread for `--tcp-idle` is closed.
+    pub last_write: Instant,
     /// Queries handed to the core and not answered yet.
     pub outstanding: usize,
     /// The client closed its sending side; close once the answers are out.
@@ -208,5 +225,17 @@ mod tests {
         assert_eq!(f.wbuf, [0, 5, b'h', b'e', b'l', b'l', b'o']);
         assert!(!f.queue(&vec![0; 70000]));
         assert_eq!(f.backlog(), 7);
+    }
+
+    #[test]
+    fn written_prefix_is_dropped_once_large() {
+        let mut f = Framed::default();
+        for _ in 0..40 {
+            assert!(f.queue(&[7; 2000]));
+        }
+        f.wpos = 70_000; // as if that much had been written before the socket blocked
+        f.compact();
+        assert_eq!(f.wpos, 0);
+        assert_eq!(f.backlog(), 40 * 2002 - 70_000);
     }
 }

@@ -249,6 +249,8 @@ impl Forwarder {
     }
 
     pub fn start_with(upstreams: &[SocketAddr], tweak: impl FnOnce(&mut Config)) -> Forwarder {
+        // RUST_LOG=debug cargo test … shows the server's log.
+        let _ = env_logger::builder().is_test(true).try_init();
         let mut cfg = Config {
             listen: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))],
             upstreams: upstreams.to_vec(),
