@@ -44,6 +44,10 @@ const TOKEN_SPACE: usize = 1 << 16;
 /// deadline so that late answers still arrive, and a slot rotates again only once its
 /// old socket is closed.
 const ROTATE_AFTER: u32 = 256;
+/// Most datagrams read from one UDP socket per loop turn (clients, or an upstream):
+/// a flood on one socket must not starve the others, the timers or the answers. The
+/// socket is read again next turn (edge-triggered readiness does not repeat).
+const MAX_DATAGRAMS_PER_TURN: usize = 256;
 /// How often idle connections and retired sockets are looked at.
 const SWEEP_EVERY: Duration = Duration::from_millis(100);
 /// Time given to queries in flight when a shutdown is asked for.
@@ -89,6 +93,8 @@ pub struct Server {
     upstream_tcp: Vec<Option<UpstreamConn>>,
     /// Client connections to read again next turn (frame limit or backlog).
     paused: Vec<usize>,
+    /// UDP sockets (by token) left with datagrams at the per-turn limit.
+    ready_again: Vec<Token>,
     buf: Vec<u8>,
     signals: Option<Signals>,
     stop: StopHandle,
@@ -125,6 +131,7 @@ impl Server {
             client_generation: 0,
             upstream_tcp: Vec::new(),
             paused: Vec::new(),
+            ready_again: Vec::new(),
             buf: vec![0; 65535],
             signals: None,
             stop,
@@ -233,6 +240,9 @@ impl Server {
             for event in events.iter() {
                 self.dispatch(now, event.token());
             }
+            for token in std::mem::take(&mut self.ready_again) {
+                self.dispatch(now, token);
+            }
             self.resume_paused(now);
             self.core.handle_timeout(now);
             self.flush(now);
@@ -250,7 +260,7 @@ impl Server {
     }
 
     fn poll_timeout(&mut self, now: Instant) -> Option<Duration> {
-        if !self.paused.is_empty() {
+        if !self.paused.is_empty() || !self.ready_again.is_empty() {
             return Some(Duration::ZERO);
         }
         let sweep = (self.has_connections()).then_some(self.next_sweep);
@@ -342,7 +352,10 @@ impl Server {
     }
 
     fn read_udp_listener(&mut self, now: Instant, i: usize) {
-        loop {
+        if self.shutdown_at.is_some() {
+            return; // no new queries once stopping (a re-queued read included)
+        }
+        for _ in 0..MAX_DATAGRAMS_PER_TURN {
             let Some(sock) = self.udp_listeners.get(i) else {
                 return;
             };
@@ -360,13 +373,14 @@ impl Server {
                 }
             }
         }
+        self.ready_again.push(Token(UDP_LISTENER + i));
     }
 
     fn read_upstream_udp(&mut self, now: Instant, u: usize, s: usize, generation: usize) {
         let Some(addr) = self.cfg.upstreams.get(u).copied() else {
             return;
         };
-        loop {
+        for _ in 0..MAX_DATAGRAMS_PER_TURN {
             let Some(slot) = self.upstream_udp.get(u).and_then(|p| p.get(s)) else {
                 return;
             };
@@ -399,6 +413,7 @@ impl Server {
                 }
             }
         }
+        self.ready_again.push(upstream_token(u, s, generation));
     }
 
     /// Carries out everything the core asked for.
