@@ -340,7 +340,7 @@ impl Forwarder {
         query.extend_from_slice(bytes);
         let id = self.pending.fresh_id(self.rng.as_mut());
         set_id(&mut query, id);
-        let upstream = self.upstreams.pick(now, 0);
+        let upstream = self.upstreams.pick(now, 0, self.cfg.timeout);
         let socket = self.rng.below(self.cfg.sockets_per_upstream);
         let max_response = max_response(client, view);
         let p = Pending {
@@ -446,7 +446,7 @@ impl Forwarder {
         let Some(p) = self.pending.get(slot) else {
             return;
         };
-        let upstream = self.upstreams.pick(now, p.tried);
+        let upstream = self.upstreams.pick(now, p.tried, self.cfg.timeout);
         let socket = self.rng.below(self.cfg.sockets_per_upstream);
         self.resend(now, slot, upstream, Via::Udp { socket });
     }

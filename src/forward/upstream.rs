@@ -55,9 +55,25 @@ impl Upstreams {
     }
 
     /// The upstream for the next attempt of a query that already tried the ones in
-    /// `tried` (bit i = upstream i): the fastest untried one that is up; else the
-    /// untried one due back soonest; once all were tried, the fastest that is up.
-    pub fn pick(&self, now: Instant, tried: u64) -> usize {
+    /// `tried` (bit i = upstream i). A set-aside upstream whose back-off is over gets
+    /// exactly one query as a probe (and is held back for `hold` while it is out), so a
+    /// recovered upstream wins its traffic back without every client paying for a dead
+    /// one. Otherwise: the fastest untried one that is up; else the untried one due
+    /// back soonest; once all were tried, the fastest that is up.
+    pub fn pick(&mut self, now: Instant, tried: u64, hold: Duration) -> usize {
+        let probe = self.list.iter_mut().enumerate().find(|(i, u)| {
+            tried & (1u64 << i) == 0
+                && u.failures >= DOWN_AFTER
+                && u.down_until.is_some_and(|t| t <= now)
+        });
+        if let Some((i, u)) = probe {
+            u.down_until = Some(now + hold);
+            return i;
+        }
+        self.choose(now, tried)
+    }
+
+    fn choose(&self, now: Instant, tried: u64) -> usize {
         let is_up = |u: &Upstream| u.down_until.is_none_or(|t| t <= now);
         let untried = |i: &usize| tried & (1u64 << i) == 0;
         let by_rtt = |(i, u): (usize, &Upstream)| (u.srtt_us, i);
@@ -94,7 +110,9 @@ impl Upstreams {
     pub fn success(&mut self, i: usize, rtt: Duration) {
         if let Some(u) = self.list.get_mut(i) {
             let rtt = rtt.as_micros().min(u128::from(u32::MAX)) as u64;
-            u.srtt_us = if u.srtt_us == 0 {
+            // After failures the smoothed value holds penalties, not measurements: start
+            // again from this answer.
+            u.srtt_us = if u.srtt_us == 0 || u.failures > 0 {
                 rtt.max(1)
             } else {
                 (u.srtt_us * 7 + rtt) / 8
@@ -129,6 +147,8 @@ impl Upstreams {
 mod tests {
     use super::*;
 
+    const HOLD: Duration = Duration::from_secs(1);
+
     fn three() -> Upstreams {
         let a: Vec<SocketAddr> = ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"]
             .iter()
@@ -141,14 +161,14 @@ mod tests {
     fn tries_untried_first_then_prefers_fastest() {
         let now = Instant::now();
         let mut u = three();
-        assert_eq!(u.pick(now, 0), 0);
+        assert_eq!(u.pick(now, 0, HOLD), 0);
         u.success(0, Duration::from_millis(30));
-        assert_eq!(u.pick(now, 0), 1, "untried upstreams get a turn");
+        assert_eq!(u.pick(now, 0, HOLD), 1, "untried upstreams get a turn");
         u.success(1, Duration::from_millis(5));
         u.success(2, Duration::from_millis(50));
-        assert_eq!(u.pick(now, 0), 1);
-        assert_eq!(u.pick(now, 0b010), 0, "next fastest when 1 was tried");
-        assert_eq!(u.pick(now, 0b111), 1, "all tried: fastest again");
+        assert_eq!(u.pick(now, 0, HOLD), 1);
+        assert_eq!(u.pick(now, 0b010, HOLD), 0, "next fastest when 1 was tried");
+        assert_eq!(u.pick(now, 0b111, HOLD), 1, "all tried: fastest again");
     }
 
     #[test]
@@ -161,16 +181,23 @@ mod tests {
         for _ in 0..DOWN_AFTER {
             u.failure(0, now, Duration::from_secs(1));
         }
-        assert_eq!(u.pick(now, 0), 1);
+        assert_eq!(u.pick(now, 0, HOLD), 1);
         assert_eq!(
-            u.pick(now, 0b110),
+            u.pick(now, 0b110, HOLD),
             0,
             "a down upstream is still used when nothing else is left"
         );
         let later = now + FIRST_BACKOFF + Duration::from_millis(1);
-        // Its RTT was penalised, but it is up again and eligible as a probe.
-        assert_eq!(u.pick(later, 0b110), 0);
+        // Back-off over: exactly one query probes it, even though 1 is faster now.
+        assert_eq!(u.pick(later, 0, HOLD), 0, "the probe");
+        assert_eq!(
+            u.pick(later, 0, HOLD),
+            1,
+            "held back while the probe is out"
+        );
+        // The probe answers fast: its RTT starts again from the measurement.
         u.success(0, Duration::from_millis(1));
         assert_eq!(u.list[0].failures, 0);
+        assert_eq!(u.pick(later, 0, HOLD), 0, "recovered and fastest again");
     }
 }
