@@ -478,3 +478,45 @@ fn a_cname_before_nxdomain_does_not_outlive_its_ttl() {
         Dest::Upstream { .. }
     ));
 }
+
+#[test]
+fn stale_answer_goes_out_after_1_8_s_and_the_query_refreshes_the_cache() {
+    let t0 = Instant::now();
+    let cfg = ForwarderConfig {
+        upstreams: vec![SocketAddr::from(([127, 0, 0, 1], 5300))],
+        sockets_per_upstream: 1,
+        timeout: Duration::from_secs(3),
+        deadline: Duration::from_secs(5),
+        max_pending: 10,
+        cache: CacheConfig::default(),
+    };
+    let mut f = Forwarder::new(cfg, Box::new(SeededRandom::new(3)));
+    let up = ask(&mut f, t0, 1, "slowstale.example", None);
+    reply(&mut f, t0, &up, &with_ttl(&up.bytes, 10));
+    let _ = one(&mut f);
+    // Expired; the upstream is slow now.
+    let later = t0 + secs(60);
+    let up = ask(&mut f, later, 2, "slowstale.example", None);
+    assert!(matches!(up.to, Dest::Upstream { .. }));
+    assert_eq!(f.poll_timeout(), Some(later + Duration::from_millis(1800)));
+    f.handle_timeout(later + Duration::from_millis(1799));
+    assert!(drain(&mut f).is_empty());
+    f.handle_timeout(later + Duration::from_millis(1800));
+    let m_t = one(&mut f);
+    let m = parsed(&m_t);
+    assert_eq!(
+        (m.header.id, m.header.rcode, m.answers[0].ttl),
+        (2, Rcode::NOERROR, 30)
+    );
+    // The upstream answers at 2.5 s: nobody is waiting any more, but the cache is fresh.
+    reply(
+        &mut f,
+        later + Duration::from_millis(2500),
+        &up,
+        &with_ttl(&up.bytes, 300),
+    );
+    assert!(drain(&mut f).is_empty());
+    let hit = ask(&mut f, later + secs(4), 3, "slowstale.example", None);
+    assert_eq!(parsed(&hit).answers[0].ttl, 299);
+    assert_eq!(f.stats().stale_served, 1);
+}

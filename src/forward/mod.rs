@@ -130,6 +130,8 @@ pub struct Forwarder {
     cache: Cache,
     /// Queries in flight by the hash of their cache key, for coalescing.
     inflight: HashMap<u64, Slot>,
+    /// RFC 8767 client response timers: (when, slot), checked against `stale_at`.
+    stale_timers: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, Slot)>>,
 }
 
 impl Forwarder {
@@ -144,6 +146,7 @@ impl Forwarder {
             stats: Stats::default(),
             cache: Cache::new(cfg.cache),
             inflight: HashMap::new(),
+            stale_timers: std::collections::BinaryHeap::new(),
             cfg,
         }
     }
@@ -260,6 +263,7 @@ impl Forwarder {
 
     /// Call when the instant from [`poll_timeout`](Self::poll_timeout) has come.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.handle_stale_timers(now);
         while let Some(slot) = self.pending.pop_expired(now) {
             let Some(p) = self.pending.get(slot) else {
                 continue;
@@ -272,7 +276,11 @@ impl Forwarder {
 
     /// The next instant [`handle_timeout`](Self::handle_timeout) has work.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
-        self.pending.next_timer()
+        let stale = self.next_stale_timer();
+        [self.pending.next_timer(), stale]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The next thing to send, if any. Call until `None` after every `handle_*`.
@@ -357,6 +365,7 @@ impl Forwarder {
             group,
             waiters: Vec::new(),
             inflight: None,
+            stale_at: None,
         };
         let timer = self.attempt_timer(now, p.deadline);
         let slot = self.pending.insert(id, p, timer);
@@ -508,6 +517,9 @@ impl Forwarder {
             max_response: p.max_response,
         };
         for (n, w) in std::iter::once(&main).chain(&waiters).enumerate() {
+            if w.client == Client::Prefetch {
+                continue; // nobody to answer: a refresh, or a client already answered stale
+            }
             // The first is the client that sent the query we forwarded: its query is ours
             // with its own ID; answers it gets are relayed as the upstream sent them.
             let query: &[u8] = if n == 0 { &p.query } else { &w.query };

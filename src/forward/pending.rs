@@ -68,6 +68,8 @@ pub struct Pending {
     pub waiters: Vec<Waiter>,
     /// The hash this query is registered under for coalescing, if it is.
     pub inflight: Option<u64>,
+    /// When its client gets a stale answer if the upstream has not answered (RFC 8767).
+    pub stale_at: Option<Instant>,
 }
 
 /// A client waiting on another client's query (coalescing).
@@ -298,6 +300,7 @@ mod tests {
             group: None,
             waiters: Vec::new(),
             inflight: None,
+            stale_at: None,
         }
     }
 

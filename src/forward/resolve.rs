@@ -10,6 +10,8 @@ use crate::wire::{set_id, MessageView, HEADER_LEN};
 
 /// Most clients waiting on one query in flight (coalescing); more are sent upstream.
 const MAX_WAITERS: usize = 512;
+/// RFC 8767 §5: "The client response timer ... 1.8 seconds".
+const STALE_ANSWER_AFTER: std::time::Duration = std::time::Duration::from_millis(1800);
 
 impl Forwarder {
     /// A one-question query: answered from the cache, attached to an identical query in
@@ -27,7 +29,9 @@ impl Forwarder {
         }
         let key = kb.get(..key_len).unwrap_or_default();
         let max = max_response(client, view);
-        if let Lookup::Fresh(e) = self.cache.get(key, now) {
+        let lookup = self.cache.get(key, now);
+        let stale = matches!(lookup, Lookup::Stale(_));
+        if let Lookup::Fresh(e) = lookup {
             let bytes = Cache::render(e, now, &Asker::from_query(view, max), false);
             let refresh = e.wants_prefetch(now).then(|| {
                 e.prefetching = true;
@@ -76,7 +80,79 @@ impl Forwarder {
                     p.inflight = Some(hash);
                 }
             }
+            if stale {
+                self.arm_stale_timer(now, slot);
+            }
         }
+    }
+
+    /// RFC 8767 §5 "client response timer": with a stale answer in the cache, a client
+    /// whose query has not been answered after 1.8 s gets the stale answer, and the
+    /// query goes on to refresh the cache.
+    fn arm_stale_timer(&mut self, now: Instant, slot: super::Slot) {
+        let Some(p) = self.pending.get_mut(slot) else {
+            return;
+        };
+        let at = (now + STALE_ANSWER_AFTER).min(p.deadline);
+        p.stale_at = Some(at);
+        self.stale_timers.push(std::cmp::Reverse((at, slot)));
+    }
+
+    /// Answers, from the stale cache entry, the clients of every query whose client
+    /// response timer has expired; their queries carry on with nobody waiting.
+    pub(super) fn handle_stale_timers(&mut self, now: Instant) {
+        while let Some(&std::cmp::Reverse((at, slot))) = self.stale_timers.peek() {
+            if at > now {
+                return;
+            }
+            self.stale_timers.pop();
+            let Some(p) = self.pending.get_mut(slot) else {
+                continue;
+            };
+            if p.stale_at != Some(at) {
+                continue; // answered, or a later query in this slot
+            }
+            p.stale_at = None;
+            let client = std::mem::replace(&mut p.client, Client::Prefetch);
+            let waiters = std::mem::take(&mut p.waiters);
+            let (client_id, max) = (p.client_id, p.max_response);
+            let query = p.query.clone();
+            let mut kb = [0u8; MAX_KEY_LEN];
+            let Some(n) = MessageView::parse(&query)
+                .ok()
+                .and_then(|v| key_of(&v, &mut kb))
+            else {
+                continue;
+            };
+            let key = kb.get(..n).unwrap_or_default().to_vec();
+            let askers = std::iter::once((client, query, client_id, max)).chain(
+                waiters.into_iter().map(|w| {
+                    let id = crate::wire::parse_header(&w.query).map_or(0, |(_, h)| h.id);
+                    (w.client, w.query, id, w.max_response)
+                }),
+            );
+            for (client, query, id, max) in askers.collect::<Vec<_>>() {
+                if let Some(bytes) = self.render_cached(now, &key, &query, id, max, true) {
+                    self.stats.stale_served += 1;
+                    self.send_to_client(client, bytes);
+                }
+            }
+        }
+    }
+
+    /// The earliest client response timer.
+    pub(super) fn next_stale_timer(&mut self) -> Option<Instant> {
+        while let Some(&std::cmp::Reverse((at, slot))) = self.stale_timers.peek() {
+            if self
+                .pending
+                .get(slot)
+                .is_some_and(|p| p.stale_at == Some(at))
+            {
+                return Some(at);
+            }
+            self.stale_timers.pop();
+        }
+        None
     }
 
     /// Refreshes a cache entry before it expires: the stored question, RD set, CD and
