@@ -80,6 +80,10 @@ fn bench(c: &mut Criterion) {
             }
         })
     });
+    // What a miss adds when the cache is on: storing the answer (replacing itself).
+    g.bench_function("insert", |b| {
+        b.iter(|| cache.insert(black_box(&kb[..n]), black_box(&answer), now))
+    });
     // The core's whole miss path without sockets: query in, transmit out, answer in,
     // answer out (cache off), for comparison with a hit through the core.
     for (name, entries) in [("core_miss_forwarded", 0), ("core_hit", 10_000)] {

@@ -180,6 +180,38 @@ fn elapsed_secs(from: Instant, now: Instant) -> u32 {
         .min(u64::from(u32::MAX)) as u32
 }
 
+/// The stored form made from the received octets rather than re-encoded (the common
+/// case: no OPT record, or OPT last): OPT cut off, ID 0, AA clear, and each record's TTL
+/// overwritten with `ttls` (in wire order, OPT excluded). `None` sends the caller to
+/// the re-encoding path.
+fn patched_copy(response: &[u8], ttls: &[u32]) -> Option<Vec<u8>> {
+    let view = MessageView::parse(response).ok()?;
+    let end = match view.opt {
+        None => view.end,
+        Some(o) if o.offset + o.len == view.end => o.offset,
+        Some(_) => return None,
+    };
+    let mut wire = response.get(..end)?.to_vec();
+    set_id(&mut wire, 0);
+    if let Some(flags) = wire.get_mut(2) {
+        *flags &= !0x04; // AA
+    }
+    if view.opt.is_some() {
+        let ar = wire.get_mut(10..12)?;
+        let n = u16::from_be_bytes([ar[0], ar[1]]).checked_sub(1)?;
+        ar.copy_from_slice(&n.to_be_bytes());
+    }
+    let positions = record_ttls(&wire).ok()?;
+    if positions.len() != ttls.len() {
+        return None;
+    }
+    for (&(at, _), ttl) in positions.iter().zip(ttls) {
+        wire.get_mut(at..at + 4)?
+            .copy_from_slice(&ttl.to_be_bytes());
+    }
+    Some(wire)
+}
+
 /// Builds the cache key of a query into `buf`; returns its length, or `None` if the
 /// query has no question.
 pub fn key_of(query: &MessageView<'_>, buf: &mut [u8; MAX_KEY_LEN]) -> Option<usize> {
@@ -409,6 +441,17 @@ impl Cache {
             .chain(&mut m.additional)
         {
             r.ttl = clamp(r.ttl, positive);
+        }
+        let ttls: Vec<u32> = m
+            .answers
+            .iter()
+            .chain(&m.authority)
+            .chain(&m.additional)
+            .filter(|r| r.rtype != RType::OPT)
+            .map(|r| r.ttl)
+            .collect();
+        if let Some(wire) = patched_copy(response, &ttls) {
+            return Some((wire, ttl));
         }
         m.additional.retain(|r| r.rtype != RType::OPT);
         m.header.id = 0;
