@@ -621,3 +621,34 @@ fn a_client_that_never_reads_its_answers_is_closed() {
         Some(1)
     );
 }
+
+#[test]
+fn upstream_source_ports_rotate() {
+    // RFC 5452 §9.2: 8 sockets per upstream, each replaced after 256 queries (once its
+    // predecessor is closed): 3000 queries must come from more than 8 ports.
+    let up = MockUpstream::echo();
+    let fwd = Forwarder::start_with(&[up.addr], |c| c.deadline = Duration::from_millis(300));
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(WAIT)).unwrap();
+    let mut buf = [0u8; 512];
+    for round in 0..30u16 {
+        for k in 0..100u16 {
+            let n = round * 100 + k;
+            sock.send_to(
+                &query(n, &format!("r{n}.example"), RType::A, None),
+                fwd.addr,
+            )
+            .unwrap();
+        }
+        for _ in 0..100 {
+            sock.recv(&mut buf).expect("answered");
+        }
+        // Retired sockets close after the deadline; then the slots rotate again.
+        if round % 10 == 9 {
+            std::thread::sleep(Duration::from_millis(350));
+        }
+    }
+    let ports = up.udp_ports.lock().unwrap().len();
+    eprintln!("{ports} source ports for 3000 queries");
+    assert!(ports > 8, "only {ports} source ports for 3000 queries");
+}

@@ -46,6 +46,8 @@ pub struct MockUpstream {
     pub addr: SocketAddr,
     pub udp_queries: Arc<AtomicUsize>,
     pub tcp_queries: Arc<AtomicUsize>,
+    /// Source ports the UDP queries came from.
+    pub udp_ports: Arc<Mutex<std::collections::HashSet<u16>>>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -60,11 +62,13 @@ impl MockUpstream {
         let stop = Arc::new(AtomicBool::new(false));
         let udp_queries = Arc::new(AtomicUsize::new(0));
         let tcp_queries = Arc::new(AtomicUsize::new(0));
+        let udp_ports = Arc::new(Mutex::new(std::collections::HashSet::new()));
         let mut threads = Vec::new();
         {
             let (script, stop, count) = (script.clone(), stop.clone(), udp_queries.clone());
+            let ports = udp_ports.clone();
             threads.push(std::thread::spawn(move || {
-                serve_udp(udp, &*script, &stop, &count)
+                serve_udp(udp, &*script, &stop, &count, &ports)
             }));
         }
         {
@@ -77,6 +81,7 @@ impl MockUpstream {
             addr,
             udp_queries,
             tcp_queries,
+            udp_ports,
             stop,
             threads,
         }
@@ -111,7 +116,13 @@ fn bind_pair() -> (UdpSocket, TcpListener) {
     panic!("no free port pair");
 }
 
-fn serve_udp(sock: UdpSocket, script: &Script, stop: &AtomicBool, count: &AtomicUsize) {
+fn serve_udp(
+    sock: UdpSocket,
+    script: &Script,
+    stop: &AtomicBool,
+    count: &AtomicUsize,
+    ports: &Mutex<std::collections::HashSet<u16>>,
+) {
     sock.set_read_timeout(Some(Duration::from_millis(20)))
         .unwrap();
     let mut buf = vec![0u8; 65535];
@@ -122,6 +133,7 @@ fn serve_udp(sock: UdpSocket, script: &Script, stop: &AtomicBool, count: &Atomic
         };
         let query = buf[..n].to_vec();
         count.fetch_add(1, Ordering::SeqCst);
+        ports.lock().unwrap().insert(from.port());
         for action in script(&query, Via::Udp) {
             match action {
                 Action::Answer(b) => {
