@@ -196,11 +196,8 @@ impl Forwarder {
     /// Call when an upstream sent `bytes` (a UDP datagram on one of its sockets, or a
     /// message on a TCP connection opened for a [`Dest::UpstreamTcp`]).
     pub fn handle_response(&mut self, now: Instant, source: Source, bytes: &[u8]) {
-        let Some(slot) = self.validate(source, bytes) else {
+        let Some((slot, view)) = self.validate(source, bytes) else {
             self.stats.dropped_responses += 1;
-            return;
-        };
-        let Ok(view) = MessageView::parse(bytes) else {
             return;
         };
         let Some(p) = self.pending.get(slot) else {
@@ -400,8 +397,9 @@ impl Forwarder {
         self.out.push_back(Transmit { to, bytes });
     }
 
-    /// Which pending query an upstream message answers, if it passes every check.
-    fn validate(&self, source: Source, bytes: &[u8]) -> Option<Slot> {
+    /// Which pending query an upstream message answers, if it passes every check, with
+    /// the message's view (parsed once per packet).
+    fn validate<'b>(&self, source: Source, bytes: &'b [u8]) -> Option<(Slot, MessageView<'b>)> {
         let view = MessageView::parse(bytes).ok()?;
         if !view.header.qr {
             return None;
@@ -423,7 +421,7 @@ impl Forwarder {
             _ => false,
         };
         let query = MessageView::parse(&p.query).ok()?;
-        (right_path && view.same_question(&query)).then_some(slot)
+        (right_path && view.same_question(&query)).then_some((slot, view))
     }
 
     fn has_untried(&self, slot: Slot) -> bool {

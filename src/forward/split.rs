@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use super::{reply, Client, Forwarder, Group, Pending};
-use crate::wire::{parse_message, Message, MessageView, Rcode, MAX_MESSAGE_LEN};
+use crate::wire::{parse_message, Message, MessageView, Rcode};
 
 /// Most questions split out of one query.
 const MAX_QUESTIONS: usize = 8;
@@ -23,11 +23,7 @@ impl Forwarder {
         if self.pending.len() + m.questions.len() > self.cfg.max_pending.max(1) {
             return self.refuse(client, bytes, Some(view), Rcode::REFUSED);
         }
-        let max_response = if client.is_udp() {
-            view.max_udp_response()
-        } else {
-            MAX_MESSAGE_LEN
-        };
+        let max_response = super::max_response(client, view);
         let g = self
             .groups
             .iter()

@@ -10,7 +10,7 @@
 use super::name::{skip_name, walk_name};
 use super::{
     offset_in, parse_header, to_parse_error, Class, ErrorKind, Header, ParseError, RType,
-    WireError, HEADER_LEN, MAX_NAME_LEN,
+    WireError, MAX_NAME_LEN,
 };
 
 fn truncated(at: &[u8]) -> nom::Err<WireError<'_>> {
@@ -59,10 +59,15 @@ impl<'a> MessageView<'a> {
     /// ignores trailing bytes (see `end`). So it accepts everything
     /// [`super::parse_message`] accepts, and some messages it rejects.
     pub fn parse(msg: &'a [u8]) -> Result<MessageView<'a>, ParseError> {
-        Self::walk(msg).map_err(|e| to_parse_error(msg, e))
+        Self::walk(msg, |_, _| ()).map_err(|e| to_parse_error(msg, e))
     }
 
-    fn walk(msg: &'a [u8]) -> Result<MessageView<'a>, nom::Err<WireError<'a>>> {
+    /// The one walk over the message, for the view and for [`record_ttls`]: `on_record`
+    /// gets the offset of each record's TTL field and its type.
+    fn walk(
+        msg: &'a [u8],
+        mut on_record: impl FnMut(usize, RType),
+    ) -> Result<MessageView<'a>, nom::Err<WireError<'a>>> {
         let (mut i, header) = parse_header(msg)?;
         let mut question = None;
         for n in 0..header.qdcount {
@@ -97,6 +102,11 @@ impl<'a> MessageView<'a> {
                 return Err(truncated(rest));
             };
             let [t0, t1, c0, c1, l0, l1, l2, _, r0, r1] = *fixed;
+            // The TTL sits 4 octets into the 10 just read.
+            on_record(
+                offset_in(msg, rest) - 6,
+                RType(u16::from_be_bytes([t0, t1])),
+            );
             let rdlength = usize::from(u16::from_be_bytes([r0, r1]));
             let Some(rest) = rest.get(rdlength..) else {
                 return Err(truncated(rest));
@@ -192,31 +202,8 @@ impl<'a> MessageView<'a> {
 /// Where the TTL of every record (answer, authority and additional) sits in `msg`, with
 /// the record's type: the cache rewrites TTLs in place rather than re-encoding.
 pub fn record_ttls(msg: &[u8]) -> Result<Vec<(usize, RType)>, ParseError> {
-    let view = MessageView::parse(msg)?;
-    let h = view.header;
-    let mut i = msg.get(HEADER_LEN..).unwrap_or_default();
-    let records = usize::from(h.ancount) + usize::from(h.nscount) + usize::from(h.arcount);
-    let mut out = Vec::with_capacity(records.min(64));
-    let walked: Result<(), nom::Err<WireError<'_>>> = (|| {
-        for _ in 0..h.qdcount {
-            let (rest, ()) = skip_name(msg, i)?;
-            i = rest.get(4..).ok_or_else(|| truncated(rest))?;
-        }
-        for _ in 0..records {
-            let (rest, ()) = skip_name(msg, i)?;
-            let Some((fixed, rest)) = rest.split_first_chunk::<10>() else {
-                return Err(truncated(rest));
-            };
-            let [t0, t1, _, _, _, _, _, _, r0, r1] = *fixed;
-            out.push((
-                offset_in(msg, rest) - 6,
-                RType(u16::from_be_bytes([t0, t1])),
-            ));
-            let rdlength = usize::from(u16::from_be_bytes([r0, r1]));
-            i = rest.get(rdlength..).ok_or_else(|| truncated(rest))?;
-        }
-        Ok(())
-    })();
-    walked.map_err(|e| to_parse_error(msg, e))?;
+    let mut out = Vec::new();
+    MessageView::walk(msg, |at, rtype| out.push((at, rtype)))
+        .map_err(|e| to_parse_error(msg, e))?;
     Ok(out)
 }
