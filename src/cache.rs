@@ -98,6 +98,11 @@ impl Entry {
         self.wire.get(HEADER_LEN..end).unwrap_or_default()
     }
 
+    /// The key this entry is stored under.
+    pub fn key_bytes(&self) -> &[u8] {
+        &self.key
+    }
+
     /// The key's flags octet (RD = 4, DO = 2, CD = 1).
     pub fn key_flags(&self) -> u8 {
         self.key.last().copied().unwrap_or(0)
@@ -118,7 +123,7 @@ pub enum Lookup<'a> {
 }
 
 /// Who an answer is rendered for: what of the client's query shapes it.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Asker {
     pub id: u16,
     pub rd: bool,

@@ -43,7 +43,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N")]
     pub max_tcp_clients: Option<usize>,
     /// Answers to keep in the cache (least recently used go first); 0 turns the cache
-    /// and the coalescing of identical queries off. Default: 10000.
+    /// off (identical queries in flight are still sent upstream once). Default: 10000.
     #[arg(long, value_name = "N")]
     pub cache_size: Option<usize>,
     /// Keep positive answers at least this long, in seconds. Default: 0.
@@ -59,6 +59,14 @@ pub struct ServeArgs {
     /// Never serve expired answers; SERVFAIL instead.
     #[arg(long)]
     pub no_serve_stale: bool,
+    /// UDP payload size advertised to upstreams (512..=4096); bigger answers come over
+    /// TCP. Default: 1232.
+    #[arg(long, value_name = "OCTETS")]
+    pub edns_size: Option<u16>,
+    /// Largest UDP answer sent to a client, whatever size it advertises; bigger answers
+    /// go out truncated (TC=1) so that the client retries over TCP. Default: 1232.
+    #[arg(long, value_name = "OCTETS")]
+    pub max_udp_size: Option<u16>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -25,6 +25,10 @@ pub struct Config {
     /// UDP sockets (each on a random port) per upstream.
     pub sockets_per_upstream: usize,
     pub cache: CacheConfig,
+    /// UDP payload size advertised to upstreams in our queries (512..=4096).
+    pub edns_size: u16,
+    /// Largest UDP answer sent to a client, whatever it advertises (512..=65535).
+    pub max_udp_size: u16,
 }
 
 impl Default for Config {
@@ -39,6 +43,10 @@ impl Default for Config {
             max_pending: 20_000,
             sockets_per_upstream: 8,
             cache: CacheConfig::default(),
+            // The DNS Flag Day 2020 value: no IP fragmentation on common paths, and a
+            // small amplification factor for spoofed-source queries.
+            edns_size: 1232,
+            max_udp_size: 1232,
         }
     }
 }
@@ -191,6 +199,24 @@ impl Config {
             cfg.cache.stale_ttl = s;
         }
         cfg.cache.serve_stale = !args.no_serve_stale;
+        if let Some(n) = args.edns_size {
+            if !(512..=4096).contains(&n) {
+                return Err(ConfigError::Invalid(
+                    "--edns-size",
+                    format!("{n} is not in 512..=4096"),
+                ));
+            }
+            cfg.edns_size = n;
+        }
+        if let Some(n) = args.max_udp_size {
+            if n < 512 {
+                return Err(ConfigError::Invalid(
+                    "--max-udp-size",
+                    format!("{n} is not in 512..=65535"),
+                ));
+            }
+            cfg.max_udp_size = n;
+        }
         if cfg.deadline < cfg.timeout {
             cfg.deadline = cfg.timeout;
         }

@@ -38,6 +38,19 @@ pub struct Stats {
     pub stale_served: u64,
     /// Cache entries refreshed before they expired.
     pub prefetches: u64,
+    /// Upstream answers for a question in flight that failed the ID, port or letter-case
+    /// check: forgeries, or a broken upstream.
+    pub near_misses: u64,
+    /// Of those, answers with our ID and port but not our letter case (0x20).
+    pub case_mismatches: u64,
+    /// Queries that stopped listening on UDP after a near miss and went on over TCP.
+    pub moved_to_tcp: u64,
+    /// Answers to attempts of queries already finished (dropped, not forgeries).
+    pub late_answers: u64,
+    /// Attempts sent over TCP (truncated answers, near misses, TCP-only upstreams).
+    pub tcp_queries: u64,
+    /// Queries answered SERVFAIL because the random generator failed (fail closed).
+    pub rng_failures: u64,
 }
 
 impl fmt::Display for Stats {
@@ -46,7 +59,9 @@ impl fmt::Display for Stats {
             f,
             "queries={} forwarded={} answers={} dropped_queries={} formerr={} notimp={} servfail={} \
              overload={} dropped_responses={} timeouts={} upstream_errors={} tcp_retries={} \
-             truncated={} cache_hits={} cache_misses={} coalesced={} stale_served={} prefetches={}",
+             truncated={} cache_hits={} cache_misses={} coalesced={} stale_served={} prefetches={} \
+             near_misses={} case_mismatches={} moved_to_tcp={} late_answers={} tcp_queries={} \
+             rng_failures={}",
             self.queries,
             self.forwarded,
             self.answers,
@@ -64,7 +79,13 @@ impl fmt::Display for Stats {
             self.cache_misses,
             self.coalesced,
             self.stale_served,
-            self.prefetches
+            self.prefetches,
+            self.near_misses,
+            self.case_mismatches,
+            self.moved_to_tcp,
+            self.late_answers,
+            self.tcp_queries,
+            self.rng_failures
         )
     }
 }

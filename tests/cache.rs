@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use dnsfwd::cache::{key_of, MAX_KEY_LEN};
 use dnsfwd::capture::{read_capture, Options, Transport};
 use dnsfwd::wire::{parse_header, parse_message, MessageView, Opcode, RData, RType, Rcode, Record};
 
@@ -53,13 +52,6 @@ fn cacheable(msg: &[u8]) -> bool {
     }
 }
 
-fn key(query: &[u8]) -> Vec<u8> {
-    let v = MessageView::parse(query).unwrap();
-    let mut k = [0u8; MAX_KEY_LEN];
-    let n = key_of(&v, &mut k).unwrap();
-    k[..n].to_vec()
-}
-
 #[test]
 fn second_replay_is_answered_from_the_cache_with_the_same_records() {
     // Recorded query (without ID) → recorded response, as in replay_forward.rs.
@@ -93,7 +85,7 @@ fn second_replay_is_answered_from_the_cache_with_the_same_records() {
                 .find(|r| r.src == q.dst && r.dst == q.src && r.bytes.get(..2) == q.bytes.get(..2));
             if let Some(r) = resp {
                 recorded
-                    .entry(q.bytes[2..].to_vec())
+                    .entry(question_key(&q.bytes))
                     .or_insert_with(|| r.bytes.clone());
                 queries.push(q.bytes.clone());
             }
@@ -102,8 +94,8 @@ fn second_replay_is_answered_from_the_cache_with_the_same_records() {
     assert!(queries.len() > 150, "{} queries", queries.len());
     let table = Arc::new(recorded);
     let t = table.clone();
-    let up = MockUpstream::start(move |q, _| match q.get(2..).and_then(|k| t.get(k)) {
-        Some(r) => vec![Action::Answer(r.clone())],
+    let up = MockUpstream::start(move |q, _| match t.get(&question_key(q)) {
+        Some(r) => vec![Action::Answer(as_answer_to(r, q))],
         None => vec![],
     });
     let fwd = Forwarder::start_with(&[up.addr], |c| c.cache.max_entries = 10_000);
@@ -112,7 +104,7 @@ fn second_replay_is_answered_from_the_cache_with_the_same_records() {
     let mut first: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
     for q in &queries {
         let a = udp_ask(fwd.addr, q).unwrap_or_else(|| panic!("no answer to {}", hex::encode(q)));
-        let slot = first.entry(key(q)).or_insert_with(|| a.clone());
+        let slot = first.entry(question_key(q)).or_insert_with(|| a.clone());
         if !cacheable(slot) && cacheable(&a) {
             *slot = a;
         }
@@ -123,7 +115,7 @@ fn second_replay_is_answered_from_the_cache_with_the_same_records() {
         let before = up.udp_queries.load(Ordering::SeqCst);
         let a = udp_ask(fwd.addr, q).expect("answer");
         let from_cache = up.udp_queries.load(Ordering::SeqCst) == before;
-        let source = &first[&key(q)];
+        let source = &first[&question_key(q)];
         if cacheable(source) {
             expected_hits += 1;
             assert!(

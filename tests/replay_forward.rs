@@ -1,7 +1,9 @@
 //! Replay through the forwarder: every query captured in `testdata/*.pcap` is sent
 //! (over the transport it was captured on) through the real forwarder to a mock
-//! upstream that answers with the response recorded in the same capture. Each client
-//! must get exactly the recorded answer, with its own ID.
+//! upstream that answers the forwarder's own query (looked up by its question) with
+//! the response recorded in the captures, echoing the question as a server does. Each
+//! client must get the recorded answer made for it: its ID, RD and CD, the records and
+//! flags as recorded, EDNS per hop, and never more than its size.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod common;
 
@@ -13,7 +15,7 @@ use common::*;
 use dnsfwd::capture::{read_capture, CapturedMessage, Options, Transport};
 use dnsfwd::wire::{parse_header, parse_message, MessageView, Opcode, RType};
 
-/// Recorded query (without its ID) → recorded response, first seen wins.
+/// Recorded question (its cache key) → recorded response, first seen wins.
 type Recorded = HashMap<Vec<u8>, Vec<u8>>;
 
 fn is_query(m: &CapturedMessage) -> bool {
@@ -78,7 +80,7 @@ fn captured_queries_get_their_recorded_answers_through_the_forwarder() {
         for (q, r) in pairs(&msgs) {
             if relayable(&q.bytes) {
                 recorded
-                    .entry(q.bytes[2..].to_vec())
+                    .entry(question_key(&q.bytes))
                     .or_insert_with(|| r.bytes.clone());
                 cases.push((q.transport, q.bytes.clone()));
             }
@@ -88,29 +90,40 @@ fn captured_queries_get_their_recorded_answers_through_the_forwarder() {
     let recorded = Arc::new(recorded);
     let table = recorded.clone();
     let up = MockUpstream::start(move |q, via| {
-        let Some(r) = q.get(2..).and_then(|k| table.get(k)) else {
+        let Some(r) = table.get(&question_key(q)) else {
             return vec![];
         };
+        let r = as_answer_to(r, q);
         match via {
-            Via::Udp => vec![Action::Answer(over_udp(q, r))],
-            Via::Tcp => vec![Action::Answer(r.clone())],
+            Via::Udp => vec![Action::Answer(over_udp(q, &r))],
+            Via::Tcp => vec![Action::Answer(r)],
         }
     });
     let fwd = Forwarder::start(&[up.addr]);
     let (mut udp, mut tcp) = (0, 0);
     for (transport, q) in &cases {
-        // The same question may have been recorded over TCP first: a UDP client then
-        // gets what fits its size, as the recorded server would have sent it.
-        let want = {
-            let r = &recorded[&q[2..]];
-            let mut r = if *transport == Transport::Udp {
-                over_udp(q, r)
-            } else {
-                r.clone()
-            };
-            r[..2].copy_from_slice(&q[..2]);
-            r
+        // The upstream answers our query (EDNS 1232) over UDP, truncated if bigger; a
+        // client that can take more than that gets it fetched over TCP.
+        let source = &recorded[&question_key(q)];
+        let limit = match transport {
+            Transport::Udp => MessageView::parse(q).unwrap().max_udp_response().min(1232),
+            Transport::Tcp => 65535,
         };
+        let over_udp = {
+            let m = parse_message(source).unwrap();
+            if source.len() > 1232 {
+                m.write(1232)
+            } else {
+                source.clone()
+            }
+        };
+        let truncated = parse_message(&over_udp).unwrap().header.tc;
+        let base = if truncated && limit > 1232 {
+            source.clone()
+        } else {
+            over_udp
+        };
+        let want = shaped_for(&base, q, limit);
         let got = match transport {
             Transport::Udp => {
                 udp += 1;
@@ -122,9 +135,10 @@ fn captured_queries_get_their_recorded_answers_through_the_forwarder() {
             }
         };
         let got = got.unwrap_or_else(|| panic!("no answer to {}", hex::encode(q)));
+        assert!(got.len() <= limit);
         assert_eq!(
-            hex::encode(&got),
-            hex::encode(&want),
+            parse_message(&got).unwrap(),
+            want,
             "answer to {:?} query {}",
             transport,
             hex::encode(q)

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use super::tests::{answer_to, client, drain, id_of, one, query_msg, udp_source};
 use super::*;
 use crate::cache::CacheConfig;
+use crate::wire::set_id;
 use crate::wire::{parse_message, Class, Message, Name, RData, RType, Record, Soa};
 
 const TIMEOUT: Duration = Duration::from_millis(1000);
@@ -23,6 +24,8 @@ fn cached(max_entries: usize, serve_stale: bool) -> Forwarder {
             serve_stale,
             ..CacheConfig::default()
         },
+        edns_size: 1232,
+        max_udp_size: 1232,
     };
     Forwarder::new(cfg, Box::new(SeededRandom::new(7)))
 }
@@ -176,11 +179,10 @@ fn nodata_with_soa_is_cached_but_not_without() {
         ask(&mut f, t0 + secs(1), 2, "nodata.example", None).to,
         Dest::Client(_)
     ));
-    // NXDOMAIN without SOA, SERVFAIL, truncated: relayed, never cached.
+    // NXDOMAIN without SOA, SERVFAIL: relayed, never cached.
     for (name, rcode, tc) in [
         ("nosoa.example", Rcode::NXDOMAIN, false),
         ("sf.example", Rcode::SERVFAIL, false),
-        ("tc.example", Rcode::NOERROR, true),
     ] {
         let up = ask(&mut f, t0, 5, name, None);
         let mut m = owned(answer_to(&up.bytes, usize::from(tc), rcode));
@@ -199,6 +201,31 @@ fn nodata_with_soa_is_cached_but_not_without() {
         f.handle_timeout(t0 + secs(10));
         let _ = drain(&mut f);
     }
+    // Truncated: relayed to the UDP client at once, never cached, and fetched over TCP
+    // so that the client's TCP retry finds it in flight (one upstream query for both).
+    let up = ask(&mut f, t0, 5, "tc.example", None);
+    let mut m = owned(answer_to(&up.bytes, 1, Rcode::NOERROR));
+    m.header.tc = true;
+    reply(&mut f, t0, &up, &m);
+    let out = drain(&mut f);
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert_eq!(out[0].to, Dest::Client(client(1)));
+    assert!(parsed(&out[0]).header.tc);
+    assert!(matches!(out[1].to, Dest::UpstreamTcp { .. }));
+    let tcp_client = Client::Tcp {
+        conn: 1,
+        addr: SocketAddr::from(([127, 0, 0, 1], 999)),
+    };
+    f.handle_query(t0, tcp_client, &query_msg(6, &["tc.example"], None));
+    assert!(drain(&mut f).is_empty(), "waits on the TCP fetch");
+    f.handle_response(
+        t0,
+        Source::Tcp { upstream: 0 },
+        &answer_to(&out[1].bytes, 1, Rcode::NOERROR),
+    );
+    let r = one(&mut f);
+    assert_eq!(r.to, Dest::Client(tcp_client));
+    assert!(!parsed(&r).header.tc);
 }
 
 #[test]
@@ -354,7 +381,10 @@ fn prefetches_in_the_last_tenth_of_the_ttl() {
     let refresh = &out[1];
     assert!(matches!(refresh.to, Dest::Upstream { .. }));
     assert_eq!(
-        parsed(refresh).questions[0].qname.to_string(),
+        parsed(refresh).questions[0]
+            .qname
+            .to_string()
+            .to_lowercase(),
         "pop.example."
     );
     // A second hit does not send a second refresh.
@@ -383,13 +413,18 @@ fn undecodable_answers_are_relayed_not_cached() {
     let mut f = cached(100, true);
     let up = ask(&mut f, t0, 1, "odd.example", None);
     // An A record with RDLENGTH 5: the view accepts it, the full decode does not.
-    let mut bytes = answer_to(&up.bytes, 1, Rcode::NOERROR);
+    let mut m = owned(answer_to(&up.bytes, 1, Rcode::NOERROR));
+    m.additional.clear();
+    let mut bytes = m.to_vec();
     let n = bytes.len();
     bytes[n - 5] = 5;
     bytes.push(9);
     f.handle_response(t0, udp_source(&up), &bytes);
     let relayed = one(&mut f);
-    assert_eq!(&relayed.bytes[2..], &bytes[2..]);
+    // As the upstream sent it, but in the client's spelling.
+    let mut expected = bytes.clone();
+    expected[12..12 + 13].make_ascii_lowercase();
+    assert_eq!(&relayed.bytes[2..], &expected[2..]);
     assert!(matches!(
         ask(&mut f, t0 + secs(1), 2, "odd.example", None).to,
         Dest::Upstream { .. }
@@ -410,18 +445,38 @@ fn cache_off_sends_everything_upstream() {
 }
 
 #[test]
-fn a_tcp_client_does_not_wait_on_a_udp_query() {
+fn a_tcp_client_waits_on_the_udp_query_and_gets_the_whole_answer() {
     let t0 = Instant::now();
-    let mut f = cached(100, true);
-    f.handle_query(t0, client(1), &query_msg(1, &["wide.example"], None));
-    let tcp = Client::Tcp {
-        conn: 4,
-        addr: SocketAddr::from(([127, 0, 0, 1], 999)),
-    };
-    f.handle_query(t0, tcp, &query_msg(2, &["wide.example"], None));
-    // Two upstream queries: the TCP client may need more than the UDP one can take.
-    assert_eq!(drain(&mut f).len(), 2);
-    assert_eq!(f.stats().coalesced, 0);
+    for cache in [100, 0] {
+        let mut f = cached(cache, true);
+        f.handle_query(t0, client(1), &query_msg(1, &["wide.example"], None));
+        let tcp = Client::Tcp {
+            conn: 4,
+            addr: SocketAddr::from(([127, 0, 0, 1], 999)),
+        };
+        f.handle_query(t0, tcp, &query_msg(2, &["wide.example"], None));
+        let up = one(&mut f);
+        assert_eq!(f.stats().coalesced, 1);
+        // 60 records fit our 1232 octets but not the UDP client's 512.
+        let big = owned(answer_to(&up.bytes, 60, Rcode::NOERROR));
+        reply(&mut f, t0, &up, &big);
+        let out = drain(&mut f);
+        assert_eq!(out.len(), 2);
+        for t in &out {
+            let m = parsed(t);
+            match t.to {
+                Dest::Client(Client::Udp { .. }) => {
+                    assert!(m.header.tc && t.bytes.len() <= 512);
+                    assert_eq!(m.header.id, 1);
+                }
+                Dest::Client(Client::Tcp { .. }) => {
+                    assert!(!m.header.tc);
+                    assert_eq!((m.header.id, m.answers.len()), (2, 60));
+                }
+                _ => panic!("{t:?}"),
+            }
+        }
+    }
 }
 
 #[test]
@@ -489,6 +544,8 @@ fn stale_answer_goes_out_after_1_8_s_and_the_query_refreshes_the_cache() {
         deadline: Duration::from_secs(5),
         max_pending: 10,
         cache: CacheConfig::default(),
+        edns_size: 1232,
+        max_udp_size: 1232,
     };
     let mut f = Forwarder::new(cfg, Box::new(SeededRandom::new(3)));
     let up = ask(&mut f, t0, 1, "slowstale.example", None);

@@ -1,16 +1,19 @@
-//! Randomness for the forwarder: transaction IDs and upstream choices (RFC 5452 §9).
+//! Randomness for the forwarder: transaction IDs, letter case and upstream socket
+//! choices (RFC 5452 §9, draft-vixie-dnsext-dns0x20).
 //!
 //! Production draws from the operating system's CSPRNG (`getrandom`), a few kilobytes
 //! at a time so that a query costs no system call; tests use a seeded generator so that
-//! runs repeat.
+//! runs repeat. A generator that fails gives `None`, and the caller fails closed: no
+//! query goes out with an ID that was not freshly drawn.
 
 /// A source of random numbers. The core never reaches for global randomness.
 pub trait IdSource: Send {
-    fn next_u16(&mut self) -> u16;
+    /// 16 random bits, or `None` if the generator failed.
+    fn next_u16(&mut self) -> Option<u16>;
 
     /// A number in `0..n` (`n` > 0), uniform enough for choosing among a few sockets.
-    fn below(&mut self, n: usize) -> usize {
-        usize::from(self.next_u16()) % n.max(1)
+    fn below(&mut self, n: usize) -> Option<usize> {
+        self.next_u16().map(|r| usize::from(r) % n.max(1))
     }
 }
 
@@ -18,6 +21,8 @@ pub trait IdSource: Send {
 pub struct OsRandom {
     buf: [u8; 4096],
     used: usize,
+    /// The generator failed before: logged once, not again.
+    failed: bool,
 }
 
 impl OsRandom {
@@ -25,6 +30,7 @@ impl OsRandom {
         OsRandom {
             buf: [0; 4096],
             used: usize::MAX,
+            failed: false,
         }
     }
 }
@@ -36,19 +42,32 @@ impl Default for OsRandom {
 }
 
 impl IdSource for OsRandom {
-    fn next_u16(&mut self) -> u16 {
+    fn next_u16(&mut self) -> Option<u16> {
         if self.used.saturating_add(2) > self.buf.len() {
             if let Err(e) = getrandom::fill(&mut self.buf) {
-                // The kernel's generator does not fail once booted; if it ever does, the
-                // IDs would be predictable, which is worth shouting about.
-                log::error!("getrandom failed: {e}; transaction IDs are not random");
+                // The kernel's generator does not fail once booted; if it ever does, no
+                // query may go out with a predictable ID. Said once.
+                if !self.failed {
+                    log::error!(
+                        "getrandom failed: {e}; queries are answered SERVFAIL until it works"
+                    );
+                }
+                self.failed = true;
+                self.used = usize::MAX;
+                return None;
+            }
+            if self.failed {
+                log::info!("getrandom works again");
+                self.failed = false;
             }
             self.used = 0;
         }
         let at = self.used;
         self.used += 2;
-        let b = |n| self.buf.get(at + n).copied().unwrap_or(0);
-        u16::from_be_bytes([b(0), b(1)])
+        match self.buf.get(at..at + 2) {
+            Some(&[a, b]) => Some(u16::from_be_bytes([a, b])),
+            _ => None,
+        }
     }
 }
 
@@ -62,12 +81,21 @@ impl SeededRandom {
 }
 
 impl IdSource for SeededRandom {
-    fn next_u16(&mut self) -> u16 {
+    fn next_u16(&mut self) -> Option<u16> {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        (z ^ (z >> 31)) as u16
+        Some((z ^ (z >> 31)) as u16)
+    }
+}
+
+/// A generator that has failed (tests of the fail-closed path).
+pub struct BrokenRandom;
+
+impl IdSource for BrokenRandom {
+    fn next_u16(&mut self) -> Option<u16> {
+        None
     }
 }
 
@@ -78,18 +106,18 @@ mod tests {
     #[test]
     fn os_random_spreads_over_the_id_space() {
         let mut r = OsRandom::new();
-        let ids: std::collections::HashSet<u16> = (0..5000).map(|_| r.next_u16()).collect();
+        let ids: std::collections::HashSet<u16> = (0..5000).filter_map(|_| r.next_u16()).collect();
         // 5000 draws from 65536 values: a handful of collisions at most, never a pattern.
         assert!(ids.len() > 4700, "only {} distinct", ids.len());
     }
 
     #[test]
     fn seeded_random_repeats() {
-        let a: Vec<u16> = {
+        let a: Vec<Option<u16>> = {
             let mut r = SeededRandom::new(7);
             (0..10).map(|_| r.next_u16()).collect()
         };
-        let b: Vec<u16> = {
+        let b: Vec<Option<u16>> = {
             let mut r = SeededRandom::new(7);
             (0..10).map(|_| r.next_u16()).collect()
         };

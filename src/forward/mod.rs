@@ -5,13 +5,21 @@
 //! carries out what it asks for, which it collects with [`Forwarder::poll_transmit`].
 //! Time and randomness are inputs, so every behaviour is testable without sockets.
 //!
-//! Per query: the client's bytes are copied once, given a fresh random transaction ID
-//! (RFC 5452 §9.2) and sent to the chosen upstream on a random socket of its pool. An
-//! answer is accepted only from that upstream, on that socket, with that ID, QR set and
-//! the same question (RFC 5452 §9.1); the client gets it with its own ID back.
+//! Per question: the client's query is decoded once into a [`key::Key`]; there is
+//! exactly one upstream query in flight per key, whatever the clients' transports, EDNS
+//! sizes or options, and every client asking it waits on that one. The upstream query
+//! is written by us ([`key::write_query`]): a fresh random ID (RFC 5452 §9.2), the name
+//! in random letter case (0x20), our own OPT record and none of the client's options. It
+//! goes to a random socket of the upstream's pool. An answer is accepted only from that
+//! upstream, on the socket of one of the query's live attempts, with that attempt's ID,
+//! QR set, and the question exactly as sent, letter case included (RFC 5452 §9.1).
+//! Answers that fail a check but ask a question in flight are near misses: the query
+//! stops listening on UDP and is asked again over TCP, which an off-path forger cannot
+//! reach; many near misses put the whole upstream on TCP for a while.
 #[cfg(test)]
 mod cache_tests;
 mod ids;
+pub mod key;
 mod pending;
 pub mod reply;
 mod resolve;
@@ -24,35 +32,15 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-pub use ids::{IdSource, OsRandom, SeededRandom};
+pub use ids::{BrokenRandom, IdSource, OsRandom, SeededRandom};
+use key::{same_question_exact, same_question_folded, write_query, Key, Spelling};
 pub use pending::Client;
-use pending::{current_id, Pending, PendingTable, Slot, Via, Waiter};
+use pending::{Attempt, Pending, PendingTable, Slot, Via, Waiter};
 use upstream::Upstreams;
 
-use crate::cache::{key_of, Cache, CacheConfig, Lookup, MAX_KEY_LEN};
+use crate::cache::{Cache, CacheConfig, Lookup};
 use crate::stats::Stats;
-use crate::wire::{parse_header, set_id, MessageView, Opcode, Rcode, MAX_MESSAGE_LEN};
-
-/// Whether a truncated UDP answer was cut at the client's own limit, so that the full
-/// answer could not reach this UDP client either: the query went upstream with the
-/// client's EDNS size, and the upstream says (in its OPT, or by sending none: 512) that
-/// it can send at least that much. Then the TC answer is relayed as it is, and the
-/// client retries over TCP; fetching the answer over TCP first would be wasted.
-fn truncated_for_client(answer: &MessageView<'_>, p: &Pending) -> bool {
-    let upstream_limit = answer.opt.map_or(crate::wire::CLASSIC_UDP_LEN, |o| {
-        usize::from(o.udp_size).max(crate::wire::CLASSIC_UDP_LEN)
-    });
-    p.client.is_udp() && upstream_limit >= p.max_response
-}
-
-/// Largest answer `client` can take for `query`: its UDP size, or 65535 over TCP.
-fn max_response(client: Client, query: &MessageView<'_>) -> usize {
-    if client.is_udp() {
-        query.max_udp_response()
-    } else {
-        MAX_MESSAGE_LEN
-    }
-}
+use crate::wire::{parse_header, MessageView, Opcode, Rcode, MAX_MESSAGE_LEN};
 
 /// What the core needs to know (the shell's settings are in `crate::config`).
 #[derive(Debug, Clone)]
@@ -64,10 +52,31 @@ pub struct ForwarderConfig {
     pub timeout: Duration,
     /// Per query, all attempts together (`--deadline`).
     pub deadline: Duration,
-    /// Most queries in flight; past it, new queries get REFUSED.
+    /// Most queries in flight; past it, new queries get REFUSED (or a stale answer).
     pub max_pending: usize,
-    /// The answer cache; `max_entries: 0` turns it and query coalescing off.
+    /// The answer cache; `max_entries: 0` turns storing answers off (not coalescing).
     pub cache: CacheConfig,
+    /// UDP payload size we advertise upstream (`--edns-size`, 512..=4096).
+    pub edns_size: u16,
+    /// Largest UDP answer we send a client, whatever it advertises (`--max-udp-size`,
+    /// 512..=65535); bigger answers go out truncated (TC=1).
+    pub max_udp_size: u16,
+}
+
+impl ForwarderConfig {
+    /// Defaults for everything but the upstreams (as `crate::config::Config`'s).
+    pub fn new(upstreams: Vec<SocketAddr>) -> ForwarderConfig {
+        ForwarderConfig {
+            upstreams,
+            sockets_per_upstream: 8,
+            timeout: Duration::from_millis(1500),
+            deadline: Duration::from_millis(4500),
+            max_pending: 20_000,
+            cache: CacheConfig::default(),
+            edns_size: reply::OUR_UDP_SIZE,
+            max_udp_size: reply::OUR_UDP_SIZE,
+        }
+    }
 }
 
 /// Where a [`Transmit`] goes.
@@ -79,9 +88,9 @@ pub enum Dest {
         upstream: usize,
         socket: usize,
     },
-    /// Over a new TCP connection to upstream number `upstream` (a truncated UDP answer's
-    /// retry). The shell reports the answer with [`Source::Tcp`], or the failure with
-    /// [`Forwarder::handle_tcp_failure`] and the ID in the first two octets.
+    /// Over TCP to upstream number `upstream`. The shell reports answers with
+    /// [`Source::Tcp`], or a failure with [`Forwarder::handle_tcp_failure`] and the ID
+    /// in the first two octets.
     UpstreamTcp {
         upstream: usize,
     },
@@ -108,6 +117,14 @@ pub enum Source {
     },
 }
 
+impl Source {
+    fn upstream(&self) -> usize {
+        match *self {
+            Source::Udp { upstream, .. } | Source::Tcp { upstream } => upstream,
+        }
+    }
+}
+
 /// A query that asked several questions, answered once all its parts are.
 #[derive(Debug)]
 struct Group {
@@ -116,6 +133,18 @@ struct Group {
     max_response: usize,
     parts: Vec<Option<Vec<u8>>>,
     remaining: usize,
+}
+
+/// What an upstream message is to us.
+enum Verdict {
+    /// The answer to live attempt number `attempt` of the query in `slot`.
+    Accept(Slot, usize),
+    /// For a question in flight, but failing a check: a forgery, or a broken upstream.
+    NearMiss(Slot),
+    /// An answer to an attempt that is no longer live (its query is done).
+    Late,
+    /// Nothing we asked.
+    Stray,
 }
 
 /// The forwarder core. See the module docs.
@@ -128,15 +157,27 @@ pub struct Forwarder {
     rng: Box<dyn IdSource>,
     stats: Stats,
     cache: Cache,
-    /// Queries in flight by the hash of their cache key, for coalescing.
+    /// The query in flight for each key, by the key's hash (whether or not the cache
+    /// stores answers): the one upstream query every client asking it waits on.
     inflight: HashMap<u64, Slot>,
     /// RFC 8767 client response timers: (when, slot), checked against `stale_at`.
     stale_timers: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, Slot)>>,
+    /// When each transaction ID was last freed, in ms since `epoch` (+1; 0 = never), so
+    /// that a late answer to a finished query is told apart from a forgery.
+    freed_at: Box<[u32]>,
+    epoch: Option<Instant>,
+    /// Waiter lists of finished queries, kept for reuse.
+    spare_waiters: Vec<Vec<Waiter>>,
 }
+
+/// Most clients waiting on one query in flight; more get REFUSED (or a stale answer).
+const MAX_WAITERS: usize = 4096;
 
 impl Forwarder {
     pub fn new(mut cfg: ForwarderConfig, rng: Box<dyn IdSource>) -> Forwarder {
         cfg.sockets_per_upstream = cfg.sockets_per_upstream.clamp(1, 256);
+        cfg.edns_size = cfg.edns_size.clamp(512, 4096);
+        cfg.max_udp_size = cfg.max_udp_size.max(512);
         Forwarder {
             upstreams: Upstreams::new(&cfg.upstreams),
             pending: PendingTable::new(cfg.max_pending),
@@ -147,6 +188,9 @@ impl Forwarder {
             cache: Cache::new(cfg.cache),
             inflight: HashMap::new(),
             stale_timers: std::collections::BinaryHeap::new(),
+            freed_at: vec![0u32; 65536].into_boxed_slice(),
+            epoch: None,
+            spare_waiters: Vec::new(),
             cfg,
         }
     }
@@ -186,7 +230,7 @@ impl Forwarder {
         } else {
             match header.qdcount {
                 0 => self.refuse(client, bytes, Some(&view), Rcode::FORMERR),
-                1 => self.resolve(now, client, &view),
+                1 => self.resolve(now, client, &view, None),
                 _ => self.split(now, client, &view),
             }
         }
@@ -194,42 +238,66 @@ impl Forwarder {
     }
 
     /// Call when an upstream sent `bytes` (a UDP datagram on one of its sockets, or a
-    /// message on a TCP connection opened for a [`Dest::UpstreamTcp`]).
+    /// message on a TCP connection to it).
     pub fn handle_response(&mut self, now: Instant, source: Source, bytes: &[u8]) {
-        let Some((slot, view)) = self.validate(source, bytes) else {
+        let Ok(view) = MessageView::parse(bytes) else {
             self.stats.dropped_responses += 1;
             return;
+        };
+        if !view.header.qr {
+            self.stats.dropped_responses += 1;
+            return;
+        }
+        let (slot, attempt) = match self.judge(now, source, &view) {
+            Verdict::Accept(slot, attempt) => (slot, attempt),
+            Verdict::NearMiss(slot) => return self.near_miss(now, slot, source.upstream()),
+            Verdict::Late => {
+                self.stats.late_answers += 1;
+                return;
+            }
+            Verdict::Stray => {
+                self.stats.dropped_responses += 1;
+                return;
+            }
         };
         let Some(p) = self.pending.get(slot) else {
             return;
         };
-        let upstream = p.upstream;
+        let Some(a) = p.attempts.get(attempt).copied() else {
+            return;
+        };
         self.upstreams
-            .success(upstream, now.saturating_duration_since(p.sent_at));
-        if view.header.tc && matches!(source, Source::Udp { .. }) && !truncated_for_client(&view, p)
+            .success(a.upstream, now.saturating_duration_since(a.sent_at));
+        if p.spelling.as_bytes() != p.key.name() && same_question_exact(bytes, &p.spelling, &p.key)
         {
-            self.stats.tcp_retries += 1;
-            return self.resend(now, slot, upstream, Via::Tcp);
+            self.upstreams.case_echoed(a.upstream);
+        }
+        let answer = bytes.get(..view.end).unwrap_or(bytes);
+        if view.header.tc && matches!(source, Source::Udp { .. }) {
+            return self.truncated(now, slot, answer);
         }
         let rcode = view.header.rcode;
         let retryable =
             rcode == Rcode::SERVFAIL || rcode == Rcode::REFUSED || rcode == Rcode::NOTIMP;
         if retryable && self.has_untried(slot) && now < p.deadline {
             // Another upstream may do better. This answer is dropped: if none answers in
-            // time, the client gets SERVFAIL (or a stale answer).
+            // time, the waiters get SERVFAIL (or a stale answer).
             return self.retry(now, slot);
         }
-        let answer = bytes.get(..view.end).unwrap_or(bytes);
         self.complete(now, slot, Some(answer));
     }
 
     /// Call when a UDP socket of an upstream reported an error (ECONNREFUSED from an
-    /// ICMP port unreachable): every query waiting on that socket fails over at once.
+    /// ICMP port unreachable): every query whose current attempt used that socket fails
+    /// over at once.
     pub fn handle_upstream_error(&mut self, now: Instant, upstream: usize, socket: usize) {
         let hit: Vec<Slot> = self
             .pending
             .slots()
-            .filter(|(_, p)| p.upstream == upstream && p.via == Via::Udp { socket })
+            .filter(|(_, p)| {
+                p.current()
+                    .is_some_and(|a| a.upstream == upstream && a.via == Via::Udp { socket })
+            })
             .map(|(s, _)| s)
             .collect();
         if !hit.is_empty() {
@@ -241,17 +309,14 @@ impl Forwarder {
         }
     }
 
-    /// Call when the TCP connection for query `id` to `upstream` failed (refused, reset,
-    /// closed before the answer).
+    /// Call when the TCP query with ID `id` to `upstream` failed (refused, reset,
+    /// closed before the answer, or not sent).
     pub fn handle_tcp_failure(&mut self, now: Instant, upstream: usize, id: u16) {
         let Some(slot) = self.pending.slot_of(id) else {
             return;
         };
-        if self
-            .pending
-            .get(slot)
-            .is_some_and(|p| p.upstream == upstream && p.via == Via::Tcp)
-        {
+        let current = self.pending.get(slot).and_then(Pending::current).copied();
+        if current.is_some_and(|a| a.id == id && a.upstream == upstream && a.via == Via::Tcp) {
             self.stats.upstream_errors += 1;
             self.upstreams.failure(upstream, now, self.cfg.timeout);
             self.fail_over(now, slot);
@@ -266,7 +331,7 @@ impl Forwarder {
                 continue;
             };
             self.stats.timeouts += 1;
-            self.upstreams.failure(p.upstream, now, self.cfg.timeout);
+            self.upstreams.failure(p.upstream(), now, self.cfg.timeout);
             self.retry_or_fail(now, slot);
         }
     }
@@ -305,14 +370,18 @@ impl Forwarder {
         view: Option<&MessageView<'_>>,
         rcode: Rcode,
     ) {
+        self.count_error(rcode);
+        if let Some(bytes) = reply::error_reply(query, view, rcode) {
+            self.send_to_client(client, bytes);
+        }
+    }
+
+    fn count_error(&mut self, rcode: Rcode) {
         match rcode {
             Rcode::FORMERR => self.stats.formerr += 1,
             Rcode::NOTIMP => self.stats.notimp += 1,
             Rcode::SERVFAIL => self.stats.servfail += 1,
             _ => self.stats.overload += 1,
-        }
-        if let Some(bytes) = reply::error_reply(query, view, rcode) {
-            self.send_to_client(client, bytes);
         }
     }
 
@@ -327,101 +396,246 @@ impl Forwarder {
         });
     }
 
-    /// Sends a one-question query upstream (`group`: its place in a split query).
-    fn forward(
+    /// Hands an answer to a waiter: its client, or its part of a split query.
+    fn deliver(&mut self, w: &Waiter, bytes: Vec<u8>) {
+        match w.group {
+            Some(part) => self.part_done(part, Some(&bytes)),
+            None => self.send_to_client(w.client, bytes),
+        }
+    }
+
+    /// Answers `waiters` with an error of our own (`rcode`).
+    fn answer_with_error(&mut self, key: &Key, waiters: &[Waiter], rcode: Rcode) {
+        for w in waiters {
+            self.count_error(rcode);
+            let bytes = reply::error_for(&w.asker, key.type_class(), rcode);
+            self.deliver(w, bytes);
+        }
+    }
+
+    /// Largest answer `client` can take for `query`: its UDP size capped at
+    /// `--max-udp-size`, or 65535 over TCP.
+    fn max_response(&self, client: Client, query: &MessageView<'_>) -> usize {
+        if client.is_udp() {
+            query
+                .max_udp_response()
+                .min(usize::from(self.cfg.max_udp_size))
+        } else {
+            MAX_MESSAGE_LEN
+        }
+    }
+
+    /// Sends a new upstream query for `key`, with `waiters` to answer; registered for
+    /// coalescing under `hash` if given. On failure the waiters come back with the
+    /// RCODE they are to get (REFUSED: table full; SERVFAIL: no randomness).
+    fn start(
         &mut self,
         now: Instant,
-        client: Client,
-        view: &MessageView<'_>,
-        group: Option<usize>,
-    ) -> Option<Slot> {
+        key: &Key,
+        hash: Option<u64>,
+        waiters: Vec<Waiter>,
+    ) -> Result<Slot, (Vec<Waiter>, Rcode)> {
         if self.pending.is_full() || self.upstreams.is_empty() {
-            self.refuse(client, view.bytes(), Some(view), Rcode::REFUSED);
-            return None;
+            return Err((waiters, Rcode::REFUSED));
+        }
+        let upstream = self.upstreams.pick(now, 0, self.cfg.timeout);
+        let mix = self.upstreams.mixes_case(upstream);
+        let drawn = Spelling::of(key.name(), mix, self.rng.as_mut()).and_then(|s| {
+            let id = self.pending.fresh_id(self.rng.as_mut())?;
+            let via = self.via(now, upstream, false)?;
+            Some((s, id, via))
+        });
+        let Some((spelling, id, via)) = drawn else {
+            // Fail closed: no query goes out without fresh randomness.
+            self.stats.rng_failures += 1;
+            return Err((waiters, Rcode::SERVFAIL));
+        };
+        let deadline = now + self.cfg.deadline;
+        let p = Pending {
+            key: key.clone(),
+            inflight: None,
+            spelling,
+            attempts: vec![Attempt {
+                id,
+                upstream,
+                via,
+                sent_at: now,
+            }],
+            deadline,
+            attempt: 0,
+            tried: 1u64 << upstream.min(63),
+            waiters,
+            stale_at: None,
+            near_misses: 0,
+            udp_closed: false,
+        };
+        let slot = self.pending.insert(p, self.attempt_timer(now, deadline));
+        if let Some(h) = hash {
+            if let std::collections::hash_map::Entry::Vacant(v) = self.inflight.entry(h) {
+                v.insert(slot);
+                if let Some(p) = self.pending.get_mut(slot) {
+                    p.inflight = Some(h);
+                }
+            }
         }
         self.stats.forwarded += 1;
-        let bytes = view.bytes().get(..view.end).unwrap_or(view.bytes());
-        let mut query = self.pending.buffer();
-        query.extend_from_slice(bytes);
-        let id = self.pending.fresh_id(self.rng.as_mut());
-        set_id(&mut query, id);
-        let upstream = self.upstreams.pick(now, 0, self.cfg.timeout);
-        let socket = self.rng.below(self.cfg.sockets_per_upstream);
-        let max_response = max_response(client, view);
-        let p = Pending {
-            client,
-            client_id: view.header.id,
-            query,
-            max_response,
-            deadline: now + self.cfg.deadline,
-            sent_at: now,
-            attempt: 0,
-            upstream,
-            via: Via::Udp { socket },
-            tried: 1u64 << upstream,
-            group,
-            waiters: Vec::new(),
-            inflight: None,
-            stale_at: None,
-        };
-        let timer = self.attempt_timer(now, p.deadline);
-        let slot = self.pending.insert(id, p, timer);
         self.transmit_query(slot);
-        Some(slot)
+        Ok(slot)
+    }
+
+    /// How the next attempt to `upstream` goes: TCP if the query's UDP path is closed or
+    /// the upstream is under attack, else a random socket of its pool. `None` if the
+    /// generator failed.
+    fn via(&mut self, now: Instant, upstream: usize, udp_closed: bool) -> Option<Via> {
+        if udp_closed || self.upstreams.tcp_only(upstream, now) {
+            return Some(Via::Tcp);
+        }
+        let socket = self.rng.below(self.cfg.sockets_per_upstream)?;
+        Some(Via::Udp { socket })
     }
 
     fn attempt_timer(&self, now: Instant, deadline: Instant) -> Instant {
         (now + self.cfg.timeout).min(deadline)
     }
 
-    /// Queues the pending query's bytes for its current upstream and transport.
+    /// Queues our query for the pending entry's current attempt.
     fn transmit_query(&mut self, slot: Slot) {
+        let mut bytes = self.pending.buffer();
         let Some(p) = self.pending.get(slot) else {
-            return;
+            return self.pending.recycle(bytes);
         };
-        let to = match p.via {
+        let Some(a) = p.current().copied() else {
+            return self.pending.recycle(bytes);
+        };
+        write_query(&mut bytes, a.id, &p.key, &p.spelling, self.cfg.edns_size);
+        let to = match a.via {
             Via::Udp { socket } => Dest::Upstream {
-                upstream: p.upstream,
+                upstream: a.upstream,
                 socket,
             },
             Via::Tcp => Dest::UpstreamTcp {
-                upstream: p.upstream,
+                upstream: a.upstream,
             },
         };
-        let (upstream, query_len) = (p.upstream, p.query.len());
-        let mut bytes = self.pending.buffer();
-        if let Some(p) = self.pending.get(slot) {
-            bytes.extend_from_slice(&p.query);
-        }
-        log::debug!("query {slot} ({query_len} octets) to upstream {upstream} via {to:?}");
+        log::trace!("slot {slot}: query {:#06x} to {to:?}", a.id);
         self.out.push_back(Transmit { to, bytes });
     }
 
-    /// Which pending query an upstream message answers, if it passes every check, with
-    /// the message's view (parsed once per packet).
-    fn validate<'b>(&self, source: Source, bytes: &'b [u8]) -> Option<(Slot, MessageView<'b>)> {
-        let view = MessageView::parse(bytes).ok()?;
-        if !view.header.qr {
-            return None;
-        }
-        let slot = self.pending.slot_of(view.header.id)?;
-        let p = self.pending.get(slot)?;
-        let right_path = match (source, p.via) {
-            (
-                Source::Udp {
-                    upstream,
-                    socket,
-                    from,
-                },
-                Via::Udp { socket: s },
-            ) => {
-                upstream == p.upstream && socket == s && Some(from) == self.upstreams.addr(upstream)
+    /// What an upstream message is: see [`Verdict`].
+    fn judge(&mut self, now: Instant, source: Source, view: &MessageView<'_>) -> Verdict {
+        let bytes = view.bytes();
+        let id = view.header.id;
+        if let Some(slot) = self.pending.slot_of(id) {
+            if let Some(p) = self.pending.get(slot) {
+                let found = p.attempts.iter().enumerate().find(|(_, a)| a.id == id);
+                let on_path = found.is_some_and(|(_, a)| match (source, a.via) {
+                    (
+                        Source::Udp {
+                            upstream,
+                            socket,
+                            from,
+                        },
+                        Via::Udp { socket: s },
+                    ) => {
+                        upstream == a.upstream
+                            && socket == s
+                            && Some(from) == self.upstreams.addr(upstream)
+                    }
+                    (Source::Tcp { upstream }, Via::Tcp) => upstream == a.upstream,
+                    _ => false,
+                });
+                if let (true, Some((n, a))) = (on_path, found) {
+                    if p.udp_closed && matches!(source, Source::Udp { .. }) {
+                        // Spoofing was seen for this question: only TCP answers count.
+                        return Verdict::Late;
+                    }
+                    if same_question_exact(bytes, &p.spelling, &p.key) {
+                        return Verdict::Accept(slot, n);
+                    }
+                    if same_question_folded(bytes, &p.key) {
+                        // Our ID, our port, our question, but not our letter case: a
+                        // forgery over UDP, or an upstream that does not echo case.
+                        // Over TCP (out of an off-path forger's reach) it is the answer.
+                        self.stats.case_mismatches += 1;
+                        let upstream = a.upstream;
+                        self.upstreams.case_lost(upstream);
+                        return match source {
+                            Source::Tcp { .. } => Verdict::Accept(slot, n),
+                            Source::Udp { .. } => Verdict::NearMiss(slot),
+                        };
+                    }
+                }
             }
-            (Source::Tcp { upstream }, Via::Tcp) => upstream == p.upstream,
-            _ => false,
+        }
+        if let Some(slot) = self.inflight_for(view) {
+            // About a question in flight. A late answer to an attempt that retired is
+            // not a forgery; anything else is.
+            return if self.recently_freed(now, id) {
+                Verdict::Late
+            } else {
+                Verdict::NearMiss(slot)
+            };
+        }
+        if self.recently_freed(now, id) {
+            Verdict::Late
+        } else {
+            Verdict::Stray
+        }
+    }
+
+    /// The query in flight for the question `view` asks (letter case ignored, any
+    /// flags), if any.
+    fn inflight_for(&self, view: &MessageView<'_>) -> Option<Slot> {
+        let key = Key::of(view)?;
+        (0..8u8).find_map(|flags| {
+            let k = key.with_flags(flags);
+            let slot = *self.inflight.get(&self.cache.hash(k.as_bytes()))?;
+            (self.pending.get(slot)?.key == k).then_some(slot)
+        })
+    }
+
+    fn ms_since_epoch(&mut self, now: Instant) -> u32 {
+        let epoch = *self.epoch.get_or_insert(now);
+        now.saturating_duration_since(epoch).as_millis() as u32
+    }
+
+    fn mark_freed(&mut self, now: Instant, id: u16) {
+        let ms = self.ms_since_epoch(now).wrapping_add(1);
+        if let Some(at) = self.freed_at.get_mut(usize::from(id)) {
+            *at = ms;
+        }
+    }
+
+    /// Whether `id` belonged to an attempt that ended within the last deadline.
+    fn recently_freed(&mut self, now: Instant, id: u16) -> bool {
+        let ms = self.ms_since_epoch(now).wrapping_add(1);
+        let window = self.cfg.deadline.as_millis().min(u128::from(u32::MAX)) as u32;
+        match self.freed_at.get(usize::from(id)).copied() {
+            Some(0) | None => false,
+            Some(at) => ms.wrapping_sub(at) <= window,
+        }
+    }
+
+    /// An answer for the question of `slot` failed a check. The query stops listening
+    /// on UDP and is asked again over TCP (unless it already is); the upstream counts it
+    /// towards going TCP-only.
+    fn near_miss(&mut self, now: Instant, slot: Slot, upstream: usize) {
+        self.stats.near_misses += 1;
+        self.upstreams.near_miss(upstream, now);
+        let Some(p) = self.pending.get_mut(slot) else {
+            return;
         };
-        let query = MessageView::parse(&p.query).ok()?;
-        (right_path && view.same_question(&query)).then_some((slot, view))
+        p.near_misses = p.near_misses.saturating_add(1);
+        if p.udp_closed {
+            return;
+        }
+        p.udp_closed = true;
+        self.stats.moved_to_tcp += 1;
+        let on_tcp = p.current().is_some_and(|a| a.via == Via::Tcp);
+        let upstream = p.upstream();
+        if !on_tcp && now < p.deadline {
+            self.resend(now, slot, upstream, Via::Tcp);
+        }
     }
 
     fn has_untried(&self, slot: Slot) -> bool {
@@ -448,121 +662,159 @@ impl Forwarder {
         }
     }
 
-    /// Sends the query again, over UDP to the best upstream not tried yet.
+    /// Sends the query again to the best upstream not tried yet (over UDP unless its UDP
+    /// path is closed or that upstream is TCP-only).
     fn retry(&mut self, now: Instant, slot: Slot) {
         let Some(p) = self.pending.get(slot) else {
             return;
         };
-        let upstream = self.upstreams.pick(now, p.tried, self.cfg.timeout);
-        let socket = self.rng.below(self.cfg.sockets_per_upstream);
-        self.resend(now, slot, upstream, Via::Udp { socket });
+        let (tried, udp_closed) = (p.tried, p.udp_closed);
+        let upstream = self.upstreams.pick(now, tried, self.cfg.timeout);
+        match self.via(now, upstream, udp_closed) {
+            Some(via) => self.resend(now, slot, upstream, via),
+            None => {
+                self.stats.rng_failures += 1;
+                self.complete(now, slot, None);
+            }
+        }
     }
 
-    /// A new attempt of a pending query: a new ID, a new timer, the given path.
+    /// A new attempt: a new ID and timer, the given path. Earlier attempts stay live.
     fn resend(&mut self, now: Instant, slot: Slot, upstream: usize, via: Via) {
-        let new_id = self.pending.fresh_id(self.rng.as_mut());
-        let timer_base = now;
+        let Some(id) = self.pending.fresh_id(self.rng.as_mut()) else {
+            self.stats.rng_failures += 1;
+            return self.complete(now, slot, None);
+        };
         let Some(p) = self.pending.get_mut(slot) else {
             return;
         };
-        let old_id = current_id(p);
-        set_id(&mut p.query, new_id);
-        p.upstream = upstream;
-        p.via = via;
-        p.sent_at = now;
         p.tried |= 1u64 << upstream.min(63);
-        let deadline = p.deadline;
-        let timer = self.attempt_timer(timer_base, deadline);
-        self.pending.rekey(slot, old_id, new_id, timer);
+        let retiring = (p.attempts.len() >= pending::MAX_ATTEMPTS)
+            .then(|| p.attempts.first().map(|a| a.id))
+            .flatten();
+        let timer = (now + self.cfg.timeout).min(p.deadline);
+        let a = Attempt {
+            id,
+            upstream,
+            via,
+            sent_at: now,
+        };
+        self.pending.add_attempt(slot, a, timer);
+        if let Some(old) = retiring {
+            self.mark_freed(now, old);
+        }
+        if via == Via::Tcp {
+            self.stats.tcp_queries += 1;
+        }
         self.transmit_query(slot);
+    }
+
+    /// A UDP answer with TC=1. Waiters that can take no more than UDP from this upstream
+    /// brings (our EDNS size, or less if its OPT says so; 512 without one) get it now,
+    /// truncated; if any waiter can use more, or the cache wants the whole answer (the
+    /// truncated clients retry over TCP and find it in flight or cached), it is fetched
+    /// once over TCP for all that remain.
+    fn truncated(&mut self, now: Instant, slot: Slot, answer: &[u8]) {
+        let upstream_limit = MessageView::parse(answer)
+            .ok()
+            .and_then(|v| v.opt)
+            .map_or(crate::wire::CLASSIC_UDP_LEN, |o| usize::from(o.udp_size));
+        let edns = upstream_limit.clamp(
+            crate::wire::CLASSIC_UDP_LEN,
+            usize::from(self.cfg.edns_size),
+        );
+        let caching = self.cache.enabled();
+        let Some(p) = self.pending.get_mut(slot) else {
+            return;
+        };
+        let (more, done): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(&mut p.waiters)
+            .into_iter()
+            .partition(|w| w.asker.max_response > edns);
+        let fetch = (!more.is_empty() || caching) && now < p.deadline;
+        if !fetch {
+            p.waiters = done;
+            p.waiters.extend(more);
+            return self.complete(now, slot, Some(answer));
+        }
+        p.waiters = more;
+        let key = p.key.clone();
+        let upstream = p.upstream();
+        self.answer_waiters(now, &key, &done, Some(answer), false);
+        self.stats.tcp_retries += 1;
+        self.resend(now, slot, upstream, Via::Tcp);
     }
 
     /// Finishes a pending query with an answer (`None`: it failed). The answer is
     /// cached if it may be; a failure (or a final SERVFAIL) is answered from a stale
-    /// cache entry if there is one (RFC 8767), else with SERVFAIL. Clients that waited
-    /// on this query get the same answer, shaped for each.
+    /// cache entry if there is one (RFC 8767), else with SERVFAIL. Every waiter gets the
+    /// answer shaped for it.
     fn complete(&mut self, now: Instant, slot: Slot, answer: Option<&[u8]>) {
         let Some(mut p) = self.pending.remove(slot) else {
             return;
         };
+        for a in &p.attempts {
+            self.mark_freed(now, a.id);
+        }
         if let Some(h) = p.inflight {
             if self.inflight.get(&h) == Some(&slot) {
                 self.inflight.remove(&h);
             }
         }
-        if let Some(g) = p.group {
-            self.part_done(g, &p, answer);
-            self.pending.recycle(p.query);
-            return;
+        if let Some(a) = answer {
+            if self.cache.enabled() {
+                self.cache.insert(p.key.as_bytes(), a, now);
+            }
         }
-        let mut kb = [0u8; MAX_KEY_LEN];
-        let key_len = match MessageView::parse(&p.query) {
-            Ok(v) if self.cache.enabled() => key_of(&v, &mut kb).unwrap_or(0),
-            _ => 0,
-        };
-        let key = kb.get(..key_len).unwrap_or_default();
-        let cached = match answer {
-            Some(a) if key_len > 0 => self.cache.insert(key, a, now),
-            _ => false,
-        };
         let failed =
             answer.is_none_or(|a| parse_header(a).is_ok_and(|(_, h)| h.rcode == Rcode::SERVFAIL));
-        let stale = failed && key_len > 0 && matches!(self.cache.get(key, now), Lookup::Stale(_));
+        let stale = failed
+            && self.cache.enabled()
+            && matches!(self.cache.get(p.key.as_bytes(), now), Lookup::Stale(_));
         let waiters = std::mem::take(&mut p.waiters);
-        let main = Waiter {
-            client: p.client,
-            query: Vec::new(),
-            max_response: p.max_response,
-        };
-        for (n, w) in std::iter::once(&main).chain(&waiters).enumerate() {
-            if w.client == Client::Prefetch {
-                continue; // nobody to answer: a refresh, or a client already answered stale
-            }
-            // The first is the client that sent the query we forwarded: its query is ours
-            // with its own ID; answers it gets are relayed as the upstream sent them.
-            let query: &[u8] = if n == 0 { &p.query } else { &w.query };
-            let id = if n == 0 {
-                p.client_id
-            } else {
-                parse_header(query).map_or(0, |(_, h)| h.id)
-            };
-            let bytes = if stale {
-                self.stats.stale_served += 1;
-                self.render_cached(now, key, query, id, w.max_response, true)
-            } else if let (Some(a), true) = (answer, n == 0) {
-                self.client_answer(&p, a)
-            } else if let (Some(_), true) = (answer, cached) {
-                self.render_cached(now, key, query, id, w.max_response, false)
-            } else if let Some(a) = answer {
-                self.relay_to(a, query, id, w.max_response)
-            } else {
-                self.stats.servfail += 1;
-                let view = MessageView::parse(query).ok();
-                let mut bytes = reply::error_reply(query, view.as_ref(), Rcode::SERVFAIL);
-                if let Some(b) = bytes.as_mut() {
-                    set_id(b, id);
-                }
-                bytes
-            };
-            if let Some(bytes) = bytes {
-                self.send_to_client(w.client, bytes);
-            }
-        }
-        self.pending.recycle(p.query);
+        self.answer_waiters(now, &p.key, &waiters, answer, stale);
+        self.recycle_waiters(waiters);
     }
 
-    /// The upstream's answer made fit for the client: its ID, and its size limit.
-    fn client_answer(&mut self, p: &Pending, answer: &[u8]) -> Option<Vec<u8>> {
-        let mut bytes = if answer.len() > p.max_response {
-            self.stats.truncated += 1;
-            let query = MessageView::parse(&p.query).ok()?;
-            reply::fit(answer, p.max_response, &query)
-        } else {
-            let mut b = self.pending.buffer();
-            b.extend_from_slice(answer);
-            b
-        };
-        set_id(&mut bytes, p.client_id);
-        Some(bytes)
+    /// Answers each waiter: from the stale cache entry, with the upstream's answer
+    /// shaped for it, or SERVFAIL.
+    fn answer_waiters(
+        &mut self,
+        now: Instant,
+        key: &Key,
+        waiters: &[Waiter],
+        answer: Option<&[u8]>,
+        stale: bool,
+    ) {
+        for w in waiters {
+            if w.client == Client::Prefetch {
+                continue;
+            }
+            let shaped = if stale {
+                self.stats.stale_served += 1;
+                self.render_cached(now, key, &w.asker, true)
+            } else {
+                answer.and_then(|a| reply::shape(a, &w.asker))
+            };
+            match shaped {
+                Some(bytes) => {
+                    if bytes.get(2).is_some_and(|f| f & 0x02 != 0) {
+                        self.stats.truncated += 1;
+                    }
+                    self.deliver(w, bytes);
+                }
+                None => self.answer_with_error(key, std::slice::from_ref(w), Rcode::SERVFAIL),
+            }
+        }
+    }
+
+    fn waiter_list(&mut self) -> Vec<Waiter> {
+        self.spare_waiters.pop().unwrap_or_default()
+    }
+
+    fn recycle_waiters(&mut self, mut w: Vec<Waiter>) {
+        if self.spare_waiters.len() < 1024 && w.capacity() <= 64 {
+            w.clear();
+            self.spare_waiters.push(w);
+        }
     }
 }

@@ -1,17 +1,25 @@
-//! The pending table: queries sent upstream and waiting for an answer, keyed by the
-//! transaction ID we gave them.
+//! The pending table: one entry per question in flight upstream, keyed by the
+//! transaction IDs of its attempts.
 //!
-//! Entries live in a slab whose slots (and their query buffers) are reused, with a
-//! 65536-entry index from transaction ID to slot, so lookups are one array access and
-//! a busy forwarder does not allocate per query. Deadlines sit in a min-heap; an entry
-//! that was answered or re-sent leaves a stale heap item behind, recognised by its
-//! attempt number.
+//! Entries live in a slab whose slots are reused, with a 65536-entry index from
+//! transaction ID to slot, so lookups are one array access and a busy forwarder does
+//! not allocate per query. Every attempt of a query (a re-send after a timeout, the TCP
+//! re-fetch of a truncated answer) has its own ID, and all of them stay registered
+//! until the query is done: an upstream slower than `--timeout` still answers it.
+//! Deadlines sit in a min-heap; an entry that was answered or re-sent leaves a stale
+//! heap item behind, recognised by its attempt number.
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use super::key::{Key, Spelling};
 use super::IdSource;
+use crate::cache::Asker;
+
+/// Most attempts of one query whose answers are still accepted; a further attempt
+/// retires the oldest one's ID.
+pub const MAX_ATTEMPTS: usize = 3;
 
 /// Who asked: where the answer goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -30,64 +38,82 @@ impl Client {
     }
 }
 
-/// How the current attempt went out.
+/// How an attempt went out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Via {
     /// Over UDP, on upstream socket `socket` of the chosen upstream.
     Udp { socket: usize },
-    /// Over a TCP connection of its own (after a truncated UDP answer).
+    /// Over TCP (a truncated UDP answer, or a query moved off UDP after forged answers).
     Tcp,
 }
 
-/// One query in flight.
+/// One attempt of a query: the ID it went out with, and where.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempt {
+    pub id: u16,
+    pub upstream: usize,
+    pub via: Via,
+    pub sent_at: Instant,
+}
+
+/// A client waiting for the answer to a query in flight.
+#[derive(Debug, Clone)]
+pub struct Waiter {
+    pub client: Client,
+    /// What of its query shapes its answer: ID, spelling, RD, CD, EDNS, size.
+    pub asker: Asker,
+    /// Set when this is one question of a split multi-question query (group * 256 + part).
+    pub group: Option<usize>,
+}
+
+/// One question in flight.
 #[derive(Debug)]
 pub struct Pending {
-    pub client: Client,
-    /// The client's own ID, restored on the answer. Never sent upstream.
-    pub client_id: u16,
-    /// The query as sent upstream (our transaction ID in its first two octets).
-    pub query: Vec<u8>,
-    /// Largest answer the client can take (its UDP size, or 65535 over TCP).
-    pub max_response: usize,
-    /// The whole query fails with SERVFAIL at this instant (`--deadline`).
+    pub key: Key,
+    /// The hash `key` is registered under for coalescing, if it is.
+    pub inflight: Option<u64>,
+    /// The name as sent upstream (random letter case); answers must repeat it exactly.
+    pub spelling: Spelling,
+    /// Live attempts, oldest first (at most `MAX_ATTEMPTS`); the last is the current one.
+    pub attempts: Vec<Attempt>,
+    /// The whole query fails at this instant (`--deadline`).
     pub deadline: Instant,
-    /// When the current attempt went out (for the upstream's RTT).
-    pub sent_at: Instant,
-    /// Attempt number, unique across the whole table (the table sets it on insert and
+    /// Timer generation, unique across the whole table (the table sets it on insert and
     /// on every re-send), so a timer left by an earlier query in the same slot, or by an
     /// earlier attempt, never matches.
     pub attempt: u64,
-    /// Index of the upstream the current attempt went to.
-    pub upstream: usize,
-    pub via: Via,
     /// Upstreams tried so far, one bit each (index < 64).
     pub tried: u64,
-    /// Set when this is one question of a split multi-question query.
-    pub group: Option<usize>,
-    /// Clients that asked the same question while this one was in flight.
+    /// The clients to answer (none for a prefetch, or once all were answered stale).
     pub waiters: Vec<Waiter>,
-    /// The hash this query is registered under for coalescing, if it is.
-    pub inflight: Option<u64>,
-    /// When its client gets a stale answer if the upstream has not answered (RFC 8767).
+    /// When the waiters get a stale answer if the upstream has not answered (RFC 8767).
     pub stale_at: Option<Instant>,
+    /// Answers for this question that failed a check (wrong ID, port or case).
+    pub near_misses: u32,
+    /// Set after a near miss: no UDP answer is accepted any more; the query goes on
+    /// over TCP, which an off-path forger cannot reach.
+    pub udp_closed: bool,
 }
 
-/// A client waiting on another client's query (coalescing).
-#[derive(Debug)]
-pub struct Waiter {
-    pub client: Client,
-    /// Its own query, which shapes its answer (ID, spelling, RD, EDNS).
-    pub query: Vec<u8>,
-    pub max_response: usize,
+impl Pending {
+    pub fn current(&self) -> Option<&Attempt> {
+        self.attempts.last()
+    }
+
+    /// The current attempt's upstream.
+    pub fn upstream(&self) -> usize {
+        self.current().map_or(0, |a| a.upstream)
+    }
 }
 
-/// A slot's key: its index and the ID it is registered under.
+/// A slot's key: its index in the slab.
 pub type Slot = usize;
 
-/// The table. Valid values: every `Some` slot is indexed under exactly one ID.
+/// The table. Valid values: every live attempt's ID is indexed to its slot, and no
+/// other ID is.
 pub struct PendingTable {
     slots: Vec<Option<Pending>>,
-    /// Spare query buffers, kept for reuse.
+    /// Spare buffers, kept for reuse.
     spare: Vec<Vec<u8>>,
     free: Vec<Slot>,
     /// `by_id[txid]` = slot + 1, or 0.
@@ -100,8 +126,8 @@ pub struct PendingTable {
 }
 
 impl PendingTable {
-    /// A table holding at most `capacity` queries (clamped to 1..=60000 so that a free ID
-    /// is always quick to find).
+    /// A table holding at most `capacity` queries (clamped to 1..=20000 so that, with
+    /// every query at its most attempts, 5536 IDs stay free and one is quick to find).
     pub fn new(capacity: usize) -> PendingTable {
         PendingTable {
             slots: Vec::new(),
@@ -110,7 +136,7 @@ impl PendingTable {
             by_id: vec![0u32; 65536].into_boxed_slice(),
             timers: BinaryHeap::new(),
             attempts: 0,
-            capacity: capacity.clamp(1, 60000),
+            capacity: capacity.clamp(1, MAX_PENDING),
             len: 0,
         }
     }
@@ -123,7 +149,7 @@ impl PendingTable {
         self.len >= self.capacity
     }
 
-    /// A buffer for a new query (recycled when possible).
+    /// A buffer (recycled when possible).
     pub fn buffer(&mut self) -> Vec<u8> {
         let mut b = self.spare.pop().unwrap_or_default();
         b.clear();
@@ -132,31 +158,31 @@ impl PendingTable {
 
     /// Gives a buffer back for reuse.
     pub fn recycle(&mut self, b: Vec<u8>) {
-        if self.spare.len() < 1024 {
+        if self.spare.len() < 1024 && b.capacity() <= 4096 {
             self.spare.push(b);
         }
     }
 
-    /// A random transaction ID that no pending query uses.
-    pub fn fresh_id(&self, rng: &mut dyn IdSource) -> u16 {
-        // At most 60000 of 65536 IDs are taken, so each draw succeeds with p > 8%; the
-        // bound only guards against a broken generator.
+    /// A random transaction ID that no live attempt uses; `None` if the generator failed.
+    pub fn fresh_id(&self, rng: &mut dyn IdSource) -> Option<u16> {
+        // At most MAX_PENDING × MAX_ATTEMPTS = 60000 of 65536 IDs are taken, so each
+        // draw succeeds with p > 8%; 512 failures in a row mean a broken generator.
         for _ in 0..512 {
-            let id = rng.next_u16();
+            let id = rng.next_u16()?;
             if self.by_id.get(usize::from(id)) == Some(&0) {
-                return id;
+                return Some(id);
             }
         }
-        (0..=u16::MAX)
-            .find(|&id| self.by_id.get(usize::from(id)) == Some(&0))
-            .unwrap_or(0)
+        None
     }
 
-    /// Inserts `p` under `id` (from [`fresh_id`](Self::fresh_id)) with a timer at `timer`.
-    pub fn insert(&mut self, id: u16, mut p: Pending, timer: Instant) -> Slot {
+    /// Inserts `p` (whose one attempt has an ID from [`fresh_id`](Self::fresh_id)) with a
+    /// timer at `timer`.
+    pub fn insert(&mut self, mut p: Pending, timer: Instant) -> Slot {
         self.attempts += 1;
         let attempt = self.attempts;
         p.attempt = attempt;
+        let ids: Vec<u16> = p.attempts.iter().map(|a| a.id).collect();
         let slot = match self.free.pop() {
             Some(s) => {
                 if let Some(entry) = self.slots.get_mut(s) {
@@ -169,15 +195,29 @@ impl PendingTable {
                 self.slots.len() - 1
             }
         };
-        if let Some(ix) = self.by_id.get_mut(usize::from(id)) {
-            *ix = slot as u32 + 1;
+        for id in ids {
+            self.index(id, slot);
         }
         self.timers.push(Reverse((timer, slot, attempt)));
         self.len += 1;
         slot
     }
 
-    /// The slot registered under `id`.
+    fn index(&mut self, id: u16, slot: Slot) {
+        if let Some(ix) = self.by_id.get_mut(usize::from(id)) {
+            *ix = slot as u32 + 1;
+        }
+    }
+
+    fn unindex(&mut self, id: u16, slot: Slot) {
+        if let Some(ix) = self.by_id.get_mut(usize::from(id)) {
+            if *ix == slot as u32 + 1 {
+                *ix = 0;
+            }
+        }
+    }
+
+    /// The slot an ID belongs to.
     pub fn slot_of(&self, id: u16) -> Option<Slot> {
         match self.by_id.get(usize::from(id)).copied() {
             Some(0) | None => None,
@@ -193,21 +233,26 @@ impl PendingTable {
         self.slots.get_mut(slot).and_then(Option::as_mut)
     }
 
-    /// Moves the entry to a new ID and arms a new timer under a new attempt number (a
-    /// re-send). The caller has rewritten the ID in the query.
-    pub fn rekey(&mut self, slot: Slot, old_id: u16, new_id: u16, timer: Instant) {
-        if let Some(ix) = self.by_id.get_mut(usize::from(old_id)) {
-            *ix = 0;
-        }
-        if let Some(ix) = self.by_id.get_mut(usize::from(new_id)) {
-            *ix = slot as u32 + 1;
-        }
+    /// Adds an attempt (a re-send, with an ID from `fresh_id`) and arms its timer under
+    /// a new attempt number. Earlier attempts stay valid, except the oldest once there
+    /// are `MAX_ATTEMPTS`.
+    pub fn add_attempt(&mut self, slot: Slot, a: Attempt, timer: Instant) {
+        let Some(p) = self.slots.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let retired = if p.attempts.len() >= MAX_ATTEMPTS {
+            Some(p.attempts.remove(0).id)
+        } else {
+            None
+        };
+        p.attempts.push(a);
         self.attempts += 1;
-        let attempt = self.attempts;
-        if let Some(p) = self.get_mut(slot) {
-            p.attempt = attempt;
-            self.timers.push(Reverse((timer, slot, attempt)));
+        p.attempt = self.attempts;
+        self.timers.push(Reverse((timer, slot, self.attempts)));
+        if let Some(id) = retired {
+            self.unindex(id, slot);
         }
+        self.index(a.id, slot);
         self.compact_timers();
     }
 
@@ -226,14 +271,11 @@ impl PendingTable {
         });
     }
 
-    /// Removes and returns the entry; its ID becomes free.
+    /// Removes and returns the entry; the IDs of all its attempts become free.
     pub fn remove(&mut self, slot: Slot) -> Option<Pending> {
         let p = self.slots.get_mut(slot)?.take()?;
-        let id = current_id(&p);
-        if let Some(ix) = self.by_id.get_mut(usize::from(id)) {
-            if *ix == slot as u32 + 1 {
-                *ix = 0;
-            }
+        for a in &p.attempts {
+            self.unindex(a.id, slot);
         }
         self.free.push(slot);
         self.len -= 1;
@@ -269,101 +311,109 @@ impl PendingTable {
     }
 }
 
-/// The transaction ID a pending query is registered under: the one in its query bytes.
-pub fn current_id(p: &Pending) -> u16 {
-    match p.query.get(..2) {
-        Some(&[a, b]) => u16::from_be_bytes([a, b]),
-        _ => 0,
-    }
-}
+/// Most queries in flight at once (see [`PendingTable::new`]).
+pub const MAX_PENDING: usize = 20_000;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::forward::SeededRandom;
+    use crate::wire::MessageView;
+    use std::time::Duration;
 
-    fn entry(now: Instant) -> Pending {
+    fn entry(now: Instant, id: u16) -> Pending {
+        let q = crate::wire::Message {
+            header: crate::wire::Header::from_parts(1, 0x0100, [0; 4]),
+            questions: vec![crate::wire::Question {
+                qname: crate::wire::Name::from_ascii("t.example").unwrap(),
+                qtype: crate::wire::RType::A,
+                qclass: crate::wire::Class::IN,
+            }],
+            ..Default::default()
+        }
+        .to_vec();
+        let key = Key::of(&MessageView::parse(&q).unwrap()).unwrap();
+        let spelling = Spelling::of(key.name(), false, &mut SeededRandom::new(1)).unwrap();
         Pending {
-            client: Client::Udp {
-                listener: 0,
-                addr: SocketAddr::from(([127, 0, 0, 1], 1)),
-            },
-            client_id: 1,
-            query: vec![0, 0],
-            max_response: 512,
+            key,
+            inflight: None,
+            spelling,
+            attempts: vec![attempt(now, id)],
             deadline: now,
-            sent_at: now,
             attempt: 0,
+            tried: 1,
+            waiters: Vec::new(),
+            stale_at: None,
+            near_misses: 0,
+            udp_closed: false,
+        }
+    }
+
+    fn attempt(now: Instant, id: u16) -> Attempt {
+        Attempt {
+            id,
             upstream: 0,
             via: Via::Udp { socket: 0 },
-            tried: 1,
-            group: None,
-            waiters: Vec::new(),
-            inflight: None,
-            stale_at: None,
+            sent_at: now,
         }
     }
 
     #[test]
-    fn stale_timers_do_not_pile_up() {
+    fn stale_timers_do_not_pile_up_and_old_attempts_retire() {
         let now = Instant::now();
         let mut t = PendingTable::new(10);
         let mut rng = SeededRandom::new(1);
-        let mut id = t.fresh_id(&mut rng);
-        let mut p = entry(now);
-        p.query = id.to_be_bytes().to_vec();
-        let slot = t.insert(id, p, now);
+        let first = t.fresh_id(&mut rng).unwrap();
+        let slot = t.insert(entry(now, first), now);
+        let mut ids = vec![first];
         for n in 1..=10_000u64 {
-            let new = t.fresh_id(&mut rng);
-            let p = t.get_mut(slot).unwrap();
-            p.query = new.to_be_bytes().to_vec();
-            t.rekey(slot, id, new, now + std::time::Duration::from_millis(n));
-            id = new;
+            let new = t.fresh_id(&mut rng).unwrap();
+            t.add_attempt(slot, attempt(now, new), now + Duration::from_millis(n));
+            ids.push(new);
         }
         assert!(t.timers.len() <= 1024 + 4 + 1, "{} timers", t.timers.len());
-        assert_eq!(t.slot_of(id), Some(slot));
+        // The last MAX_ATTEMPTS IDs answer for the slot; older ones were freed.
+        for id in &ids[ids.len() - MAX_ATTEMPTS..] {
+            assert_eq!(t.slot_of(*id), Some(slot));
+        }
+        let live = (0..=u16::MAX).filter(|&id| t.slot_of(id).is_some()).count();
+        assert_eq!(live, MAX_ATTEMPTS);
         // Only the live timer fires.
-        assert_eq!(
-            t.pop_expired(now + std::time::Duration::from_secs(60)),
-            Some(slot)
-        );
-        assert_eq!(
-            t.pop_expired(now + std::time::Duration::from_secs(60)),
-            None
-        );
+        assert_eq!(t.pop_expired(now + Duration::from_secs(60)), Some(slot));
+        assert_eq!(t.pop_expired(now + Duration::from_secs(60)), None);
     }
 
     #[test]
     fn a_finished_querys_timer_does_not_fire_for_the_next_in_its_slot() {
         let now = Instant::now();
         let mut t = PendingTable::new(10);
-        let mut p = entry(now);
-        p.query = 1u16.to_be_bytes().to_vec();
-        let first = t.insert(1, p, now + std::time::Duration::from_secs(1));
+        let first = t.insert(entry(now, 1), now + Duration::from_secs(1));
         t.remove(first);
-        let mut p = entry(now);
-        p.query = 2u16.to_be_bytes().to_vec();
-        let second = t.insert(2, p, now + std::time::Duration::from_secs(3));
+        let second = t.insert(entry(now, 2), now + Duration::from_secs(3));
         assert_eq!(first, second, "the slot is reused");
-        assert_eq!(t.pop_expired(now + std::time::Duration::from_secs(2)), None);
-        assert_eq!(
-            t.next_timer(),
-            Some(now + std::time::Duration::from_secs(3))
-        );
+        assert_eq!(t.pop_expired(now + Duration::from_secs(2)), None);
+        assert_eq!(t.next_timer(), Some(now + Duration::from_secs(3)));
     }
 
     #[test]
-    fn ids_are_freed_on_remove() {
+    fn every_attempts_id_is_freed_on_remove() {
         let now = Instant::now();
         let mut t = PendingTable::new(2);
-        let mut p = entry(now);
-        p.query = 7u16.to_be_bytes().to_vec();
-        let slot = t.insert(7, p, now);
+        let slot = t.insert(entry(now, 7), now);
+        t.add_attempt(slot, attempt(now, 8), now);
         assert!(!t.is_full());
         assert_eq!(t.slot_of(7), Some(slot));
+        assert_eq!(t.slot_of(8), Some(slot));
         assert!(t.remove(slot).is_some());
         assert_eq!(t.slot_of(7), None);
+        assert_eq!(t.slot_of(8), None);
         assert_eq!(t.len(), 0);
         assert!(t.remove(slot).is_none());
+    }
+
+    #[test]
+    fn a_failed_generator_gives_no_id() {
+        let t = PendingTable::new(2);
+        assert_eq!(t.fresh_id(&mut crate::forward::ids::BrokenRandom), None);
     }
 }

@@ -1,8 +1,9 @@
 //! Answers the forwarder writes itself: errors (FORMERR, NOTIMP, SERVFAIL, REFUSED),
 //! answers cut down to the client's UDP size, and merged answers to split queries.
+use crate::cache::Asker;
 use crate::wire::{
-    parse_header, parse_message, Edns, Message, MessageView, Name, Question, RType, Rcode,
-    MAX_NAME_LEN,
+    parse_header, parse_message, set_id, Edns, Header, Message, MessageView, Name, Question, RType,
+    Rcode, HEADER_LEN, MAX_NAME_LEN,
 };
 
 /// UDP payload size we advertise in OPT records we write (the DNS Flag Day 2020 value).
@@ -60,28 +61,6 @@ pub fn error_reply(query: &[u8], view: Option<&MessageView<'_>>, rcode: Rcode) -
     Some(m.to_vec())
 }
 
-/// `response` cut down to `max` octets for a UDP client (RFC 2181 §9 via
-/// [`Message::write`], TC set). If the response cannot be decoded, its header with
-/// TC=1 and the query's question stand in for it, so the client retries over TCP.
-pub fn fit(response: &[u8], max: usize, query: &MessageView<'_>) -> Vec<u8> {
-    if let Ok(m) = parse_message(response) {
-        return m.write(max);
-    }
-    let Ok((_, mut header)) = parse_header(response) else {
-        return Vec::new();
-    };
-    header.tc = true;
-    let mut m = Message {
-        header,
-        ..Message::default()
-    };
-    m.questions.extend(first_question(query));
-    if let Some(opt) = query.opt {
-        m.additional.push(our_opt(opt.dnssec_ok));
-    }
-    m.write(max)
-}
-
 /// One answer to a query that asked several questions: the client's header and
 /// questions, the records of every part in order, the first non-zero RCODE (SERVFAIL if a
 /// part failed or did not decode), and one OPT record if the client sent one.
@@ -133,4 +112,118 @@ pub fn merge(query: &[u8], parts: &[Option<Vec<u8>>], max: usize) -> Option<Vec<
         m.additional.push(opt);
     }
     Some(m.write(max))
+}
+
+/// OPT record octets for an answer to a client: root owner, TYPE 41, CLASS = our UDP
+/// size, extended RCODE, version 0, DO as given; no options (RFC 6891 §6.1.2).
+fn push_our_opt(out: &mut Vec<u8>, ext_rcode: u8, dnssec_ok: bool) {
+    let [hi, lo] = OUR_UDP_SIZE.to_be_bytes();
+    let dnssec = u8::from(dnssec_ok) << 7;
+    out.extend_from_slice(&[0, 0, 41, hi, lo, ext_rcode, 0, dnssec, 0, 0, 0]);
+}
+
+fn add_to_arcount(out: &mut [u8], delta: i32) -> Option<()> {
+    let ar = out.get_mut(10..12)?;
+    let n = i32::from(u16::from_be_bytes([ar[0], ar[1]])) + delta;
+    ar.copy_from_slice(&u16::try_from(n).ok()?.to_be_bytes());
+    Some(())
+}
+
+/// An upstream's answer made for one client (RFC 6891 §7: EDNS is per hop): its ID,
+/// its RD and CD bits, its spelling of the question name, our OPT record in place of
+/// the upstream's if and only if the client sent one (with the upstream's extended
+/// RCODE), everything else as the upstream sent it; cut to the client's size with TC
+/// set when it does not fit (RFC 2181 §9). The answer's question must be the query's
+/// (the forwarder checked it). `None` if the answer does not decode far enough.
+pub fn shape(answer: &[u8], asker: &Asker) -> Option<Vec<u8>> {
+    let view = MessageView::parse(answer).ok()?;
+    let (end, ext_rcode) = match view.opt {
+        None => (view.end, 0),
+        Some(o) if o.offset + o.len == view.end => (o.offset, o.ext_rcode),
+        // An OPT record that is not last: rare enough to decode and re-encode.
+        Some(_) => return shape_decoded(answer, asker),
+    };
+    let mut out = Vec::with_capacity(end + 11);
+    out.extend_from_slice(answer.get(..end)?);
+    set_id(&mut out, asker.id);
+    let flags = out.get_mut(2..4)?;
+    flags[0] = (flags[0] & 0xFE) | u8::from(asker.rd);
+    flags[1] = (flags[1] & 0xEF) | u8::from(asker.cd) << 4;
+    if view.opt.is_some() {
+        add_to_arcount(&mut out, -1)?;
+    }
+    let spelling = asker.qname.get(..asker.qname_len)?;
+    if let Some(name) = out.get_mut(HEADER_LEN..HEADER_LEN + spelling.len()) {
+        if name.eq_ignore_ascii_case(spelling) {
+            name.copy_from_slice(spelling);
+        }
+    }
+    if let Some(dnssec_ok) = asker.edns {
+        push_our_opt(&mut out, ext_rcode, dnssec_ok);
+        add_to_arcount(&mut out, 1)?;
+    }
+    if out.len() > asker.max_response {
+        return Some(cut(&out, asker.max_response));
+    }
+    Some(out)
+}
+
+/// `shape` for an answer whose OPT record is not last: decoded and written again.
+fn shape_decoded(answer: &[u8], asker: &Asker) -> Option<Vec<u8>> {
+    let mut m = parse_message(answer).ok()?;
+    let ext_rcode = m.edns().map_or(0, |e| e.ext_rcode);
+    m.additional.retain(|r| r.rtype != RType::OPT);
+    m.header.id = asker.id;
+    m.header.rd = asker.rd;
+    m.header.cd = asker.cd;
+    if let (Some(q), Some(ours)) = (
+        Name::from_wire(asker.qname.get(..asker.qname_len)?).ok(),
+        m.questions.first_mut(),
+    ) {
+        if ours.qname == q {
+            ours.qname = q;
+        }
+    }
+    if let Some(dnssec_ok) = asker.edns {
+        let mut opt = our_opt(dnssec_ok);
+        opt.ttl |= u32::from(ext_rcode) << 24;
+        m.additional.push(opt);
+    }
+    Some(m.write(asker.max_response))
+}
+
+/// A message cut to `max` octets with TC=1: whole RRsets dropped from the end (via
+/// [`Message::write`]); if it does not decode, its header and question alone, TC=1, so
+/// that the client retries over TCP.
+fn cut(msg: &[u8], max: usize) -> Vec<u8> {
+    if let Ok(m) = parse_message(msg) {
+        return m.write(max);
+    }
+    let Ok((_, mut header)) = parse_header(msg) else {
+        return Vec::new();
+    };
+    header.tc = true;
+    let mut m = Message {
+        header,
+        ..Message::default()
+    };
+    if let Ok(v) = MessageView::parse(msg) {
+        m.questions.extend(first_question(&v));
+    }
+    m.write(max)
+}
+
+/// An error answer of ours (`rcode`) for one waiting client: its ID, RD, CD, its
+/// spelling of the question, RA set, and our OPT record if it sent one.
+pub fn error_for(asker: &Asker, type_class: &[u8], rcode: Rcode) -> Vec<u8> {
+    let flags = 0x8080u16 | u16::from(asker.rd) << 8 | u16::from(asker.cd) << 4 | (rcode.0 & 0xF);
+    let arcount = u16::from(asker.edns.is_some());
+    let mut out = Vec::with_capacity(HEADER_LEN + asker.qname_len + 4 + 11);
+    out.extend_from_slice(&Header::from_parts(asker.id, flags, [1, 0, 0, arcount]).to_bytes());
+    out.extend_from_slice(asker.qname.get(..asker.qname_len).unwrap_or_default());
+    out.extend_from_slice(type_class);
+    if let Some(dnssec_ok) = asker.edns {
+        push_our_opt(&mut out, (rcode.0 >> 4) as u8, dnssec_ok);
+    }
+    out
 }

@@ -2,7 +2,7 @@
 //! one upstream query per question, one merged answer for the client.
 use std::time::Instant;
 
-use super::{reply, Client, Forwarder, Group, Pending};
+use super::{reply, Client, Forwarder, Group};
 use crate::wire::{parse_message, Message, MessageView, Rcode};
 
 /// Most questions split out of one query.
@@ -23,7 +23,7 @@ impl Forwarder {
         if self.pending.len() + m.questions.len() > self.cfg.max_pending.max(1) {
             return self.refuse(client, bytes, Some(view), Rcode::REFUSED);
         }
-        let max_response = super::max_response(client, view);
+        let max_response = self.max_response(client, view);
         let g = self
             .groups
             .iter()
@@ -81,7 +81,7 @@ impl Forwarder {
         if n > 255 {
             return self.part_failed(g, n);
         }
-        self.forward(now, client, view, Some(g * 256 + n));
+        self.resolve(now, client, view, Some(g * 256 + n));
     }
 
     pub(super) fn part_failed(&mut self, g: usize, n: usize) {
@@ -93,7 +93,7 @@ impl Forwarder {
         self.finish_group(g);
     }
 
-    pub(super) fn part_done(&mut self, key: usize, _p: &Pending, answer: Option<&[u8]>) {
+    pub(super) fn part_done(&mut self, key: usize, answer: Option<&[u8]>) {
         let (g, n) = (key / 256, key % 256);
         if let Some(Some(group)) = self.groups.get_mut(g) {
             if let Some(slot) = group.parts.get_mut(n) {

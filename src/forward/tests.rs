@@ -3,6 +3,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::wire::set_id;
 use crate::wire::{
     parse_message, Class, Edns, Header, Message, Name, Question, RData, RType, Record,
 };
@@ -33,6 +34,8 @@ fn forwarder(upstreams: u16, max_pending: usize) -> Forwarder {
             max_entries: 0,
             ..Default::default()
         },
+        edns_size: 1232,
+        max_udp_size: 1232,
     };
     Forwarder::new(cfg, Box::new(SeededRandom::new(42)))
 }
@@ -119,22 +122,34 @@ fn restores_client_id_and_never_sends_it_upstream() {
     f.handle_query(now, client(1), &q);
     let t = one(&mut f);
     assert_ne!(id_of(&t.bytes), 0x1111);
+    // Our own query: same question (in random letter case), RD, and our OPT record.
+    let sent = parse_message(&t.bytes).unwrap();
     assert_eq!(
-        &t.bytes[2..],
-        &q[2..],
-        "everything but the ID is relayed as is"
+        sent.questions[0].qname.to_string().to_lowercase(),
+        "www.example.com."
     );
+    assert_ne!(
+        sent.questions[0].qname.to_string(),
+        "www.example.com.",
+        "0x20"
+    );
+    assert!(sent.header.rd);
+    assert_eq!(sent.edns().map(|e| e.udp_size), Some(1232));
     let a = answer_to(&t.bytes, 2, Rcode::NOERROR);
     f.handle_response(now, udp_source(&t), &a);
     let r = one(&mut f);
     assert_eq!(r.to, Dest::Client(client(1)));
     assert_eq!(id_of(&r.bytes), 0x1111);
-    assert_eq!(&r.bytes[2..], &a[2..]);
+    // The client's spelling back, no OPT (it sent none), the records as they came.
+    let m = parse_message(&r.bytes).unwrap();
+    assert_eq!(m.questions[0].qname.to_string(), "www.example.com.");
+    assert!(m.edns().is_none());
+    assert_eq!(m.answers, parse_message(&a).unwrap().answers);
     assert_eq!(f.pending(), 0);
 }
 
 #[test]
-fn drops_spoofed_responses_and_accepts_the_real_one() {
+fn drops_spoofed_responses_and_moves_the_query_to_tcp() {
     let now = Instant::now();
     let mut f = forwarder(2, 100);
     let q = query_msg(7, &["bank.example"], None);
@@ -149,7 +164,11 @@ fn drops_spoofed_responses_and_accepts_the_real_one() {
     else {
         unreachable!()
     };
-
+    let on_path = Source::Udp {
+        upstream,
+        socket,
+        from,
+    };
     let mut wrong_id = real.clone();
     set_id(&mut wrong_id, id_of(&real).wrapping_add(1));
     let mut not_response = real.clone();
@@ -159,7 +178,19 @@ fn drops_spoofed_responses_and_accepts_the_real_one() {
         1,
         Rcode::NOERROR,
     );
-    let attempts = [
+    // Not about the question in flight: dropped, nothing else happens.
+    for (source, bytes) in [
+        (on_path, &not_response),
+        (on_path, &other_question),
+        (on_path, &real[..20].to_vec()),
+    ] {
+        f.handle_response(now, source, bytes);
+        assert!(drain(&mut f).is_empty(), "reaction to {source:?}");
+    }
+    assert_eq!(f.stats().dropped_responses, 3);
+    // About it, but from the wrong address, socket, upstream or transport, or with the
+    // wrong ID: near misses. The first moves the query to TCP; none is accepted.
+    let near = [
         (
             Source::Udp {
                 upstream,
@@ -185,57 +216,106 @@ fn drops_spoofed_responses_and_accepts_the_real_one() {
             &real,
         ),
         (Source::Tcp { upstream }, &real),
-        (
-            Source::Udp {
-                upstream,
-                socket,
-                from,
-            },
-            &wrong_id,
-        ),
-        (
-            Source::Udp {
-                upstream,
-                socket,
-                from,
-            },
-            &not_response,
-        ),
-        (
-            Source::Udp {
-                upstream,
-                socket,
-                from,
-            },
-            &other_question,
-        ),
-        (
-            Source::Udp {
-                upstream,
-                socket,
-                from,
-            },
-            &real[..20].to_vec(),
-        ),
+        (on_path, &wrong_id),
     ];
-    for (source, bytes) in attempts {
+    let mut tcp = Vec::new();
+    for (source, bytes) in near {
         f.handle_response(now, source, bytes);
-        assert!(drain(&mut f).is_empty(), "spoof accepted from {source:?}");
+        for t in drain(&mut f) {
+            assert!(
+                matches!(t.to, Dest::UpstreamTcp { .. }),
+                "spoof accepted from {source:?}"
+            );
+            tcp.push(t);
+        }
     }
-    assert_eq!(f.stats().dropped_responses, 8);
-    // Names compare without regard to case (a 0x20-randomising upstream would do this).
-    let mut shouting = real.clone();
-    shouting[13..17].make_ascii_uppercase();
+    assert_eq!(tcp.len(), 1, "asked again over TCP, once");
+    assert_eq!(f.stats().near_misses, 5);
+    assert_eq!(f.stats().moved_to_tcp, 1);
+    // The real answer over UDP no longer counts; over TCP it does.
+    f.handle_response(now, on_path, &real);
+    assert!(drain(&mut f).is_empty());
+    let Dest::UpstreamTcp { upstream: tu } = tcp[0].to else {
+        unreachable!()
+    };
     f.handle_response(
         now,
-        Source::Udp {
-            upstream,
-            socket,
-            from,
-        },
-        &shouting,
+        Source::Tcp { upstream: tu },
+        &answer_to(&tcp[0].bytes, 1, Rcode::NOERROR),
     );
-    assert_eq!(id_of(&one(&mut f).bytes), 7);
+    let r = one(&mut f);
+    assert_eq!((r.to, id_of(&r.bytes)), (Dest::Client(client(1)), 7));
+}
+
+#[test]
+fn an_answer_that_lost_our_letter_case_is_not_accepted() {
+    let now = Instant::now();
+    let mut f = forwarder(1, 100);
+    f.handle_query(now, client(1), &query_msg(7, &["bank.example"], None));
+    let t = one(&mut f);
+    let real = answer_to(&t.bytes, 1, Rcode::NOERROR);
+    let name_end = 12 + "bank.example".len() + 2;
+    let mut lower = real.clone();
+    lower[12..name_end].make_ascii_lowercase();
+    let mut upper = real.clone();
+    upper[12..name_end].make_ascii_uppercase();
+    assert!(real != lower || real != upper);
+    let wrong = if real != lower { lower } else { upper };
+    f.handle_response(now, udp_source(&t), &wrong);
+    let out = drain(&mut f);
+    assert_eq!(out.len(), 1);
+    assert!(matches!(out[0].to, Dest::UpstreamTcp { .. }), "{out:?}");
+    assert_eq!(f.stats().case_mismatches, 1);
+    // Even the right spelling over UDP is refused now: only TCP answers count.
+    f.handle_response(now, udp_source(&t), &real);
+    assert!(drain(&mut f).is_empty());
+}
+
+#[test]
+fn an_upstream_that_does_not_echo_case_gets_names_as_they_are() {
+    let now = Instant::now();
+    let mut f = forwarder(1, 100);
+    let lowercase = |t: &Transmit| {
+        let name = parse_message(&t.bytes).unwrap().questions[0]
+            .qname
+            .to_string();
+        name == name.to_lowercase()
+    };
+    let mut mixed = 0;
+    for n in 0..10u16 {
+        let name = format!("name-number-{n}.example");
+        f.handle_query(now, client(n), &query_msg(n, &[&name], None));
+        let t = one(&mut f);
+        if lowercase(&t) {
+            break;
+        }
+        mixed += 1;
+        // The upstream answers in lower case: not accepted over UDP...
+        let mut a = answer_to(&t.bytes, 1, Rcode::NOERROR);
+        a[12..12 + name.len() + 2].make_ascii_lowercase();
+        f.handle_response(now, udp_source(&t), &a);
+        // ...but over TCP, out of a forger's reach, it is the answer.
+        let tcp = one(&mut f);
+        assert!(matches!(tcp.to, Dest::UpstreamTcp { .. }));
+        let mut a = answer_to(&tcp.bytes, 1, Rcode::NOERROR);
+        a[12..12 + name.len() + 2].make_ascii_lowercase();
+        f.handle_response(now, Source::Tcp { upstream: 0 }, &a);
+        assert_eq!(one(&mut f).to, Dest::Client(client(n)));
+    }
+    // A few answers in a row that lost the case, none that kept it: 0x20 is off for it.
+    assert!((1..5).contains(&mixed), "{mixed} queries in mixed case");
+    f.handle_query(now, client(99), &query_msg(99, &["Later.Example"], None));
+    let t = one(&mut f);
+    assert!(lowercase(&t));
+    f.handle_response(now, udp_source(&t), &answer_to(&t.bytes, 1, Rcode::NOERROR));
+    let r = one(&mut f);
+    assert_eq!(r.to, Dest::Client(client(99)));
+    let m = parse_message(&r.bytes).unwrap();
+    assert_eq!(
+        m.questions[0].qname.to_string(),
+        "Later.Example.",
+        "the client's spelling"
+    );
 }
 
 #[test]
@@ -261,13 +341,6 @@ fn timeout_fails_over_then_servfails_at_the_deadline() {
         id_of(&second.bytes),
         "a new ID per attempt"
     );
-    // The late answer to the first attempt no longer counts.
-    f.handle_response(
-        t0 + TIMEOUT,
-        udp_source(&first),
-        &answer_to(&first.bytes, 1, Rcode::NOERROR),
-    );
-    assert!(drain(&mut f).is_empty());
     f.handle_timeout(t0 + 2 * TIMEOUT);
     let third = one(&mut f);
     assert!(matches!(third.to, Dest::Upstream { .. }));
@@ -301,9 +374,12 @@ fn icmp_refusal_fails_over_at_once() {
 }
 
 #[test]
-fn truncated_answer_is_retried_over_tcp() {
+fn truncated_answer_is_fetched_over_tcp_for_a_client_that_can_take_more() {
     let now = Instant::now();
-    let mut f = forwarder(1, 100);
+    let mut cfg = ForwarderConfig::new(vec![up(0)]);
+    cfg.cache.max_entries = 0;
+    cfg.max_udp_size = 4096;
+    let mut f = Forwarder::new(cfg, Box::new(SeededRandom::new(42)));
     // The client can take 4096 octets, the upstream sent at most 1232 over UDP.
     f.handle_query(now, client(1), &query_msg(5, &["big.example"], Some(4096)));
     let t = one(&mut f);
@@ -315,9 +391,6 @@ fn truncated_answer_is_retried_over_tcp() {
     f.handle_response(now, udp_source(&t), &tc);
     let tcp = one(&mut f);
     assert_eq!(tcp.to, Dest::UpstreamTcp { upstream: 0 });
-    // The UDP path is closed for this query now.
-    f.handle_response(now, udp_source(&t), &answer_to(&t.bytes, 1, Rcode::NOERROR));
-    assert!(drain(&mut f).is_empty());
     // 200 records (3 KB) over TCP: the client's 4096 takes them all.
     let full = answer_to(&tcp.bytes, 200, Rcode::NOERROR);
     assert!(full.len() > 1232 && full.len() <= 4096);
@@ -326,6 +399,31 @@ fn truncated_answer_is_retried_over_tcp() {
     let m = parse_message(&r.bytes).unwrap();
     assert!(!m.header.tc);
     assert_eq!((m.header.id, m.answers.len()), (5, 200));
+}
+
+#[test]
+fn a_udp_client_gets_at_most_max_udp_size_whatever_it_advertises() {
+    let now = Instant::now();
+    let mut f = forwarder(1, 100);
+    f.handle_query(now, client(1), &query_msg(5, &["big.example"], Some(65535)));
+    let t = one(&mut f);
+    // An upstream that ignores our 1232: the client still gets at most 1232, TC set.
+    let full = answer_to(&t.bytes, 200, Rcode::NOERROR);
+    assert!(full.len() > 1232);
+    f.handle_response(now, udp_source(&t), &full);
+    let r = one(&mut f);
+    assert!(r.bytes.len() <= 1232, "{} octets", r.bytes.len());
+    assert!(parse_message(&r.bytes).unwrap().header.tc);
+    // A truncated UDP answer is relayed to it as such (it cannot take more anyway).
+    f.handle_query(now, client(2), &query_msg(6, &["tc.example"], Some(65535)));
+    let t = one(&mut f);
+    let mut tc = answer_to(&t.bytes, 0, Rcode::NOERROR);
+    tc[2] |= 0x02;
+    f.handle_response(now, udp_source(&t), &tc);
+    let r = one(&mut f);
+    assert_eq!(r.to, Dest::Client(client(2)));
+    assert!(parse_message(&r.bytes).unwrap().header.tc);
+    assert_eq!(f.stats().tcp_retries, 0);
 }
 
 #[test]
@@ -378,7 +476,9 @@ fn tcp_client_gets_the_whole_answer() {
     f.handle_response(now, udp_source(&t), &full);
     let r = one(&mut f);
     assert_eq!(r.to, Dest::Client(c));
-    assert_eq!(r.bytes.len(), full.len());
+    let m = parse_message(&r.bytes).unwrap();
+    assert!(!m.header.tc);
+    assert_eq!(m.answers.len(), 60);
 }
 
 #[test]
@@ -407,10 +507,11 @@ fn full_table_refuses_instead_of_growing() {
     let now = Instant::now();
     let mut f = forwarder(1, 3);
     for n in 0..3 {
-        f.handle_query(now, client(n), &query_msg(n, &["x.example"], None));
+        let name = format!("x{n}.example");
+        f.handle_query(now, client(n), &query_msg(n, &[&name], None));
     }
     assert_eq!(drain(&mut f).len(), 3);
-    f.handle_query(now, client(9), &query_msg(99, &["x.example"], None));
+    f.handle_query(now, client(9), &query_msg(99, &["y.example"], None));
     let r = one(&mut f);
     assert_eq!(r.to, Dest::Client(client(9)));
     let m = parse_message(&r.bytes).unwrap();
@@ -500,6 +601,7 @@ fn two_questions_are_split_and_merged() {
             parse_message(&t.bytes).unwrap().questions[0]
                 .qname
                 .to_string()
+                .to_lowercase()
         })
         .collect();
     assert_eq!(names, ["www.rust-trends.com.", "dev.rust-trends.com."]);
@@ -568,7 +670,8 @@ fn ids_in_flight_are_unique() {
     let now = Instant::now();
     let mut f = forwarder(1, 5000);
     for n in 0..5000u16 {
-        f.handle_query(now, client(n), &query_msg(n, &["same.example"], None));
+        let name = format!("n{n}.example");
+        f.handle_query(now, client(n), &query_msg(n, &[&name], None));
     }
     let ids: std::collections::HashSet<u16> =
         drain(&mut f).iter().map(|t| id_of(&t.bytes)).collect();
@@ -638,4 +741,115 @@ fn a_query_with_too_many_questions_is_formerr_not_a_fan_out() {
         Rcode::FORMERR
     );
     assert_eq!(f.pending(), 0);
+}
+
+#[test]
+fn a_failed_generator_fails_closed() {
+    let now = Instant::now();
+    let mut cfg = ForwarderConfig::new(vec![up(0)]);
+    cfg.cache.max_entries = 0;
+    let mut f = Forwarder::new(cfg, Box::new(super::BrokenRandom));
+    f.handle_query(now, client(1), &query_msg(4, &["x.example"], Some(1232)));
+    let r = one(&mut f);
+    assert_eq!(r.to, Dest::Client(client(1)), "nothing goes upstream");
+    let m = parse_message(&r.bytes).unwrap();
+    assert_eq!((m.header.id, m.header.rcode), (4, Rcode::SERVFAIL));
+    assert_eq!(m.questions[0].qname.to_string(), "x.example.");
+    assert!(m.edns().is_some());
+    assert_eq!((f.stats().rng_failures, f.pending()), (1, 0));
+}
+
+#[test]
+fn an_answer_to_an_earlier_attempt_is_accepted_until_the_deadline() {
+    let t0 = Instant::now();
+    let mut f = forwarder(1, 100);
+    f.handle_query(t0, client(1), &query_msg(3, &["slow.example"], None));
+    let first = one(&mut f);
+    f.handle_timeout(t0 + TIMEOUT);
+    let second = one(&mut f);
+    assert_ne!(id_of(&first.bytes), id_of(&second.bytes));
+    // The upstream answers the first attempt after 1.5 timeouts: still good.
+    f.handle_response(
+        t0 + TIMEOUT * 3 / 2,
+        udp_source(&first),
+        &answer_to(&first.bytes, 1, Rcode::NOERROR),
+    );
+    let r = one(&mut f);
+    assert_eq!((r.to, id_of(&r.bytes)), (Dest::Client(client(1)), 3));
+    // Its answer to the second attempt comes late: a late answer, not a forgery.
+    f.handle_response(
+        t0 + TIMEOUT * 2,
+        udp_source(&second),
+        &answer_to(&second.bytes, 1, Rcode::NOERROR),
+    );
+    assert!(drain(&mut f).is_empty());
+    assert_eq!((f.stats().late_answers, f.stats().near_misses), (1, 0));
+}
+
+#[test]
+fn client_options_are_not_sent_upstream() {
+    let now = Instant::now();
+    let mut f = forwarder(1, 100);
+    let plain = query_msg(1, &["ecs.example"], Some(4096));
+    let mut q = parse_message(&plain).unwrap();
+    let ecs = [0u8, 1, 24, 0, 192, 0, 2];
+    let cookie = [1u8, 2, 3, 4, 5, 6, 7, 8];
+    let mut opt = q.edns().unwrap();
+    opt.dnssec_ok = true;
+    opt.options = vec![
+        crate::wire::EdnsOption {
+            code: crate::wire::EdnsOption::CLIENT_SUBNET,
+            data: &ecs,
+        },
+        crate::wire::EdnsOption {
+            code: crate::wire::EdnsOption::COOKIE,
+            data: &cookie,
+        },
+    ];
+    q.additional = vec![opt.to_record()];
+    f.handle_query(now, client(1), &q.to_vec());
+    let t = one(&mut f);
+    let sent = parse_message(&t.bytes).unwrap();
+    let e = sent.edns().unwrap();
+    assert!(e.options.is_empty(), "{:?}", e.options);
+    assert_eq!(e.udp_size, 1232, "our size, not the client's 4096");
+    assert!(e.dnssec_ok, "DO is part of the question");
+}
+
+#[test]
+fn identical_queries_share_one_upstream_query_with_the_cache_off() {
+    let now = Instant::now();
+    let mut f = forwarder(1, 100);
+    let tcp = |n: u16| Client::Tcp {
+        conn: usize::from(n),
+        addr: SocketAddr::from(([127, 0, 0, 1], 2000 + n)),
+    };
+    for n in 0..1000u16 {
+        let edns = [None, Some(512), Some(1232), Some(4096)][usize::from(n % 4)];
+        let c = if n % 5 == 0 { tcp(n) } else { client(n) };
+        f.handle_query(now, c, &query_msg(n, &["one.example"], edns));
+    }
+    let t = one(&mut f);
+    assert_eq!((f.stats().forwarded, f.stats().coalesced), (1, 999));
+    f.handle_response(
+        now,
+        udp_source(&t),
+        &answer_to(&t.bytes, 40, Rcode::NOERROR),
+    );
+    let out = drain(&mut f);
+    assert_eq!(out.len(), 1000);
+    for r in &out {
+        let m = parse_message(&r.bytes).unwrap();
+        let n = m.header.id;
+        let udp_limit = [512, 512, 1232, 1232][usize::from(n % 4)];
+        match r.to {
+            Dest::Client(Client::Tcp { .. }) => assert_eq!(m.answers.len(), 40),
+            Dest::Client(Client::Udp { .. }) => {
+                assert!(r.bytes.len() <= udp_limit);
+                assert_eq!(m.header.tc, udp_limit == 512, "{n}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(m.edns().is_some(), n % 4 != 0);
+    }
 }

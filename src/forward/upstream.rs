@@ -9,6 +9,16 @@ const DOWN_AFTER: u32 = 3;
 /// First back-off before a set-aside upstream is tried again; doubles up to `MAX_BACKOFF`.
 const FIRST_BACKOFF: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Answers with our ID but without our letter case, in a row and with none right, after
+/// which an upstream is taken not to echo case and is sent names as they are (0x20 off).
+const CASE_FAILURES_TO_GIVE_UP: u32 = 5;
+/// Near misses (answers for a question in flight that fail the ID, port or case check)
+/// counted per window; past `UNDER_ATTACK_AFTER` in one window the upstream is taken to
+/// be under a spoofing attack and every query to it goes over TCP for `TCP_ONLY_FOR`
+/// (Unbound's unwanted-reply-threshold, PowerDNS's spoof-nearmiss-max).
+const NEAR_MISS_WINDOW: Duration = Duration::from_secs(10);
+const UNDER_ATTACK_AFTER: u32 = 10;
+const TCP_ONLY_FOR: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 struct Upstream {
@@ -18,6 +28,23 @@ struct Upstream {
     failures: u32,
     /// While set and in the future, the upstream is only used when nothing else is left.
     down_until: Option<Instant>,
+    /// Sent names in random letter case (until it shows it does not echo them).
+    mix_case: bool,
+    /// Answers in a row with our ID but not our case.
+    case_failures: u32,
+    /// An answer has come back with our case.
+    case_echoed: bool,
+    /// Near misses in the window that started at `window_start`.
+    near_misses: u32,
+    window_start: Option<Instant>,
+    /// Queries go over TCP until then (spoofing seen).
+    tcp_until: Option<Instant>,
+    /// Near misses not yet reported in the log (reported at most once a window).
+    unlogged: u64,
+    logged_at: Option<Instant>,
+    /// Failures not yet reported in the log, and when the last report was.
+    fail_unlogged: u64,
+    fail_logged_at: Option<Instant>,
 }
 
 /// The upstreams and what we know of each. Valid values: at most 64 upstreams (the
@@ -37,6 +64,16 @@ impl Upstreams {
                 srtt_us: 0,
                 failures: 0,
                 down_until: None,
+                mix_case: true,
+                case_failures: 0,
+                case_echoed: false,
+                near_misses: 0,
+                window_start: None,
+                tcp_until: None,
+                unlogged: 0,
+                logged_at: None,
+                fail_unlogged: 0,
+                fail_logged_at: None,
             })
             .collect();
         Upstreams { list }
@@ -122,6 +159,83 @@ impl Upstreams {
         }
     }
 
+    /// Whether names sent to upstream `i` get random letter case.
+    pub fn mixes_case(&self, i: usize) -> bool {
+        self.list.get(i).is_some_and(|u| u.mix_case)
+    }
+
+    /// An answer with our ID came back with our letter case.
+    pub fn case_echoed(&mut self, i: usize) {
+        if let Some(u) = self.list.get_mut(i) {
+            u.case_echoed = true;
+            u.case_failures = 0;
+        }
+    }
+
+    /// An answer with our ID came back without our letter case. After a few in a row
+    /// from an upstream that never echoed it, names go to it as they are.
+    pub fn case_lost(&mut self, i: usize) {
+        if let Some(u) = self.list.get_mut(i) {
+            u.case_failures = u.case_failures.saturating_add(1);
+            if u.mix_case && !u.case_echoed && u.case_failures >= CASE_FAILURES_TO_GIVE_UP {
+                u.mix_case = false;
+                log::warn!(
+                    "upstream {} does not echo the letter case of questions: random case \
+                     (0x20) is off for it; its answers are checked by ID and port, and any \
+                     mismatch moves the query to TCP",
+                    u.addr
+                );
+            }
+        }
+    }
+
+    /// Whether queries to upstream `i` must go over TCP at `now` (spoofing seen).
+    pub fn tcp_only(&self, i: usize, now: Instant) -> bool {
+        self.list
+            .get(i)
+            .and_then(|u| u.tcp_until)
+            .is_some_and(|t| now < t)
+    }
+
+    /// An answer for a question in flight to upstream `i` failed a check. Past a
+    /// threshold in a window, the upstream goes TCP-only for a while; logged at most
+    /// once a window, with the count.
+    pub fn near_miss(&mut self, i: usize, now: Instant) {
+        let Some(u) = self.list.get_mut(i) else {
+            return;
+        };
+        if u.window_start
+            .is_none_or(|t| now.saturating_duration_since(t) >= NEAR_MISS_WINDOW)
+        {
+            u.window_start = Some(now);
+            u.near_misses = 0;
+        }
+        u.near_misses = u.near_misses.saturating_add(1);
+        u.unlogged += 1;
+        if u.near_misses >= UNDER_ATTACK_AFTER {
+            u.tcp_until = Some(now + TCP_ONLY_FOR);
+        }
+        let due = u
+            .logged_at
+            .is_none_or(|t| now.saturating_duration_since(t) >= NEAR_MISS_WINDOW);
+        if due {
+            let tcp = if u.tcp_until.is_some_and(|t| now < t) {
+                "; queries to it go over TCP for 60 s"
+            } else {
+                ""
+            };
+            log::warn!(
+                "upstream {}: {} answers failed the ID/port/case check for a question in \
+                 flight in the last {} s (possible spoofing){tcp}",
+                u.addr,
+                u.unlogged,
+                NEAR_MISS_WINDOW.as_secs()
+            );
+            u.unlogged = 0;
+            u.logged_at = Some(now);
+        }
+    }
+
     /// An attempt timed out or was refused.
     pub fn failure(&mut self, i: usize, now: Instant, timeout: Duration) {
         if let Some(u) = self.list.get_mut(i) {
@@ -132,12 +246,22 @@ impl Upstreams {
                 let doublings = (u.failures - DOWN_AFTER).min(5);
                 let backoff = (FIRST_BACKOFF * (1 << doublings)).min(MAX_BACKOFF);
                 u.down_until = Some(now + backoff);
-                log::warn!(
-                    "upstream {} failed {} times in a row; set aside for {:?}",
-                    u.addr,
-                    u.failures,
-                    backoff
-                );
+                // At most one line per window however many queries time out.
+                u.fail_unlogged += 1;
+                let due = u
+                    .fail_logged_at
+                    .is_none_or(|t| now.saturating_duration_since(t) >= NEAR_MISS_WINDOW);
+                if due {
+                    log::warn!(
+                        "upstream {}: {} failed attempts ({} in a row); set aside for {:?}",
+                        u.addr,
+                        u.fail_unlogged,
+                        u.failures,
+                        backoff
+                    );
+                    u.fail_unlogged = 0;
+                    u.fail_logged_at = Some(now);
+                }
             }
         }
     }

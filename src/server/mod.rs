@@ -121,6 +121,8 @@ impl Server {
             deadline: cfg.deadline,
             max_pending: cfg.max_pending,
             cache: cfg.cache,
+            edns_size: cfg.edns_size,
+            max_udp_size: cfg.max_udp_size,
         };
         let mut server = Server {
             core: Forwarder::new(core_cfg, Box::new(OsRandom::new())),

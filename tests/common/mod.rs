@@ -410,3 +410,55 @@ pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+/// The cache key of a query's question (folded name, type, class, RD/DO/CD): what a
+/// recording is looked up by, now that the forwarder writes its own upstream queries.
+pub fn question_key(query: &[u8]) -> Vec<u8> {
+    let v = dnsfwd::wire::MessageView::parse(query).unwrap();
+    let mut k = [0u8; dnsfwd::cache::MAX_KEY_LEN];
+    let n = dnsfwd::cache::key_of(&v, &mut k).unwrap();
+    k[..n].to_vec()
+}
+
+/// A recorded response turned into the answer to `query`, as a server that echoes the
+/// question would send it: the query's ID and its spelling of the question name.
+pub fn as_answer_to(response: &[u8], query: &[u8]) -> Vec<u8> {
+    let mut r = with_id(response, query);
+    let v = dnsfwd::wire::MessageView::parse(query).unwrap();
+    let mut name = [0u8; 255];
+    let n = v.qname_wire(&mut name, false);
+    if r.len() >= 12 + n && r[12..12 + n].eq_ignore_ascii_case(&name[..n]) {
+        r[12..12 + n].copy_from_slice(&name[..n]);
+    }
+    r
+}
+
+/// What a client should get for `query` when the upstream's answer is `source`
+/// (independent of the forwarder's code): the client's ID, RD and CD, the upstream's
+/// records and flags, an OPT record only if the client sent one (with DO as the client
+/// asked and the upstream's extended RCODE), cut to `limit` octets with TC set.
+pub fn shaped_for(source: &[u8], query: &[u8], limit: usize) -> Message<'static> {
+    let q = parse_message(query).unwrap();
+    let s: &'static [u8] = Box::leak(source.to_vec().into_boxed_slice());
+    let mut m = parse_message(s).unwrap();
+    let ext = m.edns().map_or(0, |e| e.ext_rcode);
+    m.header.id = q.header.id;
+    m.header.rd = q.header.rd;
+    m.header.cd = q.header.cd;
+    m.additional.retain(|r| r.rtype != RType::OPT);
+    if let Some(e) = q.edns() {
+        let mut opt = Edns {
+            udp_size: 1232,
+            ext_rcode: ext,
+            version: 0,
+            dnssec_ok: e.dnssec_ok,
+            z: 0,
+            options: vec![],
+        }
+        .to_record();
+        opt.ttl = u32::from(ext) << 24 | u32::from(e.dnssec_ok) << 15;
+        m.additional.push(opt);
+    }
+    let bytes: &'static [u8] = Box::leak(m.write(limit).into_boxed_slice());
+    parse_message(bytes).unwrap()
+}

@@ -1,0 +1,304 @@
+//! What a query asks, decoded once (the key), and the query we write upstream for it.
+//!
+//! Every client query is reduced to a [`Key`]: the question name with its letters folded
+//! to lower case, QTYPE, QCLASS, and the three bits that change what an upstream returns
+//! (RD, and DO and CD). There is exactly one upstream query in flight per key; the
+//! clients that asked it wait on that query, each with its own [`Asker`] (ID, spelling,
+//! RD, EDNS and size).
+//!
+//! The upstream query is ours, never the client's bytes: a fresh header with a random
+//! ID, the name in random letter case (draft-vixie-dnsext-dns0x20: one more bit an
+//! off-path forger must guess per letter), and an OPT record with our UDP size and DO,
+//! carrying no client option (no ECS, no client cookie).
+use crate::cache::{key_of, MAX_KEY_LEN};
+use crate::wire::{Header, MessageView, HEADER_LEN, MAX_NAME_LEN};
+
+use super::ids::IdSource;
+
+/// Flag bits of a key's last octet (as [`crate::cache::key_of`] writes them).
+const RD: u8 = 4;
+const DO: u8 = 2;
+const CD: u8 = 1;
+
+/// A question as a key: folded name (uncompressed wire form), QTYPE, QCLASS, flags.
+/// The same octets are the cache's key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Key {
+    bytes: [u8; MAX_KEY_LEN],
+    len: usize,
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Key({:?})", self.as_bytes())
+    }
+}
+
+impl Key {
+    /// The key of a query's first question; `None` if it has none.
+    pub fn of(view: &MessageView<'_>) -> Option<Key> {
+        let mut bytes = [0u8; MAX_KEY_LEN];
+        let len = key_of(view, &mut bytes)?;
+        Some(Key { bytes, len })
+    }
+
+    /// A key from its octets (a cache entry's), if they have the shape of one.
+    pub fn from_bytes(b: &[u8]) -> Option<Key> {
+        if b.len() < 6 || b.len() > MAX_KEY_LEN {
+            return None;
+        }
+        let mut bytes = [0u8; MAX_KEY_LEN];
+        bytes.get_mut(..b.len())?.copy_from_slice(b);
+        let key = Key {
+            bytes,
+            len: b.len(),
+        };
+        (key.name().len() + 5 == b.len()).then_some(key)
+    }
+
+    /// The same question with other flags (RD = 4, DO = 2, CD = 1).
+    pub fn with_flags(&self, flags: u8) -> Key {
+        let mut k = self.clone();
+        if let Some(last) = k.len.checked_sub(1).and_then(|i| k.bytes.get_mut(i)) {
+            *last = flags & (RD | DO | CD);
+        }
+        k
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
+    }
+
+    /// The folded name, in uncompressed wire form (ends with the root label).
+    pub fn name(&self) -> &[u8] {
+        let mut at = 0;
+        while let Some(&n) = self.bytes.get(at) {
+            at += 1 + usize::from(n);
+            if n == 0 || at >= self.len {
+                break;
+            }
+        }
+        self.bytes.get(..at.min(self.len)).unwrap_or_default()
+    }
+
+    /// QTYPE and QCLASS as on the wire (4 octets).
+    pub fn type_class(&self) -> &[u8] {
+        let n = self.name().len();
+        self.bytes.get(n..n + 4).unwrap_or_default()
+    }
+
+    pub fn flags(&self) -> u8 {
+        self.len
+            .checked_sub(1)
+            .and_then(|i| self.bytes.get(i))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn rd(&self) -> bool {
+        self.flags() & RD != 0
+    }
+
+    pub fn dnssec_ok(&self) -> bool {
+        self.flags() & DO != 0
+    }
+
+    pub fn cd(&self) -> bool {
+        self.flags() & CD != 0
+    }
+}
+
+/// A name spelled for the wire (uncompressed), as we sent it upstream.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Spelling {
+    bytes: [u8; MAX_NAME_LEN],
+    len: usize,
+}
+
+impl std::fmt::Debug for Spelling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Spelling({:?})",
+            String::from_utf8_lossy(self.as_bytes())
+        )
+    }
+}
+
+impl Spelling {
+    /// `name` in random letter case (0x20), one random bit per ASCII letter; with
+    /// `mix` false, as given. `None` if the generator failed.
+    pub fn of(name: &[u8], mix: bool, rng: &mut dyn IdSource) -> Option<Spelling> {
+        let mut s = Spelling {
+            bytes: [0u8; MAX_NAME_LEN],
+            len: name.len().min(MAX_NAME_LEN),
+        };
+        s.bytes
+            .get_mut(..s.len)?
+            .copy_from_slice(name.get(..s.len)?);
+        if !mix {
+            return Some(s);
+        }
+        // Walk the labels so that length octets are never touched (a length octet can
+        // have the value of a letter).
+        let mut bits = 0u16;
+        let mut left = 0u32;
+        let mut at = 0;
+        while let Some(&n) = s.bytes.get(at) {
+            if n == 0 || at >= s.len {
+                break;
+            }
+            let label = s.bytes.get_mut(at + 1..at + 1 + usize::from(n))?;
+            for b in label.iter_mut().filter(|b| b.is_ascii_alphabetic()) {
+                if left == 0 {
+                    bits = rng.next_u16()?;
+                    left = 16;
+                }
+                if bits & 1 == 1 {
+                    *b ^= 0x20;
+                }
+                bits >>= 1;
+                left -= 1;
+            }
+            at += 1 + usize::from(n);
+        }
+        Some(s)
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
+    }
+
+    /// Bits of case an off-path forger must guess: one per letter.
+    pub fn case_bits(&self) -> u32 {
+        letters(self.as_bytes())
+    }
+}
+
+/// ASCII letters in a wire-form name (length octets excluded).
+pub fn letters(name: &[u8]) -> u32 {
+    let mut count = 0;
+    let mut at = 0;
+    while let Some(&n) = name.get(at) {
+        if n == 0 {
+            break;
+        }
+        let end = (at + 1 + usize::from(n)).min(name.len());
+        count += name
+            .get(at + 1..end)
+            .unwrap_or_default()
+            .iter()
+            .filter(|b| b.is_ascii_alphabetic())
+            .count() as u32;
+        at = end;
+    }
+    count
+}
+
+/// Writes our upstream query for `key` into `out` (cleared first): ID `id`, RD and CD
+/// from the key, the name as `spelling`, and an OPT record advertising `udp_size` with
+/// DO from the key and no options (RFC 6891 §6.1.2).
+pub fn write_query(out: &mut Vec<u8>, id: u16, key: &Key, spelling: &Spelling, udp_size: u16) {
+    out.clear();
+    let flags = u16::from(key.rd()) << 8 | u16::from(key.cd()) << 4;
+    out.extend_from_slice(&Header::from_parts(id, flags, [1, 0, 0, 1]).to_bytes());
+    out.extend_from_slice(spelling.as_bytes());
+    out.extend_from_slice(key.type_class());
+    let [hi, lo] = udp_size.to_be_bytes();
+    let dnssec = u8::from(key.dnssec_ok()) << 7;
+    out.extend_from_slice(&[0, 0, 41, hi, lo, 0, 0, dnssec, 0, 0, 0]);
+}
+
+/// Whether `answer` asks exactly the question we sent: one question, the name octet for
+/// octet as `spelling` (letter case included: an answer that lost our random case is
+/// not ours), and the key's QTYPE and QCLASS. The question of a response starts right
+/// after the header and cannot be a pointer (pointers into the header are refused).
+pub fn same_question_exact(answer: &[u8], spelling: &Spelling, key: &Key) -> bool {
+    let name = spelling.as_bytes();
+    let qd = answer.get(4..6) == Some(&[0, 1][..]);
+    let at = HEADER_LEN + name.len();
+    qd && answer.get(HEADER_LEN..at) == Some(name)
+        && answer.get(at..at + 4) == Some(key.type_class())
+}
+
+/// Whether `answer`'s question is the key's question ignoring letter case.
+pub fn same_question_folded(answer: &[u8], key: &Key) -> bool {
+    let name = key.name();
+    let at = HEADER_LEN + name.len();
+    answer
+        .get(HEADER_LEN..at)
+        .is_some_and(|n| n.eq_ignore_ascii_case(name))
+        && answer.get(at..at + 4) == Some(key.type_class())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forward::SeededRandom;
+    use crate::wire::{parse_message, Name, RType};
+
+    fn key(name: &str, flags: u8) -> Key {
+        let n = Name::from_ascii(name).unwrap();
+        let mut b = n.as_wire().to_ascii_lowercase();
+        b.extend_from_slice(&RType::A.0.to_be_bytes());
+        b.extend_from_slice(&[0, 1, flags]);
+        Key::from_bytes(&b).unwrap()
+    }
+
+    #[test]
+    fn key_parts() {
+        let k = key("WWW.Example.COM", RD | DO);
+        assert_eq!(k.name(), b"\x03www\x07example\x03com\x00");
+        assert_eq!(k.type_class(), &[0, 1, 0, 1]);
+        assert!(k.rd() && k.dnssec_ok() && !k.cd());
+        assert!(Key::from_bytes(b"\x03www\x00\x00").is_none(), "too short");
+        assert_eq!(k.with_flags(CD).flags(), CD);
+    }
+
+    #[test]
+    fn spelling_flips_letters_only_and_keeps_the_name() {
+        let k = key("a1-b.c_d.example", 0);
+        let mut rng = SeededRandom::new(3);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..64 {
+            let s = Spelling::of(k.name(), true, &mut rng).unwrap();
+            assert!(s.as_bytes().eq_ignore_ascii_case(k.name()));
+            // Length octets and non-letters unchanged.
+            for (a, b) in s.as_bytes().iter().zip(k.name()) {
+                if !b.is_ascii_alphabetic() {
+                    assert_eq!(a, b);
+                }
+            }
+            assert_eq!(s.case_bits(), 11);
+            seen.insert(s.as_bytes().to_vec());
+        }
+        assert!(seen.len() > 50, "case is random: {} spellings", seen.len());
+        let plain = Spelling::of(k.name(), false, &mut rng).unwrap();
+        assert_eq!(plain.as_bytes(), k.name());
+    }
+
+    #[test]
+    fn our_query_has_no_client_options() {
+        let k = key("example.org", RD | DO | CD);
+        let mut rng = SeededRandom::new(1);
+        let s = Spelling::of(k.name(), true, &mut rng).unwrap();
+        let mut q = Vec::new();
+        write_query(&mut q, 0xBEEF, &k, &s, 1232);
+        let m = parse_message(&q).unwrap();
+        assert_eq!(m.header.id, 0xBEEF);
+        assert!(m.header.rd && m.header.cd && !m.header.qr);
+        let e = m.edns().unwrap();
+        assert_eq!(e.udp_size, 1232);
+        assert!(e.dnssec_ok);
+        assert!(e.options.is_empty());
+        assert_eq!(m.questions[0].qname.as_wire(), s.as_bytes());
+        assert!(same_question_exact(&q, &s, &k));
+        assert!(same_question_folded(&q, &k));
+        let mut lower = q.clone();
+        lower[HEADER_LEN..HEADER_LEN + s.as_bytes().len()].make_ascii_lowercase();
+        if s.as_bytes() != k.name() {
+            assert!(!same_question_exact(&lower, &s, &k), "case is checked");
+        }
+        assert!(same_question_folded(&lower, &k));
+    }
+}
