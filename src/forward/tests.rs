@@ -826,7 +826,11 @@ fn identical_queries_share_one_upstream_query_with_the_cache_off() {
     };
     for n in 0..1000u16 {
         let edns = [None, Some(512), Some(1232), Some(4096)][usize::from(n % 4)];
-        let c = if n % 5 == 0 { tcp(n) } else { client(n) };
+        let c = if n.is_multiple_of(5) {
+            tcp(n)
+        } else {
+            client(n)
+        };
         f.handle_query(now, c, &query_msg(n, &["one.example"], edns));
     }
     let t = one(&mut f);
@@ -850,6 +854,6 @@ fn identical_queries_share_one_upstream_query_with_the_cache_off() {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(m.edns().is_some(), n % 4 != 0);
+        assert_eq!(m.edns().is_some(), !n.is_multiple_of(4));
     }
 }
