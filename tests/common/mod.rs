@@ -1,6 +1,8 @@
 //! Helpers for the integration tests: the real forwarder on an ephemeral loopback port,
 //! a scriptable mock upstream (UDP and TCP), and clients. Every wait is bounded.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+pub mod forger;
+
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -41,6 +43,10 @@ pub enum Via {
 
 type Script = dyn Fn(&[u8], Via) -> Vec<Action> + Send + Sync;
 
+/// Told of every UDP query the mock receives, with the address it came from, before
+/// the script acts on it (what an on-path attacker sees).
+pub type Observer = Box<dyn FnMut(&[u8], SocketAddr) + Send>;
+
 /// A DNS "server" on 127.0.0.1 (UDP and TCP on the same port) that answers as told.
 pub struct MockUpstream {
     pub addr: SocketAddr,
@@ -56,6 +62,14 @@ impl MockUpstream {
     pub fn start(
         script: impl Fn(&[u8], Via) -> Vec<Action> + Send + Sync + 'static,
     ) -> MockUpstream {
+        MockUpstream::start_observed(script, Box::new(|_, _| {}))
+    }
+
+    /// As [`MockUpstream::start`], and `observe` sees each UDP query first.
+    pub fn start_observed(
+        script: impl Fn(&[u8], Via) -> Vec<Action> + Send + Sync + 'static,
+        mut observe: Observer,
+    ) -> MockUpstream {
         let script: Arc<Script> = Arc::new(script);
         let (udp, tcp) = bind_pair();
         let addr = udp.local_addr().unwrap();
@@ -68,7 +82,7 @@ impl MockUpstream {
             let (script, stop, count) = (script.clone(), stop.clone(), udp_queries.clone());
             let ports = udp_ports.clone();
             threads.push(std::thread::spawn(move || {
-                serve_udp(udp, &*script, &stop, &count, &ports)
+                serve_udp(udp, &*script, &mut observe, &stop, &count, &ports)
             }));
         }
         {
@@ -119,6 +133,7 @@ fn bind_pair() -> (UdpSocket, TcpListener) {
 fn serve_udp(
     sock: UdpSocket,
     script: &Script,
+    observe: &mut Observer,
     stop: &AtomicBool,
     count: &AtomicUsize,
     ports: &Mutex<std::collections::HashSet<u16>>,
@@ -134,6 +149,7 @@ fn serve_udp(
         let query = buf[..n].to_vec();
         count.fetch_add(1, Ordering::SeqCst);
         ports.lock().unwrap().insert(from.port());
+        observe(&query, from);
         for action in script(&query, Via::Udp) {
             match action {
                 Action::Answer(b) => {
