@@ -467,7 +467,8 @@ impl Forwarder {
             waiters,
             stale_at: None,
             near_misses: 0,
-            udp_closed: false,
+            // An upstream under attack is asked over TCP only, answers included.
+            udp_closed: via == Via::Tcp,
         };
         let slot = self.pending.insert(p, self.attempt_timer(now, deadline));
         if let Some(h) = hash {
@@ -513,9 +514,12 @@ impl Forwarder {
                 upstream: a.upstream,
                 socket,
             },
-            Via::Tcp => Dest::UpstreamTcp {
-                upstream: a.upstream,
-            },
+            Via::Tcp => {
+                self.stats.tcp_queries += 1;
+                Dest::UpstreamTcp {
+                    upstream: a.upstream,
+                }
+            }
         };
         log::trace!("slot {slot}: query {:#06x} to {to:?}", a.id);
         self.out.push_back(Transmit { to, bytes });
@@ -702,9 +706,6 @@ impl Forwarder {
         self.pending.add_attempt(slot, a, timer);
         if let Some(old) = retiring {
             self.mark_freed(now, old);
-        }
-        if via == Via::Tcp {
-            self.stats.tcp_queries += 1;
         }
         self.transmit_query(slot);
     }
