@@ -42,6 +42,29 @@ impl Key {
         Some(Key { bytes, len })
     }
 
+    /// The key of a query's first question and the query's spelling of the name, from
+    /// one walk of the name; `None` if it has no question. The key's octets are those of
+    /// [`crate::cache::key_of`].
+    pub fn with_spelling(view: &MessageView<'_>) -> Option<(Key, Spelling)> {
+        let (qtype, qclass) = view.qtype_qclass()?;
+        let mut name = [0u8; MAX_NAME_LEN];
+        let n = view.qname_wire(&mut name, false);
+        let spelled = name.get(..n).filter(|s| !s.is_empty())?;
+        let spelling = Spelling::of_name(spelled);
+        let mut bytes = [0u8; MAX_KEY_LEN];
+        bytes.get_mut(..n)?.copy_from_slice(spelled);
+        bytes.get_mut(..n)?.make_ascii_lowercase();
+        let flags = u8::from(view.header.rd) << 2
+            | u8::from(view.opt.is_some_and(|o| o.dnssec_ok)) << 1
+            | u8::from(view.header.cd);
+        let [t0, t1] = qtype.0.to_be_bytes();
+        let [c0, c1] = qclass.0.to_be_bytes();
+        bytes
+            .get_mut(n..n + 5)?
+            .copy_from_slice(&[t0, t1, c0, c1, flags]);
+        Some((Key { bytes, len: n + 5 }, spelling))
+    }
+
     /// A key from its octets (a cache entry's), if they have the shape of one.
     pub fn from_bytes(b: &[u8]) -> Option<Key> {
         if b.len() < 6 || b.len() > MAX_KEY_LEN {
@@ -108,70 +131,107 @@ impl Key {
     }
 }
 
-/// A name spelled for the wire (uncompressed), as we sent it upstream.
-#[derive(Clone, PartialEq, Eq)]
+/// A spelling of a key's name: which octets of the folded name are upper case, one bit
+/// each (32 octets for a name of up to 255), so a query in flight or a waiting client
+/// holds its spelling without a copy of the name.
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
 pub struct Spelling {
-    bytes: [u8; MAX_NAME_LEN],
-    len: usize,
+    upper: [u64; 4],
 }
 
 impl std::fmt::Debug for Spelling {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "Spelling({:?})",
-            String::from_utf8_lossy(self.as_bytes())
-        )
+        write!(f, "Spelling({:x?})", self.upper)
     }
 }
 
 impl Spelling {
-    /// `name` in random letter case (0x20), one random bit per ASCII letter; with
-    /// `mix` false, as given. `None` if the generator failed.
-    pub fn of(name: &[u8], mix: bool, rng: &mut dyn IdSource) -> Option<Spelling> {
-        let mut s = Spelling {
-            bytes: [0u8; MAX_NAME_LEN],
-            len: name.len().min(MAX_NAME_LEN),
-        };
-        s.bytes
-            .get_mut(..s.len)?
-            .copy_from_slice(name.get(..s.len)?);
+    fn set(&mut self, i: usize) {
+        if let Some(w) = self.upper.get_mut(i / 64) {
+            *w |= 1 << (i % 64);
+        }
+    }
+
+    fn is_upper(&self, i: usize) -> bool {
+        self.upper
+            .get(i / 64)
+            .is_some_and(|w| w >> (i % 64) & 1 == 1)
+    }
+
+    /// Whether this is the folded name itself (all lower case).
+    pub fn is_lower(&self) -> bool {
+        self.upper == [0; 4]
+    }
+
+    /// The spelling of `name` (uncompressed wire form): where its letters are upper case.
+    pub fn of_name(name: &[u8]) -> Spelling {
+        let mut s = Spelling::default();
+        for (i, b) in name.iter().enumerate() {
+            if b.is_ascii_uppercase() {
+                s.set(i);
+            }
+        }
+        s
+    }
+
+    /// Random letter case for the folded `name` (0x20), one random bit per letter; with
+    /// `mix` false, all lower case. `None` if the generator failed.
+    pub fn random(name: &[u8], mix: bool, rng: &mut dyn IdSource) -> Option<Spelling> {
+        let mut s = Spelling::default();
         if !mix {
             return Some(s);
         }
-        // Walk the labels so that length octets are never touched (a length octet can
-        // have the value of a letter).
-        let mut bits = 0u16;
-        let mut left = 0u32;
-        let mut at = 0;
-        while let Some(&n) = s.bytes.get(at) {
-            if n == 0 || at >= s.len {
-                break;
+        let (mut bits, mut left) = (0u16, 0u32);
+        for (i, b) in name.iter().enumerate() {
+            // Length octets are at most 63, below every letter: only letters count.
+            if !b.is_ascii_alphabetic() {
+                continue;
             }
-            let label = s.bytes.get_mut(at + 1..at + 1 + usize::from(n))?;
-            for b in label.iter_mut().filter(|b| b.is_ascii_alphabetic()) {
-                if left == 0 {
-                    bits = rng.next_u16()?;
-                    left = 16;
-                }
-                if bits & 1 == 1 {
-                    *b ^= 0x20;
-                }
-                bits >>= 1;
-                left -= 1;
+            if left == 0 {
+                bits = rng.next_u16()?;
+                left = 16;
             }
-            at += 1 + usize::from(n);
+            if bits & 1 == 1 {
+                s.set(i);
+            }
+            bits >>= 1;
+            left -= 1;
         }
         Some(s)
     }
 
-    pub fn as_bytes(&self) -> &[u8] {
-        self.bytes.get(..self.len).unwrap_or_default()
+    /// Octet `i` of the folded name, spelled.
+    fn spell(&self, i: usize, b: u8) -> u8 {
+        if self.is_upper(i) {
+            b.to_ascii_uppercase()
+        } else {
+            b
+        }
     }
 
-    /// Bits of case an off-path forger must guess: one per letter.
-    pub fn case_bits(&self) -> u32 {
-        letters(self.as_bytes())
+    /// Appends the folded `name`, spelled, to `out`.
+    pub fn write(&self, name: &[u8], out: &mut Vec<u8>) {
+        out.extend(name.iter().enumerate().map(|(i, &b)| self.spell(i, b)));
+    }
+
+    /// Whether `wire` is the folded `name` spelled this way, octet for octet.
+    pub fn matches(&self, name: &[u8], wire: &[u8]) -> bool {
+        wire.len() == name.len()
+            && name
+                .iter()
+                .zip(wire)
+                .enumerate()
+                .all(|(i, (&b, &w))| self.spell(i, b) == w)
+    }
+
+    /// The folded `name` spelled, into `out`; returns the octets written.
+    pub fn copy_into(&self, name: &[u8], out: &mut [u8]) -> usize {
+        let mut n = 0;
+        for (slot, (i, &b)) in out.iter_mut().zip(name.iter().enumerate()) {
+            *slot = self.spell(i, b);
+            n += 1;
+        }
+        n
     }
 }
 
@@ -202,7 +262,7 @@ pub fn write_query(out: &mut Vec<u8>, id: u16, key: &Key, spelling: &Spelling, u
     out.clear();
     let flags = u16::from(key.rd()) << 8 | u16::from(key.cd()) << 4;
     out.extend_from_slice(&Header::from_parts(id, flags, [1, 0, 0, 1]).to_bytes());
-    out.extend_from_slice(spelling.as_bytes());
+    spelling.write(key.name(), out);
     out.extend_from_slice(key.type_class());
     let [hi, lo] = udp_size.to_be_bytes();
     let dnssec = u8::from(key.dnssec_ok()) << 7;
@@ -214,10 +274,12 @@ pub fn write_query(out: &mut Vec<u8>, id: u16, key: &Key, spelling: &Spelling, u
 /// not ours), and the key's QTYPE and QCLASS. The question of a response starts right
 /// after the header and cannot be a pointer (pointers into the header are refused).
 pub fn same_question_exact(answer: &[u8], spelling: &Spelling, key: &Key) -> bool {
-    let name = spelling.as_bytes();
+    let name = key.name();
     let qd = answer.get(4..6) == Some(&[0, 1][..]);
     let at = HEADER_LEN + name.len();
-    qd && answer.get(HEADER_LEN..at) == Some(name)
+    qd && answer
+        .get(HEADER_LEN..at)
+        .is_some_and(|wire| spelling.matches(name, wire))
         && answer.get(at..at + 4) == Some(key.type_class())
 }
 
@@ -246,6 +308,35 @@ mod tests {
     }
 
     #[test]
+    fn with_spelling_is_the_cache_key_and_the_clients_case() {
+        for (name, rd, edns) in [("WwW.Example.org", true, Some(true)), ("x", false, None)] {
+            let mut m = crate::wire::Message {
+                header: crate::wire::Header::from_parts(1, u16::from(rd) << 8 | 0x10, [0; 4]),
+                questions: vec![crate::wire::Question {
+                    qname: Name::from_ascii(name).unwrap(),
+                    qtype: RType::AAAA,
+                    qclass: crate::wire::Class::IN,
+                }],
+                ..Default::default()
+            };
+            if let Some(dnssec_ok) = edns {
+                let mut e =
+                    crate::wire::Edns::from_record(&crate::forward::reply::our_opt(dnssec_ok))
+                        .unwrap();
+                e.udp_size = 4096;
+                m.additional.push(e.to_record());
+            }
+            let q = m.to_vec();
+            let v = MessageView::parse(&q).unwrap();
+            let (k, s) = Key::with_spelling(&v).unwrap();
+            assert_eq!(Some(k.clone()), Key::of(&v));
+            let mut out = [0u8; 255];
+            let n = s.copy_into(k.name(), &mut out);
+            assert_eq!(&out[..n], Name::from_ascii(name).unwrap().as_wire());
+        }
+    }
+
+    #[test]
     fn key_parts() {
         let k = key("WWW.Example.COM", RD | DO);
         assert_eq!(k.name(), b"\x03www\x07example\x03com\x00");
@@ -261,27 +352,34 @@ mod tests {
         let mut rng = SeededRandom::new(3);
         let mut seen = std::collections::HashSet::new();
         for _ in 0..64 {
-            let s = Spelling::of(k.name(), true, &mut rng).unwrap();
-            assert!(s.as_bytes().eq_ignore_ascii_case(k.name()));
+            let s = Spelling::random(k.name(), true, &mut rng).unwrap();
+            let mut wire = Vec::new();
+            s.write(k.name(), &mut wire);
+            assert!(wire.eq_ignore_ascii_case(k.name()));
+            assert!(s.matches(k.name(), &wire));
             // Length octets and non-letters unchanged.
-            for (a, b) in s.as_bytes().iter().zip(k.name()) {
+            for (a, b) in wire.iter().zip(k.name()) {
                 if !b.is_ascii_alphabetic() {
                     assert_eq!(a, b);
                 }
             }
-            assert_eq!(s.case_bits(), 11);
-            seen.insert(s.as_bytes().to_vec());
+            assert_eq!(Spelling::of_name(&wire), s);
+            seen.insert(wire);
         }
         assert!(seen.len() > 50, "case is random: {} spellings", seen.len());
-        let plain = Spelling::of(k.name(), false, &mut rng).unwrap();
-        assert_eq!(plain.as_bytes(), k.name());
+        let plain = Spelling::random(k.name(), false, &mut rng).unwrap();
+        assert!(plain.is_lower());
+        let mut out = [0u8; 255];
+        let n = plain.copy_into(k.name(), &mut out);
+        assert_eq!(&out[..n], k.name());
+        assert_eq!(letters(k.name()), 11);
     }
 
     #[test]
     fn our_query_has_no_client_options() {
         let k = key("example.org", RD | DO | CD);
         let mut rng = SeededRandom::new(1);
-        let s = Spelling::of(k.name(), true, &mut rng).unwrap();
+        let s = Spelling::random(k.name(), true, &mut rng).unwrap();
         let mut q = Vec::new();
         write_query(&mut q, 0xBEEF, &k, &s, 1232);
         let m = parse_message(&q).unwrap();
@@ -291,12 +389,14 @@ mod tests {
         assert_eq!(e.udp_size, 1232);
         assert!(e.dnssec_ok);
         assert!(e.options.is_empty());
-        assert_eq!(m.questions[0].qname.as_wire(), s.as_bytes());
+        let mut spelled = Vec::new();
+        s.write(k.name(), &mut spelled);
+        assert_eq!(m.questions[0].qname.as_wire(), &spelled[..]);
         assert!(same_question_exact(&q, &s, &k));
         assert!(same_question_folded(&q, &k));
         let mut lower = q.clone();
-        lower[HEADER_LEN..HEADER_LEN + s.as_bytes().len()].make_ascii_lowercase();
-        if s.as_bytes() != k.name() {
+        lower[HEADER_LEN..HEADER_LEN + k.name().len()].make_ascii_lowercase();
+        if !s.is_lower() {
             assert!(!same_question_exact(&lower, &s, &k), "case is checked");
         }
         assert!(same_question_folded(&lower, &k));

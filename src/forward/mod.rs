@@ -29,13 +29,14 @@ mod tests;
 mod upstream;
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 pub use ids::{BrokenRandom, IdSource, OsRandom, SeededRandom};
 use key::{same_question_exact, same_question_folded, write_query, Key, Spelling};
 pub use pending::Client;
-use pending::{Attempt, Pending, PendingTable, Slot, Via, Waiter};
+use pending::{Attempt, Attempts, Pending, PendingTable, Slot, Via, Waiter};
 use upstream::Upstreams;
 
 use crate::cache::{Cache, CacheConfig, Lookup};
@@ -159,7 +160,7 @@ pub struct Forwarder {
     cache: Cache,
     /// The query in flight for each key, by the key's hash (whether or not the cache
     /// stores answers): the one upstream query every client asking it waits on.
-    inflight: HashMap<u64, Slot>,
+    inflight: HashMap<u64, Slot, BuildHasherDefault<Prehashed>>,
     /// RFC 8767 client response timers: (when, slot), checked against `stale_at`.
     stale_timers: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, Slot)>>,
     /// When each transaction ID was last freed, in ms since `epoch` (+1; 0 = never), so
@@ -172,6 +173,27 @@ pub struct Forwarder {
 
 /// Most clients waiting on one query in flight; more get REFUSED (or a stale answer).
 const MAX_WAITERS: usize = 4096;
+
+/// A hasher for keys that are already the output of a keyed hash (the cache's SipHash
+/// of a question key): hashing them again would cost as much and add nothing.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
 
 impl Forwarder {
     pub fn new(mut cfg: ForwarderConfig, rng: Box<dyn IdSource>) -> Forwarder {
@@ -186,7 +208,7 @@ impl Forwarder {
             rng,
             stats: Stats::default(),
             cache: Cache::new(cfg.cache),
-            inflight: HashMap::new(),
+            inflight: HashMap::default(),
             stale_timers: std::collections::BinaryHeap::new(),
             freed_at: vec![0u32; 65536].into_boxed_slice(),
             epoch: None,
@@ -268,8 +290,7 @@ impl Forwarder {
         };
         self.upstreams
             .success(a.upstream, now.saturating_duration_since(a.sent_at));
-        if p.spelling.as_bytes() != p.key.name() && same_question_exact(bytes, &p.spelling, &p.key)
-        {
+        if !p.spelling.is_lower() && same_question_exact(bytes, &p.spelling, &p.key) {
             self.upstreams.case_echoed(a.upstream);
         }
         let answer = bytes.get(..view.end).unwrap_or(bytes);
@@ -408,7 +429,7 @@ impl Forwarder {
     fn answer_with_error(&mut self, key: &Key, waiters: &[Waiter], rcode: Rcode) {
         for w in waiters {
             self.count_error(rcode);
-            let bytes = reply::error_for(&w.asker, key.type_class(), rcode);
+            let bytes = reply::error_for(&w.asker(key), key.type_class(), rcode);
             self.deliver(w, bytes);
         }
     }
@@ -426,41 +447,46 @@ impl Forwarder {
     }
 
     /// Sends a new upstream query for `key`, with `waiters` to answer; registered for
-    /// coalescing under `hash` if given. On failure the waiters come back with the
-    /// RCODE they are to get (REFUSED: table full; SERVFAIL: no randomness).
+    /// coalescing under `hash` if given. If it cannot be sent, the waiters get a stale
+    /// answer (with `stale`) or REFUSED when the table is full, and SERVFAIL when there
+    /// is no fresh randomness (fail closed).
     fn start(
         &mut self,
         now: Instant,
-        key: &Key,
+        key: Key,
         hash: Option<u64>,
         waiters: Vec<Waiter>,
-    ) -> Result<Slot, (Vec<Waiter>, Rcode)> {
+        stale: bool,
+    ) -> Option<Slot> {
         if self.pending.is_full() || self.upstreams.is_empty() {
-            return Err((waiters, Rcode::REFUSED));
+            self.overloaded(now, &key, &waiters, stale);
+            self.recycle_waiters(waiters);
+            return None;
         }
         let upstream = self.upstreams.pick(now, 0, self.cfg.timeout);
         let mix = self.upstreams.mixes_case(upstream);
-        let drawn = Spelling::of(key.name(), mix, self.rng.as_mut()).and_then(|s| {
+        let drawn = Spelling::random(key.name(), mix, self.rng.as_mut()).and_then(|s| {
             let id = self.pending.fresh_id(self.rng.as_mut())?;
             let via = self.via(now, upstream, false)?;
             Some((s, id, via))
         });
         let Some((spelling, id, via)) = drawn else {
-            // Fail closed: no query goes out without fresh randomness.
             self.stats.rng_failures += 1;
-            return Err((waiters, Rcode::SERVFAIL));
+            self.answer_with_error(&key, &waiters, Rcode::SERVFAIL);
+            self.recycle_waiters(waiters);
+            return None;
         };
         let deadline = now + self.cfg.deadline;
         let p = Pending {
-            key: key.clone(),
+            key,
             inflight: None,
             spelling,
-            attempts: vec![Attempt {
+            attempts: Attempts::one(Attempt {
                 id,
                 upstream,
                 via,
                 sent_at: now,
-            }],
+            }),
             deadline,
             attempt: 0,
             tried: 1u64 << upstream.min(63),
@@ -481,7 +507,7 @@ impl Forwarder {
         }
         self.stats.forwarded += 1;
         self.transmit_query(slot);
-        Ok(slot)
+        Some(slot)
     }
 
     /// How the next attempt to `upstream` goes: TCP if the query's UDP path is closed or
@@ -693,9 +719,6 @@ impl Forwarder {
             return;
         };
         p.tried |= 1u64 << upstream.min(63);
-        let retiring = (p.attempts.len() >= pending::MAX_ATTEMPTS)
-            .then(|| p.attempts.first().map(|a| a.id))
-            .flatten();
         let timer = (now + self.cfg.timeout).min(p.deadline);
         let a = Attempt {
             id,
@@ -703,9 +726,8 @@ impl Forwarder {
             via,
             sent_at: now,
         };
-        self.pending.add_attempt(slot, a, timer);
-        if let Some(old) = retiring {
-            self.mark_freed(now, old);
+        if let Some(old) = self.pending.add_attempt(slot, a, timer) {
+            self.mark_freed(now, old.id);
         }
         self.transmit_query(slot);
     }
@@ -730,7 +752,7 @@ impl Forwarder {
         };
         let (more, done): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(&mut p.waiters)
             .into_iter()
-            .partition(|w| w.asker.max_response > edns);
+            .partition(|w| w.max_response > edns);
         let fetch = (!more.is_empty() || caching) && now < p.deadline;
         if !fetch {
             p.waiters = done;
@@ -753,7 +775,7 @@ impl Forwarder {
         let Some(mut p) = self.pending.remove(slot) else {
             return;
         };
-        for a in &p.attempts {
+        for a in p.attempts.iter() {
             self.mark_freed(now, a.id);
         }
         if let Some(h) = p.inflight {
@@ -790,11 +812,13 @@ impl Forwarder {
             if w.client == Client::Prefetch {
                 continue;
             }
+            let asker = w.asker(key);
             let shaped = if stale {
                 self.stats.stale_served += 1;
-                self.render_cached(now, key, &w.asker, true)
+                self.render_cached(now, key, &asker, true)
             } else {
-                answer.and_then(|a| reply::shape(a, &w.asker))
+                let out = self.pending.buffer();
+                answer.and_then(|a| reply::shape(a, &asker, out))
             };
             match shaped {
                 Some(bytes) => {

@@ -56,14 +56,80 @@ pub struct Attempt {
     pub sent_at: Instant,
 }
 
-/// A client waiting for the answer to a query in flight.
-#[derive(Debug, Clone)]
+/// The live attempts of a query, oldest first, at most `MAX_ATTEMPTS` (no allocation).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Attempts {
+    slots: [Option<Attempt>; MAX_ATTEMPTS],
+}
+
+impl Attempts {
+    pub fn one(a: Attempt) -> Attempts {
+        let mut list = Attempts::default();
+        list.push(a);
+        list
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Attempt> {
+        self.slots.iter().flatten()
+    }
+
+    pub fn get(&self, i: usize) -> Option<&Attempt> {
+        self.iter().nth(i)
+    }
+
+    /// The current (newest) attempt.
+    pub fn last(&self) -> Option<&Attempt> {
+        self.slots.iter().rev().flatten().next()
+    }
+
+    /// Adds `a` as the newest; returns the oldest if it had to make room.
+    pub fn push(&mut self, a: Attempt) -> Option<Attempt> {
+        if let Some(free) = self.slots.iter_mut().find(|s| s.is_none()) {
+            *free = Some(a);
+            return None;
+        }
+        let oldest = self.slots.first().copied().flatten();
+        self.slots.rotate_left(1);
+        if let Some(last) = self.slots.last_mut() {
+            *last = Some(a);
+        }
+        oldest
+    }
+}
+
+/// A client waiting for the answer to a query in flight, and what of its query shapes
+/// its answer (ID, spelling, RD, CD, EDNS, size): small, no copy of the name.
+#[derive(Debug, Clone, Copy)]
 pub struct Waiter {
     pub client: Client,
-    /// What of its query shapes its answer: ID, spelling, RD, CD, EDNS, size.
-    pub asker: Asker,
     /// Set when this is one question of a split multi-question query (group * 256 + part).
     pub group: Option<usize>,
+    pub id: u16,
+    pub rd: bool,
+    pub cd: bool,
+    /// `Some(DO)` if the client sent an OPT record.
+    pub edns: Option<bool>,
+    /// Largest answer it can take.
+    pub max_response: usize,
+    /// Its spelling of the question name.
+    pub spelling: Spelling,
+}
+
+impl Waiter {
+    /// The full description of this client for rendering an answer (`key`: the question).
+    pub fn asker(&self, key: &Key) -> Asker {
+        let mut qname = [0u8; crate::wire::MAX_NAME_LEN];
+        let qname_len = self.spelling.copy_into(key.name(), &mut qname);
+        Asker {
+            id: self.id,
+            rd: self.rd,
+            cd: self.cd,
+            qname,
+            qname_len,
+            edns: self.edns,
+            max_response: self.max_response,
+        }
+    }
 }
 
 /// One question in flight.
@@ -74,8 +140,8 @@ pub struct Pending {
     pub inflight: Option<u64>,
     /// The name as sent upstream (random letter case); answers must repeat it exactly.
     pub spelling: Spelling,
-    /// Live attempts, oldest first (at most `MAX_ATTEMPTS`); the last is the current one.
-    pub attempts: Vec<Attempt>,
+    /// Live attempts, oldest first; the last is the current one.
+    pub attempts: Attempts,
     /// The whole query fails at this instant (`--deadline`).
     pub deadline: Instant,
     /// Timer generation, unique across the whole table (the table sets it on insert and
@@ -182,7 +248,7 @@ impl PendingTable {
         self.attempts += 1;
         let attempt = self.attempts;
         p.attempt = attempt;
-        let ids: Vec<u16> = p.attempts.iter().map(|a| a.id).collect();
+        let ids = p.attempts;
         let slot = match self.free.pop() {
             Some(s) => {
                 if let Some(entry) = self.slots.get_mut(s) {
@@ -195,8 +261,8 @@ impl PendingTable {
                 self.slots.len() - 1
             }
         };
-        for id in ids {
-            self.index(id, slot);
+        for a in ids.iter() {
+            self.index(a.id, slot);
         }
         self.timers.push(Reverse((timer, slot, attempt)));
         self.len += 1;
@@ -235,25 +301,19 @@ impl PendingTable {
 
     /// Adds an attempt (a re-send, with an ID from `fresh_id`) and arms its timer under
     /// a new attempt number. Earlier attempts stay valid, except the oldest once there
-    /// are `MAX_ATTEMPTS`.
-    pub fn add_attempt(&mut self, slot: Slot, a: Attempt, timer: Instant) {
-        let Some(p) = self.slots.get_mut(slot).and_then(Option::as_mut) else {
-            return;
-        };
-        let retired = if p.attempts.len() >= MAX_ATTEMPTS {
-            Some(p.attempts.remove(0).id)
-        } else {
-            None
-        };
-        p.attempts.push(a);
+    /// are `MAX_ATTEMPTS`, which is returned (its ID is no longer indexed).
+    pub fn add_attempt(&mut self, slot: Slot, a: Attempt, timer: Instant) -> Option<Attempt> {
+        let p = self.slots.get_mut(slot).and_then(Option::as_mut)?;
+        let retired = p.attempts.push(a);
         self.attempts += 1;
         p.attempt = self.attempts;
         self.timers.push(Reverse((timer, slot, self.attempts)));
-        if let Some(id) = retired {
-            self.unindex(id, slot);
+        if let Some(old) = retired {
+            self.unindex(old.id, slot);
         }
         self.index(a.id, slot);
         self.compact_timers();
+        retired
     }
 
     /// Drops stale timers once they outnumber the live ones by far, so that a storm of
@@ -274,7 +334,7 @@ impl PendingTable {
     /// Removes and returns the entry; the IDs of all its attempts become free.
     pub fn remove(&mut self, slot: Slot) -> Option<Pending> {
         let p = self.slots.get_mut(slot)?.take()?;
-        for a in &p.attempts {
+        for a in p.attempts.iter() {
             self.unindex(a.id, slot);
         }
         self.free.push(slot);
@@ -333,12 +393,11 @@ mod tests {
         }
         .to_vec();
         let key = Key::of(&MessageView::parse(&q).unwrap()).unwrap();
-        let spelling = Spelling::of(key.name(), false, &mut SeededRandom::new(1)).unwrap();
         Pending {
             key,
             inflight: None,
-            spelling,
-            attempts: vec![attempt(now, id)],
+            spelling: Spelling::default(),
+            attempts: Attempts::one(attempt(now, id)),
             deadline: now,
             attempt: 0,
             tried: 1,

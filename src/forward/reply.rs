@@ -23,7 +23,7 @@ pub fn first_question(view: &MessageView<'_>) -> Option<Question> {
 }
 
 /// An OPT record for answers we write to a client that sent one.
-pub(crate) fn our_opt(dnssec_ok: bool) -> crate::wire::Record<'static> {
+pub fn our_opt(dnssec_ok: bool) -> crate::wire::Record<'static> {
     Edns {
         udp_size: OUR_UDP_SIZE,
         ext_rcode: 0,
@@ -134,8 +134,9 @@ fn add_to_arcount(out: &mut [u8], delta: i32) -> Option<()> {
 /// the upstream's if and only if the client sent one (with the upstream's extended
 /// RCODE), everything else as the upstream sent it; cut to the client's size with TC
 /// set when it does not fit (RFC 2181 §9). The answer's question must be the query's
-/// (the forwarder checked it). `None` if the answer does not decode far enough.
-pub fn shape(answer: &[u8], asker: &Asker) -> Option<Vec<u8>> {
+/// (the forwarder checked it). Written into `out` (a recycled buffer). `None` if the
+/// answer does not decode far enough.
+pub fn shape(answer: &[u8], asker: &Asker, mut out: Vec<u8>) -> Option<Vec<u8>> {
     let view = MessageView::parse(answer).ok()?;
     let (end, ext_rcode) = match view.opt {
         None => (view.end, 0),
@@ -143,7 +144,7 @@ pub fn shape(answer: &[u8], asker: &Asker) -> Option<Vec<u8>> {
         // An OPT record that is not last: rare enough to decode and re-encode.
         Some(_) => return shape_decoded(answer, asker),
     };
-    let mut out = Vec::with_capacity(end + 11);
+    out.clear();
     out.extend_from_slice(answer.get(..end)?);
     set_id(&mut out, asker.id);
     let flags = out.get_mut(2..4)?;

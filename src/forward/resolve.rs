@@ -23,7 +23,7 @@ impl Forwarder {
         view: &MessageView<'_>,
         group: Option<usize>,
     ) {
-        let Some(key) = Key::of(view) else {
+        let Some((key, spelling)) = Key::with_spelling(view) else {
             // A question the view could not read into a key (it parsed, so this is a
             // name the key cannot hold): FORMERR, as for any unreadable question.
             return match group {
@@ -37,14 +37,19 @@ impl Forwarder {
         };
         let waiter = Waiter {
             client,
-            asker: Asker::from_query(view, max),
             group,
+            id: view.header.id,
+            rd: view.header.rd,
+            cd: view.header.cd,
+            edns: view.opt.map(|o| o.dnssec_ok),
+            max_response: max,
+            spelling,
         };
         let mut stale = false;
         if self.cache.enabled() {
             match self.cache.get(key.as_bytes(), now) {
                 Lookup::Fresh(e) => {
-                    let bytes = Cache::render(e, now, &waiter.asker, false);
+                    let bytes = Cache::render(e, now, &waiter.asker(&key), false);
                     let refresh = e.wants_prefetch(now).then(|| {
                         e.prefetching = true;
                         e.key_bytes().to_vec()
@@ -77,22 +82,13 @@ impl Forwarder {
         }
         let mut waiters = self.waiter_list();
         waiters.push(waiter);
-        match self.start(now, &key, Some(hash), waiters) {
-            Ok(slot) if stale => self.arm_stale_timer(now, slot),
-            Ok(_) => {}
-            Err((waiters, Rcode::REFUSED)) => {
-                self.overloaded(now, &key, &waiters, stale);
-                self.recycle_waiters(waiters);
-            }
-            Err((waiters, rcode)) => {
-                self.answer_with_error(&key, &waiters, rcode);
-                self.recycle_waiters(waiters);
-            }
+        if let (Some(slot), true) = (self.start(now, key, Some(hash), waiters, stale), stale) {
+            self.arm_stale_timer(now, slot);
         }
     }
 
     /// No room for another query: a stale answer if there is one, else REFUSED.
-    fn overloaded(&mut self, now: Instant, key: &Key, waiters: &[Waiter], stale: bool) {
+    pub(super) fn overloaded(&mut self, now: Instant, key: &Key, waiters: &[Waiter], stale: bool) {
         if stale {
             self.answer_waiters(now, key, waiters, None, true);
         } else {
@@ -157,7 +153,7 @@ impl Forwarder {
             return;
         }
         self.stats.prefetches += 1;
-        let _ = self.start(now, &key, Some(hash), Vec::new());
+        let _ = self.start(now, key, Some(hash), Vec::new(), false);
     }
 
     /// The cache's answer for `asker` (fresh, or stale with TTL 30).
