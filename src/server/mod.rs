@@ -9,6 +9,7 @@
 mod clients;
 mod tcp;
 mod udp;
+mod upstream_tcp;
 
 use std::io;
 use std::net::SocketAddr;
@@ -23,7 +24,8 @@ use signal_hook_mio::v1_0::Signals;
 use crate::config::Config;
 use crate::forward::{Client, Dest, Forwarder, ForwarderConfig, OsRandom, Source, Transmit};
 use crate::stats::Stats;
-use tcp::{ClientConn, UpstreamConn};
+use tcp::ClientConn;
+use upstream_tcp::UpstreamConn;
 
 const SIGNALS: Token = Token(0);
 const WAKER: Token = Token(1);
