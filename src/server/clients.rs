@@ -1,6 +1,6 @@
-//! The TCP side of the loop: accepting clients (with the connection cap), reading
-//! their framed queries, writing their answers, and the one-query connections to
-//! upstreams that retry a truncated answer.
+//! The client side of TCP: accepting clients (with the connection cap), reading their
+//! framed queries, writing their answers. Connections to upstreams are in
+//! `upstream_tcp`.
 use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -8,11 +8,9 @@ use std::time::Instant;
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 
-use super::tcp::{
-    ClientConn, Framed, ReadState, UpstreamConn, MAX_FRAMES_PER_TURN, MAX_WRITE_BACKLOG,
-};
-use super::{conn_id, split_conn_id, Server, CLIENT_TCP, TOKEN_SPACE, UPSTREAM_TCP};
-use crate::forward::{Client, Source};
+use super::tcp::{ClientConn, Framed, ReadState, MAX_FRAMES_PER_TURN, MAX_WRITE_BACKLOG};
+use super::{conn_id, split_conn_id, Server, CLIENT_TCP, TOKEN_SPACE};
+use crate::forward::Client;
 
 impl Server {
     pub(super) fn accept(&mut self, now: Instant, i: usize) {
@@ -223,93 +221,6 @@ impl Server {
 
     pub(super) fn close_client(&mut self, n: usize) {
         if let Some(slot) = self.clients.get_mut(n) {
-            if let Some(mut conn) = slot.take() {
-                let _ = self.poll.registry().deregister(&mut conn.stream);
-            }
-        }
-    }
-
-    pub(super) fn open_upstream_tcp(&mut self, now: Instant, u: usize, bytes: &[u8]) {
-        let id = match bytes.get(..2) {
-            Some(&[a, b]) => u16::from_be_bytes([a, b]),
-            _ => return,
-        };
-        let Some(addr) = self.cfg.upstreams.get(u).copied() else {
-            return;
-        };
-        let n = self
-            .upstream_tcp
-            .iter()
-            .position(Option::is_none)
-            .unwrap_or(self.upstream_tcp.len());
-        let opened = TcpStream::connect(addr).and_then(|mut stream| {
-            if n >= TOKEN_SPACE {
-                return Err(io::Error::other("too many upstream TCP connections"));
-            }
-            self.poll.registry().register(
-                &mut stream,
-                Token(UPSTREAM_TCP + n),
-                Interest::READABLE | Interest::WRITABLE,
-            )?;
-            Ok(stream)
-        });
-        let stream = match opened {
-            Ok(s) => s,
-            Err(e) => {
-                log::debug!("TCP to upstream {addr}: {e}");
-                return self.core.handle_tcp_failure(now, u, id);
-            }
-        };
-        let mut io = Framed::default();
-        io.queue(bytes);
-        let conn = UpstreamConn {
-            stream,
-            upstream: u,
-            id,
-            io,
-            opened: now,
-        };
-        if n == self.upstream_tcp.len() {
-            self.upstream_tcp.push(Some(conn));
-        } else if let Some(slot) = self.upstream_tcp.get_mut(n) {
-            *slot = Some(conn);
-        }
-    }
-
-    pub(super) fn upstream_tcp_ready(&mut self, now: Instant, n: usize) {
-        let Some(Some(conn)) = self.upstream_tcp.get_mut(n) else {
-            return;
-        };
-        let (u, id) = (conn.upstream, conn.id);
-        // A connect that failed shows up as an error on the first write or read.
-        let result = conn.io.flush(&mut conn.stream).and_then(|_| {
-            let core = &mut self.core;
-            let mut answered = false;
-            let state = conn
-                .io
-                .read_frames(&mut conn.stream, &mut self.buf, 1, |frame| {
-                    core.handle_response(now, Source::Tcp { upstream: u }, frame);
-                    answered = true;
-                })?;
-            Ok((answered, state))
-        });
-        match result {
-            Ok((true, _)) => self.close_upstream_tcp(n),
-            Ok((false, ReadState::Eof)) => {
-                self.close_upstream_tcp(n);
-                self.core.handle_tcp_failure(now, u, id);
-            }
-            Ok((false, _)) => {}
-            Err(e) => {
-                log::debug!("TCP to upstream {u}: {e}");
-                self.close_upstream_tcp(n);
-                self.core.handle_tcp_failure(now, u, id);
-            }
-        }
-    }
-
-    pub(super) fn close_upstream_tcp(&mut self, n: usize) {
-        if let Some(slot) = self.upstream_tcp.get_mut(n) {
             if let Some(mut conn) = slot.take() {
                 let _ = self.poll.registry().deregister(&mut conn.stream);
             }

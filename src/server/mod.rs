@@ -9,6 +9,9 @@
 mod clients;
 mod tcp;
 mod udp;
+mod upstream_tcp;
+
+pub use upstream_tcp::MAX_TCP_PER_UPSTREAM;
 
 use std::io;
 use std::net::SocketAddr;
@@ -23,7 +26,8 @@ use signal_hook_mio::v1_0::Signals;
 use crate::config::Config;
 use crate::forward::{Client, Dest, Forwarder, ForwarderConfig, OsRandom, Source, Transmit};
 use crate::stats::Stats;
-use tcp::{ClientConn, UpstreamConn};
+use tcp::ClientConn;
+use upstream_tcp::UpstreamPool;
 
 const SIGNALS: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -35,7 +39,7 @@ const MAX_LISTENERS: usize = 64;
 const UPSTREAM_UDP: usize = 1 << 10;
 /// Client TCP connection in slot i.
 const CLIENT_TCP: usize = 1 << 16;
-/// TCP connection to an upstream in slot i.
+/// TCP connection k to upstream u is `UPSTREAM_TCP + u * MAX_TCP_PER_UPSTREAM + k`.
 const UPSTREAM_TCP: usize = 1 << 17;
 const TOKEN_SPACE: usize = 1 << 16;
 
@@ -90,10 +94,11 @@ pub struct Server {
     upstream_udp: Vec<Vec<UpstreamSocket>>,
     clients: Vec<Option<ClientConn>>,
     client_generation: u32,
-    upstream_tcp: Vec<Option<UpstreamConn>>,
+    /// By upstream: its TCP connections and the queries waiting for them.
+    upstream_tcp: Vec<UpstreamPool>,
     /// Client connections to read again next turn (frame limit or backlog).
     paused: Vec<usize>,
-    /// UDP sockets (by token) left with datagrams at the per-turn limit.
+    /// Sockets (by token) left with datagrams or messages at the per-turn limit.
     ready_again: Vec<Token>,
     buf: Vec<u8>,
     signals: Option<Signals>,
@@ -190,6 +195,7 @@ impl Server {
                 });
             }
             self.upstream_udp.push(pool);
+            self.upstream_tcp.push(UpstreamPool::default());
         }
         Ok(())
     }
@@ -250,6 +256,8 @@ impl Server {
             self.flush(now);
             if now >= self.next_sweep {
                 self.sweep(now);
+                // Failures found by the sweep have the core send again at once.
+                self.flush(now);
                 self.next_sweep = now + SWEEP_EVERY;
             }
             if self.finished(now) {
@@ -275,7 +283,7 @@ impl Server {
 
     fn has_connections(&self) -> bool {
         self.clients.iter().any(Option::is_some)
-            || self.upstream_tcp.iter().any(Option::is_some)
+            || self.upstream_tcp.iter().any(UpstreamPool::is_active)
             || self
                 .upstream_udp
                 .iter()
@@ -432,7 +440,11 @@ impl Server {
                 Dest::Upstream { upstream, socket } => {
                     self.send_upstream_udp(now, upstream, socket, &bytes)
                 }
-                Dest::UpstreamTcp { upstream } => self.open_upstream_tcp(now, upstream, &bytes),
+                Dest::UpstreamTcp { upstream } => {
+                    // The pool keeps the buffer while the query waits, then releases it.
+                    self.send_upstream_tcp(now, upstream, bytes);
+                    continue;
+                }
             }
             self.core.release(bytes);
         }
@@ -503,8 +515,8 @@ impl Server {
         }
     }
 
-    /// Closes idle client connections, upstream connections the core has given up on,
-    /// and retired upstream sockets whose grace time is over.
+    /// Closes idle client connections, idle or failed upstream connections, and
+    /// retired upstream sockets whose grace time is over.
     fn sweep(&mut self, now: Instant) {
         let idle = self.cfg.tcp_idle;
         let stale: Vec<usize> = self
@@ -524,20 +536,7 @@ impl Server {
         for n in stale {
             self.close_client(n);
         }
-        let deadline = self.cfg.deadline;
-        let old: Vec<usize> = self
-            .upstream_tcp
-            .iter()
-            .enumerate()
-            .filter_map(|(n, c)| {
-                c.as_ref()
-                    .filter(|c| now.duration_since(c.opened) >= deadline)
-                    .map(|_| n)
-            })
-            .collect();
-        for n in old {
-            self.close_upstream_tcp(n);
-        }
+        self.sweep_upstream_tcp(now);
         let registry = self.poll.registry();
         for slot in self.upstream_udp.iter_mut().flatten() {
             if slot

@@ -1,6 +1,6 @@
 //! TCP with the 2-octet length framing of RFC 1035 §4.2.2 (RFC 7766): buffers that
-//! survive partial reads and writes, for client connections and for the one-query
-//! connections to an upstream after a truncated UDP answer.
+//! survive partial reads and writes, for client connections and for the connections
+//! to upstreams (`upstream_tcp`).
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -171,17 +171,6 @@ impl ClientConn {
     pub fn is_idle(&self) -> bool {
         self.outstanding == 0 && self.io.backlog() == 0
     }
-}
-
-/// A connection to an upstream carrying one query (the retry of a truncated answer).
-#[derive(Debug)]
-pub struct UpstreamConn {
-    pub stream: TcpStream,
-    pub upstream: usize,
-    /// The query's transaction ID, for reporting a failure.
-    pub id: u16,
-    pub io: Framed,
-    pub opened: Instant,
 }
 
 #[cfg(test)]

@@ -26,12 +26,15 @@ pub enum Action {
     Answer(Vec<u8>),
     /// Send them after a pause (from another thread, so other queries go on).
     Delay(Duration, Vec<u8>),
-    /// Send these bytes with a different ID.
+    /// Send these bytes with a different ID (over TCP too: a stray answer).
     WrongId(Vec<u8>),
     /// Send them from another socket (wrong source port).
     FromWrongPort(Vec<u8>),
     /// Random bytes.
     Garbage(usize),
+    /// Over TCP: send these bytes, then close the connection (the rest of what was
+    /// read on it is dropped unanswered). Over UDP: as `Answer`.
+    AnswerThenClose(Vec<u8>),
 }
 
 /// Which transport a query reached the mock on.
@@ -52,6 +55,10 @@ pub struct MockUpstream {
     pub addr: SocketAddr,
     pub udp_queries: Arc<AtomicUsize>,
     pub tcp_queries: Arc<AtomicUsize>,
+    /// TCP connections accepted.
+    pub tcp_accepts: Arc<AtomicUsize>,
+    /// TCP connections open now (accepted and not yet closed by either side).
+    pub tcp_open: Arc<AtomicUsize>,
     /// Source ports the UDP queries came from.
     pub udp_ports: Arc<Mutex<std::collections::HashSet<u16>>>,
     stop: Arc<AtomicBool>,
@@ -62,20 +69,39 @@ impl MockUpstream {
     pub fn start(
         script: impl Fn(&[u8], Via) -> Vec<Action> + Send + Sync + 'static,
     ) -> MockUpstream {
-        MockUpstream::start_observed(script, Box::new(|_, _| {}))
+        MockUpstream::start_full(script, Box::new(|_, _| {}), true)
     }
 
     /// As [`MockUpstream::start`], and `observe` sees each UDP query first.
     pub fn start_observed(
         script: impl Fn(&[u8], Via) -> Vec<Action> + Send + Sync + 'static,
+        observe: Observer,
+    ) -> MockUpstream {
+        MockUpstream::start_full(script, observe, true)
+    }
+
+    /// As [`MockUpstream::start`], but nothing listens on TCP: connections are refused.
+    pub fn start_udp_only(
+        script: impl Fn(&[u8], Via) -> Vec<Action> + Send + Sync + 'static,
+    ) -> MockUpstream {
+        MockUpstream::start_full(script, Box::new(|_, _| {}), false)
+    }
+
+    fn start_full(
+        script: impl Fn(&[u8], Via) -> Vec<Action> + Send + Sync + 'static,
         mut observe: Observer,
+        listen_tcp: bool,
     ) -> MockUpstream {
         let script: Arc<Script> = Arc::new(script);
         let (udp, tcp) = bind_pair();
+        // Closed at once when unwanted, so that connecting to the port is refused.
+        let tcp = listen_tcp.then_some(tcp);
         let addr = udp.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let udp_queries = Arc::new(AtomicUsize::new(0));
         let tcp_queries = Arc::new(AtomicUsize::new(0));
+        let tcp_accepts = Arc::new(AtomicUsize::new(0));
+        let tcp_open = Arc::new(AtomicUsize::new(0));
         let udp_ports = Arc::new(Mutex::new(std::collections::HashSet::new()));
         let mut threads = Vec::new();
         {
@@ -85,16 +111,19 @@ impl MockUpstream {
                 serve_udp(udp, &*script, &mut observe, &stop, &count, &ports)
             }));
         }
-        {
+        if let Some(tcp) = tcp {
             let (script, stop, count) = (script.clone(), stop.clone(), tcp_queries.clone());
+            let conns = (tcp_accepts.clone(), tcp_open.clone());
             threads.push(std::thread::spawn(move || {
-                serve_tcp(tcp, script, stop, count)
+                serve_tcp(tcp, script, stop, count, conns)
             }));
         }
         MockUpstream {
             addr,
             udp_queries,
             tcp_queries,
+            tcp_accepts,
+            tcp_open,
             udp_ports,
             stop,
             threads,
@@ -152,7 +181,7 @@ fn serve_udp(
         observe(&query, from);
         for action in script(&query, Via::Udp) {
             match action {
-                Action::Answer(b) => {
+                Action::Answer(b) | Action::AnswerThenClose(b) => {
                     let _ = sock.send_to(&with_id(&b, &query), from);
                 }
                 Action::Delay(d, b) => {
@@ -193,15 +222,20 @@ fn serve_tcp(
     script: Arc<Script>,
     stop: Arc<AtomicBool>,
     count: Arc<AtomicUsize>,
+    (accepts, open): (Arc<AtomicUsize>, Arc<AtomicUsize>),
 ) {
     listener.set_nonblocking(true).unwrap();
     let mut conns = Vec::new();
     while !stop.load(Ordering::SeqCst) {
         match listener.accept() {
             Ok((stream, _)) => {
+                accepts.fetch_add(1, Ordering::SeqCst);
+                open.fetch_add(1, Ordering::SeqCst);
                 let (script, stop, count) = (script.clone(), stop.clone(), count.clone());
+                let open = open.clone();
                 conns.push(std::thread::spawn(move || {
-                    serve_tcp_conn(stream, &*script, &stop, &count)
+                    serve_tcp_conn(stream, &*script, &stop, &count);
+                    open.fetch_sub(1, Ordering::SeqCst);
                 }));
             }
             Err(_) => std::thread::sleep(Duration::from_millis(10)),
@@ -237,6 +271,21 @@ fn serve_tcp_conn(mut stream: TcpStream, script: &Script, stop: &AtomicBool, cou
                 let (delay, bytes) = match action {
                     Action::Answer(b) => (Duration::ZERO, with_id(&b, &query)),
                     Action::Delay(d, b) => (d, with_id(&b, &query)),
+                    Action::WrongId(b) => {
+                        let mut b = with_id(&b, &query);
+                        b[0] ^= 0x5A;
+                        (Duration::ZERO, b)
+                    }
+                    Action::AnswerThenClose(b) => {
+                        let b = with_id(&b, &query);
+                        let mut framed = (b.len() as u16).to_be_bytes().to_vec();
+                        framed.extend_from_slice(&b);
+                        let mut out = out.lock().unwrap();
+                        let _ = out.write_all(&framed);
+                        // Shutdown, not just drop: delayed answers hold clones.
+                        let _ = out.shutdown(std::net::Shutdown::Both);
+                        return;
+                    }
                     _ => continue,
                 };
                 let out = out.clone();
