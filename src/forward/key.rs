@@ -92,6 +92,14 @@ impl Key {
         self.bytes.get(..self.len).unwrap_or_default()
     }
 
+    /// The key without its flags octet: name, type and class, what the in-flight index
+    /// is hashed on (so that an answer with any flags finds its question).
+    pub fn question(&self) -> &[u8] {
+        self.bytes
+            .get(..self.len.saturating_sub(1))
+            .unwrap_or_default()
+    }
+
     /// The folded name, in uncompressed wire form (ends with the root label).
     pub fn name(&self) -> &[u8] {
         let mut at = 0;
@@ -146,18 +154,6 @@ impl std::fmt::Debug for Spelling {
 }
 
 impl Spelling {
-    fn set(&mut self, i: usize) {
-        if let Some(w) = self.upper.get_mut(i / 64) {
-            *w |= 1 << (i % 64);
-        }
-    }
-
-    fn is_upper(&self, i: usize) -> bool {
-        self.upper
-            .get(i / 64)
-            .is_some_and(|w| w >> (i % 64) & 1 == 1)
-    }
-
     /// Whether this is the folded name itself (all lower case).
     pub fn is_lower(&self) -> bool {
         self.upper == [0; 4]
@@ -166,12 +162,25 @@ impl Spelling {
     /// The spelling of `name` (uncompressed wire form): where its letters are upper case.
     pub fn of_name(name: &[u8]) -> Spelling {
         let mut s = Spelling::default();
-        for (i, b) in name.iter().enumerate() {
-            if b.is_ascii_uppercase() {
-                s.set(i);
+        for (chunk, word) in name.chunks(64).zip(s.upper.iter_mut()) {
+            for (j, b) in chunk.iter().enumerate() {
+                *word |= u64::from(b.is_ascii_uppercase()) << j;
             }
         }
         s
+    }
+
+    /// Spells the folded name in place (`name` is its octets, all lower case).
+    fn apply(&self, name: &mut [u8]) {
+        for (chunk, word) in name.chunks_mut(64).zip(self.upper) {
+            if word == 0 {
+                continue;
+            }
+            for (j, b) in chunk.iter_mut().enumerate() {
+                // Only letters have their bit set: flipping 0x20 makes them upper case.
+                *b ^= ((word >> j) as u8 & 1) << 5;
+            }
+        }
     }
 
     /// Random letter case for the folded `name` (0x20), one random bit per letter; with
@@ -181,55 +190,43 @@ impl Spelling {
         if !mix {
             return Some(s);
         }
-        let (mut bits, mut left) = (0u16, 0u32);
-        for (i, b) in name.iter().enumerate() {
-            // Length octets are at most 63, below every letter: only letters count.
-            if !b.is_ascii_alphabetic() {
-                continue;
+        for (chunk, word) in name.chunks(64).zip(s.upper.iter_mut()) {
+            // Length octets are at most 63, below every letter: only letters are marked.
+            let mut letters = 0u64;
+            for (j, b) in chunk.iter().enumerate() {
+                letters |= u64::from(b.is_ascii_alphabetic()) << j;
             }
-            if left == 0 {
-                bits = rng.next_u16()?;
-                left = 16;
+            let mut random = 0u64;
+            for _ in 0..chunk.len().div_ceil(16) {
+                random = random << 16 | u64::from(rng.next_u16()?);
             }
-            if bits & 1 == 1 {
-                s.set(i);
-            }
-            bits >>= 1;
-            left -= 1;
+            *word = letters & random;
         }
         Some(s)
     }
 
-    /// Octet `i` of the folded name, spelled.
-    fn spell(&self, i: usize, b: u8) -> u8 {
-        if self.is_upper(i) {
-            b.to_ascii_uppercase()
-        } else {
-            b
-        }
-    }
-
     /// Appends the folded `name`, spelled, to `out`.
     pub fn write(&self, name: &[u8], out: &mut Vec<u8>) {
-        out.extend(name.iter().enumerate().map(|(i, &b)| self.spell(i, b)));
+        let start = out.len();
+        out.extend_from_slice(name);
+        if let Some(spelled) = out.get_mut(start..) {
+            self.apply(spelled);
+        }
     }
 
     /// Whether `wire` is the folded `name` spelled this way, octet for octet.
     pub fn matches(&self, name: &[u8], wire: &[u8]) -> bool {
-        wire.len() == name.len()
-            && name
-                .iter()
-                .zip(wire)
-                .enumerate()
-                .all(|(i, (&b, &w))| self.spell(i, b) == w)
+        let mut spelled = [0u8; MAX_NAME_LEN];
+        let n = self.copy_into(name, &mut spelled);
+        n == name.len() && spelled.get(..n) == Some(wire)
     }
 
     /// The folded `name` spelled, into `out`; returns the octets written.
     pub fn copy_into(&self, name: &[u8], out: &mut [u8]) -> usize {
-        let mut n = 0;
-        for (slot, (i, &b)) in out.iter_mut().zip(name.iter().enumerate()) {
-            *slot = self.spell(i, b);
-            n += 1;
+        let n = name.len().min(out.len());
+        if let (Some(dst), Some(src)) = (out.get_mut(..n), name.get(..n)) {
+            dst.copy_from_slice(src);
+            self.apply(dst);
         }
         n
     }

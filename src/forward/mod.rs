@@ -138,8 +138,9 @@ struct Group {
 
 /// What an upstream message is to us.
 enum Verdict {
-    /// The answer to live attempt number `attempt` of the query in `slot`.
-    Accept(Slot, usize),
+    /// The answer to live attempt number `attempt` of the query in `slot`; `true` if it
+    /// repeats our letter case (a TCP answer may not).
+    Accept(Slot, usize, bool),
     /// For a question in flight, but failing a check: a forgery, or a broken upstream.
     NearMiss(Slot),
     /// An answer to an attempt that is no longer live (its query is done).
@@ -158,8 +159,10 @@ pub struct Forwarder {
     rng: Box<dyn IdSource>,
     stats: Stats,
     cache: Cache,
-    /// The query in flight for each key, by the key's hash (whether or not the cache
-    /// stores answers): the one upstream query every client asking it waits on.
+    /// The queries in flight by the hash of their question (whether or not the cache
+    /// stores answers): the head of a chain through `Pending::next_inflight`. For each
+    /// key the one upstream query every client asking it waits on; for an answer, the
+    /// query it claims to answer, whatever its flags, in one lookup.
     inflight: HashMap<u64, Slot, BuildHasherDefault<Prehashed>>,
     /// RFC 8767 client response timers: (when, slot), checked against `stale_at`.
     stale_timers: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, Slot)>>,
@@ -270,8 +273,8 @@ impl Forwarder {
             self.stats.dropped_responses += 1;
             return;
         }
-        let (slot, attempt) = match self.judge(now, source, &view) {
-            Verdict::Accept(slot, attempt) => (slot, attempt),
+        let (slot, attempt, exact) = match self.judge(now, source, &view) {
+            Verdict::Accept(slot, attempt, exact) => (slot, attempt, exact),
             Verdict::NearMiss(slot) => return self.near_miss(now, slot, source.upstream()),
             Verdict::Late => {
                 self.stats.late_answers += 1;
@@ -290,7 +293,7 @@ impl Forwarder {
         };
         self.upstreams
             .success(a.upstream, now.saturating_duration_since(a.sent_at));
-        if !p.spelling.is_lower() && same_question_exact(bytes, &p.spelling, &p.key) {
+        if exact && !p.spelling.is_lower() {
             self.upstreams.case_echoed(a.upstream);
         }
         let answer = bytes.get(..view.end).unwrap_or(bytes);
@@ -480,6 +483,7 @@ impl Forwarder {
         let p = Pending {
             key,
             inflight: None,
+            next_inflight: None,
             spelling,
             attempts: Attempts::one(Attempt {
                 id,
@@ -498,11 +502,10 @@ impl Forwarder {
         };
         let slot = self.pending.insert(p, self.attempt_timer(now, deadline));
         if let Some(h) = hash {
-            if let std::collections::hash_map::Entry::Vacant(v) = self.inflight.entry(h) {
-                v.insert(slot);
-                if let Some(p) = self.pending.get_mut(slot) {
-                    p.inflight = Some(h);
-                }
+            let next = self.inflight.insert(h, slot);
+            if let Some(p) = self.pending.get_mut(slot) {
+                p.inflight = Some(h);
+                p.next_inflight = next;
             }
         }
         self.stats.forwarded += 1;
@@ -580,7 +583,7 @@ impl Forwarder {
                         return Verdict::Late;
                     }
                     if same_question_exact(bytes, &p.spelling, &p.key) {
-                        return Verdict::Accept(slot, n);
+                        return Verdict::Accept(slot, n, true);
                     }
                     if same_question_folded(bytes, &p.key) {
                         // Our ID, our port, our question, but not our letter case: a
@@ -590,7 +593,7 @@ impl Forwarder {
                         let upstream = a.upstream;
                         self.upstreams.case_lost(upstream);
                         return match source {
-                            Source::Tcp { .. } => Verdict::Accept(slot, n),
+                            Source::Tcp { .. } => Verdict::Accept(slot, n, false),
                             Source::Udp { .. } => Verdict::NearMiss(slot),
                         };
                     }
@@ -617,11 +620,54 @@ impl Forwarder {
     /// flags), if any.
     fn inflight_for(&self, view: &MessageView<'_>) -> Option<Slot> {
         let key = Key::of(view)?;
-        (0..8u8).find_map(|flags| {
-            let k = key.with_flags(flags);
-            let slot = *self.inflight.get(&self.cache.hash(k.as_bytes()))?;
-            (self.pending.get(slot)?.key == k).then_some(slot)
-        })
+        let h = self.question_hash(&key);
+        self.find_inflight(h, |p| p.key.question() == key.question())
+    }
+
+    /// The hash a question is indexed under for queries in flight.
+    fn question_hash(&self, key: &Key) -> u64 {
+        self.cache.hash(key.question())
+    }
+
+    /// The first query in flight under question hash `h` that `is` accepts.
+    fn find_inflight(&self, h: u64, is: impl Fn(&Pending) -> bool) -> Option<Slot> {
+        let mut at = self.inflight.get(&h).copied();
+        // A chain is as long as the queries in flight for one question (one per flag
+        // combination) plus 64-bit collisions; the bound only guards against a bug.
+        for _ in 0..64 {
+            let slot = at?;
+            let p = self.pending.get(slot)?;
+            if is(p) {
+                return Some(slot);
+            }
+            at = p.next_inflight;
+        }
+        None
+    }
+
+    /// Takes `slot` (whose question hash is `h`, followed by `next`) out of the index.
+    fn unlink_inflight(&mut self, slot: Slot, h: u64, next: Option<Slot>) {
+        let Some(&head) = self.inflight.get(&h) else {
+            return;
+        };
+        if head == slot {
+            match next {
+                Some(n) => self.inflight.insert(h, n),
+                None => self.inflight.remove(&h),
+            };
+            return;
+        }
+        let mut at = Some(head);
+        for _ in 0..64 {
+            let Some(p) = at.and_then(|s| self.pending.get_mut(s)) else {
+                return;
+            };
+            if p.next_inflight == Some(slot) {
+                p.next_inflight = next;
+                return;
+            }
+            at = p.next_inflight;
+        }
     }
 
     fn ms_since_epoch(&mut self, now: Instant) -> u32 {
@@ -646,12 +692,33 @@ impl Forwarder {
         }
     }
 
-    /// An answer for the question of `slot` failed a check. The query stops listening
-    /// on UDP and is asked again over TCP (unless it already is); the upstream counts it
-    /// towards going TCP-only.
+    /// An answer for the question of `slot` failed a check. Every query in flight for
+    /// that question (whatever its flags) stops listening on UDP and is asked again over
+    /// TCP (unless it already is); the upstream counts it towards going TCP-only.
     fn near_miss(&mut self, now: Instant, slot: Slot, upstream: usize) {
         self.stats.near_misses += 1;
         self.upstreams.near_miss(upstream, now);
+        let Some(key) = self.pending.get(slot).map(|p| p.key.clone()) else {
+            return;
+        };
+        let mut at = self.inflight.get(&self.question_hash(&key)).copied();
+        let mut hit = vec![slot];
+        while let Some(s) = at {
+            let Some(p) = self.pending.get(s) else {
+                break;
+            };
+            if s != slot && p.key.question() == key.question() && hit.len() < 64 {
+                hit.push(s);
+            }
+            at = p.next_inflight;
+        }
+        for s in hit {
+            self.close_udp(now, s);
+        }
+    }
+
+    /// A query stops listening on UDP and goes on over TCP to its current upstream.
+    fn close_udp(&mut self, now: Instant, slot: Slot) {
         let Some(p) = self.pending.get_mut(slot) else {
             return;
         };
@@ -779,9 +846,7 @@ impl Forwarder {
             self.mark_freed(now, a.id);
         }
         if let Some(h) = p.inflight {
-            if self.inflight.get(&h) == Some(&slot) {
-                self.inflight.remove(&h);
-            }
+            self.unlink_inflight(slot, h, p.next_inflight);
         }
         if let Some(a) = answer {
             if self.cache.enabled() {

@@ -136,8 +136,12 @@ impl Waiter {
 #[derive(Debug)]
 pub struct Pending {
     pub key: Key,
-    /// The hash `key` is registered under for coalescing, if it is.
+    /// The hash of the question (key without its flags) this query is registered under
+    /// in the in-flight index, if it is.
     pub inflight: Option<u64>,
+    /// The next query in flight under the same question hash (other flags, or a
+    /// collision): the index keeps a short chain per hash.
+    pub next_inflight: Option<Slot>,
     /// The name as sent upstream (random letter case); answers must repeat it exactly.
     pub spelling: Spelling,
     /// Live attempts, oldest first; the last is the current one.
@@ -396,6 +400,7 @@ mod tests {
         Pending {
             key,
             inflight: None,
+            next_inflight: None,
             spelling: Spelling::default(),
             attempts: Attempts::one(attempt(now, id)),
             deadline: now,

@@ -66,18 +66,16 @@ impl Forwarder {
             }
             self.stats.cache_misses += 1;
         }
-        let hash = self.cache.hash(key.as_bytes());
-        if let Some(&slot) = self.inflight.get(&hash) {
+        let hash = self.question_hash(&key);
+        if let Some(slot) = self.find_inflight(hash, |p| p.key == key) {
             if let Some(p) = self.pending.get_mut(slot) {
-                if p.key == key {
-                    if p.waiters.len() < super::MAX_WAITERS {
-                        p.waiters.push(waiter);
-                        self.stats.coalesced += 1;
-                    } else {
-                        self.overloaded(now, &key, &[waiter], stale);
-                    }
-                    return;
+                if p.waiters.len() < super::MAX_WAITERS {
+                    p.waiters.push(waiter);
+                    self.stats.coalesced += 1;
+                } else {
+                    self.overloaded(now, &key, &[waiter], stale);
                 }
+                return;
             }
         }
         let mut waiters = self.waiter_list();
@@ -148,8 +146,8 @@ impl Forwarder {
     /// Refreshes a cache entry before it expires: its key sent upstream with nobody
     /// waiting (unless that key is in flight already).
     pub(super) fn prefetch(&mut self, now: Instant, key: Key) {
-        let hash = self.cache.hash(key.as_bytes());
-        if self.inflight.contains_key(&hash) {
+        let hash = self.question_hash(&key);
+        if self.find_inflight(hash, |p| p.key == key).is_some() {
             return;
         }
         self.stats.prefetches += 1;

@@ -857,3 +857,47 @@ fn identical_queries_share_one_upstream_query_with_the_cache_off() {
         assert_eq!(m.edns().is_some(), !n.is_multiple_of(4));
     }
 }
+
+#[test]
+fn a_near_miss_moves_every_query_for_that_question_to_tcp() {
+    let now = Instant::now();
+    let mut f = forwarder(1, 100);
+    // The same name with DO clear and DO set: two keys, two upstream queries.
+    f.handle_query(now, client(1), &query_msg(1, &["both.example"], None));
+    let plain = query_msg(2, &["both.example"], Some(1232));
+    let mut q = parse_message(&plain).unwrap();
+    let mut e = q.edns().unwrap();
+    e.dnssec_ok = true;
+    q.additional = vec![e.to_record()];
+    f.handle_query(now, client(2), &q.to_vec());
+    let sent = drain(&mut f);
+    assert_eq!(sent.len(), 2);
+    // One forged answer (wrong ID) for the name: both stop listening on UDP.
+    let mut forged = answer_to(&sent[0].bytes, 1, Rcode::NOERROR);
+    set_id(&mut forged, id_of(&sent[0].bytes) ^ 0x5555);
+    f.handle_response(now, udp_source(&sent[0]), &forged);
+    let tcp = drain(&mut f);
+    assert_eq!(tcp.len(), 2, "{tcp:?}");
+    assert!(tcp.iter().all(|t| matches!(t.to, Dest::UpstreamTcp { .. })));
+    assert_eq!(f.stats().moved_to_tcp, 2);
+    // Answering one over TCP leaves the other findable and guarded.
+    f.handle_response(
+        now,
+        Source::Tcp { upstream: 0 },
+        &answer_to(&tcp[0].bytes, 1, Rcode::NOERROR),
+    );
+    assert_eq!(drain(&mut f).len(), 1);
+    f.handle_response(
+        now,
+        udp_source(&sent[1]),
+        &answer_to(&sent[1].bytes, 1, Rcode::NOERROR),
+    );
+    assert!(drain(&mut f).is_empty(), "UDP closed for the other one too");
+    f.handle_response(
+        now,
+        Source::Tcp { upstream: 0 },
+        &answer_to(&tcp[1].bytes, 1, Rcode::NOERROR),
+    );
+    assert_eq!(drain(&mut f).len(), 1);
+    assert_eq!(f.pending(), 0);
+}
