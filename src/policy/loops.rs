@@ -52,8 +52,8 @@ fn upstream_ip(ip: IpAddr) -> IpAddr {
 /// The error for a loop found by [`find_self_loop`], naming both addresses.
 pub fn describe(upstream: SocketAddr, listen: SocketAddr) -> String {
     format!(
-        "upstream {upstream} is this forwarder's own listen address {listen}: \
-         every query would be sent back to itself"
+        "{upstream} is this forwarder's own listen address {listen} \
+         (every query would loop back to it)"
     )
 }
 
