@@ -139,10 +139,15 @@ impl Acl {
     pub fn allows(&self, ip: IpAddr) -> bool {
         match ip {
             IpAddr::V4(a) => contains(&self.v4, u32::from(a)),
-            IpAddr::V6(a) => match a.to_ipv4_mapped() {
-                Some(m) => contains(&self.v4, u32::from(m)),
-                None => contains(&self.v6, u128::from(a)),
-            },
+            IpAddr::V6(a) => {
+                let x = u128::from(a);
+                // ::ffff:a.b.c.d, tested on the integer (cheaper than to_ipv4_mapped).
+                if x >> 32 == 0xFFFF {
+                    contains(&self.v4, x as u32)
+                } else {
+                    contains(&self.v6, x)
+                }
+            }
         }
     }
 
