@@ -476,9 +476,19 @@ fn an_upstream_that_is_our_own_listen_address_is_refused() {
     // The binary: one line naming both, exit status 2, before binding anything. (The
     // wildcard cases, 0.0.0.0 with a loopback upstream, are unit tests of the config:
     // they are not bound here, loopback only.)
+    let out = run_bounded(&["--listen", &me.to_string(), "--upstream", &me.to_string()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert_eq!(err.matches(&me.to_string()).count(), 2, "names both: {err}");
+}
+
+/// Runs the binary with `args`, killed if still running after 5 s.
+fn run_bounded(args: &[&str]) -> std::process::Output {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dnsfwd"))
-        .args(["--listen", &me.to_string(), "--upstream", &me.to_string()])
+        .args(args)
         .env("RUST_LOG", "off")
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -486,13 +496,40 @@ fn an_upstream_that_is_our_own_listen_address_is_refused() {
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("dnsfwd with a looping upstream is still running");
+            panic!("dnsfwd {args:?} is still running");
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-    assert_eq!(err.matches(&me.to_string()).count(), 2, "names both: {err}");
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn exposure_flags_are_explained_and_checked() {
+    let help = run_bounded(&["--help"]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    for flag in [
+        "--allow",
+        "--rate-limit",
+        "--rate-limit-burst",
+        "--rate-limit-slip",
+        "--max-tcp-per-client",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}");
+    }
+    for (args, says) in [
+        (&["--allow", "10.0.0.1/8"][..], "10.0.0.0/8"),
+        (&["--allow", "10.0.0.0/40"], "0..=32"),
+        (&["--allow", "lan"], "CIDR"),
+        (&["--rate-limit", "0"], "--rate-limit"),
+        (&["--rate-limit-burst", "10"], "without --rate-limit"),
+        (&["--max-tcp-per-client", "0"], "--max-tcp-per-client"),
+    ] {
+        let mut all = args.to_vec();
+        all.extend(["--upstream", "192.0.2.1", "--listen", "127.0.0.1:0"]);
+        let out = run_bounded(&all);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
 }
