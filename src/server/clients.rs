@@ -141,7 +141,10 @@ impl Server {
             }
             Ok(ReadState::Eof) => conn.read_closed = true,
             Err(e) => {
-                log::debug!("TCP client {}: {e}", conn.addr);
+                // Resets come in floods when many clients go away at once.
+                if let Some(k) = self.log.hit(now, "client-tcp-read") {
+                    log::debug!("TCP client {}: {e}{k}", conn.addr);
+                }
                 return self.close_client(n);
             }
         }
