@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{parse_listen, parse_upstream};
+use crate::policy::{parse_cidr, Cidr};
 
 /// A lightweight DNS forwarder: listens on UDP and TCP, relays queries to upstream
 /// resolvers, checks their answers and returns them.
@@ -67,6 +68,26 @@ pub struct ServeArgs {
     /// go out truncated (TC=1) so that the client retries over TCP. Default: 1232.
     #[arg(long, value_name = "OCTETS")]
     pub max_udp_size: Option<u16>,
+    /// Answer only sources in this CIDR block (repeatable; a bare address is /32 or /128).
+    /// Replaces the default: loopback, 10/8, 172.16/12, 192.168/16, 100.64/10,
+    /// 169.254/16, fc00::/7, fe80::/10. Others get REFUSED (at most 100 a second).
+    #[arg(long, value_name = "CIDR", value_parser = parse_cidr)]
+    pub allow: Vec<Cidr>,
+    /// Most UDP queries per second from one client (an IPv4 address or an IPv6 /64);
+    /// the excess is dropped, one in --rate-limit-slip answered TC=1. Default: no limit.
+    #[arg(long, value_name = "QPS")]
+    pub rate_limit: Option<u32>,
+    /// Queries a client may send at once above --rate-limit. Default: 2 × QPS.
+    #[arg(long, value_name = "N")]
+    pub rate_limit_burst: Option<u32>,
+    /// Answer every Nth query over --rate-limit with TC=1 so a real client retries over
+    /// TCP; 0 never. Default: 2.
+    #[arg(long, value_name = "N")]
+    pub rate_limit_slip: Option<u32>,
+    /// Most TCP connections from one client (an IPv4 address or an IPv6 /64).
+    /// Default: 16.
+    #[arg(long, value_name = "N")]
+    pub max_tcp_per_client: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]

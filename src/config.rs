@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::cache::CacheConfig;
 use crate::cli::ServeArgs;
+use crate::policy::{loops, PolicyConfig, RateLimit};
 
 /// Everything the server needs to start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +30,8 @@ pub struct Config {
     pub edns_size: u16,
     /// Largest UDP answer sent to a client, whatever it advertises (512..=65535).
     pub max_udp_size: u16,
+    /// Who may ask and how fast: ACL, rate limit, TCP per-client cap.
+    pub policy: PolicyConfig,
 }
 
 impl Default for Config {
@@ -47,6 +50,7 @@ impl Default for Config {
             // small amplification factor for spoofed-source queries.
             edns_size: 1232,
             max_udp_size: 1232,
+            policy: PolicyConfig::default(),
         }
     }
 }
@@ -220,8 +224,56 @@ impl Config {
         if cfg.deadline < cfg.timeout {
             cfg.deadline = cfg.timeout;
         }
+        cfg.policy = policy_from_args(args)?;
+        // Loopback and equal addresses; the shell checks again once the ports are bound,
+        // asking the kernel which other addresses are local.
+        if let Some((u, l)) = loops::find_self_loop(&cfg.listen, &cfg.upstreams, |_| false) {
+            return Err(ConfigError::Invalid("--upstream", loops::describe(u, l)));
+        }
         Ok(cfg)
     }
+}
+
+/// The `--allow`, `--rate-limit*` and `--max-tcp-per-client` flags.
+fn policy_from_args(args: &ServeArgs) -> Result<PolicyConfig, ConfigError> {
+    let mut p = PolicyConfig {
+        allow: args.allow.clone(),
+        ..PolicyConfig::default()
+    };
+    let invalid = |flag, why: String| Err(ConfigError::Invalid(flag, why));
+    match (args.rate_limit, args.rate_limit_burst, args.rate_limit_slip) {
+        (None, None, None) => {}
+        (None, _, _) => {
+            return invalid(
+                "--rate-limit-burst/--rate-limit-slip",
+                "given without --rate-limit".into(),
+            )
+        }
+        (Some(qps), burst, slip) => {
+            if qps == 0 || qps > 1_000_000 {
+                return invalid("--rate-limit", format!("{qps} is not in 1..=1000000"));
+            }
+            let burst = burst.unwrap_or(qps.saturating_mul(2));
+            if burst == 0 || burst > 10_000_000 {
+                return invalid(
+                    "--rate-limit-burst",
+                    format!("{burst} is not in 1..=10000000"),
+                );
+            }
+            let slip = slip.unwrap_or(2);
+            if slip > 100 {
+                return invalid("--rate-limit-slip", format!("{slip} is not in 0..=100"));
+            }
+            p.rate_limit = Some(RateLimit { qps, burst, slip });
+        }
+    }
+    if let Some(n) = args.max_tcp_per_client {
+        if n == 0 || n > 65536 {
+            return invalid("--max-tcp-per-client", format!("{n} is not in 1..=65536"));
+        }
+        p.max_tcp_per_client = n;
+    }
+    Ok(p)
 }
 
 #[cfg(test)]
@@ -290,5 +342,83 @@ mod tests {
             Config::from_args(&args, None),
             Err(ConfigError::Invalid("--timeout", _))
         ));
+    }
+
+    #[test]
+    fn policy_flags_are_checked() {
+        let base = || ServeArgs {
+            upstream: vec!["192.0.2.53:53".parse().unwrap()],
+            ..ServeArgs::default()
+        };
+        let p = Config::from_args(&base(), None).unwrap().policy;
+        assert_eq!(p, PolicyConfig::default());
+        let args = ServeArgs {
+            allow: vec![crate::policy::parse_cidr("10.0.0.0/8").unwrap()],
+            rate_limit: Some(50),
+            max_tcp_per_client: Some(4),
+            ..base()
+        };
+        let p = Config::from_args(&args, None).unwrap().policy;
+        assert_eq!(p.allow.len(), 1);
+        assert_eq!(
+            p.rate_limit,
+            Some(RateLimit {
+                qps: 50,
+                burst: 100,
+                slip: 2
+            })
+        );
+        assert_eq!(p.max_tcp_per_client, 4);
+        for (args, flag) in [
+            (
+                ServeArgs {
+                    rate_limit: Some(0),
+                    ..base()
+                },
+                "--rate-limit",
+            ),
+            (
+                ServeArgs {
+                    rate_limit: Some(5),
+                    rate_limit_burst: Some(0),
+                    ..base()
+                },
+                "--rate-limit-burst",
+            ),
+            (
+                ServeArgs {
+                    rate_limit_burst: Some(5),
+                    ..base()
+                },
+                "--rate-limit-burst/--rate-limit-slip",
+            ),
+            (
+                ServeArgs {
+                    max_tcp_per_client: Some(0),
+                    ..base()
+                },
+                "--max-tcp-per-client",
+            ),
+        ] {
+            match Config::from_args(&args, None) {
+                Err(ConfigError::Invalid(f, _)) => assert_eq!(f, flag),
+                other => panic!("{flag}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn an_upstream_that_is_our_own_listener_is_refused() {
+        let args = ServeArgs {
+            listen: vec!["0.0.0.0:5353".parse().unwrap()],
+            upstream: vec!["127.0.0.1:5353".parse().unwrap()],
+            ..ServeArgs::default()
+        };
+        let e = Config::from_args(&args, None).unwrap_err().to_string();
+        assert!(
+            e.contains("127.0.0.1:5353") && e.contains("0.0.0.0:5353"),
+            "{e}"
+        );
+        assert!(e.contains("loop"), "{e}");
     }
 }

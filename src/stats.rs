@@ -51,6 +51,23 @@ pub struct Stats {
     pub tcp_queries: u64,
     /// Queries answered SERVFAIL because the random generator failed (fail closed).
     pub rng_failures: u64,
+    /// Queries from sources outside the ACL answered REFUSED (EDE 18 with EDNS).
+    pub refused_acl: u64,
+    /// Queries from sources outside the ACL dropped (over the refusal rate, or not queries).
+    pub dropped_acl: u64,
+    /// UDP queries over their client's --rate-limit (dropped or slipped).
+    pub rate_limited: u64,
+    /// Of those, answered with TC=1 so that the client retries over TCP.
+    pub slipped: u64,
+    /// TCP connections from sources outside the ACL, closed at accept.
+    pub tcp_refused: u64,
+    /// TCP connections turned away: their address at --max-tcp-per-client, or every
+    /// slot busy.
+    pub tcp_capped: u64,
+    /// TCP connections closed to make room for another address's.
+    pub tcp_evicted: u64,
+    /// TCP connections closed for a message that took too long to arrive (slowloris).
+    pub tcp_slow: u64,
 }
 
 impl fmt::Display for Stats {
@@ -61,7 +78,8 @@ impl fmt::Display for Stats {
              overload={} dropped_responses={} timeouts={} upstream_errors={} tcp_retries={} \
              truncated={} cache_hits={} cache_misses={} coalesced={} stale_served={} prefetches={} \
              near_misses={} case_mismatches={} moved_to_tcp={} late_answers={} tcp_queries={} \
-             rng_failures={}",
+             rng_failures={} refused_acl={} dropped_acl={} rate_limited={} slipped={} tcp_refused={} \
+             tcp_capped={} tcp_evicted={} tcp_slow={}",
             self.queries,
             self.forwarded,
             self.answers,
@@ -85,7 +103,15 @@ impl fmt::Display for Stats {
             self.moved_to_tcp,
             self.late_answers,
             self.tcp_queries,
-            self.rng_failures
+            self.rng_failures,
+            self.refused_acl,
+            self.dropped_acl,
+            self.rate_limited,
+            self.slipped,
+            self.tcp_refused,
+            self.tcp_capped,
+            self.tcp_evicted,
+            self.tcp_slow
         )
     }
 }

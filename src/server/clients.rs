@@ -11,6 +11,7 @@ use mio::{Interest, Token};
 use super::tcp::{ClientConn, Framed, ReadState, MAX_FRAMES_PER_TURN, MAX_WRITE_BACKLOG};
 use super::{conn_id, split_conn_id, Server, CLIENT_TCP, TOKEN_SPACE};
 use crate::forward::Client;
+use crate::policy::client_key;
 
 impl Server {
     pub(super) fn accept(&mut self, now: Instant, i: usize) {
@@ -19,41 +20,26 @@ impl Server {
                 return;
             };
             match listener.accept() {
-                Ok((stream, addr)) => self.add_client(now, stream, addr),
+                Ok((stream, addr)) => {
+                    if self.admit_tcp_client(now, &stream, addr) {
+                        self.add_client(now, stream, addr);
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     // EMFILE and friends: log, and try again on the next readiness.
-                    log::warn!("accept on listener {i}: {e}");
+                    if let Some(n) = self.log.hit(now, "accept") {
+                        log::warn!("accept on listener {i}: {e}{n}");
+                    }
                     return;
                 }
             }
         }
     }
 
+    /// Takes a connection [`Server::admit_tcp_client`] has made room for.
     pub(super) fn add_client(&mut self, now: Instant, mut stream: TcpStream, addr: SocketAddr) {
-        let live = self.clients.iter().filter(|c| c.is_some()).count();
-        if live >= self.cfg.max_tcp_clients {
-            // Make room by closing the connection idle the longest; if none is idle,
-            // the newcomer is the one turned away.
-            let oldest_idle = self
-                .clients
-                .iter()
-                .enumerate()
-                .filter_map(|(n, c)| {
-                    c.as_ref()
-                        .filter(|c| c.is_idle())
-                        .map(|c| (c.last_active, n))
-                })
-                .min();
-            match oldest_idle {
-                Some((_, n)) => self.close_client(n),
-                None => {
-                    log::debug!("TCP client {addr} refused: {live} connections busy");
-                    return;
-                }
-            }
-        }
         let _ = stream.set_nodelay(true);
         let n = self
             .clients
@@ -78,12 +64,15 @@ impl Server {
             generation: self.client_generation,
             io: Framed::default(),
             last_active: now,
+            opened: now,
+            partial_since: None,
             last_write: now,
             outstanding: 0,
             read_closed: false,
             want_write: false,
             read_paused: false,
         };
+        self.policy.tcp.opened(client_key(addr.ip()));
         if n == self.clients.len() {
             self.clients.push(Some(conn));
         } else if let Some(slot) = self.clients.get_mut(n) {
@@ -118,19 +107,30 @@ impl Server {
             addr: conn.addr,
         };
         let core = &mut self.core;
-        let mut outstanding = 0;
+        let (mut frames, mut outstanding) = (0, 0);
         let state = conn.io.read_frames(
             &mut conn.stream,
             &mut self.buf,
             MAX_FRAMES_PER_TURN,
             |frame| {
+                frames += 1;
                 if core.handle_query(now, client, frame) {
                     outstanding += 1;
                 }
             },
         );
         conn.outstanding += outstanding;
-        conn.last_active = now;
+        // Only a query the core took counts as activity: not a byte, not a junk frame.
+        if outstanding > 0 {
+            conn.last_active = now;
+        }
+        // The clock of an incomplete message starts with its first octet (read in this
+        // turn if whole messages came before it).
+        conn.partial_since = match conn.io.partial() {
+            0 => None,
+            _ if frames > 0 => Some(now),
+            _ => conn.partial_since.or(Some(now)),
+        };
         match state {
             Ok(ReadState::Drained) => {}
             Ok(ReadState::More) => {
@@ -139,7 +139,10 @@ impl Server {
             }
             Ok(ReadState::Eof) => conn.read_closed = true,
             Err(e) => {
-                log::debug!("TCP client {}: {e}", conn.addr);
+                // Resets come in floods when many clients go away at once.
+                if let Some(k) = self.log.hit(now, "client-tcp-read") {
+                    log::debug!("TCP client {}: {e}{k}", conn.addr);
+                }
                 return self.close_client(n);
             }
         }
@@ -223,6 +226,7 @@ impl Server {
         if let Some(slot) = self.clients.get_mut(n) {
             if let Some(mut conn) = slot.take() {
                 let _ = self.poll.registry().deregister(&mut conn.stream);
+                self.policy.tcp.closed(client_key(conn.addr.ip()));
             }
         }
     }

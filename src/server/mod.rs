@@ -5,7 +5,9 @@
 //! Each turn: poll (timeout = the core's next deadline) → drain every ready socket
 //! until it would block → let the core handle timers → carry out what the core asks
 //! for → sweep idle connections. Nothing blocks; no error ends the loop except failing
-//! to poll at all.
+//! to poll at all. Every datagram and every accepted connection passes the admission
+//! policy ([`crate::policy`]: ACL, rate limit, TCP slots) before the core sees it.
+mod admission;
 mod clients;
 mod tcp;
 mod udp;
@@ -25,6 +27,8 @@ use signal_hook_mio::v1_0::Signals;
 
 use crate::config::Config;
 use crate::forward::{Client, Dest, Forwarder, ForwarderConfig, OsRandom, Source, Transmit};
+use crate::lograte::LogLimiter;
+use crate::policy::{Admit, Policy};
 use crate::stats::Stats;
 use tcp::ClientConn;
 use upstream_tcp::UpstreamPool;
@@ -107,6 +111,10 @@ pub struct Server {
     next_sweep: Instant,
     /// Datagrams we could not send (socket buffer full) and similar local failures.
     send_errors: u64,
+    /// Who may ask and how fast; consulted before the core sees a query.
+    policy: Policy,
+    /// Per-cause limits on the log lines of per-packet and per-connection errors.
+    log: LogLimiter,
 }
 
 impl Server {
@@ -145,10 +153,13 @@ impl Server {
             shutdown_at: None,
             next_sweep: Instant::now(),
             send_errors: 0,
+            policy: Policy::new(&cfg.policy, Instant::now(), admission::hash_secret()),
+            log: LogLimiter::new(crate::policy::LOG_PERIOD),
             poll,
             cfg,
         };
         server.bind_listeners()?;
+        admission::check_self_loop(&server.local_addrs(), &server.cfg.upstreams)?;
         server.bind_upstreams()?;
         Ok(server)
     }
@@ -213,7 +224,9 @@ impl Server {
     }
 
     pub fn stats(&self) -> Stats {
-        self.core.stats()
+        let mut stats = self.core.stats();
+        self.policy.add_to(&mut stats);
+        stats
     }
 
     /// Makes SIGINT and SIGTERM shut the server down gracefully.
@@ -264,7 +277,7 @@ impl Server {
                 break;
             }
         }
-        let stats = self.core.stats();
+        let stats = self.stats();
         log::info!("stopped: {stats} send_errors={}", self.send_errors);
         Ok(stats)
     }
@@ -372,14 +385,26 @@ impl Server {
             match sock.recv_from(&mut self.buf) {
                 Ok((n, addr)) => {
                     let bytes = self.buf.get(..n).unwrap_or_default();
-                    self.core
-                        .handle_query(now, Client::Udp { listener: i, addr }, bytes);
+                    match self.policy.admit_udp(now, addr, bytes) {
+                        Admit::Pass => {
+                            let client = Client::Udp { listener: i, addr };
+                            self.core.handle_query(now, client, bytes);
+                        }
+                        Admit::Reply(r) => {
+                            if sock.send_to(&r, addr).is_err() {
+                                self.send_errors += 1;
+                            }
+                        }
+                        Admit::Drop => {}
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     // E.g. ECONNREFUSED left by an ICMP error for an answer we sent.
-                    log::debug!("client UDP socket {i}: {e}");
+                    if let Some(n) = self.log.hit(now, "client-udp-recv") {
+                        log::debug!("client UDP socket {i}: {e}{n}");
+                    }
                 }
             }
         }
@@ -518,24 +543,7 @@ impl Server {
     /// Closes idle client connections, idle or failed upstream connections, and
     /// retired upstream sockets whose grace time is over.
     fn sweep(&mut self, now: Instant) {
-        let idle = self.cfg.tcp_idle;
-        let stale: Vec<usize> = self
-            .clients
-            .iter()
-            .enumerate()
-            .filter_map(|(n, c)| {
-                // Idle for --tcp-idle, or not reading its answers for as long.
-                c.as_ref()
-                    .filter(|c| {
-                        (c.is_idle() && now.duration_since(c.last_active) >= idle)
-                            || (c.io.backlog() > 0 && now.duration_since(c.last_write) >= idle)
-                    })
-                    .map(|_| n)
-            })
-            .collect();
-        for n in stale {
-            self.close_client(n);
-        }
+        self.sweep_clients(now);
         self.sweep_upstream_tcp(now);
         let registry = self.poll.registry();
         for slot in self.upstream_udp.iter_mut().flatten() {

@@ -141,6 +141,11 @@ impl Framed {
     pub fn backlog(&self) -> usize {
         self.wbuf.len() - self.wpos
     }
+
+    /// Octets read but not yet a whole message (the start of the next one).
+    pub fn partial(&self) -> usize {
+        self.rbuf.len()
+    }
 }
 
 /// A client TCP connection.
@@ -152,7 +157,12 @@ pub struct ClientConn {
     /// connection must not reach its successor).
     pub generation: u32,
     pub io: Framed,
+    /// The last complete query or answer: partial messages do not count, so a client
+    /// sending a byte at a time is still idle.
     pub last_active: Instant,
+    pub opened: Instant,
+    /// Since when a message has been arriving without being complete.
+    pub partial_since: Option<Instant>,
     /// When writing last made progress, or the backlog last started from empty: a
     /// client that leaves its answers unread for `--tcp-idle` is closed.
     pub last_write: Instant,
