@@ -301,7 +301,11 @@ fn tcp_fairness(tweak: impl FnOnce(&mut Config)) -> (usize, dnsfwd::stats::Stats
     // "hold" queries are never answered; the others are.
     let up = MockUpstream::start(|q, _| {
         let m = parse_message(q).unwrap();
-        if m.questions[0].qname.to_lowercase_string().starts_with("hold") {
+        if m.questions[0]
+            .qname
+            .to_lowercase_string()
+            .starts_with("hold")
+        {
             vec![]
         } else {
             vec![Action::Answer(answer(q, &a_records(q, 1)))]

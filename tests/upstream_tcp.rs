@@ -34,7 +34,7 @@ const BIG_RECORDS: usize = 58;
 /// client can tell its answer from another's.
 fn big_answer(q: &[u8]) -> Vec<u8> {
     let qname = parse_message(q).unwrap().questions[0].qname.clone();
-    let text = qname.to_string();
+    let text = qname.to_lowercase_string();
     let records: Vec<Record<'_>> = (0..BIG_RECORDS)
         .map(|_| Record {
             name: qname.clone(),

@@ -600,6 +600,11 @@ impl Forwarder {
                 }
             }
         }
+        if matches!(source, Source::Tcp { .. }) {
+            // Off-path forgers cannot reach our TCP connections: a mismatch there is a
+            // confused upstream, not a spoofing signal.
+            return Verdict::Stray;
+        }
         if let Some(slot) = self.inflight_for(view) {
             // About a question in flight. A late answer to an attempt that retired is
             // not a forgery; anything else is.

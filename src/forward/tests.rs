@@ -189,7 +189,7 @@ fn drops_spoofed_responses_and_moves_the_query_to_tcp() {
     }
     assert_eq!(f.stats().dropped_responses, 3);
     // About it, but from the wrong address, socket, upstream or transport, or with the
-    // wrong ID: near misses. The first moves the query to TCP; none is accepted.
+    // wrong ID: none is accepted. The first near miss moves the query to TCP.
     let near = [
         (
             Source::Udp {
@@ -230,7 +230,8 @@ fn drops_spoofed_responses_and_moves_the_query_to_tcp() {
         }
     }
     assert_eq!(tcp.len(), 1, "asked again over TCP, once");
-    assert_eq!(f.stats().near_misses, 5);
+    // Four near misses; the TCP one is a confused upstream (forgers cannot reach TCP).
+    assert_eq!(f.stats().near_misses, 4);
     assert_eq!(f.stats().moved_to_tcp, 1);
     // The real answer over UDP no longer counts; over TCP it does.
     f.handle_response(now, on_path, &real);
