@@ -60,7 +60,9 @@ pub struct CacheConfig {
 impl Default for CacheConfig {
     fn default() -> CacheConfig {
         CacheConfig {
-            max_entries: 10_000,
+            // About what 32 MiB holds of typical answers (250 to 350 octets each, all
+            // counted), so that the byte budget is what binds when answers are large.
+            max_entries: 100_000,
             // An edge box: with the cache full, the whole process stays under 64 MiB.
             max_bytes: 32 << 20,
             min_ttl: 0,
