@@ -1,6 +1,8 @@
 //! Counters: bad packets are counted, not logged one by one.
 use std::fmt;
 
+use crate::cache::Cache;
+
 /// What the forwarder has seen. Every field only grows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -38,6 +40,21 @@ pub struct Stats {
     pub stale_served: u64,
     /// Cache entries refreshed before they expired.
     pub prefetches: u64,
+    /// Cache entries evicted to make room (by count or by bytes).
+    pub cache_evictions: u64,
+    /// Cacheable answers not cached: bigger than 1/128 of the cache's byte budget.
+    pub cache_refused: u64,
+}
+
+impl Stats {
+    /// These counters with the cache's own (evictions, refusals) filled in.
+    pub fn with_cache(self, cache: &Cache) -> Stats {
+        Stats {
+            cache_evictions: cache.evictions(),
+            cache_refused: cache.refused(),
+            ..self
+        }
+    }
 }
 
 impl fmt::Display for Stats {
@@ -46,7 +63,8 @@ impl fmt::Display for Stats {
             f,
             "queries={} forwarded={} answers={} dropped_queries={} formerr={} notimp={} servfail={} \
              overload={} dropped_responses={} timeouts={} upstream_errors={} tcp_retries={} \
-             truncated={} cache_hits={} cache_misses={} coalesced={} stale_served={} prefetches={}",
+             truncated={} cache_hits={} cache_misses={} coalesced={} stale_served={} prefetches={} \
+             cache_evictions={} cache_refused={}",
             self.queries,
             self.forwarded,
             self.answers,
@@ -64,7 +82,9 @@ impl fmt::Display for Stats {
             self.cache_misses,
             self.coalesced,
             self.stale_served,
-            self.prefetches
+            self.prefetches,
+            self.cache_evictions,
+            self.cache_refused
         )
     }
 }
