@@ -161,6 +161,11 @@ impl Entry {
         self.wire().get(HEADER_LEN..end).unwrap_or_default()
     }
 
+    /// The key this entry is stored under.
+    pub fn key_bytes(&self) -> &[u8] {
+        self.key()
+    }
+
     /// The key's flags octet (RD = 4, DO = 2, CD = 1).
     pub fn key_flags(&self) -> u8 {
         self.key().last().copied().unwrap_or(0)
