@@ -1,7 +1,13 @@
 //! Cache benchmarks: the hit path (key, lookup, render) for a typical 5-answer response,
 //! against two anchors measured in the same run: copying the answer (the floor), and
 //! what a miss costs the core (view + pending entry + response validation + relay).
+//! `get` is the lookup alone (what the eviction policy adds to a hit), `insert` a
+//! refresh of a cached key, `insert_evict` a new key into a full cache (each one evicts).
 //! Then the memory of 100,000 entries (printed; RSS from /proc where available).
+//!
+//! Only the API both the LRU and S3-FIFO caches have is used, so the file runs on either:
+//! `cargo bench --bench cache -- --save-baseline lru` on the old commit, then
+//! `cargo bench --bench cache -- --baseline lru` on the new (same `CRITERION_HOME`).
 //!
 //! Run: `cargo bench --bench cache`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -80,10 +86,40 @@ fn bench(c: &mut Criterion) {
             }
         })
     });
+    // The lookup alone: hash, index, key comparison, and the policy's bookkeeping.
+    g.bench_function("get", |b| {
+        b.iter(|| matches!(cache.get(black_box(&kb[..n]), now), Lookup::Fresh(_)))
+    });
     // What a miss adds when the cache is on: storing the answer (replacing itself).
     g.bench_function("insert", |b| {
         b.iter(|| cache.insert(black_box(&kb[..n]), black_box(&answer), now))
     });
+    // A new name into a full cache of 10,000: 20,000 names in turn, so every insertion
+    // evicts one entry.
+    let names: Vec<(Vec<u8>, Vec<u8>)> = (0..20_000)
+        .map(|i| {
+            let name = format!("n{i}.example.com");
+            let a = message(&name, 5, true);
+            let q = message(&name, 0, false);
+            let v = MessageView::parse(&q).unwrap();
+            let mut kb = [0u8; MAX_KEY_LEN];
+            let n = key_of(&v, &mut kb).unwrap();
+            (kb[..n].to_vec(), a)
+        })
+        .collect();
+    let mut full = Cache::new(CacheConfig {
+        max_entries: 10_000,
+        ..CacheConfig::default()
+    });
+    let mut next = 0;
+    g.bench_function("insert_evict", |b| {
+        b.iter(|| {
+            let (k, a) = &names[next % names.len()];
+            next += 1;
+            full.insert(black_box(k), black_box(a), now)
+        })
+    });
+    assert_eq!(full.len(), 10_000);
     // The core's whole miss path without sockets: query in, transmit out, answer in,
     // answer out (cache off), for comparison with a hit through the core.
     for (name, entries) in [("core_miss_forwarded", 0), ("core_hit", 10_000)] {
@@ -142,7 +178,7 @@ fn bench(c: &mut Criterion) {
     let after = rss_kib();
     let per = big.bytes() / big.len().max(1);
     eprintln!(
-        "memory: {} entries, {} bytes held by entries ({per} per entry); RSS grew by {} KiB ({} bytes per entry)",
+        "memory: {} entries, {} bytes counted by Cache::bytes (S3-FIFO: with its ghost table) ({per} per entry); RSS grew by {} KiB ({} bytes per entry)",
         big.len(),
         big.bytes(),
         after.zip(before).map_or(0, |(a, b)| a.saturating_sub(b)),

@@ -10,10 +10,9 @@
 //! Keys: the question name (ASCII case folded), type, class, and the DO and CD bits,
 //! which change what an upstream returns. Entries are looked up by a keyed SipHash of
 //! the key (random per process, so hashes cannot be aimed) and the key bytes are
-//! compared. Memory is bounded by an entry count and a byte budget, evicting the least
-//! recently used.
-use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+//! compared. Memory is bounded by an entry count and a byte budget, both always held;
+//! which entry goes is S3-FIFO's choice ([`store`]), so names asked for once cannot
+//! flush the ones asked for often.
 use std::time::{Duration, Instant};
 
 use crate::wire::{
@@ -21,12 +20,21 @@ use crate::wire::{
     CLASSIC_UDP_LEN, HEADER_LEN, MAX_NAME_LEN,
 };
 
+mod ghost;
+mod store;
+
+use store::{Queue, Store};
+
 /// Longest key: a 255-octet name, type, class and one flags octet.
 pub const MAX_KEY_LEN: usize = MAX_NAME_LEN + 5;
-/// Answers bigger than this are relayed but not cached.
-const MAX_ENTRY_BYTES: usize = 16 * 1024;
-/// Average bytes per entry the byte budget allows (entries × this).
-const BUDGET_PER_ENTRY: usize = 1024;
+/// An entry may take at most this fraction of the byte budget; bigger answers are
+/// relayed but not cached. 1/128 keeps one entry under a tenth of the small queue, so
+/// one insertion evicts a few entries at most; at the default 32 MiB it is 256 KiB, so
+/// every DNS message (at most 64 KiB) can be cached, large DNSSEC answers included.
+const ENTRY_SHARE: usize = 128;
+/// Octets of one row of an entry's TTL table: a TTL field's offset in the answer (u16,
+/// big-endian; the stored TTL is in the answer itself).
+const TTL_ROW: usize = 2;
 /// TTL given to stale answers (RFC 8767 §4: "30 is RECOMMENDED").
 pub const STALE_TTL_SERVED: u32 = 30;
 /// UDP payload size in the OPT records we add.
@@ -37,6 +45,9 @@ const OUR_UDP_SIZE: u16 = 1232;
 pub struct CacheConfig {
     /// Most entries; 0 turns the cache (and query coalescing) off.
     pub max_entries: usize,
+    /// Most octets the cache holds, everything counted: each entry as allocated, with its
+    /// node and index slot, and the ghost table. Both bounds apply.
+    pub max_bytes: usize,
     /// TTLs below this are raised to it (positive answers only).
     pub min_ttl: u32,
     /// TTLs above this are lowered to it.
@@ -49,7 +60,11 @@ pub struct CacheConfig {
 impl Default for CacheConfig {
     fn default() -> CacheConfig {
         CacheConfig {
-            max_entries: 10_000,
+            // About what 32 MiB holds of typical answers (250 to 350 octets each, all
+            // counted), so that the byte budget is what binds when answers are large.
+            max_entries: 100_000,
+            // An edge box: with the cache full, the whole process stays under 64 MiB.
+            max_bytes: 32 << 20,
             min_ttl: 0,
             max_ttl: 86_400,
             stale_ttl: 86_400,
@@ -61,19 +76,67 @@ impl Default for CacheConfig {
 /// One cached answer.
 #[derive(Debug)]
 pub struct Entry {
-    key: Box<[u8]>,
-    /// The answer without OPT, ID 0, AA clear, TTLs clamped.
-    wire: Box<[u8]>,
-    /// (offset of a TTL field in `wire`, the TTL stored there).
-    ttls: Box<[(u16, u32)]>,
+    /// One allocation: the key, then the answer (without OPT, ID 0, AA clear, TTLs
+    /// clamped), then where its TTL fields are (`TTL_ROW` octets a record, in wire order).
+    buf: Box<[u8]>,
+    key_len: u16,
+    wire_len: u16,
     stored: Instant,
     /// Lifetime in seconds: the smallest TTL (positive) or the SOA's negative TTL.
     ttl: u32,
     /// A refresh is on its way; no second one until it lands.
     pub prefetching: bool,
+    /// Eviction state, kept by [`store`]: the queue it is in, and how often it was asked
+    /// for since it last moved. Valid values of `freq`: 0..=3.
+    queue: Queue,
+    freq: u8,
 }
 
 impl Entry {
+    /// An entry for `wire` (the stored form) under `key`; `None` if it does not walk.
+    fn new(key: &[u8], wire: &[u8], ttl: u32, now: Instant) -> Option<Entry> {
+        let positions = record_ttls(wire).ok()?;
+        let mut buf = Vec::with_capacity(key.len() + wire.len() + positions.len() * TTL_ROW);
+        buf.extend_from_slice(key);
+        buf.extend_from_slice(wire);
+        for &(at, _) in &positions {
+            wire.get(at..at + 4)?;
+            buf.extend_from_slice(&u16::try_from(at).ok()?.to_be_bytes());
+        }
+        Some(Entry {
+            buf: buf.into_boxed_slice(),
+            key_len: u16::try_from(key.len()).ok()?,
+            wire_len: u16::try_from(wire.len()).ok()?,
+            stored: now,
+            ttl,
+            prefetching: false,
+            queue: Queue::Small,
+            freq: 0,
+        })
+    }
+
+    fn key(&self) -> &[u8] {
+        self.buf
+            .get(..usize::from(self.key_len))
+            .unwrap_or_default()
+    }
+
+    fn wire(&self) -> &[u8] {
+        let start = usize::from(self.key_len);
+        let end = start + usize::from(self.wire_len);
+        self.buf.get(start..end).unwrap_or_default()
+    }
+
+    /// Offsets of the TTL fields in the answer, in wire order (each is in bounds).
+    fn ttl_offsets(&self) -> impl Iterator<Item = usize> + '_ {
+        let start = usize::from(self.key_len) + usize::from(self.wire_len);
+        self.buf
+            .get(start..)
+            .unwrap_or_default()
+            .chunks_exact(TTL_ROW)
+            .map(|r| usize::from(u16::from_be_bytes([r[0], r[1]])))
+    }
+
     /// Seconds of freshness left at `now` (0 once expired).
     pub fn remaining(&self, now: Instant) -> u32 {
         self.ttl.saturating_sub(elapsed_secs(self.stored, now))
@@ -87,7 +150,7 @@ impl Entry {
 
     /// The question as stored (name, type, class in wire form), to build a refresh query.
     pub fn question_wire(&self) -> &[u8] {
-        let end = MessageView::parse(&self.wire)
+        let end = MessageView::parse(self.wire())
             .ok()
             .and_then(|v| {
                 let mut name = [0u8; MAX_NAME_LEN];
@@ -95,23 +158,30 @@ impl Entry {
                 (n > 0).then_some(HEADER_LEN + n + 4)
             })
             .unwrap_or(HEADER_LEN);
-        self.wire.get(HEADER_LEN..end).unwrap_or_default()
+        self.wire().get(HEADER_LEN..end).unwrap_or_default()
     }
 
     /// The key this entry is stored under.
     pub fn key_bytes(&self) -> &[u8] {
-        &self.key
+        self.key()
     }
 
     /// The key's flags octet (RD = 4, DO = 2, CD = 1).
     pub fn key_flags(&self) -> u8 {
-        self.key.last().copied().unwrap_or(0)
+        self.key().last().copied().unwrap_or(0)
     }
 
-    /// Octets this entry holds (for the byte budget and the memory figures).
+    /// Octets this entry holds, as the allocator and the store see them: its buffer
+    /// rounded up as malloc does, its node and its index slot.
     fn size(&self) -> usize {
-        self.key.len() + self.wire.len() + self.ttls.len() * 8 + std::mem::size_of::<Node>()
+        heap_bytes(self.buf.len()) + store::PER_ENTRY
     }
+}
+
+/// Octets an allocation of `n` takes from glibc's malloc: an 8-octet header, rounded up
+/// to 16, 32 at least.
+fn heap_bytes(n: usize) -> usize {
+    (n.saturating_add(8 + 15) & !15).max(32)
 }
 
 /// What a lookup found.
@@ -155,28 +225,22 @@ impl Asker {
     }
 }
 
-#[derive(Debug)]
-struct Node {
-    entry: Option<Entry>,
-    prev: u32,
-    next: u32,
-}
-
-const NIL: u32 = u32::MAX;
-
-/// The cache. Valid values: every entry is in `map` under the hash of its key and in
-/// the LRU list exactly once; `len` ≤ `cfg.max_entries`, `bytes` ≤ the budget.
+/// The cache. Valid values: `len()` ≤ `cfg.max_entries` and `bytes()` ≤ `cfg.max_bytes`
+/// whenever a call returns.
 pub struct Cache {
     cfg: CacheConfig,
-    hasher: RandomState,
-    map: HashMap<u64, u32>,
-    nodes: Vec<Node>,
-    free: Vec<u32>,
-    /// Most recently used.
-    head: u32,
-    tail: u32,
-    len: usize,
-    bytes: usize,
+    store: Store,
+    /// Answers that could be cached but were too big for a share of the budget.
+    refused: u64,
+}
+
+/// Seconds past expiry an entry may still be served.
+fn stale_window(cfg: &CacheConfig) -> u32 {
+    if cfg.serve_stale {
+        cfg.stale_ttl
+    } else {
+        0
+    }
 }
 
 fn elapsed_secs(from: Instant, now: Instant) -> u32 {
@@ -249,14 +313,8 @@ impl Cache {
     pub fn new(cfg: CacheConfig) -> Cache {
         Cache {
             cfg,
-            hasher: RandomState::new(),
-            map: HashMap::new(),
-            nodes: Vec::new(),
-            free: Vec::new(),
-            head: NIL,
-            tail: NIL,
-            len: 0,
-            bytes: 0,
+            store: Store::new(cfg.max_entries, cfg.max_bytes, stale_window(&cfg)),
+            refused: 0,
         }
     }
 
@@ -265,65 +323,48 @@ impl Cache {
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        self.store.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.store.len() == 0
     }
 
-    /// Octets held by entries (keys, answers, TTL tables, list nodes).
+    /// Octets held: entries (answers, keys, TTL tables, nodes, index slots) and the
+    /// ghost table. Never above `max_bytes`.
     pub fn bytes(&self) -> usize {
-        self.bytes
+        self.store.bytes()
+    }
+
+    /// Entries evicted to make room so far.
+    pub fn evictions(&self) -> u64 {
+        self.store.evictions
+    }
+
+    /// Cacheable answers not cached because they were bigger than 1/128 of the budget.
+    pub fn refused(&self) -> u64 {
+        self.refused
     }
 
     pub fn hash(&self, key: &[u8]) -> u64 {
-        self.hasher.hash_one(key)
+        self.store.hash(key)
     }
 
-    fn node(&self, i: u32) -> Option<&Node> {
-        self.nodes.get(i as usize)
-    }
-
-    fn node_mut(&mut self, i: u32) -> Option<&mut Node> {
-        self.nodes.get_mut(i as usize)
-    }
-
-    /// The slot holding `key`, if any.
-    fn find(&self, key: &[u8]) -> Option<u32> {
-        let i = *self.map.get(&self.hash(key))?;
-        let e = self.node(i)?.entry.as_ref()?;
-        (*e.key == *key).then_some(i)
-    }
-
-    /// Looks `key` up at `now`; a fresh or stale hit becomes the most recently used.
+    /// Looks `key` up at `now`; a fresh or stale hit counts as asked for (see [`store`]).
     pub fn get(&mut self, key: &[u8], now: Instant) -> Lookup<'_> {
-        let Some(i) = self.find(key) else {
+        let window = stale_window(&self.cfg);
+        let Some(e) = self.store.get_mut(key) else {
             return Lookup::Miss;
         };
-        let (stale_ttl, serve_stale) = (self.cfg.stale_ttl, self.cfg.serve_stale);
-        let state = match self.node(i).and_then(|n| n.entry.as_ref()) {
-            Some(e) => {
-                let age = elapsed_secs(e.stored, now);
-                if age < e.ttl {
-                    1
-                } else if serve_stale && age < e.ttl.saturating_add(stale_ttl) {
-                    2
-                } else {
-                    0
-                }
-            }
-            None => 0,
-        };
-        if state == 0 {
-            return Lookup::Miss;
-        }
-        self.unlink(i);
-        self.push_front(i);
-        match self.node_mut(i).and_then(|n| n.entry.as_mut()) {
-            Some(e) if state == 1 => Lookup::Fresh(e),
-            Some(e) => Lookup::Stale(e),
-            None => Lookup::Miss,
+        let age = elapsed_secs(e.stored, now);
+        if age < e.ttl {
+            e.asked();
+            Lookup::Fresh(e)
+        } else if age < e.ttl.saturating_add(window) {
+            e.asked();
+            Lookup::Stale(e)
+        } else {
+            Lookup::Miss
         }
     }
 
@@ -338,65 +379,18 @@ impl Cache {
         let Some((wire, ttl)) = self.cacheable(response) else {
             return false;
         };
-        let Ok(positions) = record_ttls(&wire) else {
+        let Some(entry) = Entry::new(key, &wire, ttl, now) else {
             return false;
         };
-        let ttls: Box<[(u16, u32)]> = positions
-            .iter()
-            .filter_map(|&(at, _)| {
-                let b = wire.get(at..at + 4)?;
-                Some((
-                    u16::try_from(at).ok()?,
-                    u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
-                ))
-            })
-            .collect();
-        let entry = Entry {
-            key: key.into(),
-            wire: wire.into_boxed_slice(),
-            ttls,
-            stored: now,
-            ttl,
-            prefetching: false,
-        };
-        if let Some(old) = self.map.get(&self.hash(key)).copied() {
-            self.remove(old);
+        if entry.size() > self.cfg.max_bytes / ENTRY_SHARE || !self.store.insert(entry, now) {
+            self.refused += 1;
+            return false;
         }
-        let size = entry.size();
-        let budget = self.cfg.max_entries.saturating_mul(BUDGET_PER_ENTRY);
-        while self.len >= self.cfg.max_entries || (self.len > 0 && self.bytes + size > budget) {
-            let tail = self.tail;
-            if tail == NIL || !self.remove(tail) {
-                break;
-            }
-        }
-        let i = match self.free.pop() {
-            Some(i) => i,
-            None => {
-                self.nodes.push(Node {
-                    entry: None,
-                    prev: NIL,
-                    next: NIL,
-                });
-                (self.nodes.len() - 1) as u32
-            }
-        };
-        let hash = self.hash(key);
-        if let Some(n) = self.node_mut(i) {
-            n.entry = Some(entry);
-        }
-        self.map.insert(hash, i);
-        self.push_front(i);
-        self.len += 1;
-        self.bytes += size;
         true
     }
 
     /// The stored form of `response` and its lifetime, if it may be cached.
     fn cacheable(&self, response: &[u8]) -> Option<(Vec<u8>, u32)> {
-        if response.len() > MAX_ENTRY_BYTES {
-            return None;
-        }
         let mut m: Message<'_> = parse_message(response).ok()?;
         let h = m.header;
         if !h.qr || h.tc || h.opcode != Opcode::QUERY || m.questions.len() != 1 {
@@ -468,8 +462,8 @@ impl Cache {
     /// The answer for `asker` from `entry` at `now` (see the module docs); with `stale`,
     /// every TTL is 30 (RFC 8767 §4).
     pub fn render(entry: &Entry, now: Instant, asker: &Asker, stale: bool) -> Vec<u8> {
-        let mut out = Vec::with_capacity(entry.wire.len() + 11);
-        out.extend_from_slice(&entry.wire);
+        let mut out = Vec::with_capacity(entry.wire().len() + 11);
+        out.extend_from_slice(entry.wire());
         set_id(&mut out, asker.id);
         if let Some(flags) = out.get_mut(2..4) {
             // QR, opcode and RCODE as stored; AA and TC clear; RD and CD from the client.
@@ -485,14 +479,15 @@ impl Cache {
             }
         }
         let age = elapsed_secs(entry.stored, now);
-        for &(at, ttl) in entry.ttls.iter() {
-            let served = if stale {
-                STALE_TTL_SERVED
-            } else {
-                ttl.saturating_sub(age)
-            };
-            let at = usize::from(at);
+        for at in entry.ttl_offsets() {
             if let Some(field) = out.get_mut(at..at + 4) {
+                // The copy still holds the TTL as stored.
+                let ttl = u32::from_be_bytes([field[0], field[1], field[2], field[3]]);
+                let served = if stale {
+                    STALE_TTL_SERVED
+                } else {
+                    ttl.saturating_sub(age)
+                };
                 field.copy_from_slice(&served.to_be_bytes());
             }
         }
@@ -514,54 +509,9 @@ impl Cache {
         out
     }
 
-    fn unlink(&mut self, i: u32) {
-        let (prev, next) = match self.node(i) {
-            Some(n) => (n.prev, n.next),
-            None => return,
-        };
-        match self.node_mut(prev) {
-            Some(p) => p.next = next,
-            None => self.head = next,
-        }
-        match self.node_mut(next) {
-            Some(n) => n.prev = prev,
-            None => self.tail = prev,
-        }
-    }
-
-    fn push_front(&mut self, i: u32) {
-        let head = self.head;
-        if let Some(n) = self.node_mut(i) {
-            n.prev = NIL;
-            n.next = head;
-        }
-        match self.node_mut(head) {
-            Some(h) => h.prev = i,
-            None => self.tail = i,
-        }
-        self.head = i;
-    }
-
-    /// Removes the entry in slot `i`; false if there is none.
-    fn remove(&mut self, i: u32) -> bool {
-        let Some(entry) = self.node_mut(i).and_then(|n| n.entry.take()) else {
-            return false;
-        };
-        self.unlink(i);
-        let hash = self.hash(&entry.key);
-        if self.map.get(&hash) == Some(&i) {
-            self.map.remove(&hash);
-        }
-        self.free.push(i);
-        self.len -= 1;
-        self.bytes = self.bytes.saturating_sub(entry.size());
-        true
-    }
-
     /// How long until an entry stored now with `ttl` seconds expires (for tests).
     pub fn lifetime(&self, key: &[u8]) -> Option<Duration> {
-        let i = self.find(key)?;
-        let e = self.node(i)?.entry.as_ref()?;
+        let e = self.store.get(key)?;
         Some(Duration::from_secs(u64::from(e.ttl)))
     }
 }
@@ -635,24 +585,234 @@ mod tests {
         assert!(c.is_empty());
     }
 
+    /// The key of an A query for `n<n>.example` (RD set).
+    fn key_n(n: usize) -> Vec<u8> {
+        let q = Message {
+            header: Header::from_parts(1, 0x0100, [0; 4]),
+            questions: vec![Question {
+                qname: Name::from_ascii(&format!("n{n}.example")).unwrap(),
+                qtype: RType::A,
+                qclass: Class::IN,
+            }],
+            ..Message::default()
+        }
+        .to_vec();
+        let v = MessageView::parse(&q).unwrap();
+        let mut k = [0u8; MAX_KEY_LEN];
+        let n = key_of(&v, &mut k).unwrap();
+        k[..n].to_vec()
+    }
+
+    /// What the forwarder does for a query: a lookup, and on a miss the upstream's
+    /// answer stored. Returns whether it was a hit.
+    fn ask(c: &mut Cache, key: &[u8], response: &[u8], now: Instant) -> bool {
+        if matches!(c.get(key, now), Lookup::Fresh(_)) {
+            return true;
+        }
+        c.insert(key, response, now);
+        false
+    }
+
+    /// Checks both bounds and that the queues add up.
+    #[track_caller]
+    fn check_bounds(c: &Cache) {
+        let [(sl, sb), (ml, mb)] = c.store.queues();
+        assert!(c.len() <= c.cfg.max_entries, "{} entries", c.len());
+        assert!(c.bytes() <= c.cfg.max_bytes, "{} bytes", c.bytes());
+        assert_eq!(sl + ml, c.len());
+        assert!(sb + mb <= c.bytes());
+    }
+
+    /// Names 0..50 asked for 5 times each (a miss, then 4 hits); the clock moves 1 ms a
+    /// query. Returns the clock after.
+    fn ask_popular(c: &mut Cache, t0: Instant) -> Instant {
+        let small = answer(&[300; 2]);
+        let mut now = t0;
+        for _ in 0..5 {
+            for n in 0..50 {
+                ask(c, &key_n(n), &small, now);
+                now += Duration::from_millis(1);
+            }
+        }
+        now
+    }
+
+    fn popular_cached(c: &Cache) -> usize {
+        (0..50).filter(|&n| c.lifetime(&key_n(n)).is_some()).count()
+    }
+
     #[test]
-    fn byte_budget_bounds_memory() {
-        let now = Instant::now();
+    fn a_scan_of_one_off_names_does_not_flush_popular_ones() {
+        let t0 = Instant::now();
         let mut c = Cache::new(CacheConfig {
-            max_entries: 4,
+            max_entries: 1000,
             ..CacheConfig::default()
         });
-        // 4 entries × 1 KiB budget: a few big answers push the older ones out.
-        for n in 0..20u8 {
-            let mut k = key();
-            k[1] = b'a' + n;
-            c.insert(&k, &answer(&[300; 60]), now);
-            assert!(
-                c.bytes() <= 4 * BUDGET_PER_ENTRY || c.len() == 1,
-                "{} bytes",
-                c.bytes()
-            );
+        let mut now = ask_popular(&mut c, t0);
+        let small = answer(&[300; 2]);
+        for n in 1000..21_000 {
+            assert!(!ask(&mut c, &key_n(n), &small, now));
+            now += Duration::from_millis(1);
         }
-        assert!(!c.is_empty());
+        check_bounds(&c);
+        assert_eq!(c.len(), 1000);
+        // The LRU this replaced (3666bd8) kept 0 of the 50.
+        let kept = popular_cached(&c);
+        assert!(kept >= 45, "{kept} of 50 popular names left");
+        assert!(c.evictions() >= 19_000);
+    }
+
+    #[test]
+    fn large_answers_do_not_flush_popular_ones() {
+        let t0 = Instant::now();
+        // 10 MiB: what the LRU this replaced allowed for its default 10,000 entries.
+        let mut c = Cache::new(CacheConfig {
+            max_entries: 10_000,
+            max_bytes: 10 << 20,
+            ..CacheConfig::default()
+        });
+        let mut now = ask_popular(&mut c, t0);
+        let big = answer(&[300; 940]);
+        assert!(big.len() > 15_000);
+        for n in 1000..1700 {
+            assert!(!ask(&mut c, &key_n(n), &big, now));
+            check_bounds(&c);
+            now += Duration::from_millis(1);
+        }
+        assert!(c.len() < 700, "the budget binds: {} entries", c.len());
+        // The LRU this replaced (3666bd8) kept 0 of the 50.
+        let kept = popular_cached(&c);
+        assert!(kept >= 45, "{kept} of 50 popular names left");
+    }
+
+    #[test]
+    fn both_bounds_hold_at_every_step_with_mixed_sizes() {
+        let t0 = Instant::now();
+        // Bound by octets (1/128 of 256 KiB: answers over 2 KiB refused), then by count.
+        for (max_entries, max_bytes) in [(1000, 256 << 10), (40, 16 << 20)] {
+            let mut c = Cache::new(CacheConfig {
+                max_entries,
+                max_bytes,
+                ..CacheConfig::default()
+            });
+            let answers: Vec<Vec<u8>> = (1..=150).map(|n| answer(&vec![300; n])).collect();
+            for step in 0..3000usize {
+                let now = t0 + Duration::from_millis(step as u64);
+                // Some names come back (promotions, turns in main), most do not.
+                let n = if step % 3 == 0 { step % 97 } else { step };
+                ask(&mut c, &key_n(n), &answers[step * 37 % answers.len()], now);
+                check_bounds(&c);
+            }
+            assert!(c.evictions() > 0);
+            let refused = c.refused();
+            assert_eq!(refused > 0, max_bytes < 1 << 20, "{refused} refused");
+        }
+    }
+
+    #[test]
+    fn evicted_from_small_and_asked_again_goes_to_main() {
+        let t0 = Instant::now();
+        let mut c = Cache::new(CacheConfig {
+            max_entries: 100,
+            ..CacheConfig::default()
+        });
+        let small = answer(&[300; 1]);
+        let (x, y) = (key_n(0), key_n(1));
+        assert!(c.insert(&x, &small, t0));
+        assert!(c.insert(&y, &small, t0));
+        assert!(matches!(c.get(&y, t0), Lookup::Fresh(_)));
+        assert_eq!(
+            c.store.queue_of(&x),
+            Some(Queue::Small),
+            "new entries start small"
+        );
+        for n in 2..100 {
+            assert!(c.insert(&key_n(n), &small, t0));
+        }
+        // Full: the next one evicts x (oldest, never asked again) to the ghost; the one
+        // after moves y (asked for once) to main and evicts the name after it.
+        assert!(c.insert(&key_n(100), &small, t0));
+        assert_eq!(c.store.queue_of(&x), None);
+        assert_eq!(c.store.queue_of(&y), Some(Queue::Small));
+        assert!(c.insert(&key_n(101), &small, t0));
+        assert_eq!(c.store.queue_of(&y), Some(Queue::Main));
+        assert_eq!(c.store.queue_of(&key_n(2)), None);
+        // Asked again soon: x is admitted straight to main; a name never seen is not.
+        assert!(c.insert(&x, &small, t0));
+        assert_eq!(c.store.queue_of(&x), Some(Queue::Main));
+        assert!(c.insert(&key_n(5000), &small, t0));
+        assert_eq!(c.store.queue_of(&key_n(5000)), Some(Queue::Small));
+        // And a scan leaves both alone.
+        for n in 10_000..12_000 {
+            assert!(c.insert(&key_n(n), &small, t0));
+        }
+        assert!(c.lifetime(&x).is_some() && c.lifetime(&y).is_some());
+        check_bounds(&c);
+    }
+
+    #[test]
+    fn a_refresh_keeps_its_queue_and_count() {
+        let t0 = Instant::now();
+        let mut c = Cache::new(CacheConfig {
+            max_entries: 10,
+            ..CacheConfig::default()
+        });
+        let small = answer(&[300; 1]);
+        assert!(c.insert(&key_n(0), &small, t0));
+        assert!(matches!(c.get(&key_n(0), t0), Lookup::Fresh(_)));
+        assert!(c.insert(&key_n(0), &answer(&[300; 3]), t0 + Duration::from_secs(1)));
+        assert_eq!(c.len(), 1);
+        // Still counted as asked for: the scan moves it to main instead of evicting it.
+        for n in 1..100 {
+            assert!(c.insert(&key_n(n), &small, t0));
+        }
+        assert_eq!(c.store.queue_of(&key_n(0)), Some(Queue::Main));
+    }
+
+    #[test]
+    fn dead_entries_go_first_whatever_their_count() {
+        let t0 = Instant::now();
+        let mut c = Cache::new(CacheConfig {
+            max_entries: 20,
+            serve_stale: false,
+            ..CacheConfig::default()
+        });
+        let (x, y) = (key_n(0), key_n(1));
+        assert!(c.insert(&x, &answer(&[10]), t0));
+        assert!(c.insert(&y, &answer(&[300]), t0));
+        for k in [&x, &y] {
+            assert!(matches!(c.get(k, t0), Lookup::Fresh(_)));
+        }
+        for n in 2..=20 {
+            assert!(c.insert(&key_n(n), &answer(&[300]), t0));
+        }
+        // x and y moved to main (x at its tail); asked for 3 times there.
+        for k in [&x, &y, &x, &y, &x, &y] {
+            assert!(matches!(c.get(k, t0), Lookup::Fresh(_)));
+        }
+        assert_eq!(c.store.queue_of(&x), Some(Queue::Main));
+        // x expires. Everything in small is asked for, so the next insertion empties small
+        // into main and evicts from main: x, dead, before y, which goes round again.
+        let later = t0 + Duration::from_secs(11);
+        for n in 3..=20 {
+            assert!(matches!(c.get(&key_n(n), later), Lookup::Fresh(_)));
+        }
+        assert!(c.insert(&key_n(21), &answer(&[300]), later));
+        assert_eq!(c.lifetime(&x), None);
+        assert!(c.lifetime(&y).is_some());
+        assert_eq!(c.store.queues()[0].0, 1, "small holds only the new one");
+    }
+
+    #[test]
+    fn an_answer_over_a_128th_of_the_budget_is_refused() {
+        let now = Instant::now();
+        let mut c = Cache::new(CacheConfig {
+            max_bytes: 1 << 20,
+            ..CacheConfig::default()
+        });
+        // 8 KiB allowed: 400 A records (6.4 KB and a 0.8 KB TTL table) fit, 600 do not.
+        assert!(c.insert(&key(), &answer(&[300; 400]), now));
+        assert!(!c.insert(&key_n(1), &answer(&[300; 600]), now));
+        assert_eq!((c.len(), c.refused()), (1, 1));
     }
 }

@@ -3,7 +3,7 @@ use std::net::SocketAddr;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{parse_listen, parse_upstream};
+use crate::config::{parse_bytes, parse_listen, parse_upstream};
 use crate::policy::{parse_cidr, Cidr};
 
 /// A lightweight DNS forwarder: listens on UDP and TCP, relays queries to upstream
@@ -43,10 +43,16 @@ pub struct ServeArgs {
     /// Default: 256.
     #[arg(long, value_name = "N")]
     pub max_tcp_clients: Option<usize>,
-    /// Answers to keep in the cache (least recently used go first); 0 turns the cache
-    /// off (identical queries in flight are still sent upstream once). Default: 10000.
+    /// Most answers to keep in the cache (--cache-memory bounds it too; names asked for
+    /// once go first); 0 turns the cache off (identical queries in flight are still sent
+    /// upstream once). Default: 100000.
     #[arg(long, value_name = "N")]
     pub cache_size: Option<usize>,
+    /// Most memory the cache may take, in bytes or with a suffix K, M or G (powers of
+    /// 1024), everything counted; an answer bigger than 1/128 of it is not cached.
+    /// Default: 32M.
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    pub cache_memory: Option<u64>,
     /// Keep positive answers at least this long, in seconds. Default: 0.
     #[arg(long, value_name = "S")]
     pub cache_min_ttl: Option<u32>,

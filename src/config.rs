@@ -85,6 +85,24 @@ pub fn parse_upstream(s: &str) -> Result<SocketAddr, String> {
     parse_addr(s, 53)
 }
 
+/// Parses a size for `--cache-memory`: octets, or with a suffix `K`, `M` or `G` (also
+/// `KB`/`KiB` and so on; all are powers of 1024), e.g. `512K`, `32M`, `1G`.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, suffix) = s.split_at(digits);
+    let shift = match suffix.to_ascii_uppercase().as_str() {
+        "" | "B" => Some(0),
+        "K" | "KB" | "KIB" => Some(10),
+        "M" | "MB" | "MIB" => Some(20),
+        "G" | "GB" | "GIB" => Some(30),
+        _ => None,
+    };
+    shift
+        .zip(n.parse::<u64>().ok())
+        .and_then(|(shift, n)| n.checked_mul(1 << shift))
+        .ok_or_else(|| format!("'{s}' is not a size such as 512K, 32M or 1G"))
+}
+
 /// Parses `ADDR:PORT` for `--listen` (a bare address gets port 53).
 pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
     parse_addr(s, 53)
@@ -183,6 +201,19 @@ impl Config {
                 ));
             }
             cfg.cache.max_entries = n;
+        }
+        if let Some(n) = args.cache_memory {
+            // Below 64 KiB an answer could take at most 512 octets (1/128 of the budget).
+            const RANGE: std::ops::RangeInclusive<u64> = 64 << 10..=64 << 30;
+            cfg.cache.max_bytes = usize::try_from(n)
+                .ok()
+                .filter(|_| RANGE.contains(&n))
+                .ok_or_else(|| {
+                    ConfigError::Invalid(
+                        "--cache-memory",
+                        format!("{n} bytes is not between 64K and 64G"),
+                    )
+                })?;
         }
         if let Some(s) = args.cache_min_ttl {
             cfg.cache.min_ttl = s;
@@ -329,6 +360,49 @@ mod tests {
         assert!(matches!(e, ConfigError::NoUpstreams(_)));
         assert!(e.to_string().contains("--upstream"));
         assert!(Config::from_args(&args, None).is_err());
+    }
+
+    #[test]
+    fn parses_cache_memory_sizes() {
+        for (text, bytes) in [
+            ("65536", 65536),
+            ("512K", 512 << 10),
+            ("512k", 512 << 10),
+            ("32M", 32 << 20),
+            ("32MiB", 32 << 20),
+            ("1G", 1 << 30),
+            ("1gb", 1 << 30),
+        ] {
+            assert_eq!(parse_bytes(text), Ok(bytes), "{text}");
+        }
+        for bad in [
+            "",
+            "M",
+            "12X",
+            "1.5M",
+            "-1M",
+            " 1M",
+            "99999999999999999999G",
+        ] {
+            assert!(parse_bytes(bad).is_err(), "{bad:?}");
+        }
+        let args = |n| ServeArgs {
+            upstream: vec!["127.0.0.1:53".parse().unwrap()],
+            cache_memory: Some(n),
+            ..ServeArgs::default()
+        };
+        let cfg = Config::from_args(&args(16 << 20), None).unwrap();
+        assert_eq!(cfg.cache.max_bytes, 16 << 20);
+        assert_eq!(
+            Config::default().cache.max_bytes,
+            32 << 20,
+            "the default without the flag"
+        );
+        for n in [0, (64 << 10) - 1, (64 << 30) + 1] {
+            let e = Config::from_args(&args(n), None).unwrap_err();
+            assert!(matches!(e, ConfigError::Invalid("--cache-memory", _)));
+            assert!(e.to_string().contains("between 64K and 64G"), "{e}");
+        }
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Counters: bad packets are counted, not logged one by one.
 use std::fmt;
 
+use crate::cache::Cache;
+
 /// What the forwarder has seen. Every field only grows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -68,6 +70,21 @@ pub struct Stats {
     pub tcp_evicted: u64,
     /// TCP connections closed for a message that took too long to arrive (slowloris).
     pub tcp_slow: u64,
+    /// Cache entries evicted to make room (by count or by bytes).
+    pub cache_evictions: u64,
+    /// Cacheable answers not cached: bigger than 1/128 of the cache's byte budget.
+    pub cache_refused: u64,
+}
+
+impl Stats {
+    /// These counters with the cache's own (evictions, refusals) filled in.
+    pub fn with_cache(self, cache: &Cache) -> Stats {
+        Stats {
+            cache_evictions: cache.evictions(),
+            cache_refused: cache.refused(),
+            ..self
+        }
+    }
 }
 
 impl fmt::Display for Stats {
@@ -79,7 +96,8 @@ impl fmt::Display for Stats {
              truncated={} cache_hits={} cache_misses={} coalesced={} stale_served={} prefetches={} \
              near_misses={} case_mismatches={} moved_to_tcp={} late_answers={} tcp_queries={} \
              rng_failures={} refused_acl={} dropped_acl={} rate_limited={} slipped={} tcp_refused={} \
-             tcp_capped={} tcp_evicted={} tcp_slow={}",
+             tcp_capped={} tcp_evicted={} tcp_slow={} \
+             cache_evictions={} cache_refused={}",
             self.queries,
             self.forwarded,
             self.answers,
@@ -111,7 +129,9 @@ impl fmt::Display for Stats {
             self.tcp_refused,
             self.tcp_capped,
             self.tcp_evicted,
-            self.tcp_slow
+            self.tcp_slow,
+            self.cache_evictions,
+            self.cache_refused
         )
     }
 }

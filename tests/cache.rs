@@ -1,6 +1,6 @@
 //! The cache over real sockets: captured traffic replayed twice (the second pass from
 //! the cache), coalescing of concurrent identical queries, serve-stale when the
-//! upstream goes dark, and the byte cost of an entry.
+//! upstream goes dark, and a scan of one-off names that must not flush popular ones.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod common;
 
@@ -245,4 +245,68 @@ fn serves_stale_when_the_upstream_goes_dark() {
     assert_eq!(parse_message(&r).unwrap().header.rcode, Rcode::SERVFAIL);
     let stats = fwd.stop();
     assert_eq!(stats.stale_served, 1);
+}
+
+/// Sends `queries` from one socket, at most `window` unanswered at a time, and returns
+/// how many were answered. Every wait is bounded: a lost datagram costs at most 500 ms.
+fn pipeline(server: std::net::SocketAddr, queries: &[Vec<u8>], window: usize) -> usize {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let mut answered = 0;
+    for batch in queries.chunks(window) {
+        for q in batch {
+            sock.send_to(q, server).unwrap();
+        }
+        for _ in batch {
+            match sock.recv(&mut buf) {
+                Ok(_) => answered += 1,
+                Err(_) => break,
+            }
+        }
+    }
+    answered
+}
+
+#[test]
+fn a_scan_of_one_off_names_does_not_flush_popular_ones() {
+    let up = MockUpstream::echo();
+    let fwd = Forwarder::start_with(&[up.addr], |c| c.cache.max_entries = 1000);
+    let popular = |n: usize| query(n as u16, &format!("popular{n}.example"), RType::A, None);
+    // 50 names asked 5 times each: a miss, then 4 hits.
+    for _ in 0..5 {
+        for n in 0..50 {
+            assert!(udp_ask(fwd.addr, &popular(n)).is_some());
+        }
+    }
+    assert_eq!(up.udp_queries.load(Ordering::SeqCst), 50);
+    // 20,000 names asked once, from 4 sockets with 64 queries in flight on each.
+    let scan: Vec<Vec<u8>> = (0..20_000)
+        .map(|n| query(n as u16, &format!("scan{n}.example"), RType::A, None))
+        .collect();
+    let answered: usize = std::thread::scope(|s| {
+        let workers: Vec<_> = scan
+            .chunks(5000)
+            .map(|part| s.spawn(move || pipeline(fwd.addr, part, 64)))
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).sum()
+    });
+    assert!(answered > 19_000, "{answered} of the scan answered");
+    // The 50 again: the upstream must not see most of them (the LRU this replaced sent
+    // all 50 upstream).
+    let before = up.udp_queries.load(Ordering::SeqCst);
+    for n in 0..50 {
+        let a = udp_ask(fwd.addr, &popular(n)).expect("answer");
+        let m = parse_message(&a).unwrap();
+        assert_eq!((m.header.id, m.answers.len()), (n as u16, 1));
+    }
+    let upstream = up.udp_queries.load(Ordering::SeqCst) - before;
+    eprintln!("after the scan: {} of 50 from the cache", 50 - upstream);
+    assert!(
+        upstream <= 5,
+        "{upstream} of 50 popular names went upstream again"
+    );
+    let stats = fwd.stop();
+    assert!(stats.cache_hits >= 4 * 50 + 45, "{stats}");
 }

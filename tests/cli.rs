@@ -29,6 +29,8 @@ fn bad_flags_give_one_line_and_status_2() {
             "10",
         ],
         &["--upstream", "127.0.0.1", "--cache-size", "many"],
+        &["--upstream", "127.0.0.1", "--cache-memory", "12X"],
+        &["--upstream", "127.0.0.1", "--cache-memory", "1K"],
     ] {
         let out = run_bounded(args);
         let err = String::from_utf8_lossy(&out.stderr);
@@ -76,6 +78,7 @@ fn help_explains_every_flag() {
         "--tcp-idle",
         "--max-tcp-clients",
         "--cache-size",
+        "--cache-memory",
         "--cache-min-ttl",
         "--cache-max-ttl",
         "--stale-ttl",

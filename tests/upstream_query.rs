@@ -69,7 +69,11 @@ fn one_upstream_query_for_1000_identical_queries_whatever_their_transport_and_si
                 answer(q, &a_records(q, 3)),
             )]
         });
-        let fwd = Forwarder::start_with(&[up.addr], |c| c.cache.max_entries = cache);
+        let fwd = Forwarder::start_with(&[up.addr], |c| {
+            c.cache.max_entries = cache;
+            // 100 connections from one address (above the default per-client cap).
+            c.policy.max_tcp_per_client = 128;
+        });
         // 900 UDP clients (no EDNS, 512, 1232, 4096) and 100 TCP connections.
         let udp: Vec<UdpSocket> = (0..900)
             .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())

@@ -221,7 +221,7 @@ impl Forwarder {
     }
 
     pub fn stats(&self) -> Stats {
-        self.stats
+        self.stats.with_cache(&self.cache)
     }
 
     /// Queries in flight upstream.

@@ -1,0 +1,343 @@
+//! Where the entries live and which one goes when room is needed: S3-FIFO (Yang et al.,
+//! "FIFO queues are all you need for cache eviction", SOSP 2023).
+//!
+//! A new entry joins the small FIFO, a tenth of the room. Asked for again before it
+//! reaches the end, it moves to the main FIFO; if not, it is evicted and its hash goes
+//! to the ghost table, so that asked for again soon it is admitted straight to main. At
+//! the end of main, an entry asked for since it last got there goes round again with its
+//! count lowered by one; one that was not is evicted. Names asked for once — a scan, a
+//! random-subdomain flood, a run of large answers — thus pass through the small queue
+//! and cannot flush the main one. A hit only raises a 2-bit count: no list is touched,
+//! nothing is allocated. Eviction is amortised O(1): each hit pays for at most one turn.
+//!
+//! An entry expired past the serve-stale window is evicted when reached, whatever its
+//! count. Both bounds (entries, octets) hold after every insertion; every entry is
+//! charged what it takes (`Entry::size`) and the ghost its fixed size.
+use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::time::Instant;
+
+use super::ghost::Ghost;
+use super::{elapsed_secs, Entry};
+
+/// Which FIFO an entry is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Queue {
+    Small,
+    Main,
+}
+
+/// Highest access count: two bits, as in the paper.
+const MAX_FREQ: u8 = 3;
+/// The small queue's share of each bound: one tenth.
+const SMALL_SHARE: usize = 10;
+/// The ghost remembers as many keys as the main queue holds entries of this size (at
+/// most the entry bound): the paper sizes it as main.
+const TYPICAL_ENTRY: usize = 256;
+/// The index's cost per entry: a (u64, u32) bucket of 16 octets and one control octet,
+/// in a table between 7/16 and 7/8 full (hashbrown), so at most 39.
+const INDEX_BYTES: usize = 40;
+/// What an entry costs besides its one heap allocation.
+pub(super) const PER_ENTRY: usize = std::mem::size_of::<Node>() + INDEX_BYTES;
+
+const NIL: u32 = u32::MAX;
+
+#[derive(Debug)]
+struct Node {
+    entry: Option<Entry>,
+    /// Neighbours in its queue towards the head (newer) and the tail (older); NIL at the
+    /// ends. A free node's `older` is the next free node.
+    newer: u32,
+    older: u32,
+}
+
+/// One FIFO: a doubly linked list through `Store::nodes`, with its totals.
+#[derive(Debug, Clone, Copy)]
+struct Fifo {
+    head: u32,
+    tail: u32,
+    len: usize,
+    bytes: usize,
+}
+
+impl Fifo {
+    const EMPTY: Fifo = Fifo {
+        head: NIL,
+        tail: NIL,
+        len: 0,
+        bytes: 0,
+    };
+}
+
+impl Entry {
+    /// Counts a hit: all a hit does to the eviction state.
+    pub(super) fn asked(&mut self) {
+        self.freq = (self.freq + 1).min(MAX_FREQ);
+    }
+}
+
+/// The index's keys are already keyed SipHash values: hashing them again is wasted time.
+#[derive(Default)]
+pub(super) struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// The entries. Valid values: each entry is in `index` under the hash of its key and in
+/// the queue its `queue` names exactly once; the queues' totals add up to `len` and
+/// `bytes`; after an insertion `len ≤ max_entries` and `bytes ≤ max_bytes`.
+pub(super) struct Store {
+    hasher: RandomState,
+    index: HashMap<u64, u32, BuildHasherDefault<Prehashed>>,
+    nodes: Vec<Node>,
+    /// First free node, or NIL.
+    free: u32,
+    small: Fifo,
+    main: Fifo,
+    ghost: Ghost,
+    max_entries: usize,
+    /// The octet budget less the ghost's table.
+    max_bytes: usize,
+    /// Seconds past expiry an entry may still be served (0 without serve-stale).
+    stale_window: u32,
+    len: usize,
+    bytes: usize,
+    /// Entries evicted to make room.
+    pub(super) evictions: u64,
+}
+
+impl Store {
+    pub(super) fn new(max_entries: usize, max_bytes: usize, stale_window: u32) -> Store {
+        let ghost = Ghost::new(max_entries.min(max_bytes / TYPICAL_ENTRY) / SMALL_SHARE * 9);
+        Store {
+            hasher: RandomState::new(),
+            index: HashMap::default(),
+            nodes: Vec::new(),
+            free: NIL,
+            small: Fifo::EMPTY,
+            main: Fifo::EMPTY,
+            max_entries,
+            max_bytes: max_bytes.saturating_sub(ghost.bytes()),
+            ghost,
+            stale_window,
+            len: 0,
+            bytes: 0,
+            evictions: 0,
+        }
+    }
+
+    pub(super) fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Octets held: the entries and the ghost table.
+    pub(super) fn bytes(&self) -> usize {
+        self.bytes + self.ghost.bytes()
+    }
+
+    fn find(&self, key: &[u8]) -> Option<u32> {
+        let i = *self.index.get(&self.hash(key))?;
+        let e = self.nodes.get(i as usize)?.entry.as_ref()?;
+        (e.key() == key).then_some(i)
+    }
+
+    pub(super) fn get(&self, key: &[u8]) -> Option<&Entry> {
+        let i = self.find(key)?;
+        self.nodes.get(i as usize)?.entry.as_ref()
+    }
+
+    pub(super) fn get_mut(&mut self, key: &[u8]) -> Option<&mut Entry> {
+        let i = self.find(key)?;
+        self.nodes.get_mut(i as usize)?.entry.as_mut()
+    }
+
+    /// Stores `entry` (replacing one under the same key, which keeps its queue and
+    /// count), evicting what must go; false if it cannot fit.
+    pub(super) fn insert(&mut self, mut entry: Entry, now: Instant) -> bool {
+        let hash = self.hash(entry.key());
+        if let Some(&old) = self.index.get(&hash) {
+            match self.remove(old) {
+                Some(e) if e.key() == entry.key() => (entry.queue, entry.freq) = (e.queue, e.freq),
+                _ => {}
+            }
+        } else if self.ghost.take(hash) {
+            entry.queue = Queue::Main;
+        }
+        let (size, queue) = (entry.size(), entry.queue);
+        while self.len >= self.max_entries || self.bytes + size > self.max_bytes {
+            if !self.evict(now) {
+                return false;
+            }
+        }
+        let Some(i) = self.alloc(entry) else {
+            return false;
+        };
+        self.index.insert(hash, i);
+        self.link(i, queue);
+        self.len += 1;
+        self.bytes += size;
+        true
+    }
+
+    /// Evicts one entry: from the small queue while it holds more than its share of
+    /// either bound (or main is empty), else from main. False if there is none.
+    fn evict(&mut self, now: Instant) -> bool {
+        let small_full = self.small.len >= (self.max_entries / SMALL_SHARE).max(1)
+            || self.small.bytes >= self.max_bytes / SMALL_SHARE;
+        if (small_full || self.main.len == 0) && self.evict_from(Queue::Small, now) {
+            return true;
+        }
+        self.evict_from(Queue::Main, now)
+    }
+
+    /// Walks `queue` from its tail: an entry asked for moves on (small → main with its
+    /// count reset; main → main's head with its count lowered), the first one not asked
+    /// for (or dead) is evicted. Evictions from small, and dead entries that had been
+    /// asked for, are remembered in the ghost.
+    fn evict_from(&mut self, queue: Queue, now: Instant) -> bool {
+        loop {
+            let i = self.fifo(queue).tail;
+            let Some(e) = self
+                .nodes
+                .get_mut(i as usize)
+                .and_then(|n| n.entry.as_mut())
+            else {
+                return false;
+            };
+            let dead = elapsed_secs(e.stored, now) >= e.ttl.saturating_add(self.stale_window);
+            if e.freq > 0 && !dead {
+                e.freq = match queue {
+                    Queue::Small => 0,
+                    Queue::Main => e.freq - 1,
+                };
+                self.unlink(i);
+                self.link(i, Queue::Main);
+                continue;
+            }
+            let remember = queue == Queue::Small || e.freq > 0;
+            if let Some(e) = self.remove(i).filter(|_| remember) {
+                let hash = self.hash(e.key());
+                self.ghost.insert(hash);
+            }
+            self.evictions += 1;
+            return true;
+        }
+    }
+
+    fn fifo(&mut self, queue: Queue) -> &mut Fifo {
+        match queue {
+            Queue::Small => &mut self.small,
+            Queue::Main => &mut self.main,
+        }
+    }
+
+    /// A node for `entry`: a free one, or a new one.
+    fn alloc(&mut self, entry: Entry) -> Option<u32> {
+        if let Some(n) = self.nodes.get_mut(self.free as usize) {
+            let i = self.free;
+            self.free = n.older;
+            n.entry = Some(entry);
+            return Some(i);
+        }
+        let i = u32::try_from(self.nodes.len()).ok().filter(|&i| i != NIL)?;
+        self.nodes.push(Node {
+            entry: Some(entry),
+            newer: NIL,
+            older: NIL,
+        });
+        Some(i)
+    }
+
+    /// Puts node `i` at the head of `queue`.
+    fn link(&mut self, i: u32, queue: Queue) {
+        let head = self.fifo(queue).head;
+        let Some(n) = self.nodes.get_mut(i as usize) else {
+            return;
+        };
+        let Some(e) = n.entry.as_mut() else {
+            return;
+        };
+        e.queue = queue;
+        let size = e.size();
+        (n.newer, n.older) = (NIL, head);
+        match self.nodes.get_mut(head as usize) {
+            Some(h) => h.newer = i,
+            None => self.fifo(queue).tail = i,
+        }
+        let f = self.fifo(queue);
+        f.head = i;
+        f.len += 1;
+        f.bytes += size;
+    }
+
+    /// Takes node `i` out of its queue.
+    fn unlink(&mut self, i: u32) {
+        let Some(n) = self.nodes.get(i as usize) else {
+            return;
+        };
+        let Some(e) = n.entry.as_ref() else {
+            return;
+        };
+        let (newer, older, queue, size) = (n.newer, n.older, e.queue, e.size());
+        match self.nodes.get_mut(newer as usize) {
+            Some(x) => x.older = older,
+            None => self.fifo(queue).head = older,
+        }
+        match self.nodes.get_mut(older as usize) {
+            Some(x) => x.newer = newer,
+            None => self.fifo(queue).tail = newer,
+        }
+        let f = self.fifo(queue);
+        f.len -= 1;
+        f.bytes -= size;
+    }
+
+    /// Removes the entry in node `i` and frees the node.
+    fn remove(&mut self, i: u32) -> Option<Entry> {
+        self.unlink(i);
+        let free = self.free;
+        let n = self.nodes.get_mut(i as usize)?;
+        let entry = n.entry.take()?;
+        (n.newer, n.older) = (NIL, free);
+        self.free = i;
+        let hash = self.hash(entry.key());
+        if self.index.get(&hash) == Some(&i) {
+            self.index.remove(&hash);
+        }
+        self.len -= 1;
+        self.bytes -= entry.size();
+        Some(entry)
+    }
+
+    /// The queue `key` is in (for tests).
+    #[cfg(test)]
+    pub(super) fn queue_of(&self, key: &[u8]) -> Option<Queue> {
+        self.get(key).map(|e| e.queue)
+    }
+
+    /// Entries and octets in the small queue, then in main (for tests).
+    #[cfg(test)]
+    pub(super) fn queues(&self) -> [(usize, usize); 2] {
+        [
+            (self.small.len, self.small.bytes),
+            (self.main.len, self.main.bytes),
+        ]
+    }
+}
