@@ -493,9 +493,12 @@ impl Cache {
         }
         if let Some(dnssec_ok) = asker.edns {
             // RFC 6891 §6.1.2: root owner, TYPE 41, CLASS = our UDP size, TTL = ext RCODE 0,
-            // version 0, DO; no options.
+            // version 0, DO; a stale answer says so (RFC 8914 INFO-CODE 3, Stale Answer).
             let [hi, lo] = OUR_UDP_SIZE.to_be_bytes();
-            out.extend_from_slice(&[0, 0, 41, hi, lo, 0, 0, u8::from(dnssec_ok) << 7, 0, 0, 0]);
+            let ede: &[u8] = if stale { &[0, 15, 0, 2, 0, 3] } else { &[] };
+            let [l0, l1] = (ede.len() as u16).to_be_bytes();
+            out.extend_from_slice(&[0, 0, 41, hi, lo, 0, 0, u8::from(dnssec_ok) << 7, 0, l0, l1]);
+            out.extend_from_slice(ede);
             if let Some(ar) = out.get_mut(10..12) {
                 let n = u16::from_be_bytes([ar[0], ar[1]]).saturating_add(1);
                 ar.copy_from_slice(&n.to_be_bytes());

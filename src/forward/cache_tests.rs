@@ -577,3 +577,27 @@ fn stale_answer_goes_out_after_1_8_s_and_the_query_refreshes_the_cache() {
     assert_eq!(parsed(&hit).answers[0].ttl, 299);
     assert_eq!(f.stats().stale_served, 1);
 }
+
+#[test]
+fn a_stale_answer_carries_ede_3() {
+    let t0 = Instant::now();
+    let mut f = cached(100, true);
+    let up = ask(&mut f, t0, 1, "old.example", Some(1232));
+    reply(&mut f, t0, &up, &with_ttl(&up.bytes, 10));
+    let _ = one(&mut f);
+    // Expired; the upstream is silent until the deadline: the stale answer, EDE 3.
+    let up = ask(&mut f, t0 + secs(20), 2, "old.example", Some(1232));
+    assert!(matches!(up.to, Dest::Upstream { .. }));
+    f.handle_timeout(t0 + secs(20) + DEADLINE);
+    let out: Vec<Transmit> = drain(&mut f)
+        .into_iter()
+        .filter(|t| matches!(t.to, Dest::Client(_)))
+        .collect();
+    assert_eq!(out.len(), 1);
+    let m = parsed(&out[0]);
+    assert_eq!(m.answers[0].ttl, 30);
+    let e = m.edns().unwrap();
+    assert_eq!(e.options.len(), 1);
+    assert_eq!(e.options[0].code, crate::wire::EdnsOption::EDE);
+    assert_eq!(e.options[0].data, &[0, 3]);
+}

@@ -177,6 +177,26 @@ pub struct Forwarder {
 /// Most clients waiting on one query in flight; more get REFUSED (or a stale answer).
 const MAX_WAITERS: usize = 4096;
 
+/// An Extended DNS Error (RFC 8914) for an answer we make: INFO-CODE and EXTRA-TEXT.
+type Ede = (u16, &'static str);
+const NO_ANSWER: Ede = (
+    reply::ede::NO_REACHABLE_AUTHORITY,
+    "no upstream answered in time",
+);
+const UNREACHABLE: Ede = (reply::ede::NETWORK_ERROR, "upstream unreachable");
+const UNDECODABLE: Ede = (reply::ede::OTHER, "undecodable upstream answer");
+const NO_RANDOMNESS: Ede = (reply::ede::OTHER, "no randomness for a query ID");
+const OVERLOADED: Ede = (reply::ede::OTHER, "too many queries in flight");
+
+/// How a query in flight ended, for its waiters.
+#[derive(Clone, Copy)]
+enum Outcome<'a> {
+    Answer(&'a [u8]),
+    /// Failed, with a stale cache entry to serve (RFC 8767).
+    Stale,
+    Failed(Ede),
+}
+
 /// A hasher for keys that are already the output of a keyed hash (the cache's SipHash
 /// of a question key): hashing them again would cost as much and add nothing.
 #[derive(Default)]
@@ -329,6 +349,9 @@ impl Forwarder {
         }
         for slot in hit {
             self.stats.upstream_errors += 1;
+            if let Some(p) = self.pending.get_mut(slot) {
+                p.network_error = true;
+            }
             self.fail_over(now, slot);
         }
     }
@@ -343,6 +366,9 @@ impl Forwarder {
         if current.is_some_and(|a| a.id == id && a.upstream == upstream && a.via == Via::Tcp) {
             self.stats.upstream_errors += 1;
             self.upstreams.failure(upstream, now, self.cfg.timeout);
+            if let Some(p) = self.pending.get_mut(slot) {
+                p.network_error = true;
+            }
             self.fail_over(now, slot);
         }
     }
@@ -429,10 +455,10 @@ impl Forwarder {
     }
 
     /// Answers `waiters` with an error of our own (`rcode`).
-    fn answer_with_error(&mut self, key: &Key, waiters: &[Waiter], rcode: Rcode) {
+    fn answer_with_error(&mut self, key: &Key, waiters: &[Waiter], rcode: Rcode, ede: Ede) {
         for w in waiters {
             self.count_error(rcode);
-            let bytes = reply::error_for(&w.asker(key), key.type_class(), rcode);
+            let bytes = reply::error_for(&w.asker(key), key.type_class(), rcode, ede);
             self.deliver(w, bytes);
         }
     }
@@ -475,7 +501,7 @@ impl Forwarder {
         });
         let Some((spelling, id, via)) = drawn else {
             self.stats.rng_failures += 1;
-            self.answer_with_error(&key, &waiters, Rcode::SERVFAIL);
+            self.answer_with_error(&key, &waiters, Rcode::SERVFAIL, NO_RANDOMNESS);
             self.recycle_waiters(waiters);
             return None;
         };
@@ -497,6 +523,7 @@ impl Forwarder {
             waiters,
             stale_at: None,
             near_misses: 0,
+            network_error: false,
             // An upstream under attack is asked over TCP only, answers included.
             udp_closed: via == Via::Tcp,
         };
@@ -834,7 +861,7 @@ impl Forwarder {
         p.waiters = more;
         let key = p.key.clone();
         let upstream = p.upstream();
-        self.answer_waiters(now, &key, &done, Some(answer), false);
+        self.answer_waiters(now, &key, &done, Outcome::Answer(answer));
         self.stats.tcp_retries += 1;
         self.resend(now, slot, upstream, Via::Tcp);
     }
@@ -863,41 +890,52 @@ impl Forwarder {
         let stale = failed
             && self.cache.enabled()
             && matches!(self.cache.get(p.key.as_bytes(), now), Lookup::Stale(_));
+        let outcome = match answer {
+            _ if stale => Outcome::Stale,
+            Some(a) => Outcome::Answer(a),
+            None if p.network_error => Outcome::Failed(UNREACHABLE),
+            None => Outcome::Failed(NO_ANSWER),
+        };
         let waiters = std::mem::take(&mut p.waiters);
-        self.answer_waiters(now, &p.key, &waiters, answer, stale);
+        self.answer_waiters(now, &p.key, &waiters, outcome);
         self.recycle_waiters(waiters);
     }
 
-    /// Answers each waiter: from the stale cache entry, with the upstream's answer
-    /// shaped for it, or SERVFAIL.
-    fn answer_waiters(
-        &mut self,
-        now: Instant,
-        key: &Key,
-        waiters: &[Waiter],
-        answer: Option<&[u8]>,
-        stale: bool,
-    ) {
+    /// Answers each waiter: with the upstream's answer shaped for it, from the stale
+    /// cache entry, or SERVFAIL with the reason as an Extended DNS Error.
+    fn answer_waiters(&mut self, now: Instant, key: &Key, waiters: &[Waiter], outcome: Outcome) {
         for w in waiters {
             if w.client == Client::Prefetch {
                 continue;
             }
             let asker = w.asker(key);
-            let shaped = if stale {
-                self.stats.stale_served += 1;
-                self.render_cached(now, key, &asker, true)
-            } else {
-                let out = self.pending.buffer();
-                answer.and_then(|a| reply::shape(a, &asker, out))
+            let shaped = match outcome {
+                Outcome::Stale => {
+                    self.stats.stale_served += 1;
+                    self.render_cached(now, key, &asker, true)
+                }
+                Outcome::Answer(a) => {
+                    let out = self.pending.buffer();
+                    reply::shape(a, &asker, out)
+                }
+                Outcome::Failed(_) => None,
             };
-            match shaped {
-                Some(bytes) => {
+            match (shaped, outcome) {
+                (Some(bytes), _) => {
                     if bytes.get(2).is_some_and(|f| f & 0x02 != 0) {
                         self.stats.truncated += 1;
                     }
                     self.deliver(w, bytes);
                 }
-                None => self.answer_with_error(key, std::slice::from_ref(w), Rcode::SERVFAIL),
+                (None, Outcome::Failed(ede)) => {
+                    self.answer_with_error(key, std::slice::from_ref(w), Rcode::SERVFAIL, ede)
+                }
+                (None, _) => self.answer_with_error(
+                    key,
+                    std::slice::from_ref(w),
+                    Rcode::SERVFAIL,
+                    UNDECODABLE,
+                ),
             }
         }
     }

@@ -160,6 +160,9 @@ pub struct Pending {
     pub stale_at: Option<Instant>,
     /// Answers for this question that failed a check (wrong ID, port or case).
     pub near_misses: u32,
+    /// An attempt failed at once (ICMP unreachable, TCP refused or reset): if the query
+    /// fails, the reason is the network (EDE 23), not silence (EDE 22).
+    pub network_error: bool,
     /// Set after a near miss: no UDP answer is accepted any more; the query goes on
     /// over TCP, which an off-path forger cannot reach.
     pub udp_closed: bool,
@@ -409,6 +412,7 @@ mod tests {
             waiters: Vec::new(),
             stale_at: None,
             near_misses: 0,
+            network_error: false,
             udp_closed: false,
         }
     }

@@ -114,12 +114,61 @@ pub fn merge(query: &[u8], parts: &[Option<Vec<u8>>], max: usize) -> Option<Vec<
     Some(m.write(max))
 }
 
+/// Extended DNS Error INFO-CODEs (RFC 8914 §4) for answers we make ourselves.
+pub mod ede {
+    pub const OTHER: u16 = 0;
+    pub const STALE_ANSWER: u16 = 3;
+    pub const NO_REACHABLE_AUTHORITY: u16 = 22;
+    pub const NETWORK_ERROR: u16 = 23;
+}
+
+/// One EDE option (RFC 8914 §2): OPTION-CODE 15, INFO-CODE, EXTRA-TEXT.
+pub fn ede_option(code: u16, text: &str) -> Vec<u8> {
+    let mut o = Vec::with_capacity(6 + text.len());
+    o.extend_from_slice(&crate::wire::EdnsOption::EDE.to_be_bytes());
+    o.extend_from_slice(&((2 + text.len()).min(0xFFFF) as u16).to_be_bytes());
+    o.extend_from_slice(&code.to_be_bytes());
+    o.extend_from_slice(text.as_bytes());
+    o
+}
+
 /// OPT record octets for an answer to a client: root owner, TYPE 41, CLASS = our UDP
-/// size, extended RCODE, version 0, DO as given; no options (RFC 6891 §6.1.2).
-fn push_our_opt(out: &mut Vec<u8>, ext_rcode: u8, dnssec_ok: bool) {
+/// size, extended RCODE, version 0, DO as given, and `options` (already encoded) as its
+/// RDATA (RFC 6891 §6.1.2).
+pub fn push_our_opt(out: &mut Vec<u8>, ext_rcode: u8, dnssec_ok: bool, options: &[u8]) {
     let [hi, lo] = OUR_UDP_SIZE.to_be_bytes();
     let dnssec = u8::from(dnssec_ok) << 7;
-    out.extend_from_slice(&[0, 0, 41, hi, lo, ext_rcode, 0, dnssec, 0, 0, 0]);
+    let [l0, l1] = (options.len().min(0xFFFF) as u16).to_be_bytes();
+    out.extend_from_slice(&[0, 0, 41, hi, lo, ext_rcode, 0, dnssec, 0, l0, l1]);
+    out.extend_from_slice(options);
+}
+
+/// The Extended DNS Error options (code 15) in the OPT record at `opt` of `msg`, as
+/// encoded options: an upstream's EDE is for the client too (RFC 8914 §3), unlike the
+/// rest of its OPT (cookies, NSID, padding: per hop).
+fn ede_options(msg: &[u8], opt: &crate::wire::OptView) -> Vec<u8> {
+    let mut out = Vec::new();
+    let at = opt.offset;
+    let owner = match msg.get(at) {
+        Some(0) => 1,
+        Some(b) if b & 0xC0 == 0xC0 => 2,
+        _ => return out,
+    };
+    let Some(rdata) = msg.get(at + owner + 10..at + opt.len) else {
+        return out;
+    };
+    let mut i = 0;
+    while let Some(&[c0, c1, l0, l1]) = rdata.get(i..i + 4) {
+        let len = usize::from(u16::from_be_bytes([l0, l1]));
+        let Some(option) = rdata.get(i..i + 4 + len) else {
+            break;
+        };
+        if u16::from_be_bytes([c0, c1]) == crate::wire::EdnsOption::EDE {
+            out.extend_from_slice(option);
+        }
+        i += 4 + len;
+    }
+    out
 }
 
 fn add_to_arcount(out: &mut [u8], delta: i32) -> Option<()> {
@@ -138,9 +187,9 @@ fn add_to_arcount(out: &mut [u8], delta: i32) -> Option<()> {
 /// answer does not decode far enough.
 pub fn shape(answer: &[u8], asker: &Asker, mut out: Vec<u8>) -> Option<Vec<u8>> {
     let view = MessageView::parse(answer).ok()?;
-    let (end, ext_rcode) = match view.opt {
-        None => (view.end, 0),
-        Some(o) if o.offset + o.len == view.end => (o.offset, o.ext_rcode),
+    let (end, ext_rcode, ede) = match view.opt {
+        None => (view.end, 0, Vec::new()),
+        Some(o) if o.offset + o.len == view.end => (o.offset, o.ext_rcode, ede_options(answer, &o)),
         // An OPT record that is not last: rare enough to decode and re-encode.
         Some(_) => return shape_decoded(answer, asker),
     };
@@ -160,7 +209,7 @@ pub fn shape(answer: &[u8], asker: &Asker, mut out: Vec<u8>) -> Option<Vec<u8>> 
         }
     }
     if let Some(dnssec_ok) = asker.edns {
-        push_our_opt(&mut out, ext_rcode, dnssec_ok);
+        push_our_opt(&mut out, ext_rcode, dnssec_ok, &ede);
         add_to_arcount(&mut out, 1)?;
     }
     if out.len() > asker.max_response {
@@ -215,8 +264,9 @@ fn cut(msg: &[u8], max: usize) -> Vec<u8> {
 }
 
 /// An error answer of ours (`rcode`) for one waiting client: its ID, RD, CD, its
-/// spelling of the question, RA set, and our OPT record if it sent one.
-pub fn error_for(asker: &Asker, type_class: &[u8], rcode: Rcode) -> Vec<u8> {
+/// spelling of the question, RA set, and our OPT record if it sent one, with the
+/// Extended DNS Error `ede` (INFO-CODE, EXTRA-TEXT) in it.
+pub fn error_for(asker: &Asker, type_class: &[u8], rcode: Rcode, ede: (u16, &str)) -> Vec<u8> {
     let flags = 0x8080u16 | u16::from(asker.rd) << 8 | u16::from(asker.cd) << 4 | (rcode.0 & 0xF);
     let arcount = u16::from(asker.edns.is_some());
     let mut out = Vec::with_capacity(HEADER_LEN + asker.qname_len + 4 + 11);
@@ -224,7 +274,12 @@ pub fn error_for(asker: &Asker, type_class: &[u8], rcode: Rcode) -> Vec<u8> {
     out.extend_from_slice(asker.qname.get(..asker.qname_len).unwrap_or_default());
     out.extend_from_slice(type_class);
     if let Some(dnssec_ok) = asker.edns {
-        push_our_opt(&mut out, (rcode.0 >> 4) as u8, dnssec_ok);
+        push_our_opt(
+            &mut out,
+            (rcode.0 >> 4) as u8,
+            dnssec_ok,
+            &ede_option(ede.0, ede.1),
+        );
     }
     out
 }

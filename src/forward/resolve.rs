@@ -88,9 +88,9 @@ impl Forwarder {
     /// No room for another query: a stale answer if there is one, else REFUSED.
     pub(super) fn overloaded(&mut self, now: Instant, key: &Key, waiters: &[Waiter], stale: bool) {
         if stale {
-            self.answer_waiters(now, key, waiters, None, true);
+            self.answer_waiters(now, key, waiters, super::Outcome::Stale);
         } else {
-            self.answer_with_error(key, waiters, Rcode::REFUSED);
+            self.answer_with_error(key, waiters, Rcode::REFUSED, super::OVERLOADED);
         }
     }
 
@@ -123,7 +123,7 @@ impl Forwarder {
             p.stale_at = None;
             let waiters = std::mem::take(&mut p.waiters);
             let key = p.key.clone();
-            self.answer_waiters(now, &key, &waiters, None, true);
+            self.answer_waiters(now, &key, &waiters, super::Outcome::Stale);
             self.recycle_waiters(waiters);
         }
     }

@@ -902,3 +902,115 @@ fn a_near_miss_moves_every_query_for_that_question_to_tcp() {
     assert_eq!(drain(&mut f).len(), 1);
     assert_eq!(f.pending(), 0);
 }
+
+/// The Extended DNS Errors (code, text) in a message's OPT record.
+fn edes(msg: &[u8]) -> Vec<(u16, String)> {
+    let m = parse_message(msg).unwrap();
+    m.edns()
+        .map(|e| {
+            e.options
+                .iter()
+                .filter(|o| o.code == crate::wire::EdnsOption::EDE)
+                .map(|o| {
+                    let code = u16::from_be_bytes([o.data[0], o.data[1]]);
+                    (code, String::from_utf8_lossy(&o.data[2..]).into_owned())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn our_own_errors_say_why_with_extended_dns_errors() {
+    let t0 = Instant::now();
+    // Silence until the deadline: SERVFAIL with EDE 22 (No Reachable Authority).
+    let mut f = forwarder(1, 100);
+    f.handle_query(
+        t0,
+        client(1),
+        &query_msg(1, &["silent.example"], Some(1232)),
+    );
+    let _ = one(&mut f);
+    f.handle_timeout(t0 + TIMEOUT);
+    let _ = drain(&mut f);
+    f.handle_timeout(t0 + TIMEOUT * 2);
+    let _ = drain(&mut f);
+    f.handle_timeout(t0 + DEADLINE);
+    let r = one(&mut f);
+    assert_eq!(
+        parse_message(&r.bytes).unwrap().header.rcode,
+        Rcode::SERVFAIL
+    );
+    assert_eq!(edes(&r.bytes)[0].0, reply::ede::NO_REACHABLE_AUTHORITY);
+    // Refused by ICMP: EDE 23 (Network Error).
+    f.handle_query(
+        t0,
+        client(2),
+        &query_msg(2, &["refused.example"], Some(1232)),
+    );
+    let t = one(&mut f);
+    let Dest::Upstream { upstream, socket } = t.to else {
+        panic!()
+    };
+    f.handle_upstream_error(t0, upstream, socket);
+    f.handle_timeout(t0 + DEADLINE);
+    let out = drain(&mut f);
+    let r = out
+        .iter()
+        .find(|t| t.to == Dest::Client(client(2)))
+        .unwrap();
+    assert_eq!(edes(&r.bytes)[0].0, reply::ede::NETWORK_ERROR);
+    // No EDNS from the client: no OPT, so no EDE.
+    f.handle_query(t0, client(3), &query_msg(3, &["plain.example"], None));
+    let _ = one(&mut f);
+    f.handle_timeout(t0 + DEADLINE * 2);
+    let out = drain(&mut f);
+    let r = out
+        .iter()
+        .find(|t| t.to == Dest::Client(client(3)))
+        .unwrap();
+    assert!(parse_message(&r.bytes).unwrap().edns().is_none());
+    // A full table: REFUSED with EDE 0 and a text.
+    let mut f = forwarder(1, 1);
+    f.handle_query(t0, client(1), &query_msg(1, &["a.example"], None));
+    let _ = one(&mut f);
+    f.handle_query(t0, client(2), &query_msg(2, &["b.example"], Some(1232)));
+    let r = one(&mut f);
+    assert_eq!(
+        parse_message(&r.bytes).unwrap().header.rcode,
+        Rcode::REFUSED
+    );
+    assert_eq!(
+        edes(&r.bytes),
+        [(0, "too many queries in flight".to_string())]
+    );
+}
+
+#[test]
+fn an_upstreams_ede_reaches_the_client_and_its_other_options_do_not() {
+    let now = Instant::now();
+    let mut f = forwarder(1, 100);
+    f.handle_query(now, client(1), &query_msg(1, &["ede.example"], Some(1232)));
+    let t = one(&mut f);
+    let a = answer_to(&t.bytes, 0, Rcode::REFUSED);
+    let mut m = parse_message(&a).unwrap();
+    let ede = [0u8, 20, b'n', b'o'];
+    let nsid = [b'u', b'p'];
+    let mut e = m.edns().unwrap();
+    e.options = vec![
+        crate::wire::EdnsOption {
+            code: crate::wire::EdnsOption::NSID,
+            data: &nsid,
+        },
+        crate::wire::EdnsOption {
+            code: crate::wire::EdnsOption::EDE,
+            data: &ede,
+        },
+    ];
+    m.additional = vec![e.to_record()];
+    f.handle_response(now, udp_source(&t), &m.to_vec());
+    let r = one(&mut f);
+    assert_eq!(edes(&r.bytes), [(20, "no".to_string())]);
+    let opts = parse_message(&r.bytes).unwrap().edns().unwrap().options;
+    assert_eq!(opts.len(), 1, "NSID is per hop: {opts:?}");
+}
