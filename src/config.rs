@@ -30,6 +30,8 @@ pub struct Config {
     pub edns_size: u16,
     /// Largest UDP answer sent to a client, whatever it advertises (512..=65535).
     pub max_udp_size: u16,
+    /// Most queries in flight started by one client (IPv4 address, IPv6 /64).
+    pub max_pending_per_client: usize,
     /// Who may ask and how fast: ACL, rate limit, TCP per-client cap.
     pub policy: PolicyConfig,
 }
@@ -50,6 +52,9 @@ impl Default for Config {
             // small amplification factor for spoofed-source queries.
             edns_size: 1232,
             max_udp_size: 1232,
+            // An eighth of the table: a flood from one source leaves the rest to others,
+            // and 2500 in flight still carries tens of thousands of queries a second.
+            max_pending_per_client: 2_500,
             policy: PolicyConfig::default(),
         }
     }
@@ -242,6 +247,15 @@ impl Config {
                 ));
             }
             cfg.edns_size = n;
+        }
+        if let Some(n) = args.max_pending_per_client {
+            if n > cfg.max_pending {
+                return Err(ConfigError::Invalid(
+                    "--max-pending-per-client",
+                    format!("{n} is not in 0..={}", cfg.max_pending),
+                ));
+            }
+            cfg.max_pending_per_client = n;
         }
         if let Some(n) = args.max_udp_size {
             if n < 512 {

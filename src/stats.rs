@@ -53,6 +53,10 @@ pub struct Stats {
     pub tcp_queries: u64,
     /// Queries answered SERVFAIL because the random generator failed (fail closed).
     pub rng_failures: u64,
+    /// Queries in flight ended to make room for another client's (fair shares).
+    pub evicted_queries: u64,
+    /// Client queries that came back to us: our own upstream query, looped.
+    pub loops: u64,
     /// Queries from sources outside the ACL answered REFUSED (EDE 18 with EDNS).
     pub refused_acl: u64,
     /// Queries from sources outside the ACL dropped (over the refusal rate, or not queries).
@@ -95,7 +99,7 @@ impl fmt::Display for Stats {
              overload={} dropped_responses={} timeouts={} upstream_errors={} tcp_retries={} \
              truncated={} cache_hits={} cache_misses={} coalesced={} stale_served={} prefetches={} \
              near_misses={} case_mismatches={} moved_to_tcp={} late_answers={} tcp_queries={} \
-             rng_failures={} refused_acl={} dropped_acl={} rate_limited={} slipped={} tcp_refused={} \
+             rng_failures={} evicted_queries={} loops={} refused_acl={} dropped_acl={} rate_limited={} slipped={} tcp_refused={} \
              tcp_capped={} tcp_evicted={} tcp_slow={} \
              cache_evictions={} cache_refused={}",
             self.queries,
@@ -122,6 +126,8 @@ impl fmt::Display for Stats {
             self.late_answers,
             self.tcp_queries,
             self.rng_failures,
+            self.evicted_queries,
+            self.loops,
             self.refused_acl,
             self.dropped_acl,
             self.rate_limited,

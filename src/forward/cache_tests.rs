@@ -26,6 +26,8 @@ fn cached(max_entries: usize, serve_stale: bool) -> Forwarder {
         },
         edns_size: 1232,
         max_udp_size: 1232,
+        // One address for every test client: no fair-share limit here.
+        max_pending_per_client: usize::MAX,
     };
     Forwarder::new(cfg, Box::new(SeededRandom::new(7)))
 }
@@ -546,6 +548,8 @@ fn stale_answer_goes_out_after_1_8_s_and_the_query_refreshes_the_cache() {
         cache: CacheConfig::default(),
         edns_size: 1232,
         max_udp_size: 1232,
+        // One address for every test client: no fair-share limit here.
+        max_pending_per_client: usize::MAX,
     };
     let mut f = Forwarder::new(cfg, Box::new(SeededRandom::new(3)));
     let up = ask(&mut f, t0, 1, "slowstale.example", None);

@@ -23,6 +23,7 @@ pub mod key;
 mod pending;
 pub mod reply;
 mod resolve;
+mod shares;
 mod split;
 #[cfg(test)]
 mod tests;
@@ -62,6 +63,9 @@ pub struct ForwarderConfig {
     /// Largest UDP answer we send a client, whatever it advertises (`--max-udp-size`,
     /// 512..=65535); bigger answers go out truncated (TC=1).
     pub max_udp_size: u16,
+    /// Most queries in flight started by one client (an IPv4 address or an IPv6 /64);
+    /// 0 turns fair shares off (and the eviction of the heaviest client's queries).
+    pub max_pending_per_client: usize,
 }
 
 impl ForwarderConfig {
@@ -76,6 +80,7 @@ impl ForwarderConfig {
             cache: CacheConfig::default(),
             edns_size: reply::OUR_UDP_SIZE,
             max_udp_size: reply::OUR_UDP_SIZE,
+            max_pending_per_client: 2_500,
         }
     }
 }
@@ -172,6 +177,10 @@ pub struct Forwarder {
     epoch: Option<Instant>,
     /// Waiter lists of finished queries, kept for reuse.
     spare_waiters: Vec<Vec<Waiter>>,
+    /// Each client's share of the pending table.
+    shares: shares::Shares,
+    /// Serial of the last query started (slots are reused; shares tell them apart).
+    serial: u64,
 }
 
 /// Most clients waiting on one query in flight; more get REFUSED (or a stale answer).
@@ -187,6 +196,20 @@ const UNREACHABLE: Ede = (reply::ede::NETWORK_ERROR, "upstream unreachable");
 const UNDECODABLE: Ede = (reply::ede::OTHER, "undecodable upstream answer");
 const NO_RANDOMNESS: Ede = (reply::ede::OTHER, "no randomness for a query ID");
 const OVERLOADED: Ede = (reply::ede::OTHER, "too many queries in flight");
+const EVICTED: Ede = (
+    reply::ede::OTHER,
+    "ended to make room for another client's query",
+);
+
+/// The client a query counts against for fair shares: its address (IPv6 by /64).
+fn owner_of(client: Client) -> Option<u128> {
+    match client {
+        Client::Udp { addr, .. } | Client::Tcp { addr, .. } => {
+            Some(crate::policy::client_key(addr.ip()))
+        }
+        Client::Prefetch => None,
+    }
+}
 
 /// How a query in flight ended, for its waiters.
 #[derive(Clone, Copy)]
@@ -236,6 +259,8 @@ impl Forwarder {
             freed_at: vec![0u32; 65536].into_boxed_slice(),
             epoch: None,
             spare_waiters: Vec::new(),
+            shares: shares::Shares::new(cfg.max_pending_per_client),
+            serial: 0,
             cfg,
         }
     }
@@ -487,7 +512,29 @@ impl Forwarder {
         waiters: Vec<Waiter>,
         stale: bool,
     ) -> Option<Slot> {
-        if self.pending.is_full() || self.upstreams.is_empty() {
+        let owner = waiters
+            .first()
+            .filter(|_| self.cfg.max_pending_per_client > 0)
+            .and_then(|w| owner_of(w.client));
+        let admitted = match owner {
+            _ if self.upstreams.is_empty() => false,
+            None => !self.pending.is_full(),
+            Some(who) => {
+                let pending = &self.pending;
+                let live = |(slot, serial): shares::Started| {
+                    pending.get(slot).is_some_and(|p| p.serial == serial)
+                };
+                match self.shares.admit(now, who, pending.is_full(), live) {
+                    shares::Admit::Yes => true,
+                    shares::Admit::No => false,
+                    shares::Admit::Evict((slot, _)) => {
+                        self.evict(now, slot);
+                        !self.pending.is_full()
+                    }
+                }
+            }
+        };
+        if !admitted {
             self.overloaded(now, &key, &waiters, stale);
             self.recycle_waiters(waiters);
             return None;
@@ -524,10 +571,21 @@ impl Forwarder {
             stale_at: None,
             near_misses: 0,
             network_error: false,
+            evicted: false,
+            owner,
+            serial: self.serial + 1,
             // An upstream under attack is asked over TCP only, answers included.
             udp_closed: via == Via::Tcp,
         };
         let slot = self.pending.insert(p, self.attempt_timer(now, deadline));
+        self.serial += 1;
+        if let Some(who) = owner {
+            let pending = &self.pending;
+            let live = |(slot, serial): shares::Started| {
+                pending.get(slot).is_some_and(|p| p.serial == serial)
+            };
+            self.shares.started(who, (slot, self.serial), live);
+        }
         if let Some(h) = hash {
             let next = self.inflight.insert(h, slot);
             if let Some(p) = self.pending.get_mut(slot) {
@@ -866,6 +924,16 @@ impl Forwarder {
         self.resend(now, slot, upstream, Via::Tcp);
     }
 
+    /// Ends a query of the heaviest client to make room for another client's (fair
+    /// shares): its waiters get SERVFAIL (or a stale answer).
+    fn evict(&mut self, now: Instant, slot: Slot) {
+        if let Some(p) = self.pending.get_mut(slot) {
+            p.evicted = true;
+            self.stats.evicted_queries += 1;
+            self.complete(now, slot, None);
+        }
+    }
+
     /// Finishes a pending query with an answer (`None`: it failed). The answer is
     /// cached if it may be; a failure (or a final SERVFAIL) is answered from a stale
     /// cache entry if there is one (RFC 8767), else with SERVFAIL. Every waiter gets the
@@ -880,6 +948,9 @@ impl Forwarder {
         if let Some(h) = p.inflight {
             self.unlink_inflight(slot, h, p.next_inflight);
         }
+        if let Some(who) = p.owner {
+            self.shares.finished(who);
+        }
         if let Some(a) = answer {
             if self.cache.enabled() {
                 self.cache.insert(p.key.as_bytes(), a, now);
@@ -893,6 +964,7 @@ impl Forwarder {
         let outcome = match answer {
             _ if stale => Outcome::Stale,
             Some(a) => Outcome::Answer(a),
+            None if p.evicted => Outcome::Failed(EVICTED),
             None if p.network_error => Outcome::Failed(UNREACHABLE),
             None => Outcome::Failed(NO_ANSWER),
         };

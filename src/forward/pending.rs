@@ -160,6 +160,12 @@ pub struct Pending {
     pub stale_at: Option<Instant>,
     /// Answers for this question that failed a check (wrong ID, port or case).
     pub near_misses: u32,
+    /// Ended to make room for another client's query (fair shares).
+    pub evicted: bool,
+    /// The client it counts against (fair shares); `None` for a prefetch.
+    pub owner: Option<u128>,
+    /// Unique per query started (slots are reused).
+    pub serial: u64,
     /// An attempt failed at once (ICMP unreachable, TCP refused or reset): if the query
     /// fails, the reason is the network (EDE 23), not silence (EDE 22).
     pub network_error: bool,
@@ -413,6 +419,9 @@ mod tests {
             stale_at: None,
             near_misses: 0,
             network_error: false,
+            evicted: false,
+            owner: None,
+            serial: 0,
             udp_closed: false,
         }
     }

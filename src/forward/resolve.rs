@@ -4,7 +4,7 @@
 //! refreshed before they expire (prefetch).
 use std::time::Instant;
 
-use super::key::Key;
+use super::key::{Key, Spelling};
 use super::pending::Waiter;
 use super::{Client, Forwarder, Slot};
 use crate::cache::{Asker, Cache, Lookup};
@@ -31,6 +31,19 @@ impl Forwarder {
                 None => self.refuse(client, view.bytes(), Some(view), Rcode::FORMERR),
             };
         };
+        if self.is_our_own(view, &key, &spelling) {
+            // A forwarding loop: our upstream query came back as a client query. Answer
+            // it SERVFAIL at once (so the query in flight fails over instead of looping).
+            self.stats.loops += 1;
+            if self.stats.loops.is_power_of_two() {
+                log::warn!(
+                    "forwarding loop: our own query came back from {client:?} ({} so far); \
+                     check that no upstream forwards to us",
+                    self.stats.loops
+                );
+            }
+            return self.refuse(client, view.bytes(), Some(view), Rcode::SERVFAIL);
+        }
         let max = match group {
             Some(_) => crate::wire::MAX_MESSAGE_LEN,
             None => self.max_response(client, view),
@@ -83,6 +96,17 @@ impl Forwarder {
         if let (Some(slot), true) = (self.start(now, key, Some(hash), waiters, stale), stale) {
             self.arm_stale_timer(now, slot);
         }
+    }
+
+    /// Whether `view` is one of our own upstream queries: the ID of a live attempt, the
+    /// same question spelled in the same random case, and our EDNS size.
+    fn is_our_own(&self, view: &MessageView<'_>, key: &Key, spelling: &Spelling) -> bool {
+        let ours = view.opt.is_some_and(|o| o.udp_size == self.cfg.edns_size);
+        ours && self
+            .pending
+            .slot_of(view.header.id)
+            .and_then(|slot| self.pending.get(slot))
+            .is_some_and(|p| p.key == *key && p.spelling == *spelling)
     }
 
     /// No room for another query: a stale answer if there is one, else REFUSED.

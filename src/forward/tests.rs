@@ -36,6 +36,8 @@ fn forwarder(upstreams: u16, max_pending: usize) -> Forwarder {
         },
         edns_size: 1232,
         max_udp_size: 1232,
+        // One address for every test client: no fair-share limit here.
+        max_pending_per_client: usize::MAX,
     };
     Forwarder::new(cfg, Box::new(SeededRandom::new(42)))
 }
@@ -1013,4 +1015,78 @@ fn an_upstreams_ede_reaches_the_client_and_its_other_options_do_not() {
     assert_eq!(edes(&r.bytes), [(20, "no".to_string())]);
     let opts = parse_message(&r.bytes).unwrap().edns().unwrap().options;
     assert_eq!(opts.len(), 1, "NSID is per hop: {opts:?}");
+}
+
+#[test]
+fn a_flooding_client_gets_its_share_and_gives_way_to_others_when_the_table_is_full() {
+    let now = Instant::now();
+    let mut cfg = ForwarderConfig::new(vec![up(0)]);
+    cfg.cache.max_entries = 0;
+    cfg.max_pending = 10;
+    cfg.max_pending_per_client = 8;
+    let mut f = Forwarder::new(cfg, Box::new(SeededRandom::new(5)));
+    let from = |ip: [u8; 4], port: u16| Client::Udp {
+        listener: 0,
+        addr: SocketAddr::from((ip, port)),
+    };
+    // One address sends 20 never-answered queries: 8 go upstream, 12 are REFUSED.
+    for n in 0..20u16 {
+        let name = format!("flood{n}.example");
+        f.handle_query(now, from([10, 0, 0, 1], n), &query_msg(n, &[&name], None));
+    }
+    let out = drain(&mut f);
+    let upstream = out
+        .iter()
+        .filter(|t| matches!(t.to, Dest::Upstream { .. }))
+        .count();
+    assert_eq!((upstream, out.len() - upstream), (8, 12));
+    // Two more clients fill the table; a third takes the flooder's oldest query.
+    for (ip, n) in [
+        ([10, 0, 0, 2], 100),
+        ([10, 0, 0, 3], 101),
+        ([10, 0, 0, 4], 102),
+    ] {
+        let name = format!("ok{n}.example");
+        f.handle_query(now, from(ip, n), &query_msg(n, &[&name], None));
+    }
+    let out = drain(&mut f);
+    assert_eq!(
+        out.iter()
+            .filter(|t| matches!(t.to, Dest::Upstream { .. }))
+            .count(),
+        3
+    );
+    let ended: Vec<&Transmit> = out
+        .iter()
+        .filter(|t| matches!(t.to, Dest::Client(_)))
+        .collect();
+    assert_eq!(ended.len(), 1);
+    assert_eq!(
+        ended[0].to,
+        Dest::Client(from([10, 0, 0, 1], 0)),
+        "the flooder's oldest"
+    );
+    assert_eq!(
+        parse_message(&ended[0].bytes).unwrap().header.rcode,
+        Rcode::SERVFAIL
+    );
+    assert_eq!(f.stats().evicted_queries, 1);
+    assert_eq!(f.pending(), 10);
+}
+
+#[test]
+fn our_own_query_coming_back_is_not_forwarded_again() {
+    let now = Instant::now();
+    let mut f = forwarder(1, 100);
+    f.handle_query(now, client(1), &query_msg(1, &["loop.example"], None));
+    let t = one(&mut f);
+    // The upstream is (through some path) ourselves: our query arrives as a query.
+    let me = client(77);
+    f.handle_query(now, me, &t.bytes);
+    let r = one(&mut f);
+    assert_eq!(r.to, Dest::Client(me), "answered, not forwarded");
+    let m = parse_message(&r.bytes).unwrap();
+    assert_eq!(m.header.rcode, Rcode::SERVFAIL);
+    assert_eq!(f.stats().loops, 1);
+    assert_eq!(f.pending(), 1);
 }

@@ -136,6 +136,7 @@ impl Server {
             cache: cfg.cache,
             edns_size: cfg.edns_size,
             max_udp_size: cfg.max_udp_size,
+            max_pending_per_client: cfg.max_pending_per_client,
         };
         let mut server = Server {
             core: Forwarder::new(core_cfg, Box::new(OsRandom::new())),

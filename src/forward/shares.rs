@@ -1,0 +1,190 @@
+//! Fair shares of the pending table: one client (an IPv4 address, or an IPv6 /64) can
+//! hold at most `per_client` queries in flight, and when the table is full a client
+//! with fewer queries in flight than the heaviest one takes the heaviest one's oldest
+//! slot (its waiters get SERVFAIL). So a flood of never-answered names from one source
+//! costs that source its own queries, not everybody's.
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use super::pending::Slot;
+
+/// A query in flight as a share sees it: its slot and the serial it was started under
+/// (slots are reused).
+pub type Started = (Slot, u64);
+
+#[derive(Debug, Default)]
+struct Owner {
+    in_flight: u32,
+    /// Its queries, oldest first; finished ones are skipped lazily.
+    started: VecDeque<Started>,
+}
+
+/// What to do with a new query of a client.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Admit {
+    Yes,
+    /// Yes, once this query of the heaviest client is ended to make room.
+    Evict(Started),
+    /// No room for this client: it holds its share, or the table is full and it holds
+    /// as many as anybody.
+    No,
+}
+
+/// How often the heaviest client may be looked for by a full scan.
+const RESCAN_EVERY: Duration = Duration::from_millis(100);
+
+#[derive(Debug)]
+pub struct Shares {
+    owners: HashMap<u128, Owner>,
+    per_client: u32,
+    /// The client with the most queries in flight, as last seen (kept cheaply: updated
+    /// when a client passes it, rescanned at most every `RESCAN_EVERY`).
+    heaviest: Option<u128>,
+    rescanned: Option<Instant>,
+}
+
+impl Shares {
+    pub fn new(per_client: usize) -> Shares {
+        Shares {
+            owners: HashMap::new(),
+            per_client: u32::try_from(per_client.max(1)).unwrap_or(u32::MAX),
+            heaviest: None,
+            rescanned: None,
+        }
+    }
+
+    fn in_flight(&self, who: u128) -> u32 {
+        self.owners.get(&who).map_or(0, |o| o.in_flight)
+    }
+
+    /// Whether `who` may start a query now; `table_full`: no free slot. `live` says
+    /// whether a started query is still in flight.
+    pub fn admit(
+        &mut self,
+        now: Instant,
+        who: u128,
+        table_full: bool,
+        live: impl Fn(Started) -> bool,
+    ) -> Admit {
+        let mine = self.in_flight(who);
+        if mine >= self.per_client {
+            return Admit::No;
+        }
+        if !table_full {
+            return Admit::Yes;
+        }
+        let heavy = |s: &Shares| s.heaviest.map_or(0, |h| s.in_flight(h));
+        if heavy(self) <= mine + 1
+            && self
+                .rescanned
+                .is_none_or(|t| now.saturating_duration_since(t) >= RESCAN_EVERY)
+        {
+            self.rescanned = Some(now);
+            self.heaviest = self
+                .owners
+                .iter()
+                .max_by_key(|(_, o)| o.in_flight)
+                .map(|(&k, _)| k);
+        }
+        if heavy(self) <= mine + 1 {
+            return Admit::No;
+        }
+        let Some(victim) = self.heaviest.and_then(|h| self.owners.get_mut(&h)) else {
+            return Admit::No;
+        };
+        while let Some(s) = victim.started.pop_front() {
+            if live(s) {
+                return Admit::Evict(s);
+            }
+        }
+        Admit::No
+    }
+
+    /// `who` started the query `s`.
+    pub fn started(&mut self, who: u128, s: Started, live: impl Fn(Started) -> bool) {
+        let o = self.owners.entry(who).or_default();
+        o.in_flight += 1;
+        o.started.push_back(s);
+        // Finished queries are dropped from the front as they go; a long-lived one at
+        // the front keeps the rest, so trim the whole queue once it is far too long.
+        while o.started.front().is_some_and(|&f| !live(f)) {
+            o.started.pop_front();
+        }
+        if o.started.len() > 4 * o.in_flight as usize + 64 {
+            o.started.retain(|&f| live(f));
+        }
+        let n = o.in_flight;
+        if self
+            .heaviest
+            .is_none_or(|h| h != who && self.in_flight(h) < n)
+        {
+            self.heaviest = Some(who);
+        }
+    }
+
+    /// A query of `who` ended.
+    pub fn finished(&mut self, who: u128) {
+        if let Some(o) = self.owners.get_mut(&who) {
+            o.in_flight = o.in_flight.saturating_sub(1);
+            if o.in_flight == 0 {
+                self.owners.remove(&who);
+                if self.heaviest == Some(who) {
+                    self.heaviest = None;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_gets_its_share_and_the_heaviest_gives_way_when_full() {
+        let now = Instant::now();
+        let mut s = Shares::new(3);
+        let all_live = |_: Started| true;
+        for n in 0..3 {
+            assert_eq!(s.admit(now, 1, false, all_live), Admit::Yes);
+            s.started(1, (n, n as u64), all_live);
+        }
+        assert_eq!(s.admit(now, 1, false, all_live), Admit::No, "its share");
+        // Table full: client 2 (none in flight) takes client 1's oldest.
+        assert_eq!(s.admit(now, 2, true, all_live), Admit::Evict((0, 0)));
+        s.finished(1);
+        s.started(2, (0, 10), all_live);
+        // Client 2 (1 in flight) against client 1 (2): not heavier by more than one.
+        assert_eq!(s.admit(now, 2, true, all_live), Admit::No);
+        s.finished(1);
+        s.finished(1);
+        s.finished(2);
+        assert!(
+            s.owners.is_empty(),
+            "nothing kept for clients with nothing in flight"
+        );
+    }
+
+    #[test]
+    fn finished_queries_are_skipped_and_queues_stay_bounded() {
+        let now = Instant::now();
+        let mut s = Shares::new(1000);
+        // Serial 0 lives forever; everything after it finishes at once.
+        for n in 0..10_000u64 {
+            s.started(7, (n as usize, n), |(_, serial)| serial == 0 || serial == n);
+            if n > 0 {
+                s.finished(7);
+            }
+        }
+        let o = &s.owners[&7];
+        assert_eq!(o.in_flight, 1);
+        assert!(o.started.len() <= 4 + 64 + 1, "{}", o.started.len());
+        let live = |(_, serial): Started| serial == 0;
+        s.started(8, (1, 20_000), live);
+        assert_eq!(
+            s.admit(now, 9, true, live),
+            Admit::No,
+            "1 vs 0: not heavier by 2"
+        );
+    }
+}
