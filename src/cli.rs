@@ -74,9 +74,13 @@ pub struct ServeArgs {
     /// go out truncated (TC=1) so that the client retries over TCP. Default: 1232.
     #[arg(long, value_name = "OCTETS")]
     pub max_udp_size: Option<u16>,
+    /// Most queries in flight upstream at once (1..=20000); past it, REFUSED (or a stale
+    /// answer). Default: 10000.
+    #[arg(long, value_name = "N")]
+    pub max_pending: Option<usize>,
     /// Most queries in flight upstream started by one client (an IPv4 address or an
     /// IPv6 /64); when the table is full, the heaviest client's oldest query makes room
-    /// for a lighter client's; 0 turns fair shares off. Default: 2500 (of 20000).
+    /// for a lighter client's; 0 turns fair shares off. Default: 1250.
     #[arg(long, value_name = "N")]
     pub max_pending_per_client: Option<usize>,
     /// Answer only sources in this CIDR block (repeatable; a bare address is /32 or /128).

@@ -76,11 +76,11 @@ impl ForwarderConfig {
             sockets_per_upstream: 8,
             timeout: Duration::from_millis(1500),
             deadline: Duration::from_millis(4500),
-            max_pending: 20_000,
+            max_pending: 10_000,
             cache: CacheConfig::default(),
             edns_size: reply::OUR_UDP_SIZE,
             max_udp_size: reply::OUR_UDP_SIZE,
-            max_pending_per_client: 2_500,
+            max_pending_per_client: 1_250,
         }
     }
 }
@@ -181,10 +181,16 @@ pub struct Forwarder {
     shares: shares::Shares,
     /// Serial of the last query started (slots are reused; shares tell them apart).
     serial: u64,
+    /// When memory was last looked at for giving back.
+    shrunk: Option<Instant>,
+    /// Tables shrank since the shell last asked.
+    gave_back: bool,
 }
 
 /// Most clients waiting on one query in flight; more get REFUSED (or a stale answer).
 const MAX_WAITERS: usize = 4096;
+/// How often the tables are looked at for memory to give back after a burst.
+const SHRINK_EVERY: Duration = Duration::from_secs(1);
 
 /// An Extended DNS Error (RFC 8914) for an answer we make: INFO-CODE and EXTRA-TEXT.
 type Ede = (u16, &'static str);
@@ -261,6 +267,8 @@ impl Forwarder {
             spare_waiters: Vec::new(),
             shares: shares::Shares::new(cfg.max_pending_per_client),
             serial: 0,
+            shrunk: None,
+            gave_back: false,
             cfg,
         }
     }
@@ -401,6 +409,15 @@ impl Forwarder {
     /// Call when the instant from [`poll_timeout`](Self::poll_timeout) has come.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.handle_stale_timers(now);
+        if self
+            .shrunk
+            .is_none_or(|t| now.saturating_duration_since(t) >= SHRINK_EVERY)
+        {
+            self.shrunk = Some(now);
+            if self.pending.len() * 4 < self.pending.slab_len() {
+                self.give_memory_back();
+            }
+        }
         while let Some(slot) = self.pending.pop_expired(now) {
             let Some(p) = self.pending.get(slot) else {
                 continue;
@@ -414,7 +431,11 @@ impl Forwarder {
     /// The next instant [`handle_timeout`](Self::handle_timeout) has work.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
         let stale = self.next_stale_timer();
-        [self.pending.next_timer(), stale]
+        // After a burst, a look at the memory to give back once it has emptied out.
+        let shrink = (self.pending.len() * 4 < self.pending.slab_len())
+            .then(|| self.shrunk.map(|t| t + SHRINK_EVERY))
+            .flatten();
+        [self.pending.next_timer(), stale, shrink]
             .into_iter()
             .flatten()
             .min()
@@ -1010,6 +1031,22 @@ impl Forwarder {
                 ),
             }
         }
+    }
+
+    /// Whether the tables shrank since the last call (the shell then asks the allocator
+    /// to return the memory: `crate::server`).
+    pub fn take_shrunk(&mut self) -> bool {
+        std::mem::take(&mut self.gave_back)
+    }
+
+    /// After a burst: the pending table, the spare lists and the indexes shrink back.
+    fn give_memory_back(&mut self) {
+        self.gave_back = true;
+        self.pending.shrink();
+        self.spare_waiters.truncate(64);
+        self.spare_waiters.shrink_to_fit();
+        self.inflight.shrink_to(2 * self.pending.len());
+        self.shares.shrink();
     }
 
     fn waiter_list(&mut self) -> Vec<Waiter> {

@@ -207,6 +207,8 @@ pub struct PendingTable {
 impl PendingTable {
     /// A table holding at most `capacity` queries (clamped to 1..=20000 so that, with
     /// every query at its most attempts, 5536 IDs stay free and one is quick to find).
+    /// Memory grows with use (about 1 KiB a query in flight, buffers included) and goes
+    /// back with [`shrink`](Self::shrink).
     pub fn new(capacity: usize) -> PendingTable {
         PendingTable {
             slots: Vec::new(),
@@ -222,6 +224,11 @@ impl PendingTable {
 
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Slots allocated (in use or free): the high-water mark since the last shrink.
+    pub fn slab_len(&self) -> usize {
+        self.slots.len()
     }
 
     pub fn is_full(&self) -> bool {
@@ -353,6 +360,34 @@ impl PendingTable {
         self.free.push(slot);
         self.len -= 1;
         Some(p)
+    }
+
+    /// Gives memory back once the table has emptied out after a burst (an attack, or a
+    /// dead upstream): free slots at the end of the slab go, spare buffers beyond a few
+    /// go, and the timer heap drops its stale items. Slots in use keep their indices.
+    pub fn shrink(&mut self) {
+        let keep = self
+            .slots
+            .iter()
+            .rposition(Option::is_some)
+            .map_or(0, |last| last + 1);
+        if self.slots.capacity() <= 2 * keep + 256 {
+            return;
+        }
+        self.slots.truncate(keep);
+        self.slots.shrink_to(2 * keep);
+        self.free.retain(|&s| s < keep);
+        self.free.shrink_to(2 * keep);
+        self.spare.truncate(64);
+        self.spare.shrink_to_fit();
+        let slots = &self.slots;
+        self.timers.retain(|Reverse((_, slot, attempt))| {
+            slots
+                .get(*slot)
+                .and_then(Option::as_ref)
+                .is_some_and(|p| p.attempt == *attempt)
+        });
+        self.timers.shrink_to(2 * self.len + 64);
     }
 
     /// The earliest armed timer that is still live.
@@ -492,5 +527,29 @@ mod tests {
     fn a_failed_generator_gives_no_id() {
         let t = PendingTable::new(2);
         assert_eq!(t.fresh_id(&mut crate::forward::ids::BrokenRandom), None);
+    }
+
+    #[test]
+    fn shrinks_after_a_burst_and_keeps_what_is_in_use() {
+        let now = Instant::now();
+        let mut t = PendingTable::new(20_000);
+        let mut rng = SeededRandom::new(3);
+        let slots: Vec<Slot> = (0..10_000)
+            .map(|_| {
+                let id = t.fresh_id(&mut rng).unwrap();
+                t.insert(entry(now, id), now)
+            })
+            .collect();
+        for &s in &slots[1..] {
+            t.remove(s);
+        }
+        t.shrink();
+        assert!(t.slots.capacity() < 300, "{}", t.slots.capacity());
+        assert!(t.get(slots[0]).is_some(), "the one in use stays");
+        // And the table still works.
+        let id = t.fresh_id(&mut rng).unwrap();
+        let s = t.insert(entry(now, id), now);
+        assert_eq!(t.slot_of(id), Some(s));
+        assert_eq!(t.len(), 2);
     }
 }

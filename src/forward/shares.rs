@@ -122,6 +122,11 @@ impl Shares {
         }
     }
 
+    /// Gives back the memory of an emptied map.
+    pub fn shrink(&mut self) {
+        self.owners.shrink_to(2 * self.owners.len());
+    }
+
     /// A query of `who` ended.
     pub fn finished(&mut self, who: u128) {
         if let Some(o) = self.owners.get_mut(&who) {

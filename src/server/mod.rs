@@ -9,6 +9,7 @@
 //! policy ([`crate::policy`]: ACL, rate limit, TCP slots) before the core sees it.
 mod admission;
 mod clients;
+mod memory;
 mod tcp;
 mod udp;
 mod upstream_tcp;
@@ -267,6 +268,9 @@ impl Server {
             }
             self.resume_paused(now);
             self.core.handle_timeout(now);
+            if self.core.take_shrunk() {
+                memory::trim();
+            }
             self.flush(now);
             if now >= self.next_sweep {
                 self.sweep(now);
