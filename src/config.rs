@@ -32,6 +32,9 @@ pub struct Config {
     pub max_udp_size: u16,
     /// Most queries in flight started by one client (IPv4 address, IPv6 /64).
     pub max_pending_per_client: usize,
+    /// Fewest bits a blind forger must guess for a UDP answer; queries offering fewer go
+    /// over TCP (see `ForwarderConfig::min_guess_bits`).
+    pub min_guess_bits: u32,
     /// Who may ask and how fast: ACL, rate limit, TCP per-client cap.
     pub policy: PolicyConfig,
 }
@@ -48,7 +51,8 @@ impl Default for Config {
             // Unbound's num-queries-per-thread is 1024 (dnsmasq's dns-forward-max, 150):
             // 10000 in flight carries ~100k q/s at 100 ms, in ~10 MiB when full.
             max_pending: 10_000,
-            sockets_per_upstream: 8,
+            // 8 bits of the 32 a blind forger must guess (see `min_guess_bits`).
+            sockets_per_upstream: 256,
             cache: CacheConfig::default(),
             // The DNS Flag Day 2020 value: no IP fragmentation on common paths, and a
             // small amplification factor for spoofed-source queries.
@@ -57,6 +61,7 @@ impl Default for Config {
             // An eighth of the table: a flood from one source leaves the rest to others,
             // and 1250 in flight still carries ten thousand queries a second at 100 ms.
             max_pending_per_client: 1_250,
+            min_guess_bits: 32,
             policy: PolicyConfig::default(),
         }
     }

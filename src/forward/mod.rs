@@ -63,6 +63,11 @@ pub struct ForwarderConfig {
     /// Largest UDP answer we send a client, whatever it advertises (`--max-udp-size`,
     /// 512..=65535); bigger answers go out truncated (TC=1).
     pub max_udp_size: u16,
+    /// Fewest bits an off-path forger who knows our ports must guess for an answer to be
+    /// taken over UDP: 16 (ID) + log2 of the socket pool + one per letter of the name in
+    /// random case. A query that offers fewer (a short name, an upstream that does not
+    /// echo case, a small pool) is asked over TCP. 0 turns the floor off.
+    pub min_guess_bits: u32,
     /// Most queries in flight started by one client (an IPv4 address or an IPv6 /64);
     /// 0 turns fair shares off (and the eviction of the heaviest client's queries).
     pub max_pending_per_client: usize,
@@ -73,7 +78,7 @@ impl ForwarderConfig {
     pub fn new(upstreams: Vec<SocketAddr>) -> ForwarderConfig {
         ForwarderConfig {
             upstreams,
-            sockets_per_upstream: 8,
+            sockets_per_upstream: 256,
             timeout: Duration::from_millis(1500),
             deadline: Duration::from_millis(4500),
             max_pending: 10_000,
@@ -81,6 +86,7 @@ impl ForwarderConfig {
             edns_size: reply::OUR_UDP_SIZE,
             max_udp_size: reply::OUR_UDP_SIZE,
             max_pending_per_client: 1_250,
+            min_guess_bits: 32,
         }
     }
 }
@@ -414,7 +420,7 @@ impl Forwarder {
             .is_none_or(|t| now.saturating_duration_since(t) >= SHRINK_EVERY)
         {
             self.shrunk = Some(now);
-            if self.pending.len() * 4 < self.pending.slab_len() {
+            if self.worth_shrinking() {
                 self.give_memory_back();
             }
         }
@@ -432,7 +438,8 @@ impl Forwarder {
     pub fn poll_timeout(&mut self) -> Option<Instant> {
         let stale = self.next_stale_timer();
         // After a burst, a look at the memory to give back once it has emptied out.
-        let shrink = (self.pending.len() * 4 < self.pending.slab_len())
+        let shrink = self
+            .worth_shrinking()
             .then(|| self.shrunk.map(|t| t + SHRINK_EVERY))
             .flatten();
         [self.pending.next_timer(), stale, shrink]
@@ -562,9 +569,10 @@ impl Forwarder {
         }
         let upstream = self.upstreams.pick(now, 0, self.cfg.timeout);
         let mix = self.upstreams.mixes_case(upstream);
+        let guess_bits = self.guess_bits(&key, mix);
         let drawn = Spelling::random(key.name(), mix, self.rng.as_mut()).and_then(|s| {
             let id = self.pending.fresh_id(self.rng.as_mut())?;
-            let via = self.via(now, upstream, false)?;
+            let via = self.via(now, upstream, false, guess_bits)?;
             Some((s, id, via))
         });
         let Some((spelling, id, via)) = drawn else {
@@ -593,6 +601,7 @@ impl Forwarder {
             near_misses: 0,
             network_error: false,
             evicted: false,
+            guess_bits,
             owner,
             serial: self.serial + 1,
             // An upstream under attack is asked over TCP only, answers included.
@@ -619,11 +628,24 @@ impl Forwarder {
         Some(slot)
     }
 
-    /// How the next attempt to `upstream` goes: TCP if the query's UDP path is closed or
-    /// the upstream is under attack, else a random socket of its pool. `None` if the
+    /// Bits a blind forger must guess for a UDP answer to `key`'s query: the ID, which
+    /// socket of the pool, and the case of each letter if the name goes in random case.
+    fn guess_bits(&self, key: &Key, mix_case: bool) -> u32 {
+        let pool = self.cfg.sockets_per_upstream.max(1).ilog2();
+        let case = if mix_case {
+            key::letters(key.name())
+        } else {
+            0
+        };
+        16 + pool + case
+    }
+
+    /// How the next attempt to `upstream` goes: TCP if the query's UDP path is closed,
+    /// the upstream is under attack, or a UDP answer would offer a forger fewer than
+    /// `min_guess_bits` to guess; else a random socket of its pool. `None` if the
     /// generator failed.
-    fn via(&mut self, now: Instant, upstream: usize, udp_closed: bool) -> Option<Via> {
-        if udp_closed || self.upstreams.tcp_only(upstream, now) {
+    fn via(&mut self, now: Instant, upstream: usize, udp_closed: bool, bits: u32) -> Option<Via> {
+        if udp_closed || self.upstreams.tcp_only(upstream, now) || bits < self.cfg.min_guess_bits {
             return Some(Via::Tcp);
         }
         let socket = self.rng.below(self.cfg.sockets_per_upstream)?;
@@ -876,9 +898,9 @@ impl Forwarder {
         let Some(p) = self.pending.get(slot) else {
             return;
         };
-        let (tried, udp_closed) = (p.tried, p.udp_closed);
+        let (tried, udp_closed, bits) = (p.tried, p.udp_closed, p.guess_bits);
         let upstream = self.upstreams.pick(now, tried, self.cfg.timeout);
-        match self.via(now, upstream, udp_closed) {
+        match self.via(now, upstream, udp_closed, bits) {
             Some(via) => self.resend(now, slot, upstream, via),
             None => {
                 self.stats.rng_failures += 1;
@@ -1037,6 +1059,12 @@ impl Forwarder {
     /// to return the memory: `crate::server`).
     pub fn take_shrunk(&mut self) -> bool {
         std::mem::take(&mut self.gave_back)
+    }
+
+    /// Whether the pending table has emptied out after a burst.
+    fn worth_shrinking(&self) -> bool {
+        let slab = self.pending.slab_len();
+        slab > 1024 && self.pending.len() * 4 < slab
     }
 
     /// After a burst: the pending table, the spare lists and the indexes shrink back.

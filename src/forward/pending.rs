@@ -160,6 +160,8 @@ pub struct Pending {
     pub stale_at: Option<Instant>,
     /// Answers for this question that failed a check (wrong ID, port or case).
     pub near_misses: u32,
+    /// Bits a blind forger must guess for a UDP answer (see `ForwarderConfig`).
+    pub guess_bits: u32,
     /// Ended to make room for another client's query (fair shares).
     pub evicted: bool,
     /// The client it counts against (fair shares); `None` for a prefetch.
@@ -455,6 +457,7 @@ mod tests {
             near_misses: 0,
             network_error: false,
             evicted: false,
+            guess_bits: 32,
             owner: None,
             serial: 0,
             udp_closed: false,

@@ -38,6 +38,8 @@ fn forwarder(upstreams: u16, max_pending: usize) -> Forwarder {
         max_udp_size: 1232,
         // One address for every test client: no fair-share limit here.
         max_pending_per_client: usize::MAX,
+        // Small pools and short names: the guessing floor is tested on its own.
+        min_guess_bits: 0,
     };
     Forwarder::new(cfg, Box::new(SeededRandom::new(42)))
 }
@@ -380,6 +382,7 @@ fn icmp_refusal_fails_over_at_once() {
 fn truncated_answer_is_fetched_over_tcp_for_a_client_that_can_take_more() {
     let now = Instant::now();
     let mut cfg = ForwarderConfig::new(vec![up(0)]);
+    cfg.min_guess_bits = 0;
     cfg.cache.max_entries = 0;
     cfg.max_udp_size = 4096;
     let mut f = Forwarder::new(cfg, Box::new(SeededRandom::new(42)));
@@ -750,6 +753,7 @@ fn a_query_with_too_many_questions_is_formerr_not_a_fan_out() {
 fn a_failed_generator_fails_closed() {
     let now = Instant::now();
     let mut cfg = ForwarderConfig::new(vec![up(0)]);
+    cfg.min_guess_bits = 0;
     cfg.cache.max_entries = 0;
     let mut f = Forwarder::new(cfg, Box::new(super::BrokenRandom));
     f.handle_query(now, client(1), &query_msg(4, &["x.example"], Some(1232)));
@@ -1021,6 +1025,7 @@ fn an_upstreams_ede_reaches_the_client_and_its_other_options_do_not() {
 fn a_flooding_client_gets_its_share_and_gives_way_to_others_when_the_table_is_full() {
     let now = Instant::now();
     let mut cfg = ForwarderConfig::new(vec![up(0)]);
+    cfg.min_guess_bits = 0;
     cfg.cache.max_entries = 0;
     cfg.max_pending = 10;
     cfg.max_pending_per_client = 8;
@@ -1089,4 +1094,26 @@ fn our_own_query_coming_back_is_not_forwarded_again() {
     assert_eq!(m.header.rcode, Rcode::SERVFAIL);
     assert_eq!(f.stats().loops, 1);
     assert_eq!(f.pending(), 1);
+}
+
+#[test]
+fn a_query_offering_a_forger_fewer_than_32_bits_goes_over_tcp() {
+    let now = Instant::now();
+    // The default pool (256 sockets: 8 bits) and the 32-bit floor.
+    let mut f = Forwarder::new(
+        ForwarderConfig::new(vec![up(0)]),
+        Box::new(SeededRandom::new(9)),
+    );
+    // 16 (ID) + 8 (socket) + 8 letters = 32: UDP.
+    f.handle_query(now, client(1), &query_msg(1, &["abcd.efgh"], None));
+    assert!(matches!(one(&mut f).to, Dest::Upstream { .. }));
+    // 7 letters: 31 bits, TCP.
+    f.handle_query(now, client(2), &query_msg(2, &["x.com1234.ab"], None));
+    assert!(matches!(one(&mut f).to, Dest::UpstreamTcp { .. }));
+    // A smaller pool moves the line: 16 + 2 + 13 letters = 31: TCP.
+    let mut cfg = ForwarderConfig::new(vec![up(0)]);
+    cfg.sockets_per_upstream = 4;
+    let mut f = Forwarder::new(cfg, Box::new(SeededRandom::new(9)));
+    f.handle_query(now, client(1), &query_msg(1, &["www.example.com"], None));
+    assert!(matches!(one(&mut f).to, Dest::UpstreamTcp { .. }));
 }

@@ -9,6 +9,7 @@
 //! policy ([`crate::policy`]: ACL, rate limit, TCP slots) before the core sees it.
 mod admission;
 mod clients;
+mod limits;
 mod memory;
 mod tcp;
 mod udp;
@@ -121,7 +122,24 @@ pub struct Server {
 impl Server {
     /// Binds every listening and upstream socket. A listen port of 0 picks a free port,
     /// the same for UDP and TCP.
-    pub fn bind(cfg: Config) -> io::Result<Server> {
+    pub fn bind(mut cfg: Config) -> io::Result<Server> {
+        // Room for the upstream socket pools: raise the descriptor limit, and size the
+        // pools to it (the core's guessing floor then sends more over TCP if they shrink).
+        let fd_limit = limits::raise_fd_limit();
+        let reserved = 256 + 2 * cfg.max_tcp_clients + 64 * cfg.listen.len();
+        let per = limits::pool_size(
+            cfg.sockets_per_upstream,
+            cfg.upstreams.len(),
+            fd_limit,
+            reserved,
+        );
+        if per < cfg.sockets_per_upstream {
+            log::warn!(
+                "descriptor limit {fd_limit}: {per} UDP sockets per upstream instead of {}",
+                cfg.sockets_per_upstream
+            );
+            cfg.sockets_per_upstream = per;
+        }
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let stop = StopHandle {
@@ -138,6 +156,7 @@ impl Server {
             edns_size: cfg.edns_size,
             max_udp_size: cfg.max_udp_size,
             max_pending_per_client: cfg.max_pending_per_client,
+            min_guess_bits: cfg.min_guess_bits,
         };
         let mut server = Server {
             core: Forwarder::new(core_cfg, Box::new(OsRandom::new())),

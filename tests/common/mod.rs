@@ -501,12 +501,23 @@ pub fn as_answer_to(response: &[u8], query: &[u8]) -> Vec<u8> {
 /// What a client should get for `query` when the upstream's answer is `source`
 /// (independent of the forwarder's code): the client's ID, RD and CD, the upstream's
 /// records and flags, an OPT record only if the client sent one (with DO as the client
-/// asked and the upstream's extended RCODE), cut to `limit` octets with TC set.
+/// asked, the upstream's extended RCODE and its Extended DNS Errors), cut to `limit`
+/// octets with TC set.
 pub fn shaped_for(source: &[u8], query: &[u8], limit: usize) -> Message<'static> {
     let q = parse_message(query).unwrap();
     let s: &'static [u8] = Box::leak(source.to_vec().into_boxed_slice());
     let mut m = parse_message(s).unwrap();
     let ext = m.edns().map_or(0, |e| e.ext_rcode);
+    // Extended DNS Errors are for the client too; the rest of the OPT is per hop.
+    let ede: Vec<_> = m
+        .edns()
+        .map(|e| {
+            e.options
+                .into_iter()
+                .filter(|o| o.code == dnsfwd::wire::EdnsOption::EDE)
+                .collect()
+        })
+        .unwrap_or_default();
     m.header.id = q.header.id;
     m.header.rd = q.header.rd;
     m.header.cd = q.header.cd;
@@ -518,7 +529,7 @@ pub fn shaped_for(source: &[u8], query: &[u8], limit: usize) -> Message<'static>
             version: 0,
             dnssec_ok: e.dnssec_ok,
             z: 0,
-            options: vec![],
+            options: ede,
         }
         .to_record();
         opt.ttl = u32::from(ext) << 24 | u32::from(e.dnssec_ok) << 15;
