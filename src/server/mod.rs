@@ -293,7 +293,8 @@ impl Server {
     }
 
     fn has_connections(&self) -> bool {
-        self.clients.iter().any(Option::is_some)
+        self.reload.is_retiring()
+            || self.clients.iter().any(Option::is_some)
             || self.upstream_tcp.iter().any(UpstreamPool::is_active)
             || self
                 .upstream_udp

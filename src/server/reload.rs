@@ -63,6 +63,13 @@ pub(super) fn forwarder_config(cfg: &Config) -> ForwarderConfig {
     }
 }
 
+impl Reloader {
+    /// Removed upstreams still have sockets open (the sweep must run).
+    pub(super) fn is_retiring(&self) -> bool {
+        self.retiring
+    }
+}
+
 impl Server {
     /// What SIGHUP calls to read the settings again.
     pub fn set_reload(&mut self, load: LoadConfig) {
