@@ -231,10 +231,19 @@ fn sighup_switches_upstreams_and_keeps_the_cache() {
     d.ask(1, "kept.example");
     assert_eq!(a.udp_queries.load(Ordering::SeqCst), 1);
 
+    let fd_dir = format!("/proc/{}/fd", d.pid());
+    let fds = || std::fs::read_dir(&fd_dir).unwrap().count();
+    let before = fds();
     cfg.write(&text(b.addr));
     d.signal("HUP");
     let line = d.wait_line("reloaded");
     assert!(line.contains(&b.addr.to_string()), "{line}");
+    // The removed upstream's sockets are closed (it had nothing in flight).
+    assert!(
+        wait_until(WAIT, || fds() == before),
+        "{} fds, {before} before",
+        fds()
+    );
     // The cached answer survives the reload: nobody is asked again.
     assert_eq!(rcode(&d.ask(2, "kept.example")), Rcode::NOERROR);
     assert_eq!(a.udp_queries.load(Ordering::SeqCst), 1);
