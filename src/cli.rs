@@ -103,6 +103,16 @@ pub struct ServeArgs {
     /// Default: 16.
     #[arg(long, value_name = "N")]
     pub max_tcp_per_client: Option<usize>,
+    // Operating it (issue 9): src/config_file.rs reads FILE; its keys are these flags.
+    /// Read settings from this TOML file: its keys are the long flags
+    /// (`upstream = ["9.9.9.9"]`, `cache-size = 10000`); flags given here override it.
+    /// SIGHUP reads it again. See dnsfwd.example.toml.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+    /// When started as root: after binding, switch to this user (and its group), e.g.
+    /// `nobody`. Refuses to go on as root if the user does not exist.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

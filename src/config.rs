@@ -37,6 +37,8 @@ pub struct Config {
     pub min_guess_bits: u32,
     /// Who may ask and how fast: ACL, rate limit, TCP per-client cap.
     pub policy: PolicyConfig,
+    /// Switch to this user after binding, when started as root (`--user`).
+    pub user: Option<String>,
 }
 
 impl Default for Config {
@@ -63,6 +65,7 @@ impl Default for Config {
             max_pending_per_client: 1_250,
             min_guess_bits: 32,
             policy: PolicyConfig::default(),
+            user: None,
         }
     }
 }
@@ -75,6 +78,13 @@ pub enum ConfigError {
     TooManyUpstreams(usize),
     /// A value out of range (flag, reason).
     Invalid(&'static str, String),
+    /// The `--config` file is unreadable or wrong: where, and why (src/config_file.rs).
+    File {
+        path: String,
+        line: Option<usize>,
+        key: Option<String>,
+        why: String,
+    },
 }
 
 impl std::fmt::Display for ConfigError {
@@ -85,6 +95,21 @@ impl std::fmt::Display for ConfigError {
             }
             ConfigError::TooManyUpstreams(n) => write!(f, "{n} upstreams given; at most 64"),
             ConfigError::Invalid(flag, why) => write!(f, "invalid {flag}: {why}"),
+            ConfigError::File {
+                path,
+                line,
+                key,
+                why,
+            } => {
+                write!(f, "{path}")?;
+                if let Some(line) = line {
+                    write!(f, ":{line}")?;
+                }
+                if let Some(key) = key {
+                    write!(f, ": {key}")?;
+                }
+                write!(f, ": {}", why.lines().next().unwrap_or(why))
+            }
         }
     }
 }
@@ -115,8 +140,21 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("'{s}' is not a size such as 512K, 32M or 1G"))
 }
 
-/// Parses `ADDR:PORT` for `--listen` (a bare address gets port 53).
+/// Parses `ADDR:PORT` for `--listen` (a bare address gets port 53). An IPv6 address
+/// needs brackets: `::1:1053` is itself an IPv6 address, so it is refused with a hint.
 pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    if !s.starts_with('[') && s.matches(':').count() > 1 {
+        let hint = s
+            .rsplit_once(':')
+            .filter(|(ip, port)| ip.parse::<IpAddr>().is_ok() && port.parse::<u16>().is_ok())
+            .map_or_else(
+                || format!("[{s}]:53"),
+                |(ip, port)| format!("[{ip}]:{port}"),
+            );
+        return Err(format!(
+            "'{s}': an IPv6 address goes in brackets before its port; write {hint}"
+        ));
+    }
     parse_addr(s, 53)
 }
 
@@ -284,8 +322,16 @@ impl Config {
             cfg.max_udp_size = n;
         }
         if cfg.deadline < cfg.timeout {
-            cfg.deadline = cfg.timeout;
+            return Err(ConfigError::Invalid(
+                "--timeout",
+                format!(
+                    "{} ms is above --deadline {} ms (the time all attempts of a query share)",
+                    cfg.timeout.as_millis(),
+                    cfg.deadline.as_millis()
+                ),
+            ));
         }
+        cfg.user = args.user.clone();
         cfg.policy = policy_from_args(args)?;
         // Loopback and equal addresses; the shell checks again once the ports are bound,
         // asking the kernel which other addresses are local.

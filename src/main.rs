@@ -4,9 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use dnsfwd::cli::{Cli, Command};
-use dnsfwd::config::Config;
 use dnsfwd::decode::{decode, DecodeError, DecodeOptions};
-use dnsfwd::server::Server;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -41,22 +39,5 @@ fn main() -> ExitCode {
             }
         };
     }
-    let resolv = std::fs::read_to_string("/etc/resolv.conf").ok();
-    let cfg = match Config::from_args(&cli.serve, resolv.as_deref()) {
-        Ok(cfg) => cfg,
-        Err(e) => {
-            eprintln!("dnsfwd: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let served = Server::bind(cfg)
-        .and_then(|mut s| s.handle_signals().map(|()| s))
-        .and_then(Server::run);
-    match served {
-        Ok(_) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("dnsfwd: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    dnsfwd::service::serve(cli.serve)
 }

@@ -83,6 +83,8 @@ fn help_explains_every_flag() {
         "--cache-max-ttl",
         "--stale-ttl",
         "--no-serve-stale",
+        "--config",
+        "--user",
         "decode",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");

@@ -21,6 +21,7 @@ mod cache_tests;
 mod ids;
 pub mod key;
 mod pending;
+pub mod reconfigure;
 pub mod reply;
 mod resolve;
 mod shares;
@@ -869,8 +870,7 @@ impl Forwarder {
     }
 
     fn has_untried(&self, slot: Slot) -> bool {
-        let n = self.upstreams.len().min(64);
-        let all = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
+        let all = self.upstreams.live_mask();
         self.pending.get(slot).is_some_and(|p| p.tried & all != all)
     }
 

@@ -45,6 +45,9 @@ struct Upstream {
     /// Failures not yet reported in the log, and when the last report was.
     fail_unlogged: u64,
     fail_logged_at: Option<Instant>,
+    /// Removed by a reload: never picked again; its slot (and its index in attempts
+    /// in flight) stays until the shell sees it drained (see `reconfigure.rs`).
+    retired: bool,
 }
 
 /// The upstreams and what we know of each. Valid values: at most 64 upstreams (the
@@ -56,29 +59,34 @@ pub struct Upstreams {
 
 impl Upstreams {
     pub fn new(addrs: &[SocketAddr]) -> Upstreams {
-        let list = addrs
-            .iter()
-            .take(64)
-            .map(|&addr| Upstream {
-                addr,
-                srtt_us: 0,
-                failures: 0,
-                down_until: None,
-                mix_case: true,
-                case_failures: 0,
-                case_echoed: false,
-                near_misses: 0,
-                window_start: None,
-                tcp_until: None,
-                unlogged: 0,
-                logged_at: None,
-                fail_unlogged: 0,
-                fail_logged_at: None,
-            })
-            .collect();
+        let list = addrs.iter().take(64).map(|&a| Upstream::fresh(a)).collect();
         Upstreams { list }
     }
+}
 
+impl Upstream {
+    fn fresh(addr: SocketAddr) -> Upstream {
+        Upstream {
+            addr,
+            srtt_us: 0,
+            failures: 0,
+            down_until: None,
+            mix_case: true,
+            case_failures: 0,
+            case_echoed: false,
+            near_misses: 0,
+            window_start: None,
+            tcp_until: None,
+            unlogged: 0,
+            logged_at: None,
+            fail_unlogged: 0,
+            fail_logged_at: None,
+            retired: false,
+        }
+    }
+}
+
+impl Upstreams {
     pub fn len(&self) -> usize {
         self.list.len()
     }
@@ -99,7 +107,8 @@ impl Upstreams {
     /// back soonest; once all were tried, the fastest that is up.
     pub fn pick(&mut self, now: Instant, tried: u64, hold: Duration) -> usize {
         let probe = self.list.iter_mut().enumerate().find(|(i, u)| {
-            tried & (1u64 << i) == 0
+            !u.retired
+                && tried & (1u64 << i) == 0
                 && u.failures >= DOWN_AFTER
                 && u.down_until.is_some_and(|t| t <= now)
         });
@@ -114,32 +123,22 @@ impl Upstreams {
         let is_up = |u: &Upstream| u.down_until.is_none_or(|t| t <= now);
         let untried = |i: &usize| tried & (1u64 << i) == 0;
         let by_rtt = |(i, u): (usize, &Upstream)| (u.srtt_us, i);
+        let live = || self.list.iter().enumerate().filter(|(_, u)| !u.retired);
         let fastest = |only_untried: bool| {
-            self.list
-                .iter()
-                .enumerate()
+            live()
                 .filter(|(i, u)| is_up(u) && (!only_untried || untried(i)))
                 .min_by_key(|&p| by_rtt(p))
                 .map(|(i, _)| i)
         };
         fastest(true)
             .or_else(|| {
-                self.list
-                    .iter()
-                    .enumerate()
+                live()
                     .filter(|(i, _)| untried(i))
                     .min_by_key(|(_, u)| u.down_until)
                     .map(|(i, _)| i)
             })
             .or_else(|| fastest(false))
-            .or_else(|| {
-                let soonest = self
-                    .list
-                    .iter()
-                    .enumerate()
-                    .min_by_key(|(_, u)| u.down_until);
-                soonest.map(|(i, _)| i)
-            })
+            .or_else(|| live().min_by_key(|(_, u)| u.down_until).map(|(i, _)| i))
             .unwrap_or(0)
     }
 
@@ -264,6 +263,48 @@ impl Upstreams {
                 }
             }
         }
+    }
+}
+
+/// Changing the list at run time (a reload): upstreams keep their index while queries
+/// in flight may refer to it. See `reconfigure.rs`.
+impl Upstreams {
+    /// Bit i set for every upstream that may be picked.
+    pub fn live_mask(&self) -> u64 {
+        self.list
+            .iter()
+            .take(64)
+            .enumerate()
+            .filter(|(_, u)| !u.retired)
+            .fold(0, |m, (i, _)| m | 1u64 << i)
+    }
+
+    pub fn is_live(&self, i: usize) -> bool {
+        self.list.get(i).is_some_and(|u| !u.retired)
+    }
+
+    /// Index `i` is picked no more (`false`), or again (`true`, keeping what was learnt).
+    pub fn set_live(&mut self, i: usize, live: bool) {
+        if let Some(u) = self.list.get_mut(i) {
+            u.retired = !live;
+        }
+    }
+
+    /// A new upstream at index `i` (a drained one's, or one past the end); `false` if
+    /// that would make more than 64.
+    pub fn put(&mut self, i: usize, addr: SocketAddr) -> bool {
+        let len = self.list.len();
+        match self.list.get_mut(i) {
+            Some(u) => *u = Upstream::fresh(addr),
+            None if i == len && i < 64 => self.list.push(Upstream::fresh(addr)),
+            None => return false,
+        }
+        true
+    }
+
+    /// Every index and address, the retired ones included.
+    pub fn addrs(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.list.iter().map(|u| u.addr)
     }
 }
 

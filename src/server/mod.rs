@@ -9,12 +9,15 @@
 //! policy ([`crate::policy`]: ACL, rate limit, TCP slots) before the core sees it.
 mod admission;
 mod clients;
+mod hints;
 mod limits;
 mod memory;
+mod reload;
 mod tcp;
 mod udp;
 mod upstream_tcp;
 
+pub use reload::LoadConfig;
 pub use upstream_tcp::MAX_TCP_PER_UPSTREAM;
 
 use std::io;
@@ -28,7 +31,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook_mio::v1_0::Signals;
 
 use crate::config::Config;
-use crate::forward::{Client, Dest, Forwarder, ForwarderConfig, OsRandom, Source, Transmit};
+use crate::forward::{Client, Dest, Forwarder, OsRandom, Source, Transmit};
 use crate::lograte::LogLimiter;
 use crate::policy::{Admit, Policy};
 use crate::stats::Stats;
@@ -117,6 +120,8 @@ pub struct Server {
     policy: Policy,
     /// Per-cause limits on the log lines of per-packet and per-connection errors.
     log: LogLimiter,
+    /// SIGHUP: how to read the settings again, and removed upstreams to close.
+    reload: reload::Reloader,
 }
 
 impl Server {
@@ -146,18 +151,7 @@ impl Server {
             waker,
             stop: Arc::new(AtomicBool::new(false)),
         };
-        let core_cfg = ForwarderConfig {
-            upstreams: cfg.upstreams.clone(),
-            sockets_per_upstream: cfg.sockets_per_upstream,
-            timeout: cfg.timeout,
-            deadline: cfg.deadline,
-            max_pending: cfg.max_pending,
-            cache: cfg.cache,
-            edns_size: cfg.edns_size,
-            max_udp_size: cfg.max_udp_size,
-            max_pending_per_client: cfg.max_pending_per_client,
-            min_guess_bits: cfg.min_guess_bits,
-        };
+        let core_cfg = reload::forwarder_config(&cfg);
         let mut server = Server {
             core: Forwarder::new(core_cfg, Box::new(OsRandom::new())),
             udp_listeners: Vec::new(),
@@ -176,6 +170,7 @@ impl Server {
             send_errors: 0,
             policy: Policy::new(&cfg.policy, Instant::now(), admission::hash_secret()),
             log: LogLimiter::new(crate::policy::LOG_PERIOD),
+            reload: reload::Reloader::default(),
             poll,
             cfg,
         };
@@ -213,7 +208,8 @@ impl Server {
         for (u, &addr) in self.cfg.upstreams.iter().enumerate() {
             let mut pool = Vec::with_capacity(per);
             for s in 0..per {
-                let mut current = udp::upstream_socket(addr)?;
+                let mut current =
+                    udp::upstream_socket(addr).map_err(|e| hints::upstream(addr, e))?;
                 self.poll.registry().register(
                     &mut current,
                     upstream_token(u, s, 0),
@@ -250,10 +246,10 @@ impl Server {
         stats
     }
 
-    /// Makes SIGINT and SIGTERM shut the server down gracefully.
+    /// Makes SIGINT and SIGTERM shut the server down gracefully, SIGHUP reload and
+    /// SIGUSR1 log the counters (see reload.rs).
     pub fn handle_signals(&mut self) -> io::Result<()> {
-        let mut signals =
-            Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
+        let mut signals = Signals::new(reload::SIGNALS)?;
         self.poll
             .registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
@@ -319,7 +315,8 @@ impl Server {
     }
 
     fn has_connections(&self) -> bool {
-        self.clients.iter().any(Option::is_some)
+        self.reload.is_retiring()
+            || self.clients.iter().any(Option::is_some)
             || self.upstream_tcp.iter().any(UpstreamPool::is_active)
             || self
                 .upstream_udp
@@ -356,13 +353,12 @@ impl Server {
     }
 
     fn on_signal(&mut self, now: Instant) {
-        let got = self
+        let got: Vec<_> = self
             .signals
             .as_mut()
-            .is_some_and(|s| s.pending().next().is_some());
-        if got {
-            log::info!("signal received; shutting down");
-            self.begin_shutdown(now);
+            .map_or_else(Vec::new, |s| s.pending().collect());
+        for sig in got {
+            self.on_os_signal(now, sig);
         }
     }
 
@@ -569,6 +565,7 @@ impl Server {
     fn sweep(&mut self, now: Instant) {
         self.sweep_clients(now);
         self.sweep_upstream_tcp(now);
+        self.close_drained_upstreams();
         let registry = self.poll.registry();
         for slot in self.upstream_udp.iter_mut().flatten() {
             if slot
@@ -602,15 +599,16 @@ fn split_conn_id(id: usize) -> (usize, u32) {
 fn bind_pair(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> {
     let mut last = None;
     for _ in 0..16 {
-        let udp = udp::bind_listener(addr)?;
+        let udp = udp::bind_listener(addr).map_err(|e| hints::listen(addr, "UDP", e))?;
         let actual = udp.local_addr()?;
         match bind_tcp_listener(actual) {
             Ok(tcp) => return Ok((udp, tcp)),
             Err(e) if addr.port() == 0 => last = Some(e),
-            Err(e) => return Err(e),
+            Err(e) => return Err(hints::listen(actual, "TCP", e)),
         }
     }
-    Err(last.unwrap_or_else(|| io::Error::other("no free port")))
+    let e = last.unwrap_or_else(|| io::Error::other("no free port"));
+    Err(hints::listen(addr, "TCP", e))
 }
 
 fn bind_tcp_listener(addr: SocketAddr) -> io::Result<TcpListener> {
@@ -619,12 +617,11 @@ fn bind_tcp_listener(addr: SocketAddr) -> io::Result<TcpListener> {
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
+    // SO_REUSEADDR (TCP only) allows a restart while old connections are in TIME_WAIT,
+    // and never two listeners on one port. No SO_REUSEPORT: with it a second dnsfwd on
+    // the same port would silently share the traffic instead of failing (until a
+    // `--threads` asks for several loops on one port).
     socket.set_reuse_address(true)?;
-    // SO_REUSEPORT lets more identical loops share a fixed port; never on port 0, where
-    // it could let the kernel hand out a port another socket already uses.
-    if addr.port() != 0 {
-        socket.set_reuse_port(true)?;
-    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(1024)?;

@@ -10,15 +10,13 @@ use socket2::{Domain, Protocol, Socket, Type};
 /// queue here while the loop is busy.
 const RECV_BUFFER: usize = 4 << 20;
 
-/// A bound, non-blocking UDP socket for clients (SO_REUSEPORT, so that more loops can
-/// share the address; IPV6_V6ONLY on IPv6 so that `[::]` and `0.0.0.0` can both be used).
+/// A bound, non-blocking UDP socket for clients (IPV6_V6ONLY on IPv6 so that `[::]`
+/// and `0.0.0.0` can both be used). Neither SO_REUSEADDR nor SO_REUSEPORT: a port
+/// another program (or another dnsfwd) holds is an error, not a shared socket.
 pub fn bind_listener(addr: SocketAddr) -> io::Result<UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
-    }
-    if addr.port() != 0 {
-        socket.set_reuse_port(true)?;
     }
     // Best effort: the kernel caps it at net.core.rmem_max.
     let _ = socket.set_recv_buffer_size(RECV_BUFFER);
