@@ -96,6 +96,7 @@ fn load(opts: &DecodeOptions) -> Result<Vec<Item>, DecodeError> {
     if capture::is_capture(&data) {
         let opts_c = capture::Options {
             ports: opts.ports.clone(),
+            any_port: false,
         };
         let messages = capture::read_capture(&data, &opts_c)
             .map_err(|e| DecodeError::Capture(input.to_string(), e))?;

@@ -1,8 +1,10 @@
 //! Pulls DNS messages out of pcap and pcapng capture files.
 //!
 //! The file formats are read with `pcap-parser` (in `file`); the network layers below DNS
-//! are decoded here by hand: link layers in `link`, IPv4/IPv6 in `ip`, IP fragment
-//! reassembly in `frag`, UDP in `udp` and TCP stream reassembly in `tcp`.
+//! are decoded here by hand: link layers in `link`, IPv4/IPv6 in `ip`, tunnels in
+//! `tunnel`, IP fragment reassembly in `frag`, UDP in `udp` and TCP stream reassembly in
+//! `tcp`. With [`Options::any_port`], UDP and TCP payloads on other ports are tried as DNS
+//! (in `heuristic`).
 //!
 //! Guarantees, for any input bytes whatsoever:
 //! * no panic: the lints below forbid `unwrap`, `expect`, `panic!` and unchecked indexing in
@@ -15,8 +17,12 @@
 //! * messages come out in frame order: for TCP the frame that carried the message's last
 //!   byte, for a reassembled IP datagram the fragment that completed it, and for one whose
 //!   later fragments never came (reported truncated) its first fragment;
+//! * tunnels (see `tunnel`) are removed, at most [`MAX_TUNNEL_DEPTH`] deep; a message found
+//!   inside one lists them in [`CapturedMessage::tunnel`];
 //! * packets that cannot be decoded (unsupported link type, non-IP, malformed headers,
-//!   tunnels, other ports) are skipped, never an error: only the file structure can fail.
+//!   other ports) are skipped, never an error: only the file structure can fail. What was
+//!   seen instead (IP packets, busy ports) is counted in [`CaptureSummary`], with bounded
+//!   memory.
 #![deny(
     clippy::indexing_slicing,
     clippy::unwrap_used,
@@ -26,9 +32,11 @@
 
 mod file;
 mod frag;
+mod heuristic;
 mod ip;
 mod link;
 mod tcp;
+mod tunnel;
 mod udp;
 
 #[cfg(test)]
@@ -40,9 +48,10 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 pub use file::Format;
+pub use tunnel::{Tunnel, MAX_DEPTH as MAX_TUNNEL_DEPTH};
 
 /// The transport a DNS message was carried over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Transport {
     Udp,
     Tcp,
@@ -65,6 +74,8 @@ pub struct CapturedMessage {
     /// The capture does not hold the whole message (snap length cut, missing IP fragments,
     /// or a TCP stream that ends mid-message); `bytes` is then a prefix of it.
     pub truncated: bool,
+    /// The tunnels removed to reach the message, outermost first (empty: none).
+    pub tunnel: Vec<Tunnel>,
 }
 
 /// Why a capture file could not be read.
@@ -106,11 +117,17 @@ impl std::error::Error for CaptureError {}
 pub struct Options {
     /// A UDP datagram or TCP connection is DNS when its source or destination port is here.
     pub ports: Vec<u16>,
+    /// Also take UDP/TCP payloads on any other port that look like DNS: a plausible header
+    /// and a message that parses whole (see `heuristic`).
+    pub any_port: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { ports: vec![53] }
+        Options {
+            ports: vec![53],
+            any_port: false,
+        }
     }
 }
 
@@ -130,6 +147,23 @@ pub struct CaptureSummary {
     /// Set when the file ends in the middle of a record: the offset of that record. The
     /// messages before it are still returned.
     pub cut_off_at: Option<u64>,
+    /// Packets in which an IPv4 or IPv6 header was found (outside any tunnel).
+    pub ip_packets: u32,
+    /// UDP and TCP traffic that was not taken as DNS, by port: for each datagram or
+    /// segment, the lower of its two ports (usually the service's). Busiest first, at most
+    /// [`MAX_PORTS_SEEN`] ports.
+    pub other_ports: Vec<PortCount>,
+}
+
+/// Distinct ports counted in [`CaptureSummary::other_ports`]; later ones are not counted.
+pub const MAX_PORTS_SEEN: usize = 1024;
+
+/// Packets seen on one port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortCount {
+    pub transport: Transport,
+    pub port: u16,
+    pub packets: u32,
 }
 
 /// True if `data` starts with a pcap (either byte order, micro- or nanosecond, or the
@@ -152,12 +186,23 @@ pub fn read_capture(data: &[u8], opts: &Options) -> Result<Vec<CapturedMessage>,
     read_capture_detailed(data, opts).map(|s| s.messages)
 }
 
-/// Like [`read_capture`], but also reports the file format, packet count, link types and
-/// whether the file was cut off.
+/// Like [`read_capture`], but also reports the file format, packet count, link types,
+/// whether the file was cut off, and what was seen besides DNS.
 pub fn read_capture_detailed(data: &[u8], opts: &Options) -> Result<CaptureSummary, CaptureError> {
     let mut ex = Extractor::new(opts);
     let info = file::for_each_packet(data, &mut |pkt| ex.packet(&pkt))?;
     let unsupported = ex.unsupported_link_packets;
+    let ip_packets = ex.ip_packets;
+    let mut other_ports: Vec<PortCount> = ex
+        .ports_seen
+        .iter()
+        .map(|(&(transport, port), &packets)| PortCount {
+            transport,
+            port,
+            packets,
+        })
+        .collect();
+    other_ports.sort_by_key(|p| std::cmp::Reverse(p.packets));
     let messages = ex.finish();
     Ok(CaptureSummary {
         format: info.format,
@@ -166,6 +211,8 @@ pub fn read_capture_detailed(data: &[u8], opts: &Options) -> Result<CaptureSumma
         link_types: info.link_types,
         unsupported_link_packets: unsupported,
         cut_off_at: info.cut_off_at,
+        ip_packets,
+        other_ports,
     })
 }
 
@@ -176,6 +223,15 @@ struct Origin {
     ts: f64,
     src: IpAddr,
     dst: IpAddr,
+    tunnel: tunnel::Path,
+}
+
+/// Where an IP packet came from: its frame, and the tunnels around it.
+#[derive(Debug, Clone, Copy)]
+struct Carrier {
+    frame: u32,
+    ts: f64,
+    tunnel: tunnel::Path,
 }
 
 /// Per-file decoding state: the reassembly tables and the messages found so far.
@@ -183,8 +239,13 @@ struct Extractor<'o> {
     opts: &'o Options,
     frags: frag::FragTable,
     tcp: tcp::TcpTable,
+    /// TCP directions taken as DNS by the heuristic (any port), so that their later
+    /// segments are too. At most `tcp::MAX_FLOWS`.
+    heuristic_flows: std::collections::HashSet<(SocketAddr, SocketAddr)>,
     out: Vec<CapturedMessage>,
     unsupported_link_packets: u32,
+    ip_packets: u32,
+    ports_seen: std::collections::BTreeMap<(Transport, u16), u32>,
 }
 
 impl<'o> Extractor<'o> {
@@ -193,8 +254,11 @@ impl<'o> Extractor<'o> {
             opts,
             frags: frag::FragTable::default(),
             tcp: tcp::TcpTable::default(),
+            heuristic_flows: std::collections::HashSet::new(),
             out: Vec::new(),
             unsupported_link_packets: 0,
+            ip_packets: 0,
+            ports_seen: std::collections::BTreeMap::new(),
         }
     }
 
@@ -210,6 +274,18 @@ impl<'o> Extractor<'o> {
         let Some(l3) = link::decode(pkt.link_type, pkt.data) else {
             return;
         };
+        let at = Carrier {
+            frame: pkt.frame,
+            ts: pkt.ts,
+            tunnel: tunnel::Path::default(),
+        };
+        if self.ip(at, l3) {
+            self.ip_packets = self.ip_packets.saturating_add(1);
+        }
+    }
+
+    /// Decodes one IP packet; false if it was not a well-formed one.
+    fn ip(&mut self, at: Carrier, l3: link::L3<'_>) -> bool {
         let parsed = match l3 {
             link::L3::V4(b) => ip::parse_v4(b),
             link::L3::V6(b) => ip::parse_v6(b),
@@ -217,20 +293,37 @@ impl<'o> Extractor<'o> {
         match parsed {
             Some(ip::Parsed::Whole(d)) => {
                 let origin = Origin {
-                    frame: pkt.frame,
-                    ts: pkt.ts,
+                    frame: at.frame,
+                    ts: at.ts,
                     src: d.src,
                     dst: d.dst,
+                    tunnel: at.tunnel,
                 };
                 self.transport(origin, d.proto, d.payload, d.cut);
+                true
             }
-            Some(ip::Parsed::Fragment(f)) => {
+            Some(ip::Parsed::Fragment(mut f)) => {
+                f.tunnel = at.tunnel;
                 let mut done = Vec::new();
-                self.frags.insert(&f, pkt.frame, pkt.ts, &mut done);
+                self.frags.insert(&f, at.frame, at.ts, &mut done);
                 self.reassembled(done);
+                true
             }
-            None => {}
+            None => false,
         }
+    }
+
+    /// Decodes the packet found inside a tunnel, unless that is one tunnel too many.
+    fn tunnelled(&mut self, origin: Origin, kind: Tunnel, inner: link::L3<'_>) {
+        let Some(tunnel) = origin.tunnel.push(kind) else {
+            return;
+        };
+        let at = Carrier {
+            frame: origin.frame,
+            ts: origin.ts,
+            tunnel,
+        };
+        self.ip(at, inner);
     }
 
     /// Hands datagrams that left the fragment table (complete, or incomplete ones that were
@@ -242,6 +335,7 @@ impl<'o> Extractor<'o> {
                 ts: r.ts,
                 src: r.src,
                 dst: r.dst,
+                tunnel: r.tunnel,
             };
             // An IPv6 datagram's fragmentable part may start with more extension headers.
             let inner = if r.src.is_ipv6() {
@@ -264,36 +358,82 @@ impl<'o> Extractor<'o> {
 
     fn transport(&mut self, origin: Origin, proto: u8, payload: &[u8], cut: bool) {
         match proto {
-            ip::PROTO_UDP => {
-                let Some(u) = udp::parse(payload) else {
-                    return;
-                };
-                if !self.is_dns(u.sport, u.dport) {
-                    return;
+            ip::PROTO_UDP => self.udp(origin, payload, cut),
+            ip::PROTO_TCP => self.tcp(origin, payload),
+            _ => {
+                if let Some((kind, inner)) = tunnel::over_ip(proto, payload) {
+                    self.tunnelled(origin, kind, inner);
                 }
-                self.out.push(CapturedMessage {
-                    frame: origin.frame,
-                    ts: origin.ts,
-                    transport: Transport::Udp,
-                    src: SocketAddr::new(origin.src, u.sport),
-                    dst: SocketAddr::new(origin.dst, u.dport),
-                    bytes: u.payload.to_vec(),
-                    truncated: cut || u.truncated,
-                });
             }
-            ip::PROTO_TCP => {
-                let Some(seg) = tcp::parse(payload) else {
-                    return;
-                };
-                if !self.is_dns(seg.sport, seg.dport) {
-                    return;
-                }
-                let src = SocketAddr::new(origin.src, seg.sport);
-                let dst = SocketAddr::new(origin.dst, seg.dport);
-                self.tcp
-                    .segment(src, dst, &seg, origin.frame, origin.ts, &mut self.out);
+        }
+    }
+
+    /// A datagram is DNS on a DNS port; else it may be a tunnel; else, with `any_port`,
+    /// DNS if it looks like it.
+    fn udp(&mut self, origin: Origin, payload: &[u8], cut: bool) {
+        let Some(u) = udp::parse(payload) else {
+            return;
+        };
+        if !self.is_dns(u.sport, u.dport) {
+            if let Some((kind, inner)) = tunnel::over_udp(u.sport, u.dport, u.payload) {
+                self.tunnelled(origin, kind, inner);
+                return;
             }
-            _ => {}
+            if !(self.opts.any_port && heuristic::looks_like_dns(u.payload)) {
+                self.count_port(Transport::Udp, u.sport, u.dport);
+                return;
+            }
+        }
+        self.out.push(CapturedMessage {
+            frame: origin.frame,
+            ts: origin.ts,
+            transport: Transport::Udp,
+            src: SocketAddr::new(origin.src, u.sport),
+            dst: SocketAddr::new(origin.dst, u.dport),
+            bytes: u.payload.to_vec(),
+            truncated: cut || u.truncated,
+            tunnel: origin.tunnel.to_vec(),
+        });
+    }
+
+    fn tcp(&mut self, origin: Origin, payload: &[u8]) {
+        let Some(mut seg) = tcp::parse(payload) else {
+            return;
+        };
+        let src = SocketAddr::new(origin.src, seg.sport);
+        let dst = SocketAddr::new(origin.dst, seg.dport);
+        if !self.is_dns(seg.sport, seg.dport) && !self.tcp_heuristic(src, dst, seg.payload) {
+            self.count_port(Transport::Tcp, seg.sport, seg.dport);
+            return;
+        }
+        seg.tunnel = origin.tunnel;
+        self.tcp
+            .segment(src, dst, &seg, origin.frame, origin.ts, &mut self.out);
+    }
+
+    /// With `any_port`: is this direction DNS? It is once a segment of it started with a
+    /// length prefix and a whole message that looks like DNS.
+    fn tcp_heuristic(&mut self, src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> bool {
+        if !self.opts.any_port {
+            return false;
+        }
+        if self.heuristic_flows.contains(&(src, dst)) {
+            return true;
+        }
+        if !heuristic::looks_like_dns_over_tcp(payload)
+            || self.heuristic_flows.len() >= tcp::MAX_FLOWS
+        {
+            return false;
+        }
+        self.heuristic_flows.insert((src, dst));
+        true
+    }
+
+    fn count_port(&mut self, transport: Transport, sport: u16, dport: u16) {
+        let key = (transport, sport.min(dport));
+        if self.ports_seen.len() < MAX_PORTS_SEEN || self.ports_seen.contains_key(&key) {
+            let n = self.ports_seen.entry(key).or_insert(0);
+            *n = n.saturating_add(1);
         }
     }
 

@@ -1,0 +1,160 @@
+//! Link types of firewalls, capture frameworks and older networks: OpenBSD pflog and enc,
+//! Linux NFLOG, macOS PKTAP, Frame Relay, IP over InfiniBand, FDDI, Token Ring, ARCnet.
+//!
+//! Each function peels its header and says what comes next; lengths read from the frame
+//! are checked before use. No panic, only checked slicing.
+use super::{be16, family_ip, host_order_family, le16, le32, Next, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
+
+/// Linux AF_INET6 (NFLOG uses Linux families).
+const AF_INET6_LINUX: u8 = 10;
+/// NFLOG TLV type of the packet itself (NFULA_PAYLOAD).
+const NFULA_PAYLOAD: u16 = 9;
+/// TLVs read from one NFLOG record before giving up.
+const MAX_NFLOG_TLVS: usize = 64;
+
+/// IP as an EtherType-tagged payload of the given version.
+fn ip_of(version: u8, b: &[u8]) -> Option<Next<'_>> {
+    match version {
+        4 => Some(Next::EtherType(ETHERTYPE_IPV4, b)),
+        6 => Some(Next::EtherType(ETHERTYPE_IPV6, b)),
+        _ => None,
+    }
+}
+
+/// OpenBSD pflog: header length (byte 0, padded to 4 on the wire) and address family
+/// (byte 1), then the packet.
+pub(crate) fn pflog(f: &[u8]) -> Option<Next<'_>> {
+    let hdrlen = usize::from(*f.first()?);
+    let family = u32::from(*f.get(1)?);
+    if hdrlen < 4 {
+        return None;
+    }
+    let start = hdrlen.checked_add(3)? & !3;
+    let rest = f.get(start..)?;
+    match family_ip(family, rest)? {
+        super::L3::V4(b) => ip_of(4, b),
+        super::L3::V6(b) => ip_of(6, b),
+    }
+}
+
+/// OpenBSD enc (IPsec before encryption / after decryption): address family in host byte
+/// order, SPI, flags; 12 bytes.
+pub(crate) fn enc(f: &[u8]) -> Option<Next<'_>> {
+    let raw: [u8; 4] = f.get(..4)?.try_into().ok()?;
+    match family_ip(host_order_family(raw), f.get(12..)?)? {
+        super::L3::V4(b) => ip_of(4, b),
+        super::L3::V6(b) => ip_of(6, b),
+    }
+}
+
+/// Linux NFLOG: family, version 0, resource id; then TLVs (length including the 4-byte
+/// header, type; host byte order; padded to 4) of which NFULA_PAYLOAD is the packet.
+pub(crate) fn nflog(f: &[u8]) -> Option<Next<'_>> {
+    let version = match *f.first()? {
+        2 => 4,
+        AF_INET6_LINUX => 6,
+        _ => return None,
+    };
+    if *f.get(1)? != 0 {
+        return None;
+    }
+    // The capturing host's byte order: the first TLV's length read both ways, the one that
+    // fits is it.
+    let mut rest = f.get(4..)?;
+    let little = le16(rest, 0).is_some_and(|l| l >= 4 && usize::from(l) <= rest.len());
+    let read16 = |b: &[u8], at: usize| if little { le16(b, at) } else { be16(b, at) };
+    for _ in 0..MAX_NFLOG_TLVS {
+        let len = usize::from(read16(rest, 0)?);
+        let ty = read16(rest, 2)? & 0x7fff;
+        if len < 4 {
+            return None;
+        }
+        let value = rest.get(4..len)?;
+        if ty == NFULA_PAYLOAD {
+            return ip_of(version, value);
+        }
+        rest = rest.get(len.checked_add(3)? & !3..)?;
+    }
+    None
+}
+
+/// macOS PKTAP: header length, record type, then the link type of the frame that follows
+/// the header, little-endian. Returns that link type and frame.
+pub(crate) fn pktap(f: &[u8]) -> Option<(u32, &[u8])> {
+    let len = usize::try_from(le32(f, 0)?).ok()?;
+    if len < 12 {
+        return None;
+    }
+    Some((le32(f, 8)?, f.get(len..)?))
+}
+
+/// Frame Relay (RFC 2427): a Q.922 address of 2 to 4 bytes (the last has the EA bit),
+/// control 0x03 (UI), optional padding, then an NLPID: IPv4, IPv6, or SNAP.
+pub(crate) fn frelay(f: &[u8]) -> Option<Next<'_>> {
+    let addr_len = (1..4).find(|&i| f.get(i).is_some_and(|b| b & 1 == 1))? + 1;
+    if *f.get(addr_len)? != 0x03 {
+        return None;
+    }
+    let mut at = addr_len + 1;
+    if *f.get(at)? == 0x00 {
+        at += 1;
+    }
+    let rest = f.get(at + 1..)?;
+    match *f.get(at)? {
+        0xcc => ip_of(4, rest),
+        0x8e => ip_of(6, rest),
+        // SNAP: OUI, then the protocol; as LLC SNAP without its three LLC bytes.
+        0x80 => match rest.get(..3)? {
+            [0, 0, 0] => Some(Next::EtherType(be16(rest, 3)?, rest.get(5..)?)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// IP over InfiniBand (RFC 4391): EtherType, two reserved bytes.
+pub(crate) fn ipoib(f: &[u8]) -> Option<Next<'_>> {
+    Some(Next::EtherType(be16(f, 0)?, f.get(4..)?))
+}
+
+/// FDDI: frame control (LLC frames: class bits 0x30 = 0x10), destination, source; LLC.
+pub(crate) fn fddi(f: &[u8]) -> Option<Next<'_>> {
+    if f.first()? & 0x30 != 0x10 {
+        return None;
+    }
+    Some(Next::Llc(f.get(13..)?))
+}
+
+/// Token Ring (802.5): access control, frame control (LLC frames: 0x40), destination,
+/// source; a source with the route bit set is followed by routing information whose
+/// length is in its first byte. Then LLC.
+pub(crate) fn token_ring(f: &[u8]) -> Option<Next<'_>> {
+    if f.get(1)? & 0xc0 != 0x40 {
+        return None;
+    }
+    let mut at = 14;
+    if f.get(8)? & 0x80 != 0 {
+        at += usize::from(f.get(14)? & 0x1f);
+    }
+    Some(Next::Llc(f.get(at..)?))
+}
+
+/// ARCnet: source and destination (BSD), plus a 2-byte offset (Linux); then the protocol.
+/// RFC 1201 protocols (IP 0xd4, IPv6 0xc4) have a split flag and sequence number before
+/// the packet; RFC 1051 IP (0xf0) has none. Exception packets (split 0xff) are skipped.
+pub(crate) fn arcnet(f: &[u8], linux: bool) -> Option<Next<'_>> {
+    let at = if linux { 4 } else { 2 };
+    let proto = *f.get(at)?;
+    let rfc1201 = |version| {
+        if *f.get(at + 1)? == 0xff {
+            return None;
+        }
+        ip_of(version, f.get(at + 4..)?)
+    };
+    match proto {
+        0xf0 => ip_of(4, f.get(at + 1..)?),
+        0xd4 => rfc1201(4),
+        0xc4 => rfc1201(6),
+        _ => None,
+    }
+}
