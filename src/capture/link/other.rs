@@ -112,9 +112,11 @@ pub(crate) fn frelay(f: &[u8]) -> Option<Next<'_>> {
     }
 }
 
-/// IP over InfiniBand (RFC 4391): EtherType, two reserved bytes.
+/// IP over InfiniBand as Linux captures it: a 40-byte pseudo-header (the global route
+/// header, or 20 zero bytes and the destination address), then the RFC 4391 §6 header:
+/// EtherType, two reserved bytes.
 pub(crate) fn ipoib(f: &[u8]) -> Option<Next<'_>> {
-    Some(Next::EtherType(be16(f, 0)?, f.get(4..)?))
+    Some(Next::EtherType(be16(f, 40)?, f.get(44..)?))
 }
 
 /// FDDI: frame control (LLC frames: class bits 0x30 = 0x10), destination, source; LLC.
