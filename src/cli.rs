@@ -110,5 +110,9 @@ pub enum Command {
         /// UDP/TCP ports that carry DNS in a capture (repeatable).
         #[arg(long = "port", value_name = "PORT", default_values_t = [53u16])]
         ports: Vec<u16>,
+        /// Also find DNS on every other UDP/TCP port: take each payload that parses as a
+        /// whole, plausible DNS message (a TCP connection: its first message).
+        #[arg(long)]
+        any_port: bool,
     },
 }

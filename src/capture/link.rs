@@ -130,6 +130,56 @@ pub(crate) fn is_supported(link_type: u32) -> bool {
     )
 }
 
+/// The libpcap name of a link type: every one decoded here, and common ones that are not.
+pub(crate) fn name(link_type: u32) -> Option<&'static str> {
+    Some(match link_type {
+        LINKTYPE_NULL => "NULL",
+        LINKTYPE_ETHERNET => "ETHERNET",
+        LINKTYPE_IEEE802_5 => "IEEE802_5",
+        LINKTYPE_ARCNET_BSD => "ARCNET_BSD",
+        LINKTYPE_PPP => "PPP",
+        LINKTYPE_FDDI => "FDDI",
+        LINKTYPE_RAW_12 | LINKTYPE_RAW_14 | LINKTYPE_RAW => "RAW",
+        LINKTYPE_PPP_HDLC => "PPP_HDLC",
+        LINKTYPE_PPP_ETHER => "PPP_ETHER",
+        LINKTYPE_ATM_RFC1483 => "ATM_RFC1483",
+        LINKTYPE_C_HDLC => "C_HDLC",
+        LINKTYPE_IEEE802_11 => "IEEE802_11",
+        LINKTYPE_FRELAY => "FRELAY",
+        LINKTYPE_LOOP => "LOOP",
+        LINKTYPE_ENC => "ENC",
+        LINKTYPE_LINUX_SLL => "LINUX_SLL",
+        LINKTYPE_PFLOG => "PFLOG",
+        LINKTYPE_IEEE802_11_PRISM => "IEEE802_11_PRISM",
+        LINKTYPE_SUNATM => "SUNATM",
+        LINKTYPE_IEEE802_11_RADIOTAP => "IEEE802_11_RADIOTAP",
+        LINKTYPE_ARCNET_LINUX => "ARCNET_LINUX",
+        LINKTYPE_IEEE802_11_AVS => "IEEE802_11_AVS",
+        LINKTYPE_PPI => "PPI",
+        LINKTYPE_PPP_WITH_DIR => "PPP_WITH_DIR",
+        LINKTYPE_C_HDLC_WITH_DIR => "C_HDLC_WITH_DIR",
+        LINKTYPE_FRELAY_WITH_DIR => "FRELAY_WITH_DIR",
+        LINKTYPE_MPLS => "MPLS",
+        LINKTYPE_IPV4 => "IPV4",
+        LINKTYPE_IPV6 => "IPV6",
+        LINKTYPE_NFLOG => "NFLOG",
+        LINKTYPE_IPOIB => "IPOIB",
+        LINKTYPE_PKTAP => "PKTAP",
+        LINKTYPE_LINUX_SLL2 => "LINUX_SLL2",
+        // Not decoded: they carry no IP, or none we read.
+        147..=162 => "USER",
+        187 => "BLUETOOTH_HCI_H4",
+        189 => "USB_LINUX",
+        195 => "IEEE802_15_4_WITHFCS",
+        201 => "BLUETOOTH_HCI_H4_WITH_PHDR",
+        220 => "USB_LINUX_MMAPPED",
+        227 => "CAN_SOCKETCAN",
+        249 => "USBPCAP",
+        253 => "NETLINK",
+        _ => return None,
+    })
+}
+
 /// Finds the IP packet in `frame`, or `None` if the frame carries none we decode.
 pub(crate) fn decode(link_type: u32, frame: &[u8]) -> Option<L3<'_>> {
     decode_link(link_type, frame, true)

@@ -177,6 +177,12 @@ pub fn is_supported_link_type(link_type: u32) -> bool {
     link::is_supported(link_type)
 }
 
+/// The libpcap name of a link type (`"ETHERNET"`, `"IEEE802_11_RADIOTAP"`, ...), for the
+/// ones this module decodes and a few common ones it does not.
+pub fn link_type_name(link_type: u32) -> Option<&'static str> {
+    link::name(link_type)
+}
+
 /// Extracts every DNS message (UDP datagram or TCP-framed message to or from one of
 /// `opts.ports`) from a pcap or pcapng file held in memory.
 ///
