@@ -12,7 +12,10 @@
 //! state, no panic, only checked slicing, bounded work per frame.
 
 mod other;
+mod types;
 mod wlan;
+
+pub(crate) use types::*;
 
 /// The network-layer packet found in a frame, starting at its IP header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,44 +23,6 @@ pub(crate) enum L3<'a> {
     V4(&'a [u8]),
     V6(&'a [u8]),
 }
-
-pub(crate) const LINKTYPE_NULL: u32 = 0;
-pub(crate) const LINKTYPE_ETHERNET: u32 = 1;
-pub(crate) const LINKTYPE_IEEE802_5: u32 = 6;
-pub(crate) const LINKTYPE_ARCNET_BSD: u32 = 7;
-pub(crate) const LINKTYPE_PPP: u32 = 9;
-pub(crate) const LINKTYPE_FDDI: u32 = 10;
-/// DLT_RAW on most BSDs; written as link type 12 by some old captures.
-pub(crate) const LINKTYPE_RAW_12: u32 = 12;
-/// DLT_RAW on OpenBSD.
-pub(crate) const LINKTYPE_RAW_14: u32 = 14;
-pub(crate) const LINKTYPE_PPP_HDLC: u32 = 50;
-pub(crate) const LINKTYPE_PPP_ETHER: u32 = 51;
-pub(crate) const LINKTYPE_ATM_RFC1483: u32 = 100;
-pub(crate) const LINKTYPE_RAW: u32 = 101;
-pub(crate) const LINKTYPE_C_HDLC: u32 = 104;
-pub(crate) const LINKTYPE_IEEE802_11: u32 = 105;
-pub(crate) const LINKTYPE_FRELAY: u32 = 107;
-pub(crate) const LINKTYPE_LOOP: u32 = 108;
-pub(crate) const LINKTYPE_ENC: u32 = 109;
-pub(crate) const LINKTYPE_LINUX_SLL: u32 = 113;
-pub(crate) const LINKTYPE_PFLOG: u32 = 117;
-pub(crate) const LINKTYPE_IEEE802_11_PRISM: u32 = 119;
-pub(crate) const LINKTYPE_SUNATM: u32 = 123;
-pub(crate) const LINKTYPE_IEEE802_11_RADIOTAP: u32 = 127;
-pub(crate) const LINKTYPE_ARCNET_LINUX: u32 = 129;
-pub(crate) const LINKTYPE_IEEE802_11_AVS: u32 = 163;
-pub(crate) const LINKTYPE_PPI: u32 = 192;
-pub(crate) const LINKTYPE_PPP_WITH_DIR: u32 = 204;
-pub(crate) const LINKTYPE_C_HDLC_WITH_DIR: u32 = 205;
-pub(crate) const LINKTYPE_FRELAY_WITH_DIR: u32 = 206;
-pub(crate) const LINKTYPE_MPLS: u32 = 219;
-pub(crate) const LINKTYPE_IPV4: u32 = 228;
-pub(crate) const LINKTYPE_IPV6: u32 = 229;
-pub(crate) const LINKTYPE_NFLOG: u32 = 239;
-pub(crate) const LINKTYPE_IPOIB: u32 = 242;
-pub(crate) const LINKTYPE_PKTAP: u32 = 258;
-pub(crate) const LINKTYPE_LINUX_SLL2: u32 = 276;
 
 pub(crate) const ETHERTYPE_IPV4: u16 = 0x0800;
 pub(crate) const ETHERTYPE_IPV6: u16 = 0x86dd;
@@ -88,97 +53,6 @@ const MAX_LABELS: usize = 16;
 const ARPHRD_NETLINK: u16 = 824;
 /// Linux cooked "protocol" values that are not EtherTypes: an 802.2 LLC frame follows.
 const SLL_P_802_2: u16 = 0x0004;
-
-pub(crate) fn is_supported(link_type: u32) -> bool {
-    matches!(
-        link_type,
-        LINKTYPE_NULL
-            | LINKTYPE_ETHERNET
-            | LINKTYPE_IEEE802_5
-            | LINKTYPE_ARCNET_BSD
-            | LINKTYPE_PPP
-            | LINKTYPE_FDDI
-            | LINKTYPE_RAW_12
-            | LINKTYPE_RAW_14
-            | LINKTYPE_PPP_HDLC
-            | LINKTYPE_PPP_ETHER
-            | LINKTYPE_ATM_RFC1483
-            | LINKTYPE_RAW
-            | LINKTYPE_C_HDLC
-            | LINKTYPE_IEEE802_11
-            | LINKTYPE_FRELAY
-            | LINKTYPE_LOOP
-            | LINKTYPE_ENC
-            | LINKTYPE_LINUX_SLL
-            | LINKTYPE_PFLOG
-            | LINKTYPE_IEEE802_11_PRISM
-            | LINKTYPE_SUNATM
-            | LINKTYPE_IEEE802_11_RADIOTAP
-            | LINKTYPE_ARCNET_LINUX
-            | LINKTYPE_IEEE802_11_AVS
-            | LINKTYPE_PPI
-            | LINKTYPE_PPP_WITH_DIR
-            | LINKTYPE_C_HDLC_WITH_DIR
-            | LINKTYPE_FRELAY_WITH_DIR
-            | LINKTYPE_MPLS
-            | LINKTYPE_IPV4
-            | LINKTYPE_IPV6
-            | LINKTYPE_NFLOG
-            | LINKTYPE_IPOIB
-            | LINKTYPE_PKTAP
-            | LINKTYPE_LINUX_SLL2
-    )
-}
-
-/// The libpcap name of a link type: every one decoded here, and common ones that are not.
-pub(crate) fn name(link_type: u32) -> Option<&'static str> {
-    Some(match link_type {
-        LINKTYPE_NULL => "NULL",
-        LINKTYPE_ETHERNET => "ETHERNET",
-        LINKTYPE_IEEE802_5 => "IEEE802_5",
-        LINKTYPE_ARCNET_BSD => "ARCNET_BSD",
-        LINKTYPE_PPP => "PPP",
-        LINKTYPE_FDDI => "FDDI",
-        LINKTYPE_RAW_12 | LINKTYPE_RAW_14 | LINKTYPE_RAW => "RAW",
-        LINKTYPE_PPP_HDLC => "PPP_HDLC",
-        LINKTYPE_PPP_ETHER => "PPP_ETHER",
-        LINKTYPE_ATM_RFC1483 => "ATM_RFC1483",
-        LINKTYPE_C_HDLC => "C_HDLC",
-        LINKTYPE_IEEE802_11 => "IEEE802_11",
-        LINKTYPE_FRELAY => "FRELAY",
-        LINKTYPE_LOOP => "LOOP",
-        LINKTYPE_ENC => "ENC",
-        LINKTYPE_LINUX_SLL => "LINUX_SLL",
-        LINKTYPE_PFLOG => "PFLOG",
-        LINKTYPE_IEEE802_11_PRISM => "IEEE802_11_PRISM",
-        LINKTYPE_SUNATM => "SUNATM",
-        LINKTYPE_IEEE802_11_RADIOTAP => "IEEE802_11_RADIOTAP",
-        LINKTYPE_ARCNET_LINUX => "ARCNET_LINUX",
-        LINKTYPE_IEEE802_11_AVS => "IEEE802_11_AVS",
-        LINKTYPE_PPI => "PPI",
-        LINKTYPE_PPP_WITH_DIR => "PPP_WITH_DIR",
-        LINKTYPE_C_HDLC_WITH_DIR => "C_HDLC_WITH_DIR",
-        LINKTYPE_FRELAY_WITH_DIR => "FRELAY_WITH_DIR",
-        LINKTYPE_MPLS => "MPLS",
-        LINKTYPE_IPV4 => "IPV4",
-        LINKTYPE_IPV6 => "IPV6",
-        LINKTYPE_NFLOG => "NFLOG",
-        LINKTYPE_IPOIB => "IPOIB",
-        LINKTYPE_PKTAP => "PKTAP",
-        LINKTYPE_LINUX_SLL2 => "LINUX_SLL2",
-        // Not decoded: they carry no IP, or none we read.
-        147..=162 => "USER",
-        187 => "BLUETOOTH_HCI_H4",
-        189 => "USB_LINUX",
-        195 => "IEEE802_15_4_WITHFCS",
-        201 => "BLUETOOTH_HCI_H4_WITH_PHDR",
-        220 => "USB_LINUX_MMAPPED",
-        227 => "CAN_SOCKETCAN",
-        249 => "USBPCAP",
-        253 => "NETLINK",
-        _ => return None,
-    })
-}
 
 /// Finds the IP packet in `frame`, or `None` if the frame carries none we decode.
 pub(crate) fn decode(link_type: u32, frame: &[u8]) -> Option<L3<'_>> {
@@ -566,5 +440,82 @@ mod tests {
         assert!(is_supported(LINKTYPE_LINUX_SLL2));
         assert!(is_supported(LINKTYPE_IEEE802_11));
         assert!(is_supported(LINKTYPE_PPP));
+    }
+
+    #[test]
+    fn mpls_stacks_are_bounded() {
+        let mut f = [0u8, 0x01, 0x41, 64].to_vec(); // label 20, bottom of stack
+        f.extend_from_slice(&V6);
+        assert_eq!(decode(LINKTYPE_MPLS, &f), Some(L3::V6(&V6[..])));
+        // Control word, then an Ethernet pseudowire.
+        let mut pw = [0u8, 0x01, 0x41, 64, 0, 0, 0, 0].to_vec();
+        pw.extend_from_slice(&eth(0x0800, &V4));
+        assert_eq!(decode(LINKTYPE_MPLS, &pw), Some(L3::V4(&V4[..])));
+        // No bottom of stack in sight.
+        let endless = [0u8, 0x01, 0x40, 64].repeat(40);
+        assert_eq!(decode(LINKTYPE_MPLS, &endless), None);
+        assert_eq!(decode(LINKTYPE_ETHERNET, &eth(0x8847, &[0, 1, 0x41])), None);
+    }
+
+    #[test]
+    fn ppp_protocol_field_forms() {
+        let mut compressed = vec![0x21];
+        compressed.extend_from_slice(&V4);
+        assert_eq!(decode(LINKTYPE_PPP, &compressed), Some(L3::V4(&V4[..])));
+        let mut full = vec![0xff, 0x03, 0x00, 0x57];
+        full.extend_from_slice(&V6);
+        assert_eq!(decode(LINKTYPE_PPP_HDLC, &full), Some(L3::V6(&V6[..])));
+        // LCP, and a protocol that promises IPv4 but holds IPv6.
+        assert_eq!(decode(LINKTYPE_PPP, &[0xc0, 0x21, 1, 1]), None);
+        let mut wrong = vec![0x00, 0x21];
+        wrong.extend_from_slice(&V6);
+        assert_eq!(decode(LINKTYPE_PPP, &wrong), None);
+        // PPPoE discovery (code != 0) carries no IP.
+        assert_eq!(
+            decode(LINKTYPE_PPP_ETHER, &[0x11, 0x09, 0, 0, 0, 2, 0, 0x21]),
+            None
+        );
+    }
+
+    #[test]
+    fn llc_snap_and_bridged_frames() {
+        let mut snap = vec![0xaa, 0xaa, 0x03, 0, 0, 0, 0x08, 0x00];
+        snap.extend_from_slice(&V4);
+        assert_eq!(decode(LINKTYPE_ATM_RFC1483, &snap), Some(L3::V4(&V4[..])));
+        let mut bridged = vec![0xaa, 0xaa, 0x03, 0x00, 0x80, 0xc2, 0x00, 0x07, 0, 0];
+        bridged.extend_from_slice(&eth(0x86dd, &V6));
+        assert_eq!(
+            decode(LINKTYPE_ATM_RFC1483, &bridged),
+            Some(L3::V6(&V6[..]))
+        );
+        // Other OUIs, and non-SNAP SAPs other than IP's, carry nothing we read.
+        assert_eq!(
+            decode(
+                LINKTYPE_ATM_RFC1483,
+                &[0xaa, 0xaa, 0x03, 1, 2, 3, 8, 0, 0x45]
+            ),
+            None
+        );
+        assert_eq!(
+            decode(LINKTYPE_ATM_RFC1483, &[0x42, 0x42, 0x03, 0x45]),
+            None
+        );
+        // 802.3: the length bounds the LLC payload.
+        let f = eth(u16::try_from(snap.len()).unwrap(), &snap);
+        assert_eq!(decode(LINKTYPE_ETHERNET, &f), Some(L3::V4(&V4[..])));
+    }
+
+    #[test]
+    fn pktap_and_ppi_do_not_nest() {
+        let mut inner = 12u32.to_le_bytes().to_vec();
+        inner.extend_from_slice(&[0; 4]);
+        inner.extend_from_slice(&LINKTYPE_RAW.to_le_bytes());
+        inner.extend_from_slice(&V4);
+        assert_eq!(decode(LINKTYPE_PKTAP, &inner), Some(L3::V4(&V4[..])));
+        let mut outer = 12u32.to_le_bytes().to_vec();
+        outer.extend_from_slice(&[0; 4]);
+        outer.extend_from_slice(&LINKTYPE_PKTAP.to_le_bytes());
+        outer.extend_from_slice(&inner);
+        assert_eq!(decode(LINKTYPE_PKTAP, &outer), None);
     }
 }

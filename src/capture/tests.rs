@@ -1,5 +1,7 @@
 //! End-to-end tests of the public API: hand-built capture files in every supported format
 //! and link type, fragments and TCP through the whole pipeline, errors, and garbage input.
+use std::net::IpAddr;
+
 use super::testutil::*;
 use super::*;
 

@@ -323,3 +323,202 @@ fn l2tpv3_session(b: &[u8]) -> Option<L3<'_>> {
         ok.then_some(l3)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::testutil::{ether, ipv4, ipv6, udp};
+
+    fn inner4() -> Vec<u8> {
+        ipv4([10, 0, 0, 1], [10, 0, 0, 2], 17, &udp(1, 53, b"dns"))
+    }
+
+    fn inner6() -> Vec<u8> {
+        ipv6([1; 16], [2; 16], 17, &udp(1, 53, b"dns"))
+    }
+
+    #[test]
+    fn path_stops_at_max_depth() {
+        let mut p = Path::default();
+        for _ in 0..MAX_DEPTH {
+            p = p.push(Tunnel::IpIp).unwrap();
+        }
+        assert_eq!(p.to_vec().len(), MAX_DEPTH);
+        assert_eq!(p.push(Tunnel::Gre), None);
+        assert_eq!(
+            Path::default().push(Tunnel::Vxlan).unwrap().to_vec(),
+            vec![Tunnel::Vxlan]
+        );
+    }
+
+    #[test]
+    fn ip_in_ip_checks_the_version() {
+        let v4 = inner4();
+        assert_eq!(
+            over_ip(PROTO_IPIP, &v4),
+            Some((Tunnel::IpIp, L3::V4(&v4[..])))
+        );
+        assert_eq!(over_ip(PROTO_IPIP, &inner6()), None);
+        assert_eq!(over_ip(PROTO_IPV6, &v4), None);
+        assert_eq!(over_ip(PROTO_IPV6, &[]), None);
+    }
+
+    #[test]
+    fn gre_optional_fields_and_bad_headers() {
+        let v4 = inner4();
+        // Checksum, key and sequence: 12 bytes after the first 4.
+        let mut g = vec![0xb0, 0x00, 0x08, 0x00];
+        g.extend_from_slice(&[0; 12]);
+        g.extend_from_slice(&v4);
+        assert_eq!(gre(&g), Some((Tunnel::Gre, L3::V4(&v4[..]))));
+        // Source routing (obsolete) and unknown versions are not decoded.
+        let mut routed = g.clone();
+        routed[0] |= 0x40;
+        assert_eq!(gre(&routed), None);
+        let mut v2 = g.clone();
+        v2[1] = 2;
+        assert_eq!(gre(&v2), None);
+        // The optional fields run past the packet.
+        assert_eq!(gre(&g[..10]), None);
+        // ERSPAN II with the wrong version in its header.
+        let mut e = vec![
+            0x10, 0x00, 0x88, 0xbe, 0, 0, 0, 1, 0x20, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        e.extend_from_slice(&ether(0x0800, &v4));
+        assert_eq!(gre(&e), None);
+        e[8] = 0x10;
+        assert_eq!(gre(&e), Some((Tunnel::Erspan, L3::V4(&v4[..]))));
+    }
+
+    #[test]
+    fn pptp_needs_the_key_and_ppp() {
+        let v4 = inner4();
+        let mut ppp = vec![0xff, 0x03, 0x00, 0x21];
+        ppp.extend_from_slice(&v4);
+        let len = u16::try_from(ppp.len()).unwrap().to_be_bytes();
+        let mut g = vec![0x20, 0x01, 0x88, 0x0b, len[0], len[1], 0, 1];
+        g.extend_from_slice(&ppp);
+        assert_eq!(gre(&g), Some((Tunnel::Gre, L3::V4(&v4[..]))));
+        let mut no_key = g.clone();
+        no_key[0] = 0;
+        assert_eq!(gre(&no_key), None);
+    }
+
+    #[test]
+    fn udp_tunnels_by_port() {
+        let v4 = inner4();
+        let frame = ether(0x0800, &v4);
+        let mut vx = vec![0x08, 0, 0, 0, 0, 0, 1, 0];
+        vx.extend_from_slice(&frame);
+        assert_eq!(
+            over_udp(1, PORT_VXLAN, &vx),
+            Some((Tunnel::Vxlan, L3::V4(&v4[..])))
+        );
+        // From port 4789 is not VXLAN; nor is a header without the I flag.
+        assert_eq!(over_udp(PORT_VXLAN, 1, &vx), None);
+        vx[0] = 0;
+        assert_eq!(over_udp(1, PORT_VXLAN, &vx), None);
+        // GENEVE: option length counted; version 1 refused.
+        let mut gn = vec![0x01, 0, 0x08, 0x00, 0, 0, 1, 0, 0xaa, 0xbb, 0xcc, 0xdd];
+        gn.extend_from_slice(&v4);
+        assert_eq!(
+            over_udp(9, PORT_GENEVE, &gn),
+            Some((Tunnel::Geneve, L3::V4(&v4[..])))
+        );
+        gn[0] |= 0x40;
+        assert_eq!(over_udp(9, PORT_GENEVE, &gn), None);
+        assert_eq!(over_udp(9, 10, &vx), None);
+    }
+
+    #[test]
+    fn gtpu_extension_headers_are_bounded() {
+        let v6 = inner6();
+        let len = u16::try_from(v6.len() + 8).unwrap().to_be_bytes();
+        let mut g = vec![0x34, 0xff, len[0], len[1], 0, 0, 0, 1];
+        g.extend_from_slice(&[0, 0, 0, 0x85, 1, 0, 0, 0]);
+        g.extend_from_slice(&v6);
+        assert_eq!(
+            over_udp(PORT_GTPU, PORT_GTPU, &g),
+            Some((Tunnel::GtpU, L3::V6(&v6[..])))
+        );
+        // An extension header of length 0 would never end.
+        let mut zero = g.clone();
+        zero[12] = 0;
+        assert_eq!(over_udp(PORT_GTPU, 1, &zero), None);
+        // Signalling (echo request), and GTP version 2, are not user data.
+        let mut echo = g.clone();
+        echo[1] = 1;
+        assert_eq!(over_udp(PORT_GTPU, 1, &echo), None);
+        let mut v2 = g.clone();
+        v2[0] = 0x48;
+        assert_eq!(over_udp(PORT_GTPU, 1, &v2), None);
+    }
+
+    #[test]
+    fn teredo_only_takes_a_whole_ipv6_packet() {
+        let v6 = inner6();
+        assert_eq!(
+            over_udp(PORT_TEREDO, 1, &v6),
+            Some((Tunnel::Teredo, L3::V6(&v6[..])))
+        );
+        let mut auth = vec![0, 1, 2, 0, 0xaa, 0xbb];
+        auth.extend_from_slice(&[0; 9]);
+        auth.extend_from_slice(&v6);
+        assert_eq!(
+            over_udp(1, PORT_TEREDO, &auth),
+            Some((Tunnel::Teredo, L3::V6(&v6[..])))
+        );
+        // Trailing bytes, a cut packet, IPv4: not Teredo.
+        assert_eq!(
+            over_udp(1, PORT_TEREDO, &[v6.clone(), vec![0]].concat()),
+            None
+        );
+        assert_eq!(over_udp(1, PORT_TEREDO, &v6[..50]), None);
+        assert_eq!(over_udp(1, PORT_TEREDO, &inner4()), None);
+    }
+
+    #[test]
+    fn l2tp_control_messages_and_versions() {
+        let v4 = inner4();
+        let mut l = vec![0x00, 0x02, 0, 1, 0, 1, 0xff, 0x03, 0x00, 0x21];
+        l.extend_from_slice(&v4);
+        assert_eq!(
+            over_udp(PORT_L2TP, 1, &l),
+            Some((Tunnel::L2tp, L3::V4(&v4[..])))
+        );
+        let mut control = l.clone();
+        control[0] = 0xc8;
+        assert_eq!(over_udp(PORT_L2TP, 1, &control), None);
+        // Offset field: size 2, then 2 bytes of padding.
+        let mut off = vec![0x02, 0x02, 0, 1, 0, 1, 0, 2, 0, 0, 0xff, 0x03, 0x00, 0x21];
+        off.extend_from_slice(&v4);
+        assert_eq!(
+            over_udp(1, PORT_L2TP, &off),
+            Some((Tunnel::L2tp, L3::V4(&v4[..])))
+        );
+        // L2TPv3 session 0 is a control message.
+        let mut v3 = vec![0, 0, 0, 0];
+        v3.extend_from_slice(&ether(0x0800, &v4));
+        assert_eq!(over_ip(PROTO_L2TP, &v3), None);
+        v3[3] = 7;
+        assert_eq!(
+            over_ip(PROTO_L2TP, &v3),
+            Some((Tunnel::L2tp, L3::V4(&v4[..])))
+        );
+    }
+
+    #[test]
+    fn every_prefix_is_handled() {
+        let v4 = inner4();
+        let mut vx = vec![0x08, 0, 0, 0, 0, 0, 1, 0];
+        vx.extend_from_slice(&ether(0x0800, &v4));
+        for n in 0..vx.len() {
+            let _ = over_udp(1, PORT_VXLAN, &vx[..n]);
+            let _ = over_udp(PORT_GTPU, 1, &vx[..n]);
+            let _ = over_udp(PORT_TEREDO, 1, &vx[..n]);
+            let _ = over_udp(PORT_L2TP, 1, &vx[..n]);
+            let _ = over_ip(PROTO_GRE, &vx[..n]);
+            let _ = over_ip(PROTO_L2TP, &vx[..n]);
+        }
+    }
+}

@@ -160,3 +160,89 @@ pub(crate) fn arcnet(f: &[u8], linux: bool) -> Option<Next<'_>> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const V4: [u8; 4] = [0x45, 0, 0, 20];
+    const V6: [u8; 4] = [0x60, 0, 0, 0];
+
+    #[test]
+    fn nflog_finds_the_payload_tlv_in_either_byte_order() {
+        let mut le = vec![2, 0, 0, 0, 8, 0, 1, 0, 8, 0, 0, 0, 8, 0, 9, 0];
+        le.extend_from_slice(&V4);
+        assert_eq!(nflog(&le), Some(Next::EtherType(ETHERTYPE_IPV4, &V4[..])));
+        let mut be = vec![10, 0, 0, 0, 0, 8, 0, 9];
+        be.extend_from_slice(&V6);
+        assert_eq!(nflog(&be), Some(Next::EtherType(ETHERTYPE_IPV6, &V6[..])));
+        // A TLV shorter than its header, a payload TLV running past the end, version 1.
+        assert_eq!(nflog(&[2, 0, 0, 0, 2, 0, 9, 0]), None);
+        assert_eq!(nflog(&[2, 0, 0, 0, 80, 0, 9, 0, 0x45]), None);
+        assert_eq!(nflog(&[2, 1, 0, 0, 8, 0, 9, 0, 0x45, 0, 0, 0]), None);
+        // Many small TLVs without a payload: bounded, none found.
+        let mut many = vec![2, 0, 0, 0];
+        many.extend_from_slice(&[4, 0, 1, 0].repeat(200));
+        assert_eq!(nflog(&many), None);
+    }
+
+    #[test]
+    fn pflog_rounds_its_header_length_up() {
+        let mut f = vec![61, 2];
+        f.extend_from_slice(&[0; 62]);
+        f.extend_from_slice(&V4);
+        assert_eq!(pflog(&f), Some(Next::EtherType(ETHERTYPE_IPV4, &V4[..])));
+        f[1] = 24;
+        assert_eq!(pflog(&f), None); // family and version disagree
+        assert_eq!(pflog(&[255, 2]), None);
+        assert_eq!(pflog(&[0, 2, 0x45]), None);
+    }
+
+    #[test]
+    fn pktap_and_short_headers() {
+        let mut f = 12u32.to_le_bytes().to_vec();
+        f.extend_from_slice(&1u32.to_le_bytes());
+        f.extend_from_slice(&1u32.to_le_bytes());
+        f.extend_from_slice(b"frame");
+        assert_eq!(pktap(&f), Some((1, &b"frame"[..])));
+        assert_eq!(pktap(&[4, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0]), None);
+        assert_eq!(pktap(&f[..11]), None);
+    }
+
+    #[test]
+    fn frame_relay_addresses_and_nlpids() {
+        let mut f = vec![0x18, 0x41, 0x03, 0xcc];
+        f.extend_from_slice(&V4);
+        assert_eq!(frelay(&f), Some(Next::EtherType(ETHERTYPE_IPV4, &V4[..])));
+        // Padding, then SNAP with an EtherType.
+        let mut snap = vec![0x18, 0x41, 0x03, 0x00, 0x80, 0, 0, 0, 0x86, 0xdd];
+        snap.extend_from_slice(&V6);
+        assert_eq!(
+            frelay(&snap),
+            Some(Next::EtherType(ETHERTYPE_IPV6, &V6[..]))
+        );
+        // No address byte with the EA bit: not Frame Relay.
+        assert_eq!(frelay(&[0x18, 0x40, 0x40, 0x40, 0x03, 0xcc]), None);
+        assert_eq!(frelay(&[0x18, 0x41, 0x13, 0xcc]), None);
+    }
+
+    #[test]
+    fn token_ring_routing_and_arcnet_exceptions() {
+        let mut tr = vec![
+            0x10, 0x40, 1, 2, 3, 4, 5, 6, 0x80, 2, 3, 4, 5, 6, 0x04, 0, 0, 0,
+        ];
+        tr.extend_from_slice(&[0xaa, 0xaa, 0x03]);
+        assert_eq!(token_ring(&tr), Some(Next::Llc(&tr[18..])));
+        assert_eq!(token_ring(&tr[..14]), None);
+        assert_eq!(arcnet(&[1, 2, 0xd4, 0xff, 0, 0, 0x45], false), None);
+        assert_eq!(
+            arcnet(&[1, 2, 0xf0, 0x45], false),
+            Some(Next::EtherType(ETHERTYPE_IPV4, &[0x45][..]))
+        );
+        assert_eq!(
+            arcnet(&[1, 2, 0, 0, 0xc4, 0, 0, 0, 0x60], true),
+            ip_of(6, &[0x60])
+        );
+        assert_eq!(arcnet(&[1, 2, 0x06], false), None);
+    }
+}

@@ -89,3 +89,64 @@ pub(crate) fn ppi(f: &[u8]) -> Option<(u32, &[u8])> {
     }
     Some((le32(f, 4)?, f.get(len..)?))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A data frame header with frame control `fc0`, `flags`, and `extra` header bytes.
+    fn frame(fc0: u8, flags: u8, extra: usize) -> Vec<u8> {
+        let mut f = vec![fc0, flags];
+        f.extend_from_slice(&[0; 22]);
+        f.extend_from_slice(&vec![0; extra]);
+        f.extend_from_slice(&[0xaa, 0xaa, 0x03]);
+        f
+    }
+
+    fn llc(f: &[u8]) -> Option<Next<'_>> {
+        Some(Next::Llc(&f[f.len() - 3..]))
+    }
+
+    #[test]
+    fn data_header_lengths() {
+        let plain = frame(0x08, 0x01, 0);
+        assert_eq!(dot11(&plain), llc(&plain));
+        let wds = frame(0x08, 0x03, 6);
+        assert_eq!(dot11(&wds), llc(&wds));
+        let qos = frame(0x88, 0x02, 2);
+        assert_eq!(dot11(&qos), llc(&qos));
+        let qos_ht = frame(0x88, 0x82, 6);
+        assert_eq!(dot11(&qos_ht), llc(&qos_ht));
+    }
+
+    #[test]
+    fn no_ip_in_other_frames() {
+        assert_eq!(dot11(&frame(0x80, 0, 0)), None); // beacon
+        assert_eq!(dot11(&frame(0x48, 0x01, 0)), None); // null data
+        assert_eq!(dot11(&frame(0x08, 0x41, 0)), None); // protected
+        assert_eq!(dot11(&[0x08]), None);
+    }
+
+    #[test]
+    fn radio_headers_and_their_lengths() {
+        let inner = frame(0x08, 0x01, 0);
+        let mut rt = vec![0, 0, 8, 0, 0, 0, 0, 0];
+        rt.extend_from_slice(&inner);
+        assert!(radiotap(&rt).is_some());
+        rt[2] = 0xff;
+        assert_eq!(radiotap(&rt), None);
+        let mut avs_hdr = 0x8021_1001u32.to_be_bytes().to_vec();
+        avs_hdr.extend_from_slice(&8u32.to_be_bytes());
+        avs_hdr.extend_from_slice(&inner);
+        assert!(avs(&avs_hdr).is_some());
+        assert!(prism(&avs_hdr).is_some());
+        let mut short = avs_hdr.clone();
+        short[7] = 4;
+        assert_eq!(avs(&short), None);
+        let mut p = vec![0x41, 0, 0, 0, 8, 0, 0, 0];
+        p.extend_from_slice(&inner);
+        assert!(prism(&p).is_some());
+        assert_eq!(ppi(&[0, 0, 8, 0, 105, 0, 0, 0]), Some((105, &[][..])));
+        assert_eq!(ppi(&[0, 0, 4, 0, 105, 0, 0, 0]), None);
+    }
+}
