@@ -173,7 +173,10 @@ impl<'o> Extractor<'o> {
                 self.tunnelled(origin, kind, inner);
                 return;
             }
-            if !(self.opts.any_port && heuristic::looks_like_dns(u.payload)) {
+            let guess = self.opts.any_port
+                && heuristic::port_may_carry_dns(u.sport, u.dport)
+                && heuristic::looks_like_dns(u.payload);
+            if !guess {
                 self.count_port(Transport::Udp, u.sport, u.dport);
                 return;
             }
@@ -214,7 +217,8 @@ impl<'o> Extractor<'o> {
         if self.heuristic_flows.contains(&(src, dst)) {
             return true;
         }
-        if !heuristic::looks_like_dns_over_tcp(payload)
+        if !heuristic::port_may_carry_dns(src.port(), dst.port())
+            || !heuristic::looks_like_dns_over_tcp(payload)
             || self.heuristic_flows.len() >= tcp::MAX_FLOWS
         {
             return false;

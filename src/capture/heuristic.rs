@@ -1,13 +1,24 @@
 //! Is this payload DNS? For `--any-port`: UDP and TCP payloads on ports not configured as
 //! DNS are taken when they look like a DNS message, in the spirit of Wireshark's DNS
 //! heuristic: a header with plausible counts and opcode, and a message that parses whole
-//! (every count satisfied, no trailing bytes). Pure functions, no panic.
+//! (every count satisfied, no trailing bytes). Multicast DNS (5353) and LLMNR (5355) are
+//! DNS messages and are taken; NetBIOS name service (137) borrows the format but is not
+//! DNS, so its port is left out. Pure functions, no panic.
 use crate::wire::parse_message;
 
 /// Header size (RFC 1035 §4.1.1).
 const HEADER_LEN: usize = 12;
 /// More questions than this in one message is not DNS seen in practice.
 const MAX_QDCOUNT: u16 = 4;
+
+/// Ports whose traffic has the DNS wire format without being DNS: NetBIOS name service
+/// (RFC 1002).
+const LOOKALIKE_PORTS: [u16; 1] = [137];
+
+/// False for a datagram or connection on a port of a DNS look-alike.
+pub(crate) fn port_may_carry_dns(sport: u16, dport: u16) -> bool {
+    !LOOKALIKE_PORTS.contains(&sport) && !LOOKALIKE_PORTS.contains(&dport)
+}
 
 /// The header fields checked before parsing: QUERY, NOTIFY or UPDATE opcode, 1 to
 /// [`MAX_QDCOUNT`] questions (UPDATE: exactly one zone), Z clear.
@@ -59,6 +70,14 @@ mod tests {
         assert!(looks_like_dns_over_tcp(&framed(&q)));
         // Followed by the next message in the same segment.
         assert!(looks_like_dns_over_tcp(&[framed(&q), framed(&q)].concat()));
+    }
+
+    #[test]
+    fn netbios_name_service_is_not_dns() {
+        assert!(!port_may_carry_dns(137, 137));
+        assert!(!port_may_carry_dns(40000, 137));
+        assert!(port_may_carry_dns(5353, 5353));
+        assert!(port_may_carry_dns(40000, 1053));
     }
 
     #[test]
