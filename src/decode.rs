@@ -3,11 +3,13 @@
 //! The input is a pcap/pcapng file (every DNS message in it, UDP and TCP, tunnels removed,
 //! listed in capture order), a file holding one message as hex text or as raw octets, or
 //! a hex string on the command line. Messages that do not parse are listed with their
-//! error. It is an error (non-zero exit) when the input cannot be read, is text that is
-//! neither hex nor a capture, or is a capture in which no DNS message was found; that
-//! last error says what the capture held instead (packets, link types, busy ports) and
-//! which `--port` to try. Link types that are not decoded are named in one warning per
-//! file. A reader that stops early (`| head`) ends the output quietly.
+//! error. Without `--port`, a capture with nothing on port 53 is searched by content on
+//! every port (as `--any-port`), with a note. It is an error (non-zero exit) when the
+//! input cannot be read, is text that is neither hex nor a capture, or is a capture in
+//! which no DNS message was found; that last error says what the capture held instead
+//! (packets, link types, busy ports) and which `--port` to try. Link types that are not
+//! decoded are named in one warning per file. A reader that stops early (`| head`) ends
+//! the output quietly.
 use std::io::{self, Write};
 use std::path::Path;
 use std::process::ExitCode;
@@ -25,7 +27,8 @@ pub struct DecodeOptions {
     pub input: String,
     /// One JSON object per line instead of dig-like text.
     pub json: bool,
-    /// Ports whose UDP/TCP payloads are DNS (captures only).
+    /// Ports whose UDP/TCP payloads are DNS (captures only). Empty: port 53, and if no
+    /// message is found there, any port (as `any_port`), with a note saying so.
     pub ports: Vec<u16>,
     /// Also take UDP/TCP payloads on other ports that look like DNS (captures only).
     pub any_port: bool,
@@ -159,18 +162,44 @@ fn load(opts: &DecodeOptions, warn: &mut dyn Write) -> Result<Vec<Item>, DecodeE
     Ok(vec![raw_item(Some(input), data)])
 }
 
+/// The port DNS is looked for on when none is given.
+const DEFAULT_PORT: u16 = 53;
+
 fn load_capture(
     opts: &DecodeOptions,
     data: &[u8],
     warn: &mut dyn Write,
 ) -> Result<Vec<Item>, DecodeError> {
     let input = opts.input.as_str();
-    let opts_c = capture::Options {
-        ports: opts.ports.clone(),
-        any_port: opts.any_port,
+    let ports = if opts.ports.is_empty() {
+        vec![DEFAULT_PORT]
+    } else {
+        opts.ports.clone()
     };
-    let summary = capture::read_capture_detailed(data, &opts_c)
-        .map_err(|e| DecodeError::Capture(input.to_string(), e))?;
+    let read = |any_port: bool| {
+        let opts_c = capture::Options {
+            ports: ports.clone(),
+            any_port,
+        };
+        capture::read_capture_detailed(data, &opts_c)
+            .map_err(|e| DecodeError::Capture(input.to_string(), e))
+    };
+    let mut summary = read(opts.any_port)?;
+    if summary.messages.is_empty() && opts.ports.is_empty() && !opts.any_port {
+        // No port was named and port 53 holds nothing: a forwarder on 1053 or 5300 is
+        // the usual reason, so look by content, and say so.
+        let guessed = read(true)?;
+        if !guessed.messages.is_empty() {
+            let _ = writeln!(
+                warn,
+                "dnsfwd decode: note: {input}: no DNS on port {DEFAULT_PORT}; {} message(s) \
+                 found by content on port(s) {} (as with --any-port)",
+                guessed.messages.len(),
+                ports_of(&guessed.messages)
+            );
+            summary = guessed;
+        }
+    }
     if summary.unsupported_link_packets > 0 {
         // A failed warning must not stop the decoding.
         let _ = writeln!(
@@ -183,7 +212,8 @@ fn load_capture(
     if summary.messages.is_empty() {
         return Err(DecodeError::NothingFound(
             input.to_string(),
-            what_was_seen(&summary, opts),
+            // Without a port named, the content was tried too.
+            what_was_seen(&summary, &ports, opts.any_port || opts.ports.is_empty()),
         ));
     }
     let file = file_name(input);
@@ -219,9 +249,21 @@ fn unsupported_types(s: &CaptureSummary) -> String {
     types.join(", ")
 }
 
+/// The server-side ports of `messages` (the lower of each pair), in order, once each.
+fn ports_of(messages: &[CapturedMessage]) -> String {
+    let mut ports: Vec<u16> = messages
+        .iter()
+        .map(|m| m.src.port().min(m.dst.port()))
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+    ports.join(", ")
+}
+
 /// What a capture without DNS held: packets, link types, IP packets, the busiest ports,
 /// and which flag to try.
-fn what_was_seen(s: &CaptureSummary, opts: &DecodeOptions) -> String {
+fn what_was_seen(s: &CaptureSummary, wanted: &[u16], any_port: bool) -> String {
     let types: Vec<String> = s.link_types.iter().map(|&t| link_type_text(t)).collect();
     let mut text = format!(
         "{} packet(s) read, link type {}",
@@ -256,17 +298,22 @@ fn what_was_seen(s: &CaptureSummary, opts: &DecodeOptions) -> String {
         text += "; no UDP or TCP traffic";
         return text;
     }
-    let wanted: Vec<String> = opts.ports.iter().map(u16::to_string).collect();
+    let wanted: Vec<String> = wanted.iter().map(u16::to_string).collect();
     text += &format!(
-        "; UDP/TCP traffic by port: {}; looked for port {}",
+        "; UDP/TCP traffic by port: {}; looked for port {}{}",
         ports.join(", "),
-        wanted.join(", ")
+        wanted.join(", "),
+        if any_port {
+            " and for DNS-like payloads on every port"
+        } else {
+            ""
+        }
     );
     if let Some(busiest) = s.other_ports.first() {
         text += &format!(
             "; try --port {}{}",
             busiest.port,
-            if opts.any_port { "" } else { " or --any-port" }
+            if any_port { "" } else { " or --any-port" }
         );
     }
     text

@@ -83,8 +83,20 @@ fn any_port_decodes_a_forwarder_on_other_ports() {
 }
 
 #[test]
-fn nothing_found_fails_and_says_what_was_seen() {
+fn a_forwarder_on_other_ports_decodes_without_flags() {
     let out = decode(&[&testdata("linktypes/anyport.pcap")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).matches(";; ->>HEADER<<-").count(), 4);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("no DNS on port 53; 4 message(s) found by content on port(s) 1053, 5300"),
+        "{err}"
+    );
+}
+
+#[test]
+fn nothing_found_fails_and_says_what_was_seen() {
+    let out = decode(&["--port", "53", &testdata("linktypes/anyport.pcap")]);
     assert!(!out.status.success());
     assert!(out.stdout.is_empty());
     let err = text(&out.stderr);
@@ -110,6 +122,32 @@ fn nothing_found_fails_and_says_what_was_seen() {
         err.contains("udp 53 (") && err.contains("try --port 53"),
         "{err}"
     );
+}
+
+#[test]
+fn no_dns_anywhere_fails_after_looking_by_content() {
+    let dir = scratch("nodns");
+    let file = dir.join("http.pcap");
+    let payload = b"GET / HTTP/1.1\r\nHost: example\r\n\r\n";
+    let mut udp = vec![0x9c, 0x41, 0x1f, 0x90, 0, 8 + payload.len() as u8, 0, 0];
+    udp.extend_from_slice(payload);
+    let mut ip = vec![0x45, 0, 0, 20 + udp.len() as u8, 0, 1, 0, 0, 64, 17, 0, 0];
+    ip.extend_from_slice(&[192, 0, 2, 1, 192, 0, 2, 80]);
+    ip.extend_from_slice(&udp);
+    let mut frame = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+    frame.extend_from_slice(&ip);
+    std::fs::write(&file, pcap(1, &[&frame])).unwrap();
+    let out = decode(&[file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(
+            "udp 8080 (1 packet); looked for port 53 and for DNS-like payloads on every port; \
+             try --port 8080\n"
+        ),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
