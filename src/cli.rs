@@ -126,8 +126,13 @@ pub enum Command {
         /// Print one JSON object per message (the shape of the shared corpus's oracle.jsonl).
         #[arg(long)]
         json: bool,
-        /// UDP/TCP ports that carry DNS in a capture (repeatable).
-        #[arg(long = "port", value_name = "PORT", default_values_t = [53u16])]
+        /// UDP/TCP ports that carry DNS in a capture (repeatable). Default: 53, and when
+        /// nothing is found there, whatever --any-port finds.
+        #[arg(long = "port", value_name = "PORT")]
         ports: Vec<u16>,
+        /// Also find DNS on every other UDP/TCP port: take each payload that parses as a
+        /// whole, plausible DNS message (a TCP connection: its first message).
+        #[arg(long)]
+        any_port: bool,
     },
 }

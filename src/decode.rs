@@ -1,15 +1,22 @@
 //! `dnsfwd decode`: print the DNS messages in a capture file, or one raw message.
 //!
-//! The input is a pcap/pcapng file (every DNS message in it, UDP and TCP, listed in
-//! capture order), a file holding one message as hex text or as raw octets, or a hex
-//! string on the command line. Messages that do not parse are listed with their error;
-//! only an unreadable input is an error.
+//! The input is a pcap/pcapng file (every DNS message in it, UDP and TCP, tunnels removed,
+//! listed in capture order), a file holding one message as hex text or as raw octets, or
+//! a hex string on the command line. Messages that do not parse are listed with their
+//! error. Without `--port`, a capture with nothing on port 53 is searched by content on
+//! every port (as `--any-port`), with a note. It is an error (non-zero exit) when the
+//! input cannot be read, is text that is neither hex nor a capture, or is a capture in
+//! which no DNS message was found; that last error says what the capture held instead
+//! (packets, link types, busy ports) and which `--port` to try. Link types that are not
+//! decoded are named in one warning per file. A reader that stops early (`| head`) ends
+//! the output quietly.
 use std::io::{self, Write};
 use std::path::Path;
+use std::process::ExitCode;
 
 use serde_json::{json, Value};
 
-use crate::capture::{self, CaptureError, CapturedMessage, Transport};
+use crate::capture::{self, CaptureError, CaptureSummary, CapturedMessage, Transport};
 use crate::present;
 use crate::wire::parse_message;
 
@@ -20,8 +27,11 @@ pub struct DecodeOptions {
     pub input: String,
     /// One JSON object per line instead of dig-like text.
     pub json: bool,
-    /// Ports whose UDP/TCP payloads are DNS (captures only).
+    /// Ports whose UDP/TCP payloads are DNS (captures only). Empty: port 53, and if no
+    /// message is found there, any port (as `any_port`), with a note saying so.
     pub ports: Vec<u16>,
+    /// Also take UDP/TCP payloads on other ports that look like DNS (captures only).
+    pub any_port: bool,
 }
 
 /// Why an input could not be decoded at all.
@@ -29,7 +39,18 @@ pub struct DecodeOptions {
 pub enum DecodeError {
     Read(String, io::Error),
     Capture(String, CaptureError),
+    /// Neither a capture file nor something that could be one DNS message.
+    NotDns(String),
+    /// A capture without a single DNS message; the text says what it held instead.
+    NothingFound(String, String),
     Output(io::Error),
+}
+
+impl DecodeError {
+    /// The reader of our output went away (`dnsfwd decode … | head`): not worth a word.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, DecodeError::Output(e) if e.kind() == io::ErrorKind::BrokenPipe)
+    }
 }
 
 impl std::fmt::Display for DecodeError {
@@ -37,6 +58,10 @@ impl std::fmt::Display for DecodeError {
         match self {
             DecodeError::Read(what, e) => write!(f, "cannot read {what}: {e}"),
             DecodeError::Capture(what, e) => write!(f, "{what}: {e}"),
+            DecodeError::NotDns(what) => write!(f, "{what}: not a capture or a DNS message"),
+            DecodeError::NothingFound(what, seen) => {
+                write!(f, "{what}: no DNS messages found; {seen}")
+            }
             DecodeError::Output(e) => write!(f, "cannot write output: {e}"),
         }
     }
@@ -44,16 +69,35 @@ impl std::fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-/// One message to print, with where it came from.
-struct Item {
-    bytes: Vec<u8>,
-    meta: Value,
-    origin: String,
+/// The whole `decode` subcommand: decodes to standard output, reports to standard error,
+/// and returns the exit status (success, or failure with one line saying why).
+pub fn run(opts: &DecodeOptions) -> ExitCode {
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    let done = decode_reporting(opts, &mut out, &mut io::stderr())
+        .and_then(|_| out.flush().map_err(DecodeError::Output));
+    match done {
+        Ok(()) => ExitCode::SUCCESS,
+        // Nobody reads the rest; what is left in the buffer is dropped with it.
+        Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dnsfwd decode: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Decodes `opts.input` and prints every message to `out`. Returns how many were printed.
 pub fn decode(opts: &DecodeOptions, out: &mut dyn Write) -> Result<usize, DecodeError> {
-    let items = load(opts)?;
+    decode_reporting(opts, out, &mut io::sink())
+}
+
+/// As [`decode`], with warnings (link types not decoded) written to `warn`.
+pub fn decode_reporting(
+    opts: &DecodeOptions,
+    out: &mut dyn Write,
+    warn: &mut dyn Write,
+) -> Result<usize, DecodeError> {
+    let items = load(opts, warn)?;
     for item in &items {
         let parsed = parse_message(&item.bytes);
         let written = if opts.json {
@@ -80,7 +124,17 @@ pub fn decode(opts: &DecodeOptions, out: &mut dyn Write) -> Result<usize, Decode
     Ok(items.len())
 }
 
-fn load(opts: &DecodeOptions) -> Result<Vec<Item>, DecodeError> {
+/// One message to print, with where it came from.
+struct Item {
+    bytes: Vec<u8>,
+    meta: Value,
+    origin: String,
+}
+
+/// The largest DNS message there is: what a TCP length prefix can announce.
+const MAX_MESSAGE: usize = 65_535;
+
+fn load(opts: &DecodeOptions, warn: &mut dyn Write) -> Result<Vec<Item>, DecodeError> {
     let input = opts.input.as_str();
     let data = if input == "-" {
         let mut buf = Vec::new();
@@ -94,23 +148,175 @@ fn load(opts: &DecodeOptions) -> Result<Vec<Item>, DecodeError> {
         return Ok(vec![raw_item(None, hex_text(input).unwrap_or_default())]);
     };
     if capture::is_capture(&data) {
-        let opts_c = capture::Options {
-            ports: opts.ports.clone(),
-        };
-        let messages = capture::read_capture(&data, &opts_c)
-            .map_err(|e| DecodeError::Capture(input.to_string(), e))?;
-        let file = file_name(input);
-        return Ok(messages
-            .into_iter()
-            .enumerate()
-            .map(|(n, m)| captured_item(&file, n, m))
-            .collect());
+        return load_capture(opts, &data, warn);
     }
-    let bytes = std::str::from_utf8(&data)
-        .ok()
-        .and_then(hex_text)
-        .unwrap_or(data);
-    Ok(vec![raw_item(Some(input), bytes)])
+    let text = std::str::from_utf8(&data).ok();
+    if let Some(bytes) = text.and_then(hex_text) {
+        return Ok(vec![raw_item(Some(input), bytes)]);
+    }
+    // Text that is not hex, or more octets than any message: printing it as one
+    // unparsable "message" would only bury the real problem.
+    if looks_like_text(&data) || data.len() > MAX_MESSAGE {
+        return Err(DecodeError::NotDns(input.to_string()));
+    }
+    Ok(vec![raw_item(Some(input), data)])
+}
+
+/// The port DNS is looked for on when none is given.
+const DEFAULT_PORT: u16 = 53;
+
+fn load_capture(
+    opts: &DecodeOptions,
+    data: &[u8],
+    warn: &mut dyn Write,
+) -> Result<Vec<Item>, DecodeError> {
+    let input = opts.input.as_str();
+    let ports = if opts.ports.is_empty() {
+        vec![DEFAULT_PORT]
+    } else {
+        opts.ports.clone()
+    };
+    let read = |any_port: bool| {
+        let opts_c = capture::Options {
+            ports: ports.clone(),
+            any_port,
+        };
+        capture::read_capture_detailed(data, &opts_c)
+            .map_err(|e| DecodeError::Capture(input.to_string(), e))
+    };
+    let mut summary = read(opts.any_port)?;
+    if summary.messages.is_empty() && opts.ports.is_empty() && !opts.any_port {
+        // No port was named and port 53 holds nothing: a forwarder on 1053 or 5300 is
+        // the usual reason, so look by content, and say so.
+        let guessed = read(true)?;
+        if !guessed.messages.is_empty() {
+            let _ = writeln!(
+                warn,
+                "dnsfwd decode: note: {input}: no DNS on port {DEFAULT_PORT}; {} message(s) \
+                 found by content on port(s) {} (as with --any-port)",
+                guessed.messages.len(),
+                ports_of(&guessed.messages)
+            );
+            summary = guessed;
+        }
+    }
+    if summary.unsupported_link_packets > 0 {
+        // A failed warning must not stop the decoding.
+        let _ = writeln!(
+            warn,
+            "dnsfwd decode: warning: {input}: {} packet(s) skipped: link type {} not decoded",
+            summary.unsupported_link_packets,
+            unsupported_types(&summary)
+        );
+    }
+    if summary.messages.is_empty() {
+        return Err(DecodeError::NothingFound(
+            input.to_string(),
+            // Without a port named, the content was tried too.
+            what_was_seen(&summary, &ports, opts.any_port || opts.ports.is_empty()),
+        ));
+    }
+    let file = file_name(input);
+    Ok(summary
+        .messages
+        .into_iter()
+        .enumerate()
+        .map(|(n, m)| captured_item(&file, n, m))
+        .collect())
+}
+
+/// Text: no NUL and no control characters other than whitespace, in valid UTF-8. A DNS
+/// message starts with a 16-bit ID and flags and almost always holds zero octets.
+fn looks_like_text(data: &[u8]) -> bool {
+    std::str::from_utf8(data)
+        .is_ok_and(|s| !s.is_empty() && s.chars().all(|c| !c.is_control() || c.is_whitespace()))
+}
+
+fn link_type_text(t: u32) -> String {
+    match capture::link_type_name(t) {
+        Some(name) => format!("{t} ({name})"),
+        None => t.to_string(),
+    }
+}
+
+fn unsupported_types(s: &CaptureSummary) -> String {
+    let types: Vec<String> = s
+        .link_types
+        .iter()
+        .filter(|&&t| !capture::is_supported_link_type(t))
+        .map(|&t| link_type_text(t))
+        .collect();
+    types.join(", ")
+}
+
+/// The server-side ports of `messages` (the lower of each pair), in order, once each.
+fn ports_of(messages: &[CapturedMessage]) -> String {
+    let mut ports: Vec<u16> = messages
+        .iter()
+        .map(|m| m.src.port().min(m.dst.port()))
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+    ports.join(", ")
+}
+
+/// What a capture without DNS held: packets, link types, IP packets, the busiest ports,
+/// and which flag to try.
+fn what_was_seen(s: &CaptureSummary, wanted: &[u16], any_port: bool) -> String {
+    let types: Vec<String> = s.link_types.iter().map(|&t| link_type_text(t)).collect();
+    let mut text = format!(
+        "{} packet(s) read, link type {}",
+        s.packets,
+        if types.is_empty() {
+            "none".to_string()
+        } else {
+            types.join(", ")
+        }
+    );
+    if s.unsupported_link_packets > 0 {
+        text += &format!(
+            " ({} packet(s) of a link type not decoded)",
+            s.unsupported_link_packets
+        );
+    }
+    text += &format!(", {} with IPv4/IPv6", s.ip_packets);
+    let ports: Vec<String> = s
+        .other_ports
+        .iter()
+        .take(8)
+        .map(|p| {
+            let t = match p.transport {
+                Transport::Udp => "udp",
+                Transport::Tcp => "tcp",
+            };
+            let s = if p.packets == 1 { "" } else { "s" };
+            format!("{t} {} ({} packet{s})", p.port, p.packets)
+        })
+        .collect();
+    if ports.is_empty() {
+        text += "; no UDP or TCP traffic";
+        return text;
+    }
+    let wanted: Vec<String> = wanted.iter().map(u16::to_string).collect();
+    text += &format!(
+        "; UDP/TCP traffic by port: {}; looked for port {}{}",
+        ports.join(", "),
+        wanted.join(", "),
+        if any_port {
+            " and for DNS-like payloads on every port"
+        } else {
+            ""
+        }
+    );
+    if let Some(busiest) = s.other_ports.first() {
+        text += &format!(
+            "; try --port {}{}",
+            busiest.port,
+            if any_port { "" } else { " or --any-port" }
+        );
+    }
+    text
 }
 
 /// The octets of `s` read as hex (whitespace ignored), if it is non-empty valid hex.
@@ -142,11 +348,17 @@ fn captured_item(file: &str, index: usize, m: CapturedMessage) -> Item {
         Transport::Udp => "udp",
         Transport::Tcp => "tcp",
     };
+    let tunnel: Vec<&str> = m.tunnel.iter().map(|t| t.name()).collect();
     let origin = format!(
-        "message {index}: frame {}, {transport} {} -> {}{}",
+        "message {index}: frame {}, {transport} {} -> {}{}{}",
         m.frame,
         m.src,
         m.dst,
+        if tunnel.is_empty() {
+            String::new()
+        } else {
+            format!(", tunnel {}", tunnel.join("/"))
+        },
         if m.truncated {
             ", cut short by the capture"
         } else {
@@ -158,6 +370,7 @@ fn captured_item(file: &str, index: usize, m: CapturedMessage) -> Item {
         "ip": if m.src.is_ipv4() { 4 } else { 6 },
         "src": m.src.ip().to_string(), "sport": m.src.port(),
         "dst": m.dst.ip().to_string(), "dport": m.dst.port(),
+        "tunnel": tunnel,
         "truncated": m.truncated,
     });
     Item {

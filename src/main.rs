@@ -1,10 +1,9 @@
 //! The `dnsfwd` binary: command line → config → logger → server → exit code.
-use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
 use dnsfwd::cli::{Cli, Command};
-use dnsfwd::decode::{decode, DecodeError, DecodeOptions};
+use dnsfwd::decode::DecodeOptions;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -27,17 +26,19 @@ fn main() -> ExitCode {
         }
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    if let Some(Command::Decode { input, json, ports }) = cli.command {
-        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-        let done = decode(&DecodeOptions { input, json, ports }, &mut out)
-            .and_then(|_| out.flush().map_err(DecodeError::Output));
-        return match done {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("dnsfwd decode: {e}");
-                ExitCode::FAILURE
-            }
-        };
+    if let Some(Command::Decode {
+        input,
+        json,
+        ports,
+        any_port,
+    }) = cli.command
+    {
+        return dnsfwd::decode::run(&DecodeOptions {
+            input,
+            json,
+            ports,
+            any_port,
+        });
     }
     dnsfwd::service::serve(cli.serve)
 }

@@ -10,7 +10,8 @@
 #   dnsmasq  forwarder      127.0.0.3:53 (forwards everything to knotd)
 # then captures dig/kdig traffic with tcpdump into testdata/*.pcap and runs
 # testdata/expect.py on every capture; the files in testdata/ are replaced only
-# when everything succeeded. All state lives in a mktemp dir that is
+# when everything succeeded. Then testdata/linktypes.py rebuilds linktypes/*.pcap
+# from the new auth-udp.pcap. All state lives in a mktemp dir that is
 # removed on exit; the daemons are stopped by a trap.
 set -euo pipefail
 
@@ -410,6 +411,9 @@ for name in "${PCAPS[@]}"; do
     mv -f "$HERE/$name.pcap.new" "$HERE/$name.pcap"
     mv -f "$HERE/$name.expect.jsonl.new" "$HERE/$name.expect.jsonl"
 done
+# The link-type and tunnel fixtures carry messages of auth-udp.pcap: rebuild them from
+# the new one (and cross-check them with tshark).
+python3 "$HERE/linktypes.py" --check || die "linktypes.py failed"
 
 echo "== done" >&2
 for name in "${PCAPS[@]}"; do

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use super::ip::{FragKey, Fragment};
+use super::tunnel::Path;
 
 /// Datagrams being reassembled at once.
 pub(crate) const MAX_PENDING: usize = 256;
@@ -38,6 +39,8 @@ pub(crate) struct Reassembled {
     pub ts: f64,
     /// False when only a prefix (from the first fragment on) was captured.
     pub complete: bool,
+    /// The tunnels around the datagram's first fragment.
+    pub tunnel: Path,
 }
 
 #[derive(Debug, Clone)]
@@ -61,6 +64,7 @@ struct Pending {
     end: Option<usize>,
     /// Frame and time of the first fragment at offset 0.
     first: Option<(u32, f64)>,
+    tunnel: Path,
 }
 
 impl Pending {
@@ -113,6 +117,7 @@ impl Pending {
             frame,
             ts,
             complete: false,
+            tunnel: self.tunnel,
         })
     }
 }
@@ -154,6 +159,7 @@ impl FragTable {
             held: 0,
             end: None,
             first: None,
+            tunnel: f.tunnel,
         });
         if entry.serial == serial {
             self.next_serial = self.next_serial.wrapping_add(1);
@@ -190,6 +196,7 @@ impl FragTable {
                 frame,
                 ts,
                 complete: true,
+                tunnel: done.tunnel,
             });
         }
     }
@@ -238,6 +245,7 @@ mod tests {
             offset,
             more,
             data,
+            tunnel: Path::default(),
         }
     }
 

@@ -9,6 +9,8 @@
 //! panic, only checked slicing.
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use super::tunnel::Path;
+
 pub(crate) const PROTO_TCP: u8 = 6;
 pub(crate) const PROTO_UDP: u8 = 17;
 
@@ -58,6 +60,8 @@ pub(crate) struct Fragment<'a> {
     /// More fragments follow this one.
     pub more: bool,
     pub data: &'a [u8],
+    /// The tunnels around the packet; set by the caller, empty as parsed.
+    pub tunnel: Path,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +132,7 @@ pub(crate) fn parse_v4(b: &[u8]) -> Option<Parsed<'_>> {
             offset,
             more,
             data: payload,
+            tunnel: Path::default(),
         }));
     }
     Some(Parsed::Whole(Datagram {
@@ -210,6 +215,7 @@ pub(crate) fn parse_v6(b: &[u8]) -> Option<Parsed<'_>> {
         offset,
         more,
         data,
+        tunnel: Path::default(),
     }))
 }
 

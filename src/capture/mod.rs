@@ -1,8 +1,10 @@
 //! Pulls DNS messages out of pcap and pcapng capture files.
 //!
 //! The file formats are read with `pcap-parser` (in `file`); the network layers below DNS
-//! are decoded here by hand: link layers in `link`, IPv4/IPv6 in `ip`, IP fragment
-//! reassembly in `frag`, UDP in `udp` and TCP stream reassembly in `tcp`.
+//! are decoded here by hand: link layers in `link`, IPv4/IPv6 in `ip`, tunnels in
+//! `tunnel`, IP fragment reassembly in `frag`, UDP in `udp` and TCP stream reassembly in
+//! `tcp`. With [`Options::any_port`], UDP and TCP payloads on other ports are tried as DNS
+//! (in `heuristic`).
 //!
 //! Guarantees, for any input bytes whatsoever:
 //! * no panic: the lints below forbid `unwrap`, `expect`, `panic!` and unchecked indexing in
@@ -15,8 +17,12 @@
 //! * messages come out in frame order: for TCP the frame that carried the message's last
 //!   byte, for a reassembled IP datagram the fragment that completed it, and for one whose
 //!   later fragments never came (reported truncated) its first fragment;
+//! * tunnels (see `tunnel`) are removed, at most [`MAX_TUNNEL_DEPTH`] deep; a message found
+//!   inside one lists them in [`CapturedMessage::tunnel`];
 //! * packets that cannot be decoded (unsupported link type, non-IP, malformed headers,
-//!   tunnels, other ports) are skipped, never an error: only the file structure can fail.
+//!   other ports) are skipped, never an error: only the file structure can fail. What was
+//!   seen instead (IP packets, busy ports) is counted in [`CaptureSummary`], with bounded
+//!   memory.
 #![deny(
     clippy::indexing_slicing,
     clippy::unwrap_used,
@@ -24,11 +30,14 @@
     clippy::panic
 )]
 
+mod extract;
 mod file;
 mod frag;
+mod heuristic;
 mod ip;
 mod link;
 mod tcp;
+mod tunnel;
 mod udp;
 
 #[cfg(test)]
@@ -37,12 +46,13 @@ mod tests;
 mod testutil;
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 pub use file::Format;
+pub use tunnel::{Tunnel, MAX_DEPTH as MAX_TUNNEL_DEPTH};
 
 /// The transport a DNS message was carried over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Transport {
     Udp,
     Tcp,
@@ -65,6 +75,8 @@ pub struct CapturedMessage {
     /// The capture does not hold the whole message (snap length cut, missing IP fragments,
     /// or a TCP stream that ends mid-message); `bytes` is then a prefix of it.
     pub truncated: bool,
+    /// The tunnels removed to reach the message, outermost first (empty: none).
+    pub tunnel: Vec<Tunnel>,
 }
 
 /// Why a capture file could not be read.
@@ -106,11 +118,17 @@ impl std::error::Error for CaptureError {}
 pub struct Options {
     /// A UDP datagram or TCP connection is DNS when its source or destination port is here.
     pub ports: Vec<u16>,
+    /// Also take UDP/TCP payloads on any other port that look like DNS: a plausible header
+    /// and a message that parses whole (see `heuristic`).
+    pub any_port: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { ports: vec![53] }
+        Options {
+            ports: vec![53],
+            any_port: false,
+        }
     }
 }
 
@@ -130,6 +148,23 @@ pub struct CaptureSummary {
     /// Set when the file ends in the middle of a record: the offset of that record. The
     /// messages before it are still returned.
     pub cut_off_at: Option<u64>,
+    /// Packets in which an IPv4 or IPv6 header was found (outside any tunnel).
+    pub ip_packets: u32,
+    /// UDP and TCP traffic that was not taken as DNS, by port: for each datagram or
+    /// segment, the lower of its two ports (usually the service's). Busiest first, at most
+    /// [`MAX_PORTS_SEEN`] ports.
+    pub other_ports: Vec<PortCount>,
+}
+
+/// Distinct ports counted in [`CaptureSummary::other_ports`]; later ones are not counted.
+pub const MAX_PORTS_SEEN: usize = 1024;
+
+/// Packets seen on one port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortCount {
+    pub transport: Transport,
+    pub port: u16,
+    pub packets: u32,
 }
 
 /// True if `data` starts with a pcap (either byte order, micro- or nanosecond, or the
@@ -143,6 +178,12 @@ pub fn is_supported_link_type(link_type: u32) -> bool {
     link::is_supported(link_type)
 }
 
+/// The libpcap name of a link type (`"ETHERNET"`, `"IEEE802_11_RADIOTAP"`, ...), for the
+/// ones this module decodes and a few common ones it does not.
+pub fn link_type_name(link_type: u32) -> Option<&'static str> {
+    link::name(link_type)
+}
+
 /// Extracts every DNS message (UDP datagram or TCP-framed message to or from one of
 /// `opts.ports`) from a pcap or pcapng file held in memory.
 ///
@@ -152,12 +193,23 @@ pub fn read_capture(data: &[u8], opts: &Options) -> Result<Vec<CapturedMessage>,
     read_capture_detailed(data, opts).map(|s| s.messages)
 }
 
-/// Like [`read_capture`], but also reports the file format, packet count, link types and
-/// whether the file was cut off.
+/// Like [`read_capture`], but also reports the file format, packet count, link types,
+/// whether the file was cut off, and what was seen besides DNS.
 pub fn read_capture_detailed(data: &[u8], opts: &Options) -> Result<CaptureSummary, CaptureError> {
-    let mut ex = Extractor::new(opts);
+    let mut ex = extract::Extractor::new(opts);
     let info = file::for_each_packet(data, &mut |pkt| ex.packet(&pkt))?;
     let unsupported = ex.unsupported_link_packets;
+    let ip_packets = ex.ip_packets;
+    let mut other_ports: Vec<PortCount> = ex
+        .ports_seen
+        .iter()
+        .map(|(&(transport, port), &packets)| PortCount {
+            transport,
+            port,
+            packets,
+        })
+        .collect();
+    other_ports.sort_by_key(|p| std::cmp::Reverse(p.packets));
     let messages = ex.finish();
     Ok(CaptureSummary {
         format: info.format,
@@ -166,143 +218,7 @@ pub fn read_capture_detailed(data: &[u8], opts: &Options) -> Result<CaptureSumma
         link_types: info.link_types,
         unsupported_link_packets: unsupported,
         cut_off_at: info.cut_off_at,
+        ip_packets,
+        other_ports,
     })
-}
-
-/// Where a transport payload came from, passed down the layers.
-#[derive(Debug, Clone, Copy)]
-struct Origin {
-    frame: u32,
-    ts: f64,
-    src: IpAddr,
-    dst: IpAddr,
-}
-
-/// Per-file decoding state: the reassembly tables and the messages found so far.
-struct Extractor<'o> {
-    opts: &'o Options,
-    frags: frag::FragTable,
-    tcp: tcp::TcpTable,
-    out: Vec<CapturedMessage>,
-    unsupported_link_packets: u32,
-}
-
-impl<'o> Extractor<'o> {
-    fn new(opts: &'o Options) -> Self {
-        Extractor {
-            opts,
-            frags: frag::FragTable::default(),
-            tcp: tcp::TcpTable::default(),
-            out: Vec::new(),
-            unsupported_link_packets: 0,
-        }
-    }
-
-    fn is_dns(&self, sport: u16, dport: u16) -> bool {
-        self.opts.ports.contains(&sport) || self.opts.ports.contains(&dport)
-    }
-
-    fn packet(&mut self, pkt: &file::Packet<'_>) {
-        if !link::is_supported(pkt.link_type) {
-            self.unsupported_link_packets = self.unsupported_link_packets.saturating_add(1);
-            return;
-        }
-        let Some(l3) = link::decode(pkt.link_type, pkt.data) else {
-            return;
-        };
-        let parsed = match l3 {
-            link::L3::V4(b) => ip::parse_v4(b),
-            link::L3::V6(b) => ip::parse_v6(b),
-        };
-        match parsed {
-            Some(ip::Parsed::Whole(d)) => {
-                let origin = Origin {
-                    frame: pkt.frame,
-                    ts: pkt.ts,
-                    src: d.src,
-                    dst: d.dst,
-                };
-                self.transport(origin, d.proto, d.payload, d.cut);
-            }
-            Some(ip::Parsed::Fragment(f)) => {
-                let mut done = Vec::new();
-                self.frags.insert(&f, pkt.frame, pkt.ts, &mut done);
-                self.reassembled(done);
-            }
-            None => {}
-        }
-    }
-
-    /// Hands datagrams that left the fragment table (complete, or incomplete ones that were
-    /// evicted or left at the end) to the transport layer.
-    fn reassembled(&mut self, done: Vec<frag::Reassembled>) {
-        for r in done {
-            let origin = Origin {
-                frame: r.frame,
-                ts: r.ts,
-                src: r.src,
-                dst: r.dst,
-            };
-            // An IPv6 datagram's fragmentable part may start with more extension headers.
-            let inner = if r.src.is_ipv6() {
-                ip::walk_v6_ext(r.proto, &r.payload)
-            } else {
-                Some((r.proto, r.payload.as_slice()))
-            };
-            let Some((proto, payload)) = inner else {
-                continue;
-            };
-            if r.complete {
-                self.transport(origin, proto, payload, false);
-            } else if proto == ip::PROTO_UDP {
-                // Only the UDP header and the first bytes are here; a TCP segment missing
-                // its tail cannot be placed in a stream meaningfully, so it is dropped.
-                self.transport(origin, proto, payload, true);
-            }
-        }
-    }
-
-    fn transport(&mut self, origin: Origin, proto: u8, payload: &[u8], cut: bool) {
-        match proto {
-            ip::PROTO_UDP => {
-                let Some(u) = udp::parse(payload) else {
-                    return;
-                };
-                if !self.is_dns(u.sport, u.dport) {
-                    return;
-                }
-                self.out.push(CapturedMessage {
-                    frame: origin.frame,
-                    ts: origin.ts,
-                    transport: Transport::Udp,
-                    src: SocketAddr::new(origin.src, u.sport),
-                    dst: SocketAddr::new(origin.dst, u.dport),
-                    bytes: u.payload.to_vec(),
-                    truncated: cut || u.truncated,
-                });
-            }
-            ip::PROTO_TCP => {
-                let Some(seg) = tcp::parse(payload) else {
-                    return;
-                };
-                if !self.is_dns(seg.sport, seg.dport) {
-                    return;
-                }
-                let src = SocketAddr::new(origin.src, seg.sport);
-                let dst = SocketAddr::new(origin.dst, seg.dport);
-                self.tcp
-                    .segment(src, dst, &seg, origin.frame, origin.ts, &mut self.out);
-            }
-            _ => {}
-        }
-    }
-
-    fn finish(mut self) -> Vec<CapturedMessage> {
-        let leftovers = std::mem::take(&mut self.frags).finish();
-        self.reassembled(leftovers);
-        std::mem::take(&mut self.tcp).finish(&mut self.out);
-        // Stable: messages of one frame keep the order they were found in.
-        self.out.sort_by_key(|m| m.frame);
-        self.out
-    }
 }

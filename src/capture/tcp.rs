@@ -18,6 +18,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 
+use super::tunnel::Path;
 use super::{CapturedMessage, Transport};
 
 /// Connection directions tracked at once.
@@ -40,6 +41,8 @@ pub(crate) struct Segment<'a> {
     pub seq: u32,
     pub flags: u8,
     pub payload: &'a [u8],
+    /// The tunnels around the segment; set by the caller, empty as parsed.
+    pub tunnel: Path,
 }
 
 /// Parses a TCP header. `None` if it is not all there or its data offset is impossible.
@@ -62,6 +65,7 @@ pub(crate) fn parse(b: &[u8]) -> Option<Segment<'_>> {
         seq,
         flags,
         payload,
+        tunnel: Path::default(),
     })
 }
 
@@ -94,6 +98,8 @@ fn seq_delta(seq: u32, base: u32) -> i64 {
 struct Direction {
     src: SocketAddr,
     dst: SocketAddr,
+    /// The tunnels around the segment that started the direction.
+    tunnel: Path,
     isn: Option<u32>,
     /// Sequence number of the first byte this direction's stream was started at.
     start_seq: u32,
@@ -125,6 +131,7 @@ impl Direction {
         Direction {
             src,
             dst,
+            tunnel: seg.tunnel,
             isn,
             start_seq: start,
             next_seq: start,
@@ -244,6 +251,7 @@ impl Direction {
             dst: self.dst,
             bytes: bytes.to_vec(),
             truncated,
+            tunnel: self.tunnel.to_vec(),
         }
     }
 

@@ -1,5 +1,7 @@
 //! End-to-end tests of the public API: hand-built capture files in every supported format
 //! and link type, fragments and TCP through the whole pipeline, errors, and garbage input.
+use std::net::IpAddr;
+
 use super::testutil::*;
 use super::*;
 
@@ -48,6 +50,7 @@ fn legacy_pcap_all_variants() {
                 dst: sock(SERVER, 53),
                 bytes: q.clone(),
                 truncated: false,
+                tunnel: vec![],
             }],
             "big_endian {big_endian} nsec {nsec}"
         );
@@ -77,14 +80,23 @@ fn frames_are_numbered_across_non_dns_packets() {
 fn ports_option_selects_dns() {
     let mdns = ether(0x0800, &ipv4(CLIENT, SERVER, 17, &udp(5353, 5353, b"mdns")));
     let file = pcap(1, &[mdns, udp_frame(b"dns")]);
-    let opts = Options { ports: vec![5353] };
+    let opts = Options {
+        ports: vec![5353],
+        any_port: false,
+    };
     let got = read_capture(&file, &opts).unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].bytes, b"mdns");
     assert_eq!(read(&file).len(), 1);
-    assert!(read_capture(&file, &Options { ports: vec![] })
-        .unwrap()
-        .is_empty());
+    assert!(read_capture(
+        &file,
+        &Options {
+            ports: vec![],
+            any_port: false,
+        }
+    )
+    .unwrap()
+    .is_empty());
 }
 
 #[test]
@@ -127,11 +139,11 @@ fn every_link_type() {
 
 #[test]
 fn unsupported_link_type_is_skipped_and_counted() {
-    let file = pcap(105, &[udp_frame(b"x")]);
+    let file = pcap(147, &[udp_frame(b"x")]);
     let s = read_capture_detailed(&file, &Options::default()).unwrap();
     assert!(s.messages.is_empty());
     assert_eq!((s.packets, s.unsupported_link_packets), (1, 1));
-    assert!(!is_supported_link_type(105));
+    assert!(!is_supported_link_type(147));
 }
 
 #[test]
