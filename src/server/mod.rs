@@ -116,6 +116,9 @@ pub struct Server {
     next_sweep: Instant,
     /// Datagrams we could not send (socket buffer full) and similar local failures.
     send_errors: u64,
+    /// Some upstream socket was replaced and is kept open for late answers (the sweep
+    /// must run to close it): set on rotation, recomputed by the sweep.
+    retired_udp: bool,
     /// Who may ask and how fast; consulted before the core sees a query.
     policy: Policy,
     /// Per-cause limits on the log lines of per-packet and per-connection errors.
@@ -168,6 +171,7 @@ impl Server {
             shutdown_at: None,
             next_sweep: Instant::now(),
             send_errors: 0,
+            retired_udp: false,
             policy: Policy::new(&cfg.policy, Instant::now(), admission::hash_secret()),
             log: LogLimiter::new(crate::policy::LOG_PERIOD),
             reload: reload::Reloader::default(),
@@ -318,11 +322,7 @@ impl Server {
         self.reload.is_retiring()
             || self.clients.iter().any(Option::is_some)
             || self.upstream_tcp.iter().any(UpstreamPool::is_active)
-            || self
-                .upstream_udp
-                .iter()
-                .flatten()
-                .any(|s| s.retired.is_some())
+            || self.retired_udp
     }
 
     fn dispatch(&mut self, now: Instant, token: Token) {
@@ -553,6 +553,7 @@ impl Server {
             Ok(sock) => {
                 let old = std::mem::replace(&mut slot.current, sock);
                 slot.retired = Some((old, keep_until));
+                self.retired_udp = true;
                 slot.generation = next_gen;
                 slot.uses = 0;
             }
@@ -567,6 +568,7 @@ impl Server {
         self.sweep_upstream_tcp(now);
         self.close_drained_upstreams();
         let registry = self.poll.registry();
+        let mut still_retired = false;
         for slot in self.upstream_udp.iter_mut().flatten() {
             if slot
                 .retired
@@ -577,7 +579,9 @@ impl Server {
                     let _ = registry.deregister(&mut sock);
                 }
             }
+            still_retired |= slot.retired.is_some();
         }
+        self.retired_udp = still_retired;
     }
 }
 
