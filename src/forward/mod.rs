@@ -18,6 +18,7 @@
 //! reach; many near misses put the whole upstream on TCP for a while.
 #[cfg(test)]
 mod cache_tests;
+pub mod events;
 mod ids;
 pub mod key;
 mod pending;
@@ -33,6 +34,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use events::{AnswerSource, Events, FailKind};
 pub use ids::{BrokenRandom, IdSource, OsRandom, SeededRandom};
 use key::{same_question_exact, same_question_folded, write_query, Key, Spelling};
 pub use pending::Client;
@@ -172,6 +174,8 @@ pub struct Forwarder {
     epoch: Option<Instant>,
     /// Waiter lists of finished queries, kept for reuse.
     spare_waiters: Vec<Vec<Waiter>>,
+    /// Counters for `--metrics` and the `--log-queries` sink.
+    events: Events,
 }
 
 /// Most clients waiting on one query in flight; more get REFUSED (or a stale answer).
@@ -216,6 +220,7 @@ impl Forwarder {
             freed_at: vec![0u32; 65536].into_boxed_slice(),
             epoch: None,
             spare_waiters: Vec::new(),
+            events: Events::new(&cfg.upstreams, cfg.deadline),
             cfg,
         }
     }
@@ -243,6 +248,7 @@ impl Forwarder {
             return false;
         }
         self.stats.queries += 1;
+        self.events.arrived(now, client);
         let view = match MessageView::parse(bytes) {
             Ok(v) => v,
             Err(_) => {
@@ -291,8 +297,10 @@ impl Forwarder {
         let Some(a) = p.attempts.get(attempt).copied() else {
             return;
         };
-        self.upstreams
-            .success(a.upstream, now.saturating_duration_since(a.sent_at));
+        let rtt = now.saturating_duration_since(a.sent_at);
+        self.upstreams.success(a.upstream, rtt);
+        self.events
+            .upstream_answered(a.upstream, rtt, view.header.rcode);
         if exact && !p.spelling.is_lower() {
             self.upstreams.case_echoed(a.upstream);
         }
@@ -329,6 +337,7 @@ impl Forwarder {
         }
         for slot in hit {
             self.stats.upstream_errors += 1;
+            self.events.upstream_failed(upstream, FailKind::Unreachable);
             self.fail_over(now, slot);
         }
     }
@@ -342,6 +351,7 @@ impl Forwarder {
         let current = self.pending.get(slot).and_then(Pending::current).copied();
         if current.is_some_and(|a| a.id == id && a.upstream == upstream && a.via == Via::Tcp) {
             self.stats.upstream_errors += 1;
+            self.events.upstream_failed(upstream, FailKind::Tcp);
             self.upstreams.failure(upstream, now, self.cfg.timeout);
             self.fail_over(now, slot);
         }
@@ -355,6 +365,7 @@ impl Forwarder {
                 continue;
             };
             self.stats.timeouts += 1;
+            self.events.upstream_failed(p.upstream(), FailKind::Timeout);
             self.upstreams.failure(p.upstream(), now, self.cfg.timeout);
             self.retry_or_fail(now, slot);
         }
@@ -395,6 +406,7 @@ impl Forwarder {
         rcode: Rcode,
     ) {
         self.count_error(rcode);
+        self.events.source(AnswerSource::Error);
         if let Some(bytes) = reply::error_reply(query, view, rcode) {
             self.send_to_client(client, bytes);
         }
@@ -414,6 +426,7 @@ impl Forwarder {
             return self.pending.recycle(bytes);
         }
         self.stats.answers += 1;
+        self.events.answered(client, &bytes);
         self.out.push_back(Transmit {
             to: Dest::Client(client),
             bytes,
@@ -430,6 +443,7 @@ impl Forwarder {
 
     /// Answers `waiters` with an error of our own (`rcode`).
     fn answer_with_error(&mut self, key: &Key, waiters: &[Waiter], rcode: Rcode) {
+        self.events.source(AnswerSource::Error);
         for w in waiters {
             self.count_error(rcode);
             let bytes = reply::error_for(&w.asker(key), key.type_class(), rcode);
@@ -834,6 +848,7 @@ impl Forwarder {
         p.waiters = more;
         let key = p.key.clone();
         let upstream = p.upstream();
+        self.events.finishing(now, p.deadline, upstream);
         self.answer_waiters(now, &key, &done, Some(answer), false);
         self.stats.tcp_retries += 1;
         self.resend(now, slot, upstream, Via::Tcp);
@@ -853,6 +868,7 @@ impl Forwarder {
         if let Some(h) = p.inflight {
             self.unlink_inflight(slot, h, p.next_inflight);
         }
+        self.events.finishing(now, p.deadline, p.upstream());
         if let Some(a) = answer {
             if self.cache.enabled() {
                 self.cache.insert(p.key.as_bytes(), a, now);
@@ -883,6 +899,11 @@ impl Forwarder {
                 continue;
             }
             let asker = w.asker(key);
+            self.events.source(if stale {
+                AnswerSource::Stale
+            } else {
+                AnswerSource::Upstream
+            });
             let shaped = if stale {
                 self.stats.stale_served += 1;
                 self.render_cached(now, key, &asker, true)
