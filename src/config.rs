@@ -32,6 +32,10 @@ pub struct Config {
     pub max_udp_size: u16,
     /// Who may ask and how fast: ACL, rate limit, TCP per-client cap.
     pub policy: PolicyConfig,
+    /// Where to serve Prometheus metrics (`GET /metrics`), if anywhere.
+    pub metrics: Option<SocketAddr>,
+    /// One log line per answer (target `dnsfwd::query`).
+    pub log_queries: bool,
 }
 
 impl Default for Config {
@@ -51,6 +55,8 @@ impl Default for Config {
             edns_size: 1232,
             max_udp_size: 1232,
             policy: PolicyConfig::default(),
+            metrics: None,
+            log_queries: false,
         }
     }
 }
@@ -101,6 +107,11 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         .zip(n.parse::<u64>().ok())
         .and_then(|(shift, n)| n.checked_mul(1 << shift))
         .ok_or_else(|| format!("'{s}' is not a size such as 512K, 32M or 1G"))
+}
+
+/// Parses `ADDR[:PORT]` for `--metrics` (a bare address gets CoreDNS's port 9153).
+pub fn parse_metrics(s: &str) -> Result<SocketAddr, String> {
+    parse_addr(s, 9153)
 }
 
 /// Parses `ADDR:PORT` for `--listen` (a bare address gets port 53).
@@ -256,6 +267,14 @@ impl Config {
             cfg.deadline = cfg.timeout;
         }
         cfg.policy = policy_from_args(args)?;
+        cfg.metrics = args.metrics;
+        if let Some(m) = cfg.metrics.filter(|m| cfg.listen.contains(m)) {
+            return Err(ConfigError::Invalid(
+                "--metrics",
+                format!("{m} is also a --listen address"),
+            ));
+        }
+        cfg.log_queries = args.log_queries;
         // Loopback and equal addresses; the shell checks again once the ports are bound,
         // asking the kernel which other addresses are local.
         if let Some((u, l)) = loops::find_self_loop(&cfg.listen, &cfg.upstreams, |_| false) {

@@ -9,6 +9,7 @@
 //! policy ([`crate::policy`]: ACL, rate limit, TCP slots) before the core sees it.
 mod admission;
 mod clients;
+mod metrics_http;
 mod tcp;
 mod udp;
 mod upstream_tcp;
@@ -30,6 +31,7 @@ use crate::forward::{Client, Dest, Forwarder, ForwarderConfig, OsRandom, Source,
 use crate::lograte::LogLimiter;
 use crate::policy::{Admit, Policy};
 use crate::stats::Stats;
+use metrics_http::{MetricsHttp, MAX_SCRAPERS, METRICS_CONN, METRICS_LISTENER};
 use tcp::ClientConn;
 use upstream_tcp::UpstreamPool;
 
@@ -115,6 +117,8 @@ pub struct Server {
     policy: Policy,
     /// Per-cause limits on the log lines of per-packet and per-connection errors.
     log: LogLimiter,
+    /// The `--metrics` HTTP listener and its connections, if on.
+    metrics: Option<MetricsHttp>,
 }
 
 impl Server {
@@ -155,12 +159,21 @@ impl Server {
             send_errors: 0,
             policy: Policy::new(&cfg.policy, Instant::now(), admission::hash_secret()),
             log: LogLimiter::new(crate::policy::LOG_PERIOD),
+            metrics: None,
             poll,
             cfg,
         };
         server.bind_listeners()?;
         admission::check_self_loop(&server.local_addrs(), &server.cfg.upstreams)?;
         server.bind_upstreams()?;
+        if let Some(addr) = server.cfg.metrics {
+            server.metrics = Some(MetricsHttp::bind(addr, server.poll.registry())?);
+        }
+        if server.cfg.log_queries {
+            server
+                .core
+                .set_query_log(Some(Box::new(crate::querylog::LogQueries)));
+        }
         Ok(server)
     }
 
@@ -298,6 +311,10 @@ impl Server {
         self.clients.iter().any(Option::is_some)
             || self.upstream_tcp.iter().any(UpstreamPool::is_active)
             || self
+                .metrics
+                .as_ref()
+                .is_some_and(MetricsHttp::has_connections)
+            || self
                 .upstream_udp
                 .iter()
                 .flatten()
@@ -308,6 +325,10 @@ impl Server {
         match token.0 {
             0 => self.on_signal(now),
             1 if self.stop.stop.load(Ordering::SeqCst) => self.begin_shutdown(now),
+            METRICS_LISTENER => self.metrics_accept(now),
+            t if (METRICS_CONN..METRICS_CONN + MAX_SCRAPERS).contains(&t) => {
+                self.metrics_ready(t - METRICS_CONN)
+            }
             t if (UDP_LISTENER..TCP_LISTENER).contains(&t) => {
                 self.read_udp_listener(now, t - UDP_LISTENER)
             }
@@ -545,6 +566,7 @@ impl Server {
     fn sweep(&mut self, now: Instant) {
         self.sweep_clients(now);
         self.sweep_upstream_tcp(now);
+        self.sweep_metrics(now);
         let registry = self.poll.registry();
         for slot in self.upstream_udp.iter_mut().flatten() {
             if slot
