@@ -240,7 +240,7 @@ impl super::Forwarder {
     }
 
     /// Installs (or removes, with `None`) the sink of `--log-queries`.
-    pub fn set_query_log(&mut self, log: Option<Box<dyn QueryLog>>) {
+    pub fn set_query_log(&mut self, log: Option<Box<dyn QueryLog + Send>>) {
         self.events.set_query_log(log);
     }
 
@@ -276,7 +276,7 @@ pub struct Events {
     pub upstreams: Vec<UpstreamCounters>,
     /// The upstreams' addresses, by index (for the log and the labels).
     pub upstream_addrs: Vec<SocketAddr>,
-    log: Option<Box<dyn QueryLog>>,
+    log: Option<Box<dyn QueryLog + Send>>,
     answering: Option<Answering>,
     /// `--deadline`: a pending query started this long before its deadline.
     deadline: Duration,
@@ -307,7 +307,7 @@ impl Events {
     }
 
     /// Installs (or removes) the query-log sink.
-    pub fn set_query_log(&mut self, log: Option<Box<dyn QueryLog>>) {
+    pub fn set_query_log(&mut self, log: Option<Box<dyn QueryLog + Send>>) {
         self.log = log;
     }
 
