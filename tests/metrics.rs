@@ -392,3 +392,48 @@ fn no_query_log_without_the_flag() {
         "{logged:?}"
     );
 }
+
+#[test]
+fn flags_are_in_help_and_checked() {
+    let bin = env!("CARGO_BIN_EXE_dnsfwd");
+    let out = Command::new(bin).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--metrics", "--log-queries", "dnsfwd::query"] {
+        assert!(help.contains(flag), "--help lacks {flag}");
+    }
+    for args in [
+        &["--upstream", "127.0.0.1", "--metrics", "nowhere"][..],
+        &[
+            "--upstream",
+            "127.0.0.2",
+            "--listen",
+            "127.0.0.1:9153",
+            "--metrics",
+            "127.0.0.1",
+        ],
+    ] {
+        let mut child = Command::new(bin)
+            .args(args)
+            .env("RUST_LOG", "off")
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Bounded: a flag meant to be refused must not leave a server running.
+        let end = Instant::now() + Duration::from_secs(5);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > end {
+                let _ = child.kill();
+                panic!("dnsfwd {args:?} is still running");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("--metrics") || err.contains("nowhere"),
+            "{err}"
+        );
+    }
+}
