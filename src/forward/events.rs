@@ -5,7 +5,7 @@
 //! Guarantees: on the hot path only fixed-size arrays of `u64` are touched (no lock, no
 //! allocation); with no sink installed the query log costs one branch. The sink gets a
 //! borrowed [`QueryRecord`] and decides itself what to format.
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -217,13 +217,17 @@ impl fmt::Display for QnameText<'_> {
                 .0
                 .get(at + 1..at + 1 + usize::from(len))
                 .unwrap_or_default();
-            for &c in label {
-                match c {
-                    b'.' | b'\\' | b'"' | b';' | b'(' | b')' | b'@' | b'$' => {
-                        write!(f, "\\{}", c as char)?
+            // The usual label is plain: one write for it (this runs once per logged query).
+            match std::str::from_utf8(label) {
+                Ok(plain) if label.iter().all(|&c| is_plain(c)) => f.write_str(plain)?,
+                _ => {
+                    for &c in label {
+                        match c {
+                            _ if is_plain(c) => f.write_char(char::from(c))?,
+                            0x21..=0x7E => write!(f, "\\{}", char::from(c))?,
+                            _ => write!(f, "\\{c:03}")?,
+                        }
                     }
-                    0x21..=0x7E => write!(f, "{}", c as char)?,
-                    _ => write!(f, "\\{c:03}")?,
                 }
             }
             f.write_str(".")?;
@@ -248,6 +252,11 @@ impl super::Forwarder {
     pub fn cache_entries(&self) -> usize {
         self.cache.len()
     }
+}
+
+/// Printable and needing no escape in a name's presentation form (RFC 4343 §2.1).
+fn is_plain(c: u8) -> bool {
+    matches!(c, 0x21..=0x7E) && !matches!(c, b'.' | b'\\' | b'"' | b';' | b'(' | b')' | b'@' | b'$')
 }
 
 /// Receives one record per answer sent to a client (`--log-queries`).

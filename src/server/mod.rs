@@ -170,9 +170,14 @@ impl Server {
             server.metrics = Some(MetricsHttp::bind(addr, server.poll.registry())?);
         }
         if server.cfg.log_queries {
-            server
-                .core
-                .set_query_log(Some(Box::new(crate::querylog::LogQueries)));
+            // Decided once: env_logger's filter does not change while running, and a
+            // query log that RUST_LOG hides should cost nothing per query.
+            if log::log_enabled!(target: crate::querylog::TARGET, log::Level::Info) {
+                let sink = Box::<crate::querylog::LogQueries>::default();
+                server.core.set_query_log(Some(sink));
+            } else {
+                log::warn!("--log-queries: RUST_LOG hides dnsfwd::query; no query is logged");
+            }
         }
         Ok(server)
     }
