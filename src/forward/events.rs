@@ -13,6 +13,14 @@ use super::Client;
 use crate::wire::{RType, Rcode, HEADER_LEN};
 
 /// Where an answer to a client came from.
+///
+/// How the core says it: the entry points set the provenance of what they answer
+/// ([`Events::arrived`]: an error of ours until said otherwise; [`Events::finishing`]:
+/// the upstream's answer to a pending query), and whoever renders an answer from
+/// elsewhere says so just before handing it over, e.g. for a hosts or blocklist answer:
+/// `self.events.source(AnswerSource::Local); self.deliver(&waiter, bytes);`. Every answer
+/// then passes `send_to_client`, which counts it and calls the query log. A query split
+/// into several questions is counted once, with the source of its last part.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AnswerSource {
     /// A fresh cache entry.
