@@ -3,7 +3,7 @@ use std::net::SocketAddr;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{parse_bytes, parse_listen, parse_upstream};
+use crate::config::{parse_bytes, parse_listen, parse_metrics, parse_upstream};
 use crate::policy::{parse_cidr, Cidr};
 
 /// A lightweight DNS forwarder: listens on UDP and TCP, relays queries to upstream
@@ -113,6 +113,14 @@ pub struct ServeArgs {
     /// `nobody`. Refuses to go on as root if the user does not exist.
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (port 9153, CoreDNS's, unless
+    /// given). Default: off.
+    #[arg(long, value_name = "ADDR[:PORT]", value_parser = parse_metrics)]
+    pub metrics: Option<SocketAddr>,
+    /// Log one line per answer (client, name, type, rcode, source, upstream, ms) at info
+    /// level with target dnsfwd::query (RUST_LOG=info,dnsfwd::query=off hides it).
+    #[arg(long)]
+    pub log_queries: bool,
 }
 
 #[derive(Debug, Subcommand)]

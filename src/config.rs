@@ -39,6 +39,10 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// Switch to this user after binding, when started as root (`--user`).
     pub user: Option<String>,
+    /// Where to serve Prometheus metrics (`GET /metrics`), if anywhere.
+    pub metrics: Option<SocketAddr>,
+    /// One log line per answer (target `dnsfwd::query`).
+    pub log_queries: bool,
 }
 
 impl Default for Config {
@@ -66,6 +70,8 @@ impl Default for Config {
             min_guess_bits: 32,
             policy: PolicyConfig::default(),
             user: None,
+            metrics: None,
+            log_queries: false,
         }
     }
 }
@@ -138,6 +144,11 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         .zip(n.parse::<u64>().ok())
         .and_then(|(shift, n)| n.checked_mul(1 << shift))
         .ok_or_else(|| format!("'{s}' is not a size such as 512K, 32M or 1G"))
+}
+
+/// Parses `ADDR[:PORT]` for `--metrics` (a bare address gets CoreDNS's port 9153).
+pub fn parse_metrics(s: &str) -> Result<SocketAddr, String> {
+    parse_addr(s, 9153)
 }
 
 /// Parses `ADDR:PORT` for `--listen` (a bare address gets port 53). An IPv6 address
@@ -333,6 +344,14 @@ impl Config {
         }
         cfg.user = args.user.clone();
         cfg.policy = policy_from_args(args)?;
+        cfg.metrics = args.metrics;
+        if let Some(m) = cfg.metrics.filter(|m| cfg.listen.contains(m)) {
+            return Err(ConfigError::Invalid(
+                "--metrics",
+                format!("{m} is also a --listen address"),
+            ));
+        }
+        cfg.log_queries = args.log_queries;
         // Loopback and equal addresses; the shell checks again once the ports are bound,
         // asking the kernel which other addresses are local.
         if let Some((u, l)) = loops::find_self_loop(&cfg.listen, &cfg.upstreams, |_| false) {

@@ -19,7 +19,9 @@ use std::path::Path;
 use serde::{Deserialize, Deserializer};
 
 use crate::cli::ServeArgs;
-use crate::config::{parse_bytes, parse_listen, parse_upstream, Config, ConfigError};
+use crate::config::{
+    parse_bytes, parse_listen, parse_metrics, parse_upstream, Config, ConfigError,
+};
 use crate::policy::{parse_cidr, Cidr};
 
 /// The keys of a config file, one per flag of [`ServeArgs`].
@@ -52,6 +54,9 @@ pub struct FileArgs {
     pub rate_limit_slip: Option<u32>,
     pub max_tcp_per_client: Option<usize>,
     pub user: Option<String>,
+    #[serde(default, deserialize_with = "de_metrics")]
+    pub metrics: Option<SocketAddr>,
+    pub log_queries: Option<bool>,
 }
 
 /// The settings of `args` with its `--config` file (if any) under them, read now: the
@@ -122,6 +127,8 @@ pub fn merge(cli: ServeArgs, file: FileArgs) -> (ServeArgs, Vec<&'static str>) {
         rate_limit_slip,
         max_tcp_per_client,
         user,
+        metrics,
+        log_queries,
     } = file;
     let merged = ServeArgs {
         listen: list(u, "listen", cli.listen, listen),
@@ -161,6 +168,8 @@ pub fn merge(cli: ServeArgs, file: FileArgs) -> (ServeArgs, Vec<&'static str>) {
             max_tcp_per_client,
         ),
         user: opt(u, "user", cli.user, user),
+        metrics: opt(u, "metrics", cli.metrics, metrics),
+        log_queries: cli.log_queries || log_queries.unwrap_or(false),
         config: cli.config,
     };
     (merged, used)
@@ -264,6 +273,13 @@ fn de_listen<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<SocketAddr>>,
 
 fn de_upstream<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<SocketAddr>>, D::Error> {
     de_list(d, parse_upstream)
+}
+
+fn de_metrics<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_metrics(&s)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 fn de_allow<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Cidr>>, D::Error> {

@@ -7,7 +7,8 @@
 //!
 //! Beside them: `config` (settings and the command line), `stats` (counters), `policy`
 //! (who may ask and how fast: ACL, rate limits, TCP slots; no I/O), `lograte` (a log
-//! line per cause per period), and the `decode` tool (`capture` reads pcap files,
+//! line per cause per period), `metrics` (the Prometheus exposition of the counters),
+//! `querylog` (the `--log-queries` line), and the `decode` tool (`capture` reads pcap files,
 //! `present` prints messages).
 pub mod cache;
 pub mod capture;
@@ -17,8 +18,10 @@ pub mod config_file;
 pub mod decode;
 pub mod forward;
 pub mod lograte;
+pub mod metrics;
 pub mod policy;
 pub mod present;
+pub mod querylog;
 pub mod server;
 pub mod service;
 pub mod stats;

@@ -18,6 +18,7 @@
 //! reach; many near misses put the whole upstream on TCP for a while.
 #[cfg(test)]
 mod cache_tests;
+pub mod events;
 mod ids;
 pub mod key;
 mod pending;
@@ -35,6 +36,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use events::{AnswerSource, Events, FailKind};
 pub use ids::{BrokenRandom, IdSource, OsRandom, SeededRandom};
 use key::{same_question_exact, same_question_folded, write_query, Key, Spelling};
 pub use pending::Client;
@@ -192,6 +194,8 @@ pub struct Forwarder {
     shrunk: Option<Instant>,
     /// Tables shrank since the shell last asked.
     gave_back: bool,
+    /// Counters for `--metrics` and the `--log-queries` sink.
+    events: Events,
 }
 
 /// Most clients waiting on one query in flight; more get REFUSED (or a stale answer).
@@ -276,6 +280,7 @@ impl Forwarder {
             serial: 0,
             shrunk: None,
             gave_back: false,
+            events: Events::new(&cfg.upstreams, cfg.deadline),
             cfg,
         }
     }
@@ -303,6 +308,7 @@ impl Forwarder {
             return false;
         }
         self.stats.queries += 1;
+        self.events.arrived(now, client);
         let view = match MessageView::parse(bytes) {
             Ok(v) => v,
             Err(_) => {
@@ -351,8 +357,10 @@ impl Forwarder {
         let Some(a) = p.attempts.get(attempt).copied() else {
             return;
         };
-        self.upstreams
-            .success(a.upstream, now.saturating_duration_since(a.sent_at));
+        let rtt = now.saturating_duration_since(a.sent_at);
+        self.upstreams.success(a.upstream, rtt);
+        self.events
+            .upstream_answered(a.upstream, rtt, view.header.rcode);
         if exact && !p.spelling.is_lower() {
             self.upstreams.case_echoed(a.upstream);
         }
@@ -392,6 +400,7 @@ impl Forwarder {
             if let Some(p) = self.pending.get_mut(slot) {
                 p.network_error = true;
             }
+            self.events.upstream_failed(upstream, FailKind::Unreachable);
             self.fail_over(now, slot);
         }
     }
@@ -405,6 +414,7 @@ impl Forwarder {
         let current = self.pending.get(slot).and_then(Pending::current).copied();
         if current.is_some_and(|a| a.id == id && a.upstream == upstream && a.via == Via::Tcp) {
             self.stats.upstream_errors += 1;
+            self.events.upstream_failed(upstream, FailKind::Tcp);
             self.upstreams.failure(upstream, now, self.cfg.timeout);
             if let Some(p) = self.pending.get_mut(slot) {
                 p.network_error = true;
@@ -430,6 +440,7 @@ impl Forwarder {
                 continue;
             };
             self.stats.timeouts += 1;
+            self.events.upstream_failed(p.upstream(), FailKind::Timeout);
             self.upstreams.failure(p.upstream(), now, self.cfg.timeout);
             self.retry_or_fail(now, slot);
         }
@@ -475,6 +486,7 @@ impl Forwarder {
         rcode: Rcode,
     ) {
         self.count_error(rcode);
+        self.events.source(AnswerSource::Error);
         if let Some(bytes) = reply::error_reply(query, view, rcode) {
             self.send_to_client(client, bytes);
         }
@@ -494,6 +506,7 @@ impl Forwarder {
             return self.pending.recycle(bytes);
         }
         self.stats.answers += 1;
+        self.events.answered(client, &bytes);
         self.out.push_back(Transmit {
             to: Dest::Client(client),
             bytes,
@@ -510,6 +523,7 @@ impl Forwarder {
 
     /// Answers `waiters` with an error of our own (`rcode`).
     fn answer_with_error(&mut self, key: &Key, waiters: &[Waiter], rcode: Rcode, ede: Ede) {
+        self.events.source(AnswerSource::Error);
         for w in waiters {
             self.count_error(rcode);
             let bytes = reply::error_for(&w.asker(key), key.type_class(), rcode, ede);
@@ -962,6 +976,7 @@ impl Forwarder {
         p.waiters = more;
         let key = p.key.clone();
         let upstream = p.upstream();
+        self.events.finishing(now, p.deadline, upstream);
         self.answer_waiters(now, &key, &done, Outcome::Answer(answer));
         self.stats.tcp_retries += 1;
         self.resend(now, slot, upstream, Via::Tcp);
@@ -994,6 +1009,7 @@ impl Forwarder {
         if let Some(who) = p.owner {
             self.shares.finished(who);
         }
+        self.events.finishing(now, p.deadline, p.upstream());
         if let Some(a) = answer {
             if self.cache.enabled() {
                 self.cache.insert(p.key.as_bytes(), a, now);
@@ -1024,6 +1040,11 @@ impl Forwarder {
                 continue;
             }
             let asker = w.asker(key);
+            self.events.source(match outcome {
+                Outcome::Stale => AnswerSource::Stale,
+                Outcome::Answer(_) => AnswerSource::Upstream,
+                Outcome::Failed(_) => AnswerSource::Error,
+            });
             let shaped = match outcome {
                 Outcome::Stale => {
                     self.stats.stale_served += 1;

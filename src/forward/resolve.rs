@@ -68,6 +68,7 @@ impl Forwarder {
                         e.key_bytes().to_vec()
                     });
                     self.stats.cache_hits += 1;
+                    self.events.source(super::events::AnswerSource::Cache);
                     self.deliver(&waiter, bytes);
                     if let Some(k) = refresh.as_deref().and_then(Key::from_bytes) {
                         self.prefetch(now, k);
@@ -145,6 +146,7 @@ impl Forwarder {
                 continue; // answered, or a later query in this slot
             }
             p.stale_at = None;
+            self.events.finishing(now, p.deadline, p.upstream());
             let waiters = std::mem::take(&mut p.waiters);
             let key = p.key.clone();
             self.answer_waiters(now, &key, &waiters, super::Outcome::Stale);

@@ -12,6 +12,7 @@ mod clients;
 mod hints;
 mod limits;
 mod memory;
+mod metrics_http;
 mod reload;
 mod tcp;
 mod udp;
@@ -35,6 +36,7 @@ use crate::forward::{Client, Dest, Forwarder, OsRandom, Source, Transmit};
 use crate::lograte::LogLimiter;
 use crate::policy::{Admit, Policy};
 use crate::stats::Stats;
+use metrics_http::{MetricsHttp, MAX_SCRAPERS, METRICS_CONN, METRICS_LISTENER};
 use tcp::ClientConn;
 use upstream_tcp::UpstreamPool;
 
@@ -125,6 +127,8 @@ pub struct Server {
     log: LogLimiter,
     /// SIGHUP: how to read the settings again, and removed upstreams to close.
     reload: reload::Reloader,
+    /// The `--metrics` HTTP listener and its connections, if on.
+    metrics: Option<MetricsHttp>,
 }
 
 impl Server {
@@ -175,12 +179,26 @@ impl Server {
             policy: Policy::new(&cfg.policy, Instant::now(), admission::hash_secret()),
             log: LogLimiter::new(crate::policy::LOG_PERIOD),
             reload: reload::Reloader::default(),
+            metrics: None,
             poll,
             cfg,
         };
         server.bind_listeners()?;
         admission::check_self_loop(&server.local_addrs(), &server.cfg.upstreams)?;
         server.bind_upstreams()?;
+        if let Some(addr) = server.cfg.metrics {
+            server.metrics = Some(MetricsHttp::bind(addr, server.poll.registry())?);
+        }
+        if server.cfg.log_queries {
+            // Decided once: env_logger's filter does not change while running, and a
+            // query log that RUST_LOG hides should cost nothing per query.
+            if log::log_enabled!(target: crate::querylog::TARGET, log::Level::Info) {
+                let sink = Box::<crate::querylog::LogQueries>::default();
+                server.core.set_query_log(Some(sink));
+            } else {
+                log::warn!("--log-queries: RUST_LOG hides dnsfwd::query; no query is logged");
+            }
+        }
         Ok(server)
     }
 
@@ -323,12 +341,20 @@ impl Server {
             || self.clients.iter().any(Option::is_some)
             || self.upstream_tcp.iter().any(UpstreamPool::is_active)
             || self.retired_udp
+            || self
+                .metrics
+                .as_ref()
+                .is_some_and(MetricsHttp::has_connections)
     }
 
     fn dispatch(&mut self, now: Instant, token: Token) {
         match token.0 {
             0 => self.on_signal(now),
             1 if self.stop.stop.load(Ordering::SeqCst) => self.begin_shutdown(now),
+            METRICS_LISTENER => self.metrics_accept(now),
+            t if (METRICS_CONN..METRICS_CONN + MAX_SCRAPERS).contains(&t) => {
+                self.metrics_ready(t - METRICS_CONN)
+            }
             t if (UDP_LISTENER..TCP_LISTENER).contains(&t) => {
                 self.read_udp_listener(now, t - UDP_LISTENER)
             }
@@ -567,6 +593,7 @@ impl Server {
         self.sweep_clients(now);
         self.sweep_upstream_tcp(now);
         self.close_drained_upstreams();
+        self.sweep_metrics(now);
         let registry = self.poll.registry();
         let mut still_retired = false;
         for slot in self.upstream_udp.iter_mut().flatten() {
