@@ -15,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod decode;
 pub mod forward;
+pub mod local;
 pub mod lograte;
 pub mod policy;
 pub mod present;

@@ -26,6 +26,7 @@ fn cached(max_entries: usize, serve_stale: bool) -> Forwarder {
         },
         edns_size: 1232,
         max_udp_size: 1232,
+        ..ForwarderConfig::new(Vec::new())
     };
     Forwarder::new(cfg, Box::new(SeededRandom::new(7)))
 }
@@ -546,6 +547,7 @@ fn stale_answer_goes_out_after_1_8_s_and_the_query_refreshes_the_cache() {
         cache: CacheConfig::default(),
         edns_size: 1232,
         max_udp_size: 1232,
+        ..ForwarderConfig::new(Vec::new())
     };
     let mut f = Forwarder::new(cfg, Box::new(SeededRandom::new(3)));
     let up = ask(&mut f, t0, 1, "slowstale.example", None);

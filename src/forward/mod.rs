@@ -20,9 +20,11 @@
 mod cache_tests;
 mod ids;
 pub mod key;
+mod local_data;
 mod pending;
 pub mod reply;
 mod resolve;
+pub mod routes;
 mod split;
 #[cfg(test)]
 mod tests;
@@ -31,6 +33,7 @@ mod upstream;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use ids::{BrokenRandom, IdSource, OsRandom, SeededRandom};
@@ -40,6 +43,7 @@ use pending::{Attempt, Attempts, Pending, PendingTable, Slot, Via, Waiter};
 use upstream::Upstreams;
 
 use crate::cache::{Cache, CacheConfig, Lookup};
+use crate::local::LocalData;
 use crate::stats::Stats;
 use crate::wire::{parse_header, MessageView, Opcode, Rcode, MAX_MESSAGE_LEN};
 
@@ -62,6 +66,11 @@ pub struct ForwarderConfig {
     /// Largest UDP answer we send a client, whatever it advertises (`--max-udp-size`,
     /// 512..=65535); bigger answers go out truncated (TC=1).
     pub max_udp_size: u16,
+    /// Per-domain upstreams: zone → addresses, each one of `upstreams`; the root zone
+    /// is the default set (see [`routes`]). Empty: every upstream serves every name.
+    pub routes: Vec<(crate::wire::Name, Vec<SocketAddr>)>,
+    /// Local names and blocklists, answered before the cache ([`crate::local`]).
+    pub local: Arc<LocalData>,
 }
 
 impl ForwarderConfig {
@@ -76,6 +85,8 @@ impl ForwarderConfig {
             cache: CacheConfig::default(),
             edns_size: reply::OUR_UDP_SIZE,
             max_udp_size: reply::OUR_UDP_SIZE,
+            routes: Vec::new(),
+            local: Arc::default(),
         }
     }
 }
@@ -153,6 +164,8 @@ enum Verdict {
 pub struct Forwarder {
     cfg: ForwarderConfig,
     upstreams: Upstreams,
+    /// Which upstreams each zone may use (from `cfg.routes`).
+    routes: routes::Routes,
     pending: PendingTable,
     groups: Vec<Option<Group>>,
     out: VecDeque<Transmit>,
@@ -205,6 +218,7 @@ impl Forwarder {
         cfg.max_udp_size = cfg.max_udp_size.max(512);
         Forwarder {
             upstreams: Upstreams::new(&cfg.upstreams),
+            routes: routes::Routes::new(&cfg.upstreams, &cfg.routes),
             pending: PendingTable::new(cfg.max_pending),
             groups: Vec::new(),
             out: VecDeque::new(),
@@ -466,7 +480,8 @@ impl Forwarder {
             self.recycle_waiters(waiters);
             return None;
         }
-        let upstream = self.upstreams.pick(now, 0, self.cfg.timeout);
+        let allowed = self.routes.allowed(key.name());
+        let upstream = self.upstreams.pick_in(now, 0, allowed, self.cfg.timeout);
         let mix = self.upstreams.mixes_case(upstream);
         let drawn = Spelling::random(key.name(), mix, self.rng.as_mut()).and_then(|s| {
             let id = self.pending.fresh_id(self.rng.as_mut())?;
@@ -743,7 +758,10 @@ impl Forwarder {
     fn has_untried(&self, slot: Slot) -> bool {
         let n = self.upstreams.len().min(64);
         let all = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
-        self.pending.get(slot).is_some_and(|p| p.tried & all != all)
+        self.pending.get(slot).is_some_and(|p| {
+            let all = all & self.routes.allowed(p.key.name());
+            p.tried & all != all
+        })
     }
 
     /// After an immediate failure (ICMP refused, TCP reset): try an upstream this query
@@ -771,7 +789,10 @@ impl Forwarder {
             return;
         };
         let (tried, udp_closed) = (p.tried, p.udp_closed);
-        let upstream = self.upstreams.pick(now, tried, self.cfg.timeout);
+        let allowed = self.routes.allowed(p.key.name());
+        let upstream = self
+            .upstreams
+            .pick_in(now, tried, allowed, self.cfg.timeout);
         match self.via(now, upstream, udp_closed) {
             Some(via) => self.resend(now, slot, upstream, via),
             None => {

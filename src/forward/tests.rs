@@ -36,6 +36,7 @@ fn forwarder(upstreams: u16, max_pending: usize) -> Forwarder {
         },
         edns_size: 1232,
         max_udp_size: 1232,
+        ..ForwarderConfig::new(Vec::new())
     };
     Forwarder::new(cfg, Box::new(SeededRandom::new(42)))
 }

@@ -136,6 +136,11 @@ impl Server {
             cache: cfg.cache,
             edns_size: cfg.edns_size,
             max_udp_size: cfg.max_udp_size,
+            routes: cfg.routes.clone(),
+            local: Arc::new(
+                crate::local::LocalData::load(&cfg.local)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?,
+            ),
         };
         let mut server = Server {
             core: Forwarder::new(core_cfg, Box::new(OsRandom::new())),
