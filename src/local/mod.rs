@@ -311,7 +311,7 @@ fn at(flag: &'static str, path: &Path, line: usize, why: String) -> ConfigError 
 /// skipped; the first is logged with the count.
 fn load_list(set: &mut NameSet, path: &Path, flag: &'static str) -> Result<(), ConfigError> {
     let text = read(path, flag)?;
-    set.reserve(text.len() / 16);
+    set.reserve(text.bytes().filter(|&b| b == b'\n').count() + 1);
     let mut buf = [0u8; crate::wire::MAX_NAME_LEN];
     let (mut bad, mut first_bad) = (0u64, None);
     for (n, line) in text.lines().enumerate() {
