@@ -231,6 +231,41 @@ mod tests {
     }
 
     #[test]
+    fn the_command_line_makes_one_flat_list_and_the_routes() {
+        use crate::cli::ServeArgs;
+        use crate::config::Config;
+        let args = ServeArgs {
+            upstream: vec![
+                spec("corp=10.0.0.1"),
+                spec("[::1]:5353"),
+                spec("corp=10.0.0.2"),
+            ],
+            ..ServeArgs::default()
+        };
+        let cfg = Config::from_args(&args, None).unwrap();
+        let ups: Vec<String> = cfg.upstreams.iter().map(ToString::to_string).collect();
+        assert_eq!(ups, ["[::1]:5353", "10.0.0.1:53", "10.0.0.2:53"]);
+        assert_eq!(cfg.routes.len(), 2);
+        assert!(cfg.routes[0].0.is_root());
+        let r = Routes::new(&cfg.upstreams, &cfg.routes);
+        assert_eq!(
+            (r.allowed(&wire("a.corp")), r.allowed(&wire("a.org"))),
+            (0b110, 0b001)
+        );
+        // Zones only: the rest goes to resolv.conf's nameservers.
+        let args = ServeArgs {
+            upstream: vec![spec("corp=10.0.0.1")],
+            ..ServeArgs::default()
+        };
+        let cfg = Config::from_args(&args, Some("nameserver 192.0.2.53\n")).unwrap();
+        assert_eq!(cfg.upstreams.len(), 2);
+        assert!(
+            Config::from_args(&args, Some("")).is_err(),
+            "nothing for the rest"
+        );
+    }
+
+    #[test]
     fn without_zones_every_upstream_serves_every_name() {
         let ups: Vec<SocketAddr> = vec!["192.0.2.1:53".parse().unwrap(); 3];
         let (mut list, zones) = split(&[]);
