@@ -298,8 +298,11 @@ impl LocalData {
     }
 }
 
+/// The file's text; octets that are not UTF-8 become U+FFFD (and fail as names on
+/// their line, rather than failing the whole file).
 fn read(path: &Path, flag: &'static str) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path)
+    std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
         .map_err(|e| ConfigError::Invalid(flag, format!("{}: {e}", path.display())))
 }
 
