@@ -91,7 +91,7 @@ impl NameSet {
 
     /// Adds `name` (folded, uncompressed wire form, as [`crate::forward::key::Key::name`]
     /// gives it). Returns false if it was there already, or is not a wire-form name, or
-    /// has more than [`MAX_DEPTH`] labels, or the arena is at its 4 GiB limit.
+    /// has more than `MAX_DEPTH` (32) labels, or the arena is at its 4 GiB limit.
     pub fn insert(&mut self, name: &[u8]) -> bool {
         let Some(h) = hash(self.seed, name) else {
             return false;
