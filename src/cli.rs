@@ -1,9 +1,12 @@
 //! The command line (clap): the forwarder's flags, and `dnsfwd decode FILE`.
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{parse_bytes, parse_listen, parse_metrics, parse_upstream};
+use crate::config::{parse_bytes, parse_listen, parse_metrics};
+use crate::forward::routes::{parse_spec, UpstreamSpec};
+use crate::local::{parse_block_answer, BlockAnswer};
 use crate::policy::{parse_cidr, Cidr};
 
 /// A lightweight DNS forwarder: listens on UDP and TCP, relays queries to upstream
@@ -24,10 +27,12 @@ pub struct ServeArgs {
     /// Default: 127.0.0.1:1053.
     #[arg(long, value_name = "ADDR:PORT", value_parser = parse_listen)]
     pub listen: Vec<SocketAddr>,
-    /// Upstream resolver to forward to, port 53 unless given (repeatable). Default: the
+    /// Upstream resolver to forward to, port 53 unless given (repeatable). With ZONE=,
+    /// only for names in that zone (the longest zone wins; e.g. corp.example=10.0.0.1,
+    /// 168.192.in-addr.arpa=10.0.0.1); the plain ones serve the rest. Default: the
     /// nameservers in /etc/resolv.conf, except this forwarder itself.
-    #[arg(long, visible_alias = "resolver", value_name = "ADDR[:PORT]", value_parser = parse_upstream)]
-    pub upstream: Vec<SocketAddr>,
+    #[arg(long, visible_alias = "resolver", value_name = "[ZONE=]ADDR[:PORT]", value_parser = parse_spec)]
+    pub upstream: Vec<UpstreamSpec>,
     /// How long to wait for one upstream before trying the next, in milliseconds. Default: 1500.
     #[arg(long, value_name = "MS")]
     pub timeout: Option<u64>,
@@ -121,6 +126,26 @@ pub struct ServeArgs {
     /// level with target dnsfwd::query (RUST_LOG=info,dnsfwd::query=off hides it).
     #[arg(long)]
     pub log_queries: bool,
+    /// Answer the names of this hosts(5) file locally: A/AAAA, PTR for the addresses,
+    /// NODATA for other types (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub hosts: Vec<PathBuf>,
+    /// A record answered locally, in presentation format (repeatable), e.g.
+    /// "nas.lan. 300 IN A 192.168.1.5"; types A, AAAA, CNAME, TXT, MX, SRV, PTR.
+    #[arg(long, value_name = "RR")]
+    pub local_record: Vec<String>,
+    /// Block the domains of this list and their subdomains (repeatable): one domain a
+    /// line, or hosts lines "0.0.0.0 name"; # comments.
+    #[arg(long, value_name = "FILE")]
+    pub block: Vec<PathBuf>,
+    /// How blocked names are answered: nxdomain, or null (0.0.0.0 / :: / NODATA).
+    /// EDE 15 "Blocked" with EDNS either way. Default: nxdomain.
+    #[arg(long, value_name = "nxdomain|null", value_parser = parse_block_answer)]
+    pub block_answer: Option<BlockAnswer>,
+    /// Never block the domains of this list or their subdomains (repeatable; the
+    /// --block format).
+    #[arg(long, value_name = "FILE")]
+    pub allow_name: Vec<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

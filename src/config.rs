@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use crate::cache::CacheConfig;
 use crate::cli::ServeArgs;
+use crate::forward::routes;
+use crate::local::LocalConfig;
 use crate::policy::{loops, PolicyConfig, RateLimit};
 
 /// Everything the server needs to start.
@@ -12,7 +14,11 @@ use crate::policy::{loops, PolicyConfig, RateLimit};
 pub struct Config {
     /// Addresses to listen on, UDP and TCP each.
     pub listen: Vec<SocketAddr>,
+    /// Every upstream address: the default set, then those only zones use.
     pub upstreams: Vec<SocketAddr>,
+    /// Per-domain upstreams (`--upstream ZONE=ADDR`), the root zone (the default set)
+    /// first; empty when no zone is given.
+    pub routes: Vec<(crate::wire::Name, Vec<SocketAddr>)>,
     /// Per attempt.
     pub timeout: Duration,
     /// Per query, all attempts together.
@@ -43,6 +49,8 @@ pub struct Config {
     pub metrics: Option<SocketAddr>,
     /// One log line per answer (target `dnsfwd::query`).
     pub log_queries: bool,
+    /// Hosts files, local records, blocklists (read by `crate::local::LocalData::load`).
+    pub local: LocalConfig,
 }
 
 impl Default for Config {
@@ -50,6 +58,7 @@ impl Default for Config {
         Config {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 1053))],
             upstreams: Vec::new(),
+            routes: Vec::new(),
             timeout: Duration::from_millis(1500),
             deadline: Duration::from_millis(4500),
             tcp_idle: Duration::from_secs(10),
@@ -72,6 +81,7 @@ impl Default for Config {
             user: None,
             metrics: None,
             log_queries: false,
+            local: LocalConfig::default(),
         }
     }
 }
@@ -221,7 +231,8 @@ impl Config {
         if !args.listen.is_empty() {
             cfg.listen = args.listen.clone();
         }
-        cfg.upstreams = args.upstream.clone();
+        let (defaults, zones) = routes::split(&args.upstream);
+        cfg.upstreams = defaults;
         if cfg.upstreams.is_empty() {
             let text = resolv_conf.ok_or_else(|| {
                 ConfigError::NoUpstreams("/etc/resolv.conf could not be read".into())
@@ -233,6 +244,7 @@ impl Config {
                 ));
             }
         }
+        cfg.routes = routes::attach(&mut cfg.upstreams, zones);
         if cfg.upstreams.len() > 64 {
             return Err(ConfigError::TooManyUpstreams(cfg.upstreams.len()));
         }
@@ -352,6 +364,7 @@ impl Config {
             ));
         }
         cfg.log_queries = args.log_queries;
+        cfg.local = LocalConfig::from_args(args);
         // Loopback and equal addresses; the shell checks again once the ports are bound,
         // asking the kernel which other addresses are local.
         if let Some((u, l)) = loops::find_self_loop(&cfg.listen, &cfg.upstreams, |_| false) {

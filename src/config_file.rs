@@ -14,14 +14,14 @@
 //! the compiler point at the missing line. `dnsfwd.example.toml` documents every key
 //! (the test `example_config_parses` reads it).
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer};
 
 use crate::cli::ServeArgs;
-use crate::config::{
-    parse_bytes, parse_listen, parse_metrics, parse_upstream, Config, ConfigError,
-};
+use crate::config::{parse_bytes, parse_listen, parse_metrics, Config, ConfigError};
+use crate::forward::routes::{parse_spec, UpstreamSpec};
+use crate::local::{parse_block_answer, BlockAnswer};
 use crate::policy::{parse_cidr, Cidr};
 
 /// The keys of a config file, one per flag of [`ServeArgs`].
@@ -31,7 +31,7 @@ pub struct FileArgs {
     #[serde(default, deserialize_with = "de_listen")]
     pub listen: Option<Vec<SocketAddr>>,
     #[serde(default, alias = "resolver", deserialize_with = "de_upstream")]
-    pub upstream: Option<Vec<SocketAddr>>,
+    pub upstream: Option<Vec<UpstreamSpec>>,
     pub timeout: Option<u64>,
     pub deadline: Option<u64>,
     pub tcp_idle: Option<u64>,
@@ -57,6 +57,15 @@ pub struct FileArgs {
     #[serde(default, deserialize_with = "de_metrics")]
     pub metrics: Option<SocketAddr>,
     pub log_queries: Option<bool>,
+    #[serde(default, deserialize_with = "de_paths")]
+    pub hosts: Option<Vec<PathBuf>>,
+    pub local_record: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "de_paths")]
+    pub block: Option<Vec<PathBuf>>,
+    #[serde(default, deserialize_with = "de_block_answer")]
+    pub block_answer: Option<BlockAnswer>,
+    #[serde(default, deserialize_with = "de_paths")]
+    pub allow_name: Option<Vec<PathBuf>>,
 }
 
 /// The settings of `args` with its `--config` file (if any) under them, read now: the
@@ -129,6 +138,11 @@ pub fn merge(cli: ServeArgs, file: FileArgs) -> (ServeArgs, Vec<&'static str>) {
         user,
         metrics,
         log_queries,
+        hosts,
+        local_record,
+        block,
+        block_answer,
+        allow_name,
     } = file;
     let merged = ServeArgs {
         listen: list(u, "listen", cli.listen, listen),
@@ -170,6 +184,11 @@ pub fn merge(cli: ServeArgs, file: FileArgs) -> (ServeArgs, Vec<&'static str>) {
         user: opt(u, "user", cli.user, user),
         metrics: opt(u, "metrics", cli.metrics, metrics),
         log_queries: cli.log_queries || log_queries.unwrap_or(false),
+        hosts: list(u, "hosts", cli.hosts, hosts),
+        local_record: list(u, "local-record", cli.local_record, local_record),
+        block: list(u, "block", cli.block, block),
+        block_answer: opt(u, "block-answer", cli.block_answer, block_answer),
+        allow_name: list(u, "allow-name", cli.allow_name, allow_name),
         config: cli.config,
     };
     (merged, used)
@@ -271,8 +290,19 @@ fn de_listen<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<SocketAddr>>,
     de_list(d, parse_listen)
 }
 
-fn de_upstream<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<SocketAddr>>, D::Error> {
-    de_list(d, parse_upstream)
+fn de_upstream<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<UpstreamSpec>>, D::Error> {
+    de_list(d, parse_spec)
+}
+
+fn de_paths<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<PathBuf>>, D::Error> {
+    Vec::<PathBuf>::deserialize(d).map(Some)
+}
+
+fn de_block_answer<'de, D: Deserializer<'de>>(d: D) -> Result<Option<BlockAnswer>, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_block_answer(&s)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 fn de_metrics<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {

@@ -17,6 +17,7 @@ pub mod config;
 pub mod config_file;
 pub mod decode;
 pub mod forward;
+pub mod local;
 pub mod lograte;
 pub mod metrics;
 pub mod policy;

@@ -78,6 +78,10 @@ pub struct Stats {
     pub cache_evictions: u64,
     /// Cacheable answers not cached: bigger than 1/128 of the cache's byte budget.
     pub cache_refused: u64,
+    /// Queries answered from local names (hosts files, local records).
+    pub local_answers: u64,
+    /// Queries for blocked names (answered NXDOMAIN or 0.0.0.0/::).
+    pub blocked: u64,
 }
 
 impl Stats {
@@ -101,7 +105,7 @@ impl fmt::Display for Stats {
              near_misses={} case_mismatches={} moved_to_tcp={} late_answers={} tcp_queries={} \
              rng_failures={} evicted_queries={} loops={} refused_acl={} dropped_acl={} rate_limited={} slipped={} tcp_refused={} \
              tcp_capped={} tcp_evicted={} tcp_slow={} \
-             cache_evictions={} cache_refused={}",
+             cache_evictions={} cache_refused={} local_answers={} blocked={}",
             self.queries,
             self.forwarded,
             self.answers,
@@ -137,7 +141,9 @@ impl fmt::Display for Stats {
             self.tcp_evicted,
             self.tcp_slow,
             self.cache_evictions,
-            self.cache_refused
+            self.cache_refused,
+            self.local_answers,
+            self.blocked
         )
     }
 }

@@ -30,6 +30,7 @@ fn cached(max_entries: usize, serve_stale: bool) -> Forwarder {
         max_pending_per_client: usize::MAX,
         // Small pools and short names: the guessing floor is tested on its own.
         min_guess_bits: 0,
+        ..ForwarderConfig::new(Vec::new())
     };
     Forwarder::new(cfg, Box::new(SeededRandom::new(7)))
 }
@@ -554,6 +555,7 @@ fn stale_answer_goes_out_after_1_8_s_and_the_query_refreshes_the_cache() {
         max_pending_per_client: usize::MAX,
         // Small pools and short names: the guessing floor is tested on its own.
         min_guess_bits: 0,
+        ..ForwarderConfig::new(Vec::new())
     };
     let mut f = Forwarder::new(cfg, Box::new(SeededRandom::new(3)));
     let up = ask(&mut f, t0, 1, "slowstale.example", None);

@@ -21,10 +21,12 @@ mod cache_tests;
 pub mod events;
 mod ids;
 pub mod key;
+mod local_data;
 mod pending;
 pub mod reconfigure;
 pub mod reply;
 mod resolve;
+pub mod routes;
 mod shares;
 mod split;
 #[cfg(test)]
@@ -34,6 +36,7 @@ mod upstream;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use events::{AnswerSource, Events, FailKind};
@@ -44,6 +47,7 @@ use pending::{Attempt, Attempts, Pending, PendingTable, Slot, Via, Waiter};
 use upstream::Upstreams;
 
 use crate::cache::{Cache, CacheConfig, Lookup};
+use crate::local::LocalData;
 use crate::stats::Stats;
 use crate::wire::{parse_header, MessageView, Opcode, Rcode, MAX_MESSAGE_LEN};
 
@@ -74,6 +78,11 @@ pub struct ForwarderConfig {
     /// Most queries in flight started by one client (an IPv4 address or an IPv6 /64);
     /// 0 turns fair shares off (and the eviction of the heaviest client's queries).
     pub max_pending_per_client: usize,
+    /// Per-domain upstreams: zone → addresses, each one of `upstreams`; the root zone
+    /// is the default set (see [`routes`]). Empty: every upstream serves every name.
+    pub routes: Vec<(crate::wire::Name, Vec<SocketAddr>)>,
+    /// Local names and blocklists, answered before the cache ([`crate::local`]).
+    pub local: Arc<LocalData>,
 }
 
 impl ForwarderConfig {
@@ -90,6 +99,8 @@ impl ForwarderConfig {
             max_udp_size: reply::OUR_UDP_SIZE,
             max_pending_per_client: 1_250,
             min_guess_bits: 32,
+            routes: Vec::new(),
+            local: Arc::default(),
         }
     }
 }
@@ -167,6 +178,8 @@ enum Verdict {
 pub struct Forwarder {
     cfg: ForwarderConfig,
     upstreams: Upstreams,
+    /// Which upstreams each zone may use (from `cfg.routes`).
+    routes: routes::Routes,
     pending: PendingTable,
     groups: Vec<Option<Group>>,
     out: VecDeque<Transmit>,
@@ -265,6 +278,7 @@ impl Forwarder {
         cfg.max_udp_size = cfg.max_udp_size.max(512);
         Forwarder {
             upstreams: Upstreams::new(&cfg.upstreams),
+            routes: routes::Routes::new(&cfg.upstreams, &cfg.routes),
             pending: PendingTable::new(cfg.max_pending),
             groups: Vec::new(),
             out: VecDeque::new(),
@@ -582,7 +596,8 @@ impl Forwarder {
             self.recycle_waiters(waiters);
             return None;
         }
-        let upstream = self.upstreams.pick(now, 0, self.cfg.timeout);
+        let allowed = self.routes.allowed(key.name());
+        let upstream = self.upstreams.pick_in(now, 0, allowed, self.cfg.timeout);
         let mix = self.upstreams.mixes_case(upstream);
         let guess_bits = self.guess_bits(&key, mix);
         let drawn = Spelling::random(key.name(), mix, self.rng.as_mut()).and_then(|s| {
@@ -884,8 +899,11 @@ impl Forwarder {
     }
 
     fn has_untried(&self, slot: Slot) -> bool {
-        let all = self.upstreams.live_mask();
-        self.pending.get(slot).is_some_and(|p| p.tried & all != all)
+        let live = self.upstreams.live_mask();
+        self.pending.get(slot).is_some_and(|p| {
+            let all = live & self.routes.allowed(p.key.name());
+            p.tried & all != all
+        })
     }
 
     /// After an immediate failure (ICMP refused, TCP reset): try an upstream this query
@@ -913,7 +931,10 @@ impl Forwarder {
             return;
         };
         let (tried, udp_closed, bits) = (p.tried, p.udp_closed, p.guess_bits);
-        let upstream = self.upstreams.pick(now, tried, self.cfg.timeout);
+        let allowed = self.routes.allowed(p.key.name());
+        let upstream = self
+            .upstreams
+            .pick_in(now, tried, allowed, self.cfg.timeout);
         match self.via(now, upstream, udp_closed, bits) {
             Some(via) => self.resend(now, slot, upstream, via),
             None => {

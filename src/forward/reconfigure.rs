@@ -63,6 +63,9 @@ impl Forwarder {
                 .is_some_and(|a| cfg.upstreams.contains(&a));
             self.upstreams.set_live(i, live);
         }
+        // Zone routes name addresses: map them to the indexes the upstreams have now.
+        let addrs: Vec<SocketAddr> = self.upstreams.addrs().collect();
+        self.routes = super::routes::Routes::new(&addrs, &cfg.routes);
         cfg.sockets_per_upstream = self.cfg.sockets_per_upstream;
         cfg.max_pending = self.cfg.max_pending;
         cfg.cache = self.cfg.cache;

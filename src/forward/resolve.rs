@@ -58,6 +58,9 @@ impl Forwarder {
             max_response: max,
             spelling,
         };
+        if self.answer_locally(&key, &waiter) {
+            return;
+        }
         let mut stale = false;
         if self.cache.enabled() {
             match self.cache.get(key.as_bytes(), now) {

@@ -40,6 +40,7 @@ fn forwarder(upstreams: u16, max_pending: usize) -> Forwarder {
         max_pending_per_client: usize::MAX,
         // Small pools and short names: the guessing floor is tested on its own.
         min_guess_bits: 0,
+        ..ForwarderConfig::new(Vec::new())
     };
     Forwarder::new(cfg, Box::new(SeededRandom::new(42)))
 }

@@ -105,7 +105,14 @@ impl Upstreams {
     /// recovered upstream wins its traffic back without every client paying for a dead
     /// one. Otherwise: the fastest untried one that is up; else the untried one due
     /// back soonest; once all were tried, the fastest that is up.
+    #[cfg(test)]
     pub fn pick(&mut self, now: Instant, tried: u64, hold: Duration) -> usize {
+        self.pick_in(now, tried, u64::MAX, hold)
+    }
+
+    /// [`pick`](Self::pick) among the upstreams in `allowed` (a zone's route) only.
+    pub fn pick_in(&mut self, now: Instant, tried: u64, allowed: u64, hold: Duration) -> usize {
+        let tried = tried | !allowed;
         let probe = self.list.iter_mut().enumerate().find(|(i, u)| {
             !u.retired
                 && tried & (1u64 << i) == 0
@@ -116,14 +123,22 @@ impl Upstreams {
             u.down_until = Some(now + hold);
             return i;
         }
-        self.choose(now, tried)
+        self.choose(now, tried, allowed)
     }
 
-    fn choose(&self, now: Instant, tried: u64) -> usize {
+    fn choose(&self, now: Instant, tried: u64, allowed: u64) -> usize {
         let is_up = |u: &Upstream| u.down_until.is_none_or(|t| t <= now);
         let untried = |i: &usize| tried & (1u64 << i) == 0;
+        let allowed = |i: &usize| allowed & (1u64 << i) != 0;
         let by_rtt = |(i, u): (usize, &Upstream)| (u.srtt_us, i);
-        let live = || self.list.iter().enumerate().filter(|(_, u)| !u.retired);
+        // Retired upstreams (removed by a reload) and those outside the zone's route
+        // are never chosen.
+        let live = || {
+            self.list
+                .iter()
+                .enumerate()
+                .filter(|(i, u)| !u.retired && allowed(i))
+        };
         let fastest = |only_untried: bool| {
             live()
                 .filter(|(i, u)| is_up(u) && (!only_untried || untried(i)))
@@ -334,6 +349,24 @@ mod tests {
         assert_eq!(u.pick(now, 0, HOLD), 1);
         assert_eq!(u.pick(now, 0b010, HOLD), 0, "next fastest when 1 was tried");
         assert_eq!(u.pick(now, 0b111, HOLD), 1, "all tried: fastest again");
+    }
+
+    #[test]
+    fn picks_only_among_the_allowed() {
+        let now = Instant::now();
+        let mut u = three();
+        u.success(0, Duration::from_millis(1));
+        assert_eq!(u.pick_in(now, 0, 0b110, HOLD), 1);
+        assert_eq!(u.pick_in(now, 0b010, 0b110, HOLD), 2);
+        for _ in 0..DOWN_AFTER {
+            u.failure(1, now, Duration::from_secs(1));
+            u.failure(2, now, Duration::from_secs(1));
+        }
+        let p = u.pick_in(now, 0b110, 0b110, HOLD);
+        assert!(
+            p == 1 || p == 2,
+            "all allowed tried and down: still one of them, not {p}"
+        );
     }
 
     #[test]

@@ -158,7 +158,7 @@ impl Server {
             waker,
             stop: Arc::new(AtomicBool::new(false)),
         };
-        let core_cfg = reload::forwarder_config(&cfg);
+        let core_cfg = reload::forwarder_config(&cfg)?;
         let mut server = Server {
             core: Forwarder::new(core_cfg, Box::new(OsRandom::new())),
             udp_listeners: Vec::new(),

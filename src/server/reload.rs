@@ -50,8 +50,10 @@ pub(super) struct Reloader {
 /// What the core gets of the settings. Settings derived from files (hosts, blocklists,
 /// zone routes) that the core holds go here too, so that start-up and reload build
 /// them the same way.
-pub(super) fn forwarder_config(cfg: &Config) -> ForwarderConfig {
-    ForwarderConfig {
+pub(super) fn forwarder_config(cfg: &Config) -> std::io::Result<ForwarderConfig> {
+    let local = crate::local::LocalData::load(&cfg.local)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+    Ok(ForwarderConfig {
         upstreams: cfg.upstreams.clone(),
         sockets_per_upstream: cfg.sockets_per_upstream,
         timeout: cfg.timeout,
@@ -62,7 +64,9 @@ pub(super) fn forwarder_config(cfg: &Config) -> ForwarderConfig {
         max_udp_size: cfg.max_udp_size,
         max_pending_per_client: cfg.max_pending_per_client,
         min_guess_bits: cfg.min_guess_bits,
-    }
+        routes: cfg.routes.clone(),
+        local: std::sync::Arc::new(local),
+    })
 }
 
 impl Reloader {
@@ -120,7 +124,7 @@ impl Server {
             .map_err(|e| e.to_string())?;
         let mut fresh = self.open_new_upstreams(&new.upstreams)?;
         self.core
-            .reconfigure(forwarder_config(&new))
+            .reconfigure(forwarder_config(&new).map_err(|e| e.to_string())?)
             .map_err(|e| e.to_string())?;
         let slots = self.core.upstream_slots();
         for (u, &(addr, live)) in slots.iter().enumerate() {
