@@ -91,6 +91,8 @@ const STATS: &[(&str, &str, Field)] = &[
     ("rng_failures", "Queries answered SERVFAIL because the random generator failed.", |s| s.rng_failures),
     ("evicted_queries", "Queries in flight ended to make room for another client's (fair shares).", |s| s.evicted_queries),
     ("loops", "Our own upstream queries that came back as client queries (forwarding loops).", |s| s.loops),
+    ("local_answers", "Queries answered from hosts files and local records.", |s| s.local_answers),
+    ("blocked", "Queries answered for a blocklisted name.", |s| s.blocked),
     ("refused_acl", "Queries from sources outside the ACL answered REFUSED.", |s| s.refused_acl),
     ("dropped_acl", "Packets from sources outside the ACL dropped.", |s| s.dropped_acl),
     ("rate_limited", "UDP queries over their client's --rate-limit.", |s| s.rate_limited),

@@ -53,7 +53,7 @@ fn ask(server: SocketAddr, name: &str, rtype: RType, edns: Option<u16>) -> Messa
 
 /// Queries the mock upstream was asked, UDP and TCP (a short name such as `example`
 /// goes over TCP: it offers a forger fewer than 32 bits over UDP).
-fn udp(m: &MockUpstream) -> usize {
+fn asked(m: &MockUpstream) -> usize {
     m.udp_queries.load(Ordering::SeqCst) + m.tcp_queries.load(Ordering::SeqCst)
 }
 
@@ -83,7 +83,7 @@ fn zones_go_to_their_upstreams_and_the_rest_to_the_default() {
     for (name, rtype, want_a, want_b) in cases {
         let m = ask(f.addr, name, rtype, None);
         assert_eq!(m.rcode(), Rcode::NOERROR, "{name}");
-        assert_eq!((udp(&a), udp(&b)), (want_a, want_b), "after {name}");
+        assert_eq!((asked(&a), asked(&b)), (want_a, want_b), "after {name}");
     }
 }
 
@@ -107,8 +107,8 @@ fn a_zone_fails_over_among_its_own_upstreams_only() {
         let m = ask(f.addr, &format!("h{i}.corp.example"), RType::A, None);
         assert_eq!(m.answers.len(), 1, "answered by the zone's live upstream");
     }
-    assert_eq!(udp(&b), 6);
-    assert_eq!(udp(&a), 0, "the default set never sees the zone's names");
+    assert_eq!(asked(&b), 6);
+    assert_eq!(asked(&a), 0, "the default set never sees the zone's names");
 }
 
 #[test]
@@ -149,10 +149,10 @@ fn hosts_names_are_answered_without_the_upstream() {
         "NODATA"
     );
     assert!(m.header.aa);
-    assert_eq!(udp(&up), 0, "the upstream saw nothing");
+    assert_eq!(asked(&up), 0, "the upstream saw nothing");
     let m = ask(f.addr, "www.example.org", RType::A, None);
     assert_eq!(m.answers.len(), 1);
-    assert_eq!(udp(&up), 1, "other names are forwarded");
+    assert_eq!(asked(&up), 1, "other names are forwarded");
     let stats = f.stop();
     assert_eq!(
         (stats.local_answers, stats.blocked, stats.forwarded),
@@ -219,7 +219,7 @@ fn local_records_of_each_type() {
     );
     let m = ask(f.addr, "lan", RType::A, None);
     assert_eq!((m.rcode(), m.answers.len()), (Rcode::NOERROR, 0));
-    assert_eq!(udp(&up), 0);
+    assert_eq!(asked(&up), 0);
 }
 
 #[test]
@@ -259,7 +259,7 @@ fn blocked_names_get_nxdomain_with_ede_15_and_exceptions_pass() {
         m.edns().is_none(),
         "no OPT record for a client without EDNS"
     );
-    assert_eq!(udp(&up), 0);
+    assert_eq!(asked(&up), 0);
     for name in [
         "ok.ads.example",
         "deep.ok.ads.example",
@@ -273,7 +273,7 @@ fn blocked_names_get_nxdomain_with_ede_15_and_exceptions_pass() {
             "{name} is forwarded"
         );
     }
-    assert_eq!(udp(&up), 4);
+    assert_eq!(asked(&up), 4);
     let stats = f.stop();
     assert_eq!((stats.blocked, stats.forwarded), (5, 4));
 }
@@ -300,7 +300,7 @@ fn block_answer_null_gives_unspecified_addresses() {
     );
     let m = ask(f.addr, "ads.example", RType::MX, None);
     assert_eq!((m.rcode(), m.answers.len()), (Rcode::NOERROR, 0));
-    assert_eq!(udp(&up), 0);
+    assert_eq!(asked(&up), 0);
 }
 
 /// Runs the binary, killed if still running after 5 s.

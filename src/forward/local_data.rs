@@ -25,10 +25,12 @@ impl Forwarder {
             None => return false,
             Some(Answered::Local(b)) => {
                 self.stats.local_answers += 1;
+                self.events.source(super::events::AnswerSource::Local);
                 b
             }
             Some(Answered::Blocked(b)) => {
                 self.stats.blocked += 1;
+                self.events.source(super::events::AnswerSource::Blocked);
                 b
             }
         };
