@@ -76,7 +76,7 @@ impl Key {
             bytes,
             len: b.len(),
         };
-        (key.name().len() + 5 == b.len()).then_some(key)
+        (Key::walked_name_len(b) + 5 == b.len()).then_some(key)
     }
 
     /// The same question with other flags (RD = 4, DO = 2, CD = 1).
@@ -102,14 +102,22 @@ impl Key {
 
     /// The folded name, in uncompressed wire form (ends with the root label).
     pub fn name(&self) -> &[u8] {
+        // Every constructor lays a key out as name, QTYPE, QCLASS, flags (5 octets).
+        self.bytes
+            .get(..self.len.saturating_sub(5))
+            .unwrap_or_default()
+    }
+
+    /// Octets of the uncompressed name at the start of `b`, by its label lengths.
+    fn walked_name_len(b: &[u8]) -> usize {
         let mut at = 0;
-        while let Some(&n) = self.bytes.get(at) {
+        while let Some(&n) = b.get(at) {
             at += 1 + usize::from(n);
-            if n == 0 || at >= self.len {
+            if n == 0 || at >= b.len() {
                 break;
             }
         }
-        self.bytes.get(..at.min(self.len)).unwrap_or_default()
+        at.min(b.len())
     }
 
     /// QTYPE and QCLASS as on the wire (4 octets).

@@ -253,7 +253,7 @@ enum Outcome<'a> {
 /// A hasher for keys that are already the output of a keyed hash (the cache's SipHash
 /// of a question key): hashing them again would cost as much and add nothing.
 #[derive(Default)]
-struct Prehashed(u64);
+pub(crate) struct Prehashed(u64);
 
 impl Hasher for Prehashed {
     fn finish(&self) -> u64 {
@@ -572,7 +572,8 @@ impl Forwarder {
         let owner = waiters
             .first()
             .filter(|_| self.cfg.max_pending_per_client > 0)
-            .and_then(|w| owner_of(w.client));
+            .and_then(|w| owner_of(w.client))
+            .map(|addr| self.shares.client(addr));
         let admitted = match owner {
             _ if self.upstreams.is_empty() => false,
             None => !self.pending.is_full(),

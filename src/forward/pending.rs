@@ -164,8 +164,8 @@ pub struct Pending {
     pub guess_bits: u32,
     /// Ended to make room for another client's query (fair shares).
     pub evicted: bool,
-    /// The client it counts against (fair shares); `None` for a prefetch.
-    pub owner: Option<u128>,
+    /// The client it counts against (fair shares: its keyed hash); `None` for a prefetch.
+    pub owner: Option<u64>,
     /// Unique per query started (slots are reused).
     pub serial: u64,
     /// An attempt failed at once (ICMP unreachable, TCP refused or reset): if the query

@@ -4,6 +4,7 @@
 //! slot (its waiters get SERVFAIL). So a flood of never-answered names from one source
 //! costs that source its own queries, not everybody's.
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, BuildHasherDefault, RandomState};
 use std::time::{Duration, Instant};
 
 use super::pending::Slot;
@@ -35,25 +36,34 @@ const RESCAN_EVERY: Duration = Duration::from_millis(100);
 
 #[derive(Debug)]
 pub struct Shares {
-    owners: HashMap<u128, Owner>,
+    /// By the keyed hash of the client (see [`Shares::client`]): hashed once a query.
+    owners: HashMap<u64, Owner, BuildHasherDefault<super::Prehashed>>,
+    hasher: RandomState,
     per_client: u32,
     /// The client with the most queries in flight, as last seen (kept cheaply: updated
     /// when a client passes it, rescanned at most every `RESCAN_EVERY`).
-    heaviest: Option<u128>,
+    heaviest: Option<u64>,
     rescanned: Option<Instant>,
 }
 
 impl Shares {
     pub fn new(per_client: usize) -> Shares {
         Shares {
-            owners: HashMap::new(),
+            owners: HashMap::default(),
+            hasher: RandomState::new(),
             per_client: u32::try_from(per_client.max(1)).unwrap_or(u32::MAX),
             heaviest: None,
             rescanned: None,
         }
     }
 
-    fn in_flight(&self, who: u128) -> u32 {
+    /// The key a client (an address, IPv6 by /64) is counted under: a keyed hash, so
+    /// spoofed sources cannot aim at one bucket of the map.
+    pub fn client(&self, addr: u128) -> u64 {
+        self.hasher.hash_one(addr)
+    }
+
+    fn in_flight(&self, who: u64) -> u32 {
         self.owners.get(&who).map_or(0, |o| o.in_flight)
     }
 
@@ -62,7 +72,7 @@ impl Shares {
     pub fn admit(
         &mut self,
         now: Instant,
-        who: u128,
+        who: u64,
         table_full: bool,
         live: impl Fn(Started) -> bool,
     ) -> Admit {
@@ -101,7 +111,7 @@ impl Shares {
     }
 
     /// `who` started the query `s`.
-    pub fn started(&mut self, who: u128, s: Started, live: impl Fn(Started) -> bool) {
+    pub fn started(&mut self, who: u64, s: Started, live: impl Fn(Started) -> bool) {
         let o = self.owners.entry(who).or_default();
         o.in_flight += 1;
         o.started.push_back(s);
@@ -128,7 +138,7 @@ impl Shares {
     }
 
     /// A query of `who` ended.
-    pub fn finished(&mut self, who: u128) {
+    pub fn finished(&mut self, who: u64) {
         if let Some(o) = self.owners.get_mut(&who) {
             o.in_flight = o.in_flight.saturating_sub(1);
             if o.in_flight == 0 {
