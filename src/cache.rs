@@ -22,6 +22,7 @@ use crate::wire::{
 
 mod ghost;
 mod store;
+pub(crate) use store::Prehashed;
 
 use store::{Queue, Store};
 

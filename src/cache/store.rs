@@ -78,7 +78,7 @@ impl Entry {
 
 /// The index's keys are already keyed SipHash values: hashing them again is wasted time.
 #[derive(Default)]
-pub(super) struct Prehashed(u64);
+pub(crate) struct Prehashed(u64);
 
 impl Hasher for Prehashed {
     fn finish(&self) -> u64 {

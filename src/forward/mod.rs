@@ -34,7 +34,7 @@ mod tests;
 mod upstream;
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -250,26 +250,9 @@ enum Outcome<'a> {
     Failed(Ede),
 }
 
-/// A hasher for keys that are already the output of a keyed hash (the cache's SipHash
-/// of a question key): hashing them again would cost as much and add nothing.
-#[derive(Default)]
-pub(crate) struct Prehashed(u64);
-
-impl Hasher for Prehashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
+/// Keys that are already a keyed hash (SipHash of a question or a client) are not
+/// hashed again (the cache's hasher for its index).
+pub(crate) use crate::cache::Prehashed;
 
 impl Forwarder {
     pub fn new(mut cfg: ForwarderConfig, rng: Box<dyn IdSource>) -> Forwarder {
