@@ -71,6 +71,7 @@ impl Forwarder {
         cfg.cache = self.cfg.cache;
         cfg.edns_size = cfg.edns_size.clamp(512, 4096);
         cfg.max_udp_size = cfg.max_udp_size.max(512);
+        self.shares.set_per_client(cfg.max_pending_per_client);
         self.cfg = cfg;
         Ok(())
     }

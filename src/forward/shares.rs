@@ -57,6 +57,11 @@ impl Shares {
         }
     }
 
+    /// A new share (a reload); queries in flight keep counting.
+    pub fn set_per_client(&mut self, per_client: usize) {
+        self.per_client = u32::try_from(per_client.max(1)).unwrap_or(u32::MAX);
+    }
+
     /// The key a client (an address, IPv6 by /64) is counted under: a keyed hash, so
     /// spoofed sources cannot aim at one bucket of the map.
     pub fn client(&self, addr: u128) -> u64 {
