@@ -44,7 +44,8 @@ pub struct ServeArgs {
     /// Default: 10000.
     #[arg(long, value_name = "MS")]
     pub tcp_idle: Option<u64>,
-    /// Most client TCP connections at once; the oldest idle one is closed to make room.
+    /// Most client TCP connections at once; when full, a connection of the address
+    /// holding the most (idle ones first) is closed to make room.
     /// Default: 256.
     #[arg(long, value_name = "N")]
     pub max_tcp_clients: Option<usize>,
