@@ -306,6 +306,10 @@ impl Forwarder {
         }
         self.stats.queries += 1;
         self.events.arrived(now, client);
+        if self.shrunk.is_none() {
+            // The memory check's clock starts with the first query.
+            self.shrunk = Some(now);
+        }
         let view = match MessageView::parse(bytes) {
             Ok(v) => v,
             Err(_) => {
@@ -850,7 +854,11 @@ impl Forwarder {
         };
         let mut at = self.inflight.get(&self.question_hash(&key)).copied();
         let mut hit = vec![slot];
-        while let Some(s) = at {
+        // Chains are short (see `find_inflight`); the bound only guards against a bug.
+        for _ in 0..64 {
+            let Some(s) = at else {
+                break;
+            };
             let Some(p) = self.pending.get(s) else {
                 break;
             };
@@ -1095,8 +1103,7 @@ impl Forwarder {
 
     /// After a burst: the pending table, the spare lists and the indexes shrink back.
     fn give_memory_back(&mut self) {
-        self.gave_back = true;
-        self.pending.shrink();
+        self.gave_back |= self.pending.shrink();
         self.spare_waiters.truncate(64);
         self.spare_waiters.shrink_to_fit();
         self.inflight.shrink_to(2 * self.pending.len());

@@ -367,14 +367,15 @@ impl PendingTable {
     /// Gives memory back once the table has emptied out after a burst (an attack, or a
     /// dead upstream): free slots at the end of the slab go, spare buffers beyond a few
     /// go, and the timer heap drops its stale items. Slots in use keep their indices.
-    pub fn shrink(&mut self) {
+    /// Returns whether it gave anything back.
+    pub fn shrink(&mut self) -> bool {
         let keep = self
             .slots
             .iter()
             .rposition(Option::is_some)
             .map_or(0, |last| last + 1);
         if self.slots.capacity() <= 2 * keep + 256 {
-            return;
+            return false;
         }
         self.slots.truncate(keep);
         self.slots.shrink_to(2 * keep);
@@ -390,6 +391,7 @@ impl PendingTable {
                 .is_some_and(|p| p.attempt == *attempt)
         });
         self.timers.shrink_to(2 * self.len + 64);
+        true
     }
 
     /// The earliest armed timer that is still live.
@@ -546,7 +548,8 @@ mod tests {
         for &s in &slots[1..] {
             t.remove(s);
         }
-        t.shrink();
+        assert!(t.shrink());
+        assert!(!t.shrink(), "nothing more to give back");
         assert!(t.slots.capacity() < 300, "{}", t.slots.capacity());
         assert!(t.get(slots[0]).is_some(), "the one in use stays");
         // And the table still works.

@@ -42,7 +42,10 @@ impl Forwarder {
                     self.stats.loops
                 );
             }
-            return self.refuse(client, view.bytes(), Some(view), Rcode::SERVFAIL);
+            return match group {
+                Some(part) => self.part_done(part, None),
+                None => self.refuse(client, view.bytes(), Some(view), Rcode::SERVFAIL),
+            };
         }
         let max = match group {
             Some(_) => crate::wire::MAX_MESSAGE_LEN,
@@ -89,6 +92,11 @@ impl Forwarder {
                 if p.waiters.len() < super::MAX_WAITERS {
                     p.waiters.push(waiter);
                     self.stats.coalesced += 1;
+                    if stale && p.stale_at.is_none() {
+                        // Joined a query (a prefetch, say) that had no stale answer to
+                        // fall back on: this client gets one after 1.8 s all the same.
+                        self.arm_stale_timer(now, slot);
+                    }
                 } else {
                     self.overloaded(now, &key, &[waiter], stale);
                 }
@@ -103,9 +111,12 @@ impl Forwarder {
     }
 
     /// Whether `view` is one of our own upstream queries: the ID of a live attempt, the
-    /// same question spelled in the same random case, and our EDNS size.
+    /// same question spelled in the same random case, and our EDNS size. A spelling all
+    /// in lower case proves nothing (an ordinary client asks so), and such a loop breaks
+    /// anyway: the looped query joins itself and times out.
     fn is_our_own(&self, view: &MessageView<'_>, key: &Key, spelling: &Spelling) -> bool {
-        let ours = view.opt.is_some_and(|o| o.udp_size == self.cfg.edns_size);
+        let ours =
+            !spelling.is_lower() && view.opt.is_some_and(|o| o.udp_size == self.cfg.edns_size);
         ours && self
             .pending
             .slot_of(view.header.id)
@@ -180,7 +191,15 @@ impl Forwarder {
             return;
         }
         self.stats.prefetches += 1;
-        let _ = self.start(now, key, Some(hash), Vec::new(), false);
+        if self
+            .start(now, key.clone(), Some(hash), Vec::new(), false)
+            .is_none()
+        {
+            // Not sent (table full): let a later hit try again.
+            if let Lookup::Fresh(e) | Lookup::Stale(e) = self.cache.get(key.as_bytes(), now) {
+                e.prefetching = false;
+            }
+        }
     }
 
     /// The cache's answer for `asker` (fresh, or stale with TTL 30).
