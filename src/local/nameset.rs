@@ -119,15 +119,16 @@ impl NameSet {
         let Some(labels) = label_ring(name, &mut ring) else {
             return false;
         };
+        let Some(buf) = padded(name) else {
+            return false;
+        };
         // No member is deeper than `deepest` labels: its suffixes are not hashed.
         let deepest = (127 - self.depths.leading_zeros()) as usize;
         let mut h = self.seed;
         let mut found = false;
         for depth in 1..=labels.min(deepest) {
             let at = usize::from(ring.get((labels - depth) % MAX_DEPTH).copied().unwrap_or(0));
-            let label = name.get(at..).unwrap_or_default();
-            let len = label.first().map_or(0, |&l| usize::from(l) + 1);
-            h = mix(h, label.get(..len).unwrap_or_default());
+            h = mix(h, &buf, at);
             if self.depths & (1u128 << depth) != 0 {
                 // No early exit: the probes of all depths are independent loads, which
                 // the processor overlaps; `found` is read once at the end.
@@ -224,25 +225,46 @@ fn label_ring(name: &[u8], ring: &mut [u8; MAX_DEPTH]) -> Option<usize> {
 fn hash(seed: u64, name: &[u8]) -> Option<(u64, usize)> {
     let mut ring = [0u8; MAX_DEPTH];
     let labels = label_ring(name, &mut ring).filter(|&n| n <= MAX_DEPTH)?;
+    let buf = padded(name)?;
     let mut h = seed;
     for &at in ring.iter().take(labels).rev() {
-        let label = name.get(usize::from(at)..)?;
-        let len = label.first().map_or(0, |&l| usize::from(l) + 1);
-        h = mix(h, label.get(..len)?);
+        h = mix(h, &buf, usize::from(at));
     }
     Some((finish(h), labels))
 }
 
-/// One label (its length octet and octets) into the running hash, 8 octets a step.
+/// Room for the longest name [`label_ring`] accepts (a label starting at octet 254,
+/// 64 octets, the root) and a full 8-octet read past its end.
+const PADDED: usize = 328;
+
+/// `name` copied into a zeroed buffer, so [`mix`] reads whole words. `None` if longer
+/// than any name [`label_ring`] accepts.
 #[inline]
-fn mix(mut h: u64, label: &[u8]) -> u64 {
-    for chunk in label.chunks(8) {
-        let mut b = [0u8; 8];
-        if let Some(dst) = b.get_mut(..chunk.len()) {
-            dst.copy_from_slice(chunk);
+fn padded(name: &[u8]) -> Option<[u8; PADDED]> {
+    let mut buf = [0u8; PADDED];
+    buf.get_mut(..name.len())?.copy_from_slice(name);
+    Some(buf)
+}
+
+/// One label (its length octet and octets, `buf[at..]`) into the running hash, 8
+/// octets a step (the octets past the label read as 0).
+#[inline]
+fn mix(mut h: u64, buf: &[u8; PADDED], at: usize) -> u64 {
+    let len = buf.get(at).map_or(0, |&l| usize::from(l) + 1);
+    let mut i = 0;
+    while i < len {
+        let Some(word) = buf.get(at + i..at + i + 8).and_then(|w| <[u8; 8]>::try_from(w).ok())
+        else {
+            break;
+        };
+        let mut v = u64::from_le_bytes(word);
+        let rest = len - i;
+        if rest < 8 {
+            v &= (1u64 << (rest * 8)) - 1;
         }
-        h = (h ^ u64::from_le_bytes(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        h = (h ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         h ^= h >> 29;
+        i += 8;
     }
     h
 }
