@@ -253,7 +253,9 @@ fn mix(mut h: u64, buf: &[u8; PADDED], at: usize) -> u64 {
     let len = buf.get(at).map_or(0, |&l| usize::from(l) + 1);
     let mut i = 0;
     while i < len {
-        let Some(word) = buf.get(at + i..at + i + 8).and_then(|w| <[u8; 8]>::try_from(w).ok())
+        let Some(word) = buf
+            .get(at + i..at + i + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
         else {
             break;
         };
