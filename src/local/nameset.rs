@@ -1,21 +1,27 @@
 //! A set of domain names that answers "is this name, or a domain it is under, in the
 //! set?" in a few probes, for blocklists of a million names.
 //!
-//! Names are kept folded to lower case, in uncompressed wire form, back to back in one
-//! arena; an open-addressing table (linear probing, at most half full) holds for each
-//! a 32-bit tag of its hash and its offset. A name's hash is built label by label from
-//! the root, so one pass over the asked name from its last label yields the hash of
-//! every suffix; only suffixes with as many labels as some member (2 to 4 for a typical
-//! list) are probed, and a tag match is confirmed by comparing the octets. Members have
-//! at most [`MAX_DEPTH`] labels (real lists stay far below).
-//! The hash is seeded per set, so a list cannot be built to collide against a known
-//! seed. In front of the table, a filter of 4 bits per slot (three bits per name, set
-//! in one 64-bit word: 1 to 3% false positives) is small enough to stay in the
-//! processor's cache, so a name that is not listed, the common case, rarely touches
-//! the table.
+//! A member is kept only as its 64-bit hash, in an open-addressing table (linear
+//! probing, at most half full). The hash is built label by label from the root over
+//! the folded, uncompressed wire form, so one pass over the asked name from its last
+//! label yields the hash of every suffix; only suffixes with as many labels as some
+//! member (2 to 4 for a typical list) are probed, each with one load from the table
+//! (the probes of one name are independent, so the processor overlaps their misses).
+//! Members have at most [`MAX_DEPTH`] labels (real lists stay far below).
 //!
-//! Memory: the names (about 20 octets each in real lists) plus 8.5 octets per slot, 2
-//! to 4 slots per name: 40 to 60 octets a name.
+//! No octets are kept, so a match is not confirmed against the name: the hash is
+//! keyed by a per-set random seed (a list cannot be built to collide against a known
+//! seed), and with 64-bit hashes a name that is not a member matches one with a
+//! probability of about `members / 2^64` (5e-14 for a million members) per probed
+//! suffix. For a blocklist that is acceptable: the worst case is one more name answered
+//! as blocked. Two members with the same hash count as one (same odds, squared by the
+//! birthday bound: 3e-8 for a million), and both stay blocked.
+//!
+//! In front of the table, a filter of 4 bits per slot (three bits per name, set in one
+//! 64-bit word: 1 to 3% false positives) is small enough to stay in the processor's
+//! cache, so a name that is not listed, the common case, rarely touches the table.
+//!
+//! Memory: 8.5 octets per slot, 2 to 4 slots per name: 17 to 34 octets a name.
 
 /// Most labels of a member (longer names are refused by [`NameSet::insert`]).
 pub const MAX_DEPTH: usize = 32;
@@ -24,9 +30,7 @@ pub const MAX_DEPTH: usize = 32;
 /// `len`, so every probe sequence meets an empty slot.
 #[derive(Clone)]
 pub struct NameSet {
-    /// The members, folded, in uncompressed wire form, back to back.
-    arena: Vec<u8>,
-    /// 0 = empty; else the high 32 bits of the name's hash << 32 | (arena offset + 1).
+    /// 0 = empty; else a member's hash (never 0, see [`finish`]).
     slots: Vec<u64>,
     /// Three bits per member in one word, from its hash; `slots.len() / 16` words (8
     /// to 16 bits per member: 1 to 3% false positives).
@@ -58,7 +62,6 @@ impl NameSet {
     /// An empty set whose hash is keyed by `seed`.
     pub fn with_seed(seed: u64) -> NameSet {
         NameSet {
-            arena: Vec::new(),
             slots: Vec::new(),
             filter: Vec::new(),
             len: 0,
@@ -75,9 +78,9 @@ impl NameSet {
         self.len == 0
     }
 
-    /// Octets of heap the set holds (arena and table, at their capacity).
+    /// Octets of heap the set holds (table and filter, at their capacity).
     pub fn heap_bytes(&self) -> usize {
-        self.arena.capacity() + self.slots.capacity() * 8 + self.filter.capacity() * 8
+        self.slots.capacity() * 8 + self.filter.capacity() * 8
     }
 
     /// Makes room for `n` more names without growing the table again.
@@ -86,28 +89,22 @@ impl NameSet {
         if want > self.slots.len() {
             self.rehash(want);
         }
-        self.arena.reserve(n.saturating_mul(20));
     }
 
     /// Adds `name` (folded, uncompressed wire form, as [`crate::forward::key::Key::name`]
-    /// gives it). Returns false if it was there already, or is not a wire-form name, or
-    /// has more than `MAX_DEPTH` (32) labels, or the arena is at its 4 GiB limit.
+    /// gives it). Returns false if it was there already (or a member has the same hash),
+    /// or is not a wire-form name, or has more than `MAX_DEPTH` (32) labels.
     pub fn insert(&mut self, name: &[u8]) -> bool {
-        let Some(h) = hash(self.seed, name) else {
+        let Some((h, labels)) = hash(self.seed, name) else {
             return false;
         };
-        let labels = count_labels(name).unwrap_or(0);
-        if self.find(h, name) {
+        if self.find(h) {
             return false;
         }
-        let Ok(offset) = u32::try_from(self.arena.len() + 1) else {
-            return false;
-        };
         if (self.len + 1) * 2 > self.slots.len() {
             self.rehash((self.slots.len() * 2).max(16));
         }
-        self.arena.extend_from_slice(name);
-        self.place(h, offset);
+        self.place(h);
         self.len += 1;
         self.depths |= 1u128 << labels.min(127);
         true
@@ -122,31 +119,32 @@ impl NameSet {
         let Some(labels) = label_ring(name, &mut ring) else {
             return false;
         };
+        let Some(buf) = padded(name) else {
+            return false;
+        };
+        // No member is deeper than `deepest` labels: its suffixes are not hashed.
+        let deepest = (127 - self.depths.leading_zeros()) as usize;
         let mut h = self.seed;
-        for depth in 1..=labels.min(MAX_DEPTH) {
+        let mut found = false;
+        for depth in 1..=labels.min(deepest) {
             let at = usize::from(ring.get((labels - depth) % MAX_DEPTH).copied().unwrap_or(0));
-            let suffix = name.get(at..).unwrap_or_default();
-            let len = suffix.first().map_or(0, |&l| usize::from(l) + 1);
-            h = mix(h, suffix.get(..len).unwrap_or_default());
+            h = mix(h, &buf, at);
             if self.depths & (1u128 << depth) != 0 {
+                // No early exit: the probes of all depths are independent loads, which
+                // the processor overlaps; `found` is read once at the end.
                 let f = finish(h);
-                if self.may_hold(f) && self.find(f, suffix) {
-                    return true;
-                }
-            }
-            if self.depths >> (depth + 1) == 0 {
-                return false; // no member is deeper
+                found |= self.may_hold(f) && self.find(f);
             }
         }
-        false
+        found
     }
 
     /// Whether exactly `name` is a member.
     pub fn contains(&self, name: &[u8]) -> bool {
-        self.len > 0 && hash(self.seed, name).is_some_and(|h| self.find(h, name))
+        self.len > 0 && hash(self.seed, name).is_some_and(|(h, _)| self.find(h))
     }
 
-    /// The filter word and its two bits for hash `h` (bits apart from the slot index).
+    /// The filter word and its three bits for hash `h` (bits apart from the slot index).
     fn filter_bits(&self, h: u64) -> (usize, u64) {
         let word = (h >> 20) as usize & self.filter.len().wrapping_sub(1);
         (
@@ -156,35 +154,28 @@ impl NameSet {
     }
 
     /// False if no member has hash `h`.
+    #[inline]
     fn may_hold(&self, h: u64) -> bool {
         let (word, bits) = self.filter_bits(h);
         self.filter.get(word).is_some_and(|w| w & bits == bits)
     }
 
-    /// Whether the member `name` with hash `h` is in the table.
-    fn find(&self, h: u64, name: &[u8]) -> bool {
+    /// Whether a member has hash `h` (see the module notes on false positives).
+    #[inline]
+    fn find(&self, h: u64) -> bool {
         let mask = self.slots.len().wrapping_sub(1);
-        let tag = h >> 32;
         let mut i = h as usize & mask;
         for _ in 0..self.slots.len() {
-            let s = self.slots.get(i).copied().unwrap_or(0);
-            if s == 0 {
-                return false;
+            match self.slots.get(i).copied() {
+                Some(0) | None => return false,
+                Some(s) if s == h => return true,
+                Some(_) => i = (i + 1) & mask,
             }
-            if s >> 32 == tag {
-                let at = (s as u32 as usize).wrapping_sub(1);
-                if self.arena.get(at..at + name.len()) == Some(name) {
-                    // A wire-form name ends at its root octet: equal octets up to the
-                    // end of `name` mean the member is exactly `name`.
-                    return true;
-                }
-            }
-            i = (i + 1) & mask;
         }
         false
     }
 
-    fn place(&mut self, h: u64, offset: u32) {
+    fn place(&mut self, h: u64) {
         let (word, bits) = self.filter_bits(h);
         if let Some(w) = self.filter.get_mut(word) {
             *w |= bits;
@@ -193,7 +184,7 @@ impl NameSet {
         let mut i = h as usize & mask;
         while let Some(s) = self.slots.get_mut(i) {
             if *s == 0 {
-                *s = (h >> 32) << 32 | u64::from(offset);
+                *s = h;
                 return;
             }
             i = (i + 1) & mask;
@@ -204,40 +195,7 @@ impl NameSet {
         let old = std::mem::replace(&mut self.slots, vec![0; size]);
         self.filter = vec![0; (size / 16).max(1)];
         for s in old.into_iter().filter(|&s| s != 0) {
-            let at = (s as u32 as usize).wrapping_sub(1);
-            let rest = self.arena.get(at..).unwrap_or_default();
-            let name = rest.get(..name_len(rest).unwrap_or(0)).unwrap_or_default();
-            self.place(hash(self.seed, name).unwrap_or(0), s as u32);
-        }
-    }
-}
-
-/// The number of labels of the wire-form `name` (root not counted), which must end
-/// exactly at its root octet. `None` if `name` is not one name.
-fn count_labels(name: &[u8]) -> Option<usize> {
-    let mut at = 0usize;
-    let mut n = 0;
-    loop {
-        let len = usize::from(*name.get(at)?);
-        if len == 0 {
-            return (at + 1 == name.len()).then_some(n);
-        }
-        if len > 63 || at > 254 {
-            return None;
-        }
-        n += 1;
-        at += 1 + len;
-    }
-}
-
-/// The length of the wire-form name at the start of `b`.
-fn name_len(b: &[u8]) -> Option<usize> {
-    let mut at = 0usize;
-    loop {
-        let len = usize::from(*b.get(at)?);
-        at += 1 + len;
-        if len == 0 {
-            return Some(at);
+            self.place(s);
         }
     }
 }
@@ -262,42 +220,66 @@ fn label_ring(name: &[u8], ring: &mut [u8; MAX_DEPTH]) -> Option<usize> {
     }
 }
 
-/// The hash of a member: its labels mixed in from the root, finished. `None` if
-/// `name` is not a name of at most [`MAX_DEPTH`] labels.
-fn hash(seed: u64, name: &[u8]) -> Option<u64> {
+/// The hash of a member (its labels mixed in from the root, finished) and its number
+/// of labels. `None` if `name` is not a name of at most [`MAX_DEPTH`] labels.
+fn hash(seed: u64, name: &[u8]) -> Option<(u64, usize)> {
     let mut ring = [0u8; MAX_DEPTH];
     let labels = label_ring(name, &mut ring).filter(|&n| n <= MAX_DEPTH)?;
+    let buf = padded(name)?;
     let mut h = seed;
     for &at in ring.iter().take(labels).rev() {
-        let label = name.get(usize::from(at)..)?;
-        let len = label.first().map_or(0, |&l| usize::from(l) + 1);
-        h = mix(h, label.get(..len)?);
+        h = mix(h, &buf, usize::from(at));
     }
-    Some(finish(h))
+    Some((finish(h), labels))
 }
 
-/// One label (its length octet and octets) into the running hash, 8 octets a step.
+/// Room for the longest name [`label_ring`] accepts (a label starting at octet 254,
+/// 64 octets, the root) and a full 8-octet read past its end.
+const PADDED: usize = 328;
+
+/// `name` copied into a zeroed buffer, so [`mix`] reads whole words. `None` if longer
+/// than any name [`label_ring`] accepts.
 #[inline]
-fn mix(mut h: u64, label: &[u8]) -> u64 {
-    for chunk in label.chunks(8) {
-        let mut b = [0u8; 8];
-        if let Some(dst) = b.get_mut(..chunk.len()) {
-            dst.copy_from_slice(chunk);
+fn padded(name: &[u8]) -> Option<[u8; PADDED]> {
+    let mut buf = [0u8; PADDED];
+    buf.get_mut(..name.len())?.copy_from_slice(name);
+    Some(buf)
+}
+
+/// One label (its length octet and octets, `buf[at..]`) into the running hash, 8
+/// octets a step (the octets past the label read as 0).
+#[inline]
+fn mix(mut h: u64, buf: &[u8; PADDED], at: usize) -> u64 {
+    let len = buf.get(at).map_or(0, |&l| usize::from(l) + 1);
+    let mut i = 0;
+    while i < len {
+        let Some(word) = buf
+            .get(at + i..at + i + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+        else {
+            break;
+        };
+        let mut v = u64::from_le_bytes(word);
+        let rest = len - i;
+        if rest < 8 {
+            v &= (1u64 << (rest * 8)) - 1;
         }
-        h = (h ^ u64::from_le_bytes(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        h = (h ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         h ^= h >> 29;
+        i += 8;
     }
     h
 }
 
-/// MurmurHash3's 64-bit finaliser: every input bit reaches the slot index and the tag.
+/// MurmurHash3's 64-bit finaliser: every input bit reaches the slot index, the filter
+/// bits and the stored value. Never 0 (the empty slot): 0 becomes 1.
 #[inline]
 fn finish(mut h: u64) -> u64 {
     h ^= h >> 33;
     h = h.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
     h ^= h >> 33;
     h = h.wrapping_mul(0xC4CE_B9FE_1A85_EC53);
-    h ^ (h >> 33)
+    (h ^ (h >> 33)).max(1)
 }
 
 #[cfg(test)]
