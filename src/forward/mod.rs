@@ -319,6 +319,10 @@ impl Forwarder {
         };
         if header.opcode != Opcode::QUERY {
             self.refuse(client, bytes, Some(&view), Rcode::NOTIMP);
+        } else if view.opt.is_some_and(|o| o.version > 0) {
+            // RFC 6891 §6.1.3: an EDNS version we do not implement gets BADVERS, with an
+            // OPT record of the version we do (0).
+            self.refuse(client, bytes, Some(&view), Rcode::BADVERS);
         } else {
             match header.qdcount {
                 0 => self.refuse(client, bytes, Some(&view), Rcode::FORMERR),
@@ -495,7 +499,7 @@ impl Forwarder {
 
     fn count_error(&mut self, rcode: Rcode) {
         match rcode {
-            Rcode::FORMERR => self.stats.formerr += 1,
+            Rcode::FORMERR | Rcode::BADVERS => self.stats.formerr += 1,
             Rcode::NOTIMP => self.stats.notimp += 1,
             Rcode::SERVFAIL => self.stats.servfail += 1,
             _ => self.stats.overload += 1,

@@ -55,7 +55,10 @@ pub fn error_reply(query: &[u8], view: Option<&MessageView<'_>>, rcode: Rcode) -
     if let Some(v) = view {
         m.questions.extend(first_question(v));
         if let Some(opt) = v.opt {
-            m.additional.push(our_opt(opt.dnssec_ok));
+            let mut ours = our_opt(opt.dnssec_ok);
+            // The upper 8 bits of a 12-bit RCODE (BADVERS) ride in the OPT's TTL.
+            ours.ttl |= u32::from((rcode.0 >> 4) as u8) << 24;
+            m.additional.push(ours);
         }
     }
     Some(m.to_vec())

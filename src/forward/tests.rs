@@ -1171,3 +1171,20 @@ fn a_client_asking_in_lower_case_with_our_id_is_not_taken_for_a_loop() {
     assert!(drain(&mut f).is_empty(), "it waits on the query in flight");
     assert_eq!((f.stats().loops, f.stats().coalesced), (0, 1));
 }
+
+#[test]
+fn an_unknown_edns_version_gets_badvers() {
+    let now = Instant::now();
+    let mut f = forwarder(1, 100);
+    let plain = query_msg(9, &["v1.example"], Some(1232));
+    let mut m = parse_message(&plain).unwrap();
+    let mut e = m.edns().unwrap();
+    e.version = 1;
+    m.additional = vec![e.to_record()];
+    f.handle_query(now, client(1), &m.to_vec());
+    let r = one(&mut f);
+    assert_eq!(r.to, Dest::Client(client(1)), "not forwarded");
+    let a = parse_message(&r.bytes).unwrap();
+    assert_eq!(a.rcode(), Rcode::BADVERS);
+    assert_eq!(a.edns().unwrap().version, 0);
+}
