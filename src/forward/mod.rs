@@ -18,6 +18,7 @@
 //! reach; many near misses put the whole upstream on TCP for a while.
 #[cfg(test)]
 mod cache_tests;
+mod complete;
 pub mod events;
 mod ids;
 pub mod key;
@@ -32,6 +33,7 @@ mod split;
 #[cfg(test)]
 mod tests;
 mod upstream;
+mod validate;
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasherDefault;
@@ -41,12 +43,12 @@ use std::time::{Duration, Instant};
 
 use events::{AnswerSource, Events, FailKind};
 pub use ids::{BrokenRandom, IdSource, OsRandom, SeededRandom};
-use key::{same_question_exact, same_question_folded, write_query, Key, Spelling};
+use key::{write_query, Key, Spelling};
 pub use pending::Client;
 use pending::{Attempt, Attempts, Pending, PendingTable, Slot, Via, Waiter};
 use upstream::Upstreams;
 
-use crate::cache::{Cache, CacheConfig, Lookup};
+use crate::cache::{Cache, CacheConfig};
 use crate::local::LocalData;
 use crate::stats::Stats;
 use crate::wire::{parse_header, MessageView, Opcode, Rcode, MAX_MESSAGE_LEN};
@@ -704,196 +706,6 @@ impl Forwarder {
         self.out.push_back(Transmit { to, bytes });
     }
 
-    /// What an upstream message is: see [`Verdict`].
-    fn judge(&mut self, now: Instant, source: Source, view: &MessageView<'_>) -> Verdict {
-        let bytes = view.bytes();
-        let id = view.header.id;
-        if let Some(slot) = self.pending.slot_of(id) {
-            if let Some(p) = self.pending.get(slot) {
-                let found = p.attempts.iter().enumerate().find(|(_, a)| a.id == id);
-                let on_path = found.is_some_and(|(_, a)| match (source, a.via) {
-                    (
-                        Source::Udp {
-                            upstream,
-                            socket,
-                            from,
-                        },
-                        Via::Udp { socket: s },
-                    ) => {
-                        upstream == a.upstream
-                            && socket == s
-                            && Some(from) == self.upstreams.addr(upstream)
-                    }
-                    (Source::Tcp { upstream }, Via::Tcp) => upstream == a.upstream,
-                    _ => false,
-                });
-                if let (true, Some((n, a))) = (on_path, found) {
-                    if p.udp_closed && matches!(source, Source::Udp { .. }) {
-                        // Spoofing was seen for this question: only TCP answers count.
-                        return Verdict::Late;
-                    }
-                    if same_question_exact(bytes, &p.spelling, &p.key) {
-                        return Verdict::Accept(slot, n, true);
-                    }
-                    if same_question_folded(bytes, &p.key) {
-                        // Our ID, our port, our question, but not our letter case: a
-                        // forgery over UDP, or an upstream that does not echo case.
-                        // Over TCP (out of an off-path forger's reach) it is the answer.
-                        self.stats.case_mismatches += 1;
-                        let upstream = a.upstream;
-                        self.upstreams.case_lost(upstream);
-                        return match source {
-                            Source::Tcp { .. } => Verdict::Accept(slot, n, false),
-                            Source::Udp { .. } => Verdict::NearMiss(slot),
-                        };
-                    }
-                }
-            }
-        }
-        if matches!(source, Source::Tcp { .. }) {
-            // Off-path forgers cannot reach our TCP connections: a mismatch there is a
-            // confused upstream, not a spoofing signal.
-            return Verdict::Stray;
-        }
-        if let Some(slot) = self.inflight_for(view) {
-            // About a question in flight. A late answer to an attempt that retired is
-            // not a forgery; anything else is.
-            return if self.recently_freed(now, id) {
-                Verdict::Late
-            } else {
-                Verdict::NearMiss(slot)
-            };
-        }
-        if self.recently_freed(now, id) {
-            Verdict::Late
-        } else {
-            Verdict::Stray
-        }
-    }
-
-    /// The query in flight for the question `view` asks (letter case ignored, any
-    /// flags), if any.
-    fn inflight_for(&self, view: &MessageView<'_>) -> Option<Slot> {
-        let key = Key::of(view)?;
-        let h = self.question_hash(&key);
-        self.find_inflight(h, |p| p.key.question() == key.question())
-    }
-
-    /// The hash a question is indexed under for queries in flight.
-    fn question_hash(&self, key: &Key) -> u64 {
-        self.cache.hash(key.question())
-    }
-
-    /// The first query in flight under question hash `h` that `is` accepts.
-    fn find_inflight(&self, h: u64, is: impl Fn(&Pending) -> bool) -> Option<Slot> {
-        let mut at = self.inflight.get(&h).copied();
-        // A chain is as long as the queries in flight for one question (one per flag
-        // combination) plus 64-bit collisions; the bound only guards against a bug.
-        for _ in 0..64 {
-            let slot = at?;
-            let p = self.pending.get(slot)?;
-            if is(p) {
-                return Some(slot);
-            }
-            at = p.next_inflight;
-        }
-        None
-    }
-
-    /// Takes `slot` (whose question hash is `h`, followed by `next`) out of the index.
-    fn unlink_inflight(&mut self, slot: Slot, h: u64, next: Option<Slot>) {
-        let Some(&head) = self.inflight.get(&h) else {
-            return;
-        };
-        if head == slot {
-            match next {
-                Some(n) => self.inflight.insert(h, n),
-                None => self.inflight.remove(&h),
-            };
-            return;
-        }
-        let mut at = Some(head);
-        for _ in 0..64 {
-            let Some(p) = at.and_then(|s| self.pending.get_mut(s)) else {
-                return;
-            };
-            if p.next_inflight == Some(slot) {
-                p.next_inflight = next;
-                return;
-            }
-            at = p.next_inflight;
-        }
-    }
-
-    fn ms_since_epoch(&mut self, now: Instant) -> u32 {
-        let epoch = *self.epoch.get_or_insert(now);
-        now.saturating_duration_since(epoch).as_millis() as u32
-    }
-
-    fn mark_freed(&mut self, now: Instant, id: u16) {
-        let ms = self.ms_since_epoch(now).wrapping_add(1);
-        if let Some(at) = self.freed_at.get_mut(usize::from(id)) {
-            *at = ms;
-        }
-    }
-
-    /// Whether `id` belonged to an attempt that ended within the last deadline.
-    fn recently_freed(&mut self, now: Instant, id: u16) -> bool {
-        let ms = self.ms_since_epoch(now).wrapping_add(1);
-        let window = self.cfg.deadline.as_millis().min(u128::from(u32::MAX)) as u32;
-        match self.freed_at.get(usize::from(id)).copied() {
-            Some(0) | None => false,
-            Some(at) => ms.wrapping_sub(at) <= window,
-        }
-    }
-
-    /// An answer for the question of `slot` failed a check. Every query in flight for
-    /// that question (whatever its flags) stops listening on UDP and is asked again over
-    /// TCP (unless it already is); the upstream counts it towards going TCP-only.
-    fn near_miss(&mut self, now: Instant, slot: Slot, upstream: usize) {
-        self.stats.near_misses += 1;
-        self.upstreams.near_miss(upstream, now);
-        let Some(key) = self.pending.get(slot).map(|p| p.key.clone()) else {
-            return;
-        };
-        let mut at = self.inflight.get(&self.question_hash(&key)).copied();
-        let mut hit = vec![slot];
-        // Chains are short (see `find_inflight`); the bound only guards against a bug.
-        for _ in 0..64 {
-            let Some(s) = at else {
-                break;
-            };
-            let Some(p) = self.pending.get(s) else {
-                break;
-            };
-            if s != slot && p.key.question() == key.question() && hit.len() < 64 {
-                hit.push(s);
-            }
-            at = p.next_inflight;
-        }
-        for s in hit {
-            self.close_udp(now, s);
-        }
-    }
-
-    /// A query stops listening on UDP and goes on over TCP to its current upstream.
-    fn close_udp(&mut self, now: Instant, slot: Slot) {
-        let Some(p) = self.pending.get_mut(slot) else {
-            return;
-        };
-        p.near_misses = p.near_misses.saturating_add(1);
-        if p.udp_closed {
-            return;
-        }
-        p.udp_closed = true;
-        self.stats.moved_to_tcp += 1;
-        let on_tcp = p.current().is_some_and(|a| a.via == Via::Tcp);
-        let upstream = p.upstream();
-        if !on_tcp && now < p.deadline {
-            self.resend(now, slot, upstream, Via::Tcp);
-        }
-    }
-
     fn has_untried(&self, slot: Slot) -> bool {
         let live = self.upstreams.live_mask();
         self.pending.get(slot).is_some_and(|p| {
@@ -961,136 +773,6 @@ impl Forwarder {
             self.mark_freed(now, old.id);
         }
         self.transmit_query(slot);
-    }
-
-    /// A UDP answer with TC=1. Waiters that can take no more than UDP from this upstream
-    /// brings (our EDNS size, or less if its OPT says so; 512 without one) get it now,
-    /// truncated; if any waiter can use more, or the cache wants the whole answer (the
-    /// truncated clients retry over TCP and find it in flight or cached), it is fetched
-    /// once over TCP for all that remain.
-    fn truncated(&mut self, now: Instant, slot: Slot, answer: &[u8]) {
-        let upstream_limit = MessageView::parse(answer)
-            .ok()
-            .and_then(|v| v.opt)
-            .map_or(crate::wire::CLASSIC_UDP_LEN, |o| usize::from(o.udp_size));
-        let edns = upstream_limit.clamp(
-            crate::wire::CLASSIC_UDP_LEN,
-            usize::from(self.cfg.edns_size),
-        );
-        let caching = self.cache.enabled();
-        let Some(p) = self.pending.get_mut(slot) else {
-            return;
-        };
-        let (more, done): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(&mut p.waiters)
-            .into_iter()
-            .partition(|w| w.max_response > edns);
-        let fetch = (!more.is_empty() || caching) && now < p.deadline;
-        if !fetch {
-            p.waiters = done;
-            p.waiters.extend(more);
-            return self.complete(now, slot, Some(answer));
-        }
-        p.waiters = more;
-        let key = p.key.clone();
-        let upstream = p.upstream();
-        self.events.finishing(now, p.deadline, upstream);
-        self.answer_waiters(now, &key, &done, Outcome::Answer(answer));
-        self.stats.tcp_retries += 1;
-        self.resend(now, slot, upstream, Via::Tcp);
-    }
-
-    /// Ends a query of the heaviest client to make room for another client's (fair
-    /// shares): its waiters get SERVFAIL (or a stale answer).
-    fn evict(&mut self, now: Instant, slot: Slot) {
-        if let Some(p) = self.pending.get_mut(slot) {
-            p.evicted = true;
-            self.stats.evicted_queries += 1;
-            self.complete(now, slot, None);
-        }
-    }
-
-    /// Finishes a pending query with an answer (`None`: it failed). The answer is
-    /// cached if it may be; a failure (or a final SERVFAIL) is answered from a stale
-    /// cache entry if there is one (RFC 8767), else with SERVFAIL. Every waiter gets the
-    /// answer shaped for it.
-    fn complete(&mut self, now: Instant, slot: Slot, answer: Option<&[u8]>) {
-        let Some(mut p) = self.pending.remove(slot) else {
-            return;
-        };
-        for a in p.attempts.iter() {
-            self.mark_freed(now, a.id);
-        }
-        if let Some(h) = p.inflight {
-            self.unlink_inflight(slot, h, p.next_inflight);
-        }
-        if let Some(who) = p.owner {
-            self.shares.finished(who);
-        }
-        self.events.finishing(now, p.deadline, p.upstream());
-        if let Some(a) = answer {
-            if self.cache.enabled() {
-                self.cache.insert(p.key.as_bytes(), a, now);
-            }
-        }
-        let failed =
-            answer.is_none_or(|a| parse_header(a).is_ok_and(|(_, h)| h.rcode == Rcode::SERVFAIL));
-        let stale = failed
-            && self.cache.enabled()
-            && matches!(self.cache.get(p.key.as_bytes(), now), Lookup::Stale(_));
-        let outcome = match answer {
-            _ if stale => Outcome::Stale,
-            Some(a) => Outcome::Answer(a),
-            None if p.evicted => Outcome::Failed(EVICTED),
-            None if p.network_error => Outcome::Failed(UNREACHABLE),
-            None => Outcome::Failed(NO_ANSWER),
-        };
-        let waiters = std::mem::take(&mut p.waiters);
-        self.answer_waiters(now, &p.key, &waiters, outcome);
-        self.recycle_waiters(waiters);
-    }
-
-    /// Answers each waiter: with the upstream's answer shaped for it, from the stale
-    /// cache entry, or SERVFAIL with the reason as an Extended DNS Error.
-    fn answer_waiters(&mut self, now: Instant, key: &Key, waiters: &[Waiter], outcome: Outcome) {
-        for w in waiters {
-            if w.client == Client::Prefetch {
-                continue;
-            }
-            let asker = w.asker(key);
-            self.events.source(match outcome {
-                Outcome::Stale => AnswerSource::Stale,
-                Outcome::Answer(_) => AnswerSource::Upstream,
-                Outcome::Failed(_) => AnswerSource::Error,
-            });
-            let shaped = match outcome {
-                Outcome::Stale => {
-                    self.stats.stale_served += 1;
-                    self.render_cached(now, key, &asker, true)
-                }
-                Outcome::Answer(a) => {
-                    let out = self.pending.buffer();
-                    reply::shape(a, &asker, out)
-                }
-                Outcome::Failed(_) => None,
-            };
-            match (shaped, outcome) {
-                (Some(bytes), _) => {
-                    if bytes.get(2).is_some_and(|f| f & 0x02 != 0) {
-                        self.stats.truncated += 1;
-                    }
-                    self.deliver(w, bytes);
-                }
-                (None, Outcome::Failed(ede)) => {
-                    self.answer_with_error(key, std::slice::from_ref(w), Rcode::SERVFAIL, ede)
-                }
-                (None, _) => self.answer_with_error(
-                    key,
-                    std::slice::from_ref(w),
-                    Rcode::SERVFAIL,
-                    UNDECODABLE,
-                ),
-            }
-        }
     }
 
     /// Whether the tables shrank since the last call (the shell then asks the allocator
