@@ -595,7 +595,7 @@ impl Forwarder {
         let mix = self.upstreams.mixes_case(upstream);
         let guess_bits = self.guess_bits(&key, mix);
         let drawn = Spelling::random(key.name(), mix, self.rng.as_mut()).and_then(|s| {
-            let id = self.pending.fresh_id(self.rng.as_mut())?;
+            let id = self.fresh_id(now)?;
             let via = self.via(now, upstream, false, guess_bits)?;
             Some((s, id, via))
         });
@@ -676,6 +676,20 @@ impl Forwarder {
         Some(Via::Udp { socket })
     }
 
+    /// A transaction ID no live attempt uses, preferably one not freed within the last
+    /// deadline either (a late answer to a finished attempt must not fit a new query of
+    /// the same question); `None` if the generator failed.
+    fn fresh_id(&mut self, now: Instant) -> Option<u16> {
+        let mut id = self.pending.fresh_id(self.rng.as_mut())?;
+        for _ in 0..8 {
+            if !self.recently_freed(now, id) {
+                break;
+            }
+            id = self.pending.fresh_id(self.rng.as_mut())?;
+        }
+        Some(id)
+    }
+
     fn attempt_timer(&self, now: Instant, deadline: Instant) -> Instant {
         (now + self.cfg.timeout).min(deadline)
     }
@@ -754,7 +768,7 @@ impl Forwarder {
 
     /// A new attempt: a new ID and timer, the given path. Earlier attempts stay live.
     fn resend(&mut self, now: Instant, slot: Slot, upstream: usize, via: Via) {
-        let Some(id) = self.pending.fresh_id(self.rng.as_mut()) else {
+        let Some(id) = self.fresh_id(now) else {
             self.stats.rng_failures += 1;
             return self.complete(now, slot, None);
         };
