@@ -38,8 +38,6 @@ const ENTRY_SHARE: usize = 128;
 const TTL_ROW: usize = 2;
 /// TTL given to stale answers (RFC 8767 §4: "30 is RECOMMENDED").
 pub const STALE_TTL_SERVED: u32 = 30;
-/// UDP payload size in the OPT records we add.
-const OUR_UDP_SIZE: u16 = 1232;
 
 /// Cache settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -282,6 +280,15 @@ fn patched_copy(response: &[u8], ttls: &[u32]) -> Option<Vec<u8>> {
     Some(wire)
 }
 
+/// The flags octet of a query's key: RD = 4, DO = 2, CD = 1. DO and CD change what an
+/// upstream returns; so does RD (an RD=0 query gets only what the upstream has cached,
+/// e.g. a CNAME without its target).
+pub fn key_flags(query: &MessageView<'_>) -> u8 {
+    u8::from(query.header.rd) << 2
+        | u8::from(query.opt.is_some_and(|o| o.dnssec_ok)) << 1
+        | u8::from(query.header.cd)
+}
+
 /// Builds the cache key of a query into `buf`; returns its length, or `None` if the
 /// query has no question.
 pub fn key_of(query: &MessageView<'_>, buf: &mut [u8; MAX_KEY_LEN]) -> Option<usize> {
@@ -291,11 +298,7 @@ pub fn key_of(query: &MessageView<'_>, buf: &mut [u8; MAX_KEY_LEN]) -> Option<us
     if n == 0 {
         return None;
     }
-    // DO and CD change what an upstream returns; so does RD (an RD=0 query gets only
-    // what the upstream has cached, e.g. a CNAME without its target).
-    let flags = u8::from(query.header.rd) << 2
-        | u8::from(query.opt.is_some_and(|o| o.dnssec_ok)) << 1
-        | u8::from(query.header.cd);
+    let flags = key_flags(query);
     let mut w = 0;
     for b in name
         .get(..n)?
@@ -493,17 +496,9 @@ impl Cache {
             }
         }
         if let Some(dnssec_ok) = asker.edns {
-            // RFC 6891 §6.1.2: root owner, TYPE 41, CLASS = our UDP size, TTL = ext RCODE 0,
-            // version 0, DO; a stale answer says so (RFC 8914 INFO-CODE 3, Stale Answer).
-            let [hi, lo] = OUR_UDP_SIZE.to_be_bytes();
+            // Our OPT record; a stale answer says so (RFC 8914 INFO-CODE 3, Stale Answer).
             let ede: &[u8] = if stale { &[0, 15, 0, 2, 0, 3] } else { &[] };
-            let [l0, l1] = (ede.len() as u16).to_be_bytes();
-            out.extend_from_slice(&[0, 0, 41, hi, lo, 0, 0, u8::from(dnssec_ok) << 7, 0, l0, l1]);
-            out.extend_from_slice(ede);
-            if let Some(ar) = out.get_mut(10..12) {
-                let n = u16::from_be_bytes([ar[0], ar[1]]).saturating_add(1);
-                ar.copy_from_slice(&n.to_be_bytes());
-            }
+            crate::wire::push_opt(&mut out, 0, dnssec_ok, ede);
         }
         if out.len() > asker.max_response.max(CLASSIC_UDP_LEN) {
             if let Ok(m) = parse_message(&out) {

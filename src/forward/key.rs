@@ -10,7 +10,7 @@
 //! ID, the name in random letter case (draft-vixie-dnsext-dns0x20: one more bit an
 //! off-path forger must guess per letter), and an OPT record with our UDP size and DO,
 //! carrying no client option (no ECS, no client cookie).
-use crate::cache::{key_of, MAX_KEY_LEN};
+use crate::cache::{key_flags, key_of, MAX_KEY_LEN};
 use crate::wire::{Header, MessageView, HEADER_LEN, MAX_NAME_LEN};
 
 use super::ids::IdSource;
@@ -54,9 +54,7 @@ impl Key {
         let mut bytes = [0u8; MAX_KEY_LEN];
         bytes.get_mut(..n)?.copy_from_slice(spelled);
         bytes.get_mut(..n)?.make_ascii_lowercase();
-        let flags = u8::from(view.header.rd) << 2
-            | u8::from(view.opt.is_some_and(|o| o.dnssec_ok)) << 1
-            | u8::from(view.header.cd);
+        let flags = key_flags(view);
         let [t0, t1] = qtype.0.to_be_bytes();
         let [c0, c1] = qclass.0.to_be_bytes();
         bytes
@@ -77,15 +75,6 @@ impl Key {
             len: b.len(),
         };
         (Key::walked_name_len(b) + 5 == b.len()).then_some(key)
-    }
-
-    /// The same question with other flags (RD = 4, DO = 2, CD = 1).
-    pub fn with_flags(&self, flags: u8) -> Key {
-        let mut k = self.clone();
-        if let Some(last) = k.len.checked_sub(1).and_then(|i| k.bytes.get_mut(i)) {
-            *last = flags & (RD | DO | CD);
-        }
-        k
     }
 
     pub fn as_bytes(&self) -> &[u8] {
@@ -348,7 +337,6 @@ mod tests {
         assert_eq!(k.type_class(), &[0, 1, 0, 1]);
         assert!(k.rd() && k.dnssec_ok() && !k.cd());
         assert!(Key::from_bytes(b"\x03www\x00\x00").is_none(), "too short");
-        assert_eq!(k.with_flags(CD).flags(), CD);
     }
 
     #[test]

@@ -2,12 +2,11 @@
 //! answers cut down to the client's UDP size, and merged answers to split queries.
 use crate::cache::Asker;
 use crate::wire::{
-    parse_header, parse_message, set_id, Edns, Header, Message, MessageView, Name, Question, RType,
-    Rcode, HEADER_LEN, MAX_NAME_LEN,
+    parse_header, parse_message, push_opt, set_id, Edns, Header, Message, MessageView, Name,
+    Question, RType, Rcode, HEADER_LEN, MAX_NAME_LEN,
 };
 
-/// UDP payload size we advertise in OPT records we write (the DNS Flag Day 2020 value).
-pub const OUR_UDP_SIZE: u16 = 1232;
+pub use crate::wire::OUR_UDP_SIZE;
 
 /// The first question of a query, decoded from its view.
 pub fn first_question(view: &MessageView<'_>) -> Option<Question> {
@@ -135,17 +134,6 @@ pub fn ede_option(code: u16, text: &str) -> Vec<u8> {
     o
 }
 
-/// OPT record octets for an answer to a client: root owner, TYPE 41, CLASS = our UDP
-/// size, extended RCODE, version 0, DO as given, and `options` (already encoded) as its
-/// RDATA (RFC 6891 §6.1.2).
-pub fn push_our_opt(out: &mut Vec<u8>, ext_rcode: u8, dnssec_ok: bool, options: &[u8]) {
-    let [hi, lo] = OUR_UDP_SIZE.to_be_bytes();
-    let dnssec = u8::from(dnssec_ok) << 7;
-    let [l0, l1] = (options.len().min(0xFFFF) as u16).to_be_bytes();
-    out.extend_from_slice(&[0, 0, 41, hi, lo, ext_rcode, 0, dnssec, 0, l0, l1]);
-    out.extend_from_slice(options);
-}
-
 /// The Extended DNS Error options (code 15) in the OPT record at `opt` of `msg`, as
 /// encoded options: an upstream's EDE is for the client too (RFC 8914 §3), unlike the
 /// rest of its OPT (cookies, NSID, padding: per hop).
@@ -212,8 +200,7 @@ pub fn shape(answer: &[u8], asker: &Asker, mut out: Vec<u8>) -> Option<Vec<u8>> 
         }
     }
     if let Some(dnssec_ok) = asker.edns {
-        push_our_opt(&mut out, ext_rcode, dnssec_ok, &ede);
-        add_to_arcount(&mut out, 1)?;
+        push_opt(&mut out, ext_rcode, dnssec_ok, &ede);
     }
     if out.len() > asker.max_response {
         return Some(cut(&out, asker.max_response));
@@ -271,13 +258,12 @@ fn cut(msg: &[u8], max: usize) -> Vec<u8> {
 /// Extended DNS Error `ede` (INFO-CODE, EXTRA-TEXT) in it.
 pub fn error_for(asker: &Asker, type_class: &[u8], rcode: Rcode, ede: (u16, &str)) -> Vec<u8> {
     let flags = 0x8080u16 | u16::from(asker.rd) << 8 | u16::from(asker.cd) << 4 | (rcode.0 & 0xF);
-    let arcount = u16::from(asker.edns.is_some());
     let mut out = Vec::with_capacity(HEADER_LEN + asker.qname_len + 4 + 11);
-    out.extend_from_slice(&Header::from_parts(asker.id, flags, [1, 0, 0, arcount]).to_bytes());
+    out.extend_from_slice(&Header::from_parts(asker.id, flags, [1, 0, 0, 0]).to_bytes());
     out.extend_from_slice(asker.qname.get(..asker.qname_len).unwrap_or_default());
     out.extend_from_slice(type_class);
     if let Some(dnssec_ok) = asker.edns {
-        push_our_opt(
+        push_opt(
             &mut out,
             (rcode.0 >> 4) as u8,
             dnssec_ok,

@@ -8,14 +8,11 @@
 //! octets, so they amplify nothing. A message that is not a query (shorter than a
 //! header, or QR=1) gets no answer at all: answering responses is how two servers
 //! end up bouncing packets between them.
-use crate::wire::{
-    parse_header, Edns, EdnsOption, Message, MessageView, Name, Question, Rcode, MAX_NAME_LEN,
-};
+use crate::forward::reply::first_question;
+use crate::wire::{parse_header, Edns, EdnsOption, Message, MessageView, Rcode, OUR_UDP_SIZE};
 
 /// EDE INFO-CODE 18, "Prohibited": the client is not authorized (RFC 8914 §4.19).
 pub const EDE_PROHIBITED: u16 = 18;
-/// UDP payload size we advertise in these answers (the DNS Flag Day 2020 value).
-const UDP_SIZE: u16 = 1232;
 
 /// REFUSED for a source the ACL does not allow, with EDE 18 when the query had EDNS.
 /// `None` when `query` is not a query.
@@ -56,7 +53,7 @@ fn reply(query: &[u8], rcode: Rcode, tc: bool, ede: Option<EdnsOption<'_>>) -> O
         m.questions.extend(first_question(&view));
         if let Some(opt) = view.opt {
             let edns = Edns {
-                udp_size: UDP_SIZE,
+                udp_size: OUR_UDP_SIZE,
                 ext_rcode: 0,
                 version: 0,
                 dnssec_ok: opt.dnssec_ok,
@@ -69,22 +66,10 @@ fn reply(query: &[u8], rcode: Rcode, tc: bool, ede: Option<EdnsOption<'_>>) -> O
     Some(m.to_vec())
 }
 
-fn first_question(view: &MessageView<'_>) -> Option<Question> {
-    let (qtype, qclass) = view.qtype_qclass()?;
-    let mut wire = [0u8; MAX_NAME_LEN];
-    let len = view.qname_wire(&mut wire, false);
-    let qname = Name::from_wire(wire.get(..len)?).ok()?;
-    Some(Question {
-        qname,
-        qtype,
-        qclass,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{parse_message, Class, Header, RType};
+    use crate::wire::{parse_message, Class, Header, Name, Question, RType};
 
     fn query(edns: bool, dnssec_ok: bool) -> Vec<u8> {
         Message {
@@ -129,7 +114,7 @@ mod tests {
         assert!(m.answers.is_empty() && m.authority.is_empty());
         let e = m.edns().unwrap();
         assert!(e.dnssec_ok);
-        assert_eq!(e.udp_size, UDP_SIZE);
+        assert_eq!(e.udp_size, OUR_UDP_SIZE);
         assert_eq!(
             e.options,
             [EdnsOption {

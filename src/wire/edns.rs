@@ -130,3 +130,21 @@ pub(crate) fn parse_options(i: &[u8]) -> PResult<'_, Vec<EdnsOption<'_>>> {
     }
     Ok((rest, options))
 }
+
+/// Appends an OPT record of ours to the message `out` and counts it in ARCOUNT: root
+/// owner, TYPE 41, CLASS = our UDP size, the extended RCODE, version 0, DO as given, and
+/// `options` (already encoded) as its RDATA (RFC 6891 §6.1.2). `out` must hold at least
+/// a header.
+pub fn push_opt(out: &mut Vec<u8>, ext_rcode: u8, dnssec_ok: bool, options: &[u8]) {
+    let [hi, lo] = super::OUR_UDP_SIZE.to_be_bytes();
+    let dnssec = u8::from(dnssec_ok) << 7;
+    let [l0, l1] = (options.len().min(0xFFFF) as u16).to_be_bytes();
+    out.extend_from_slice(&[0, 0, 41, hi, lo, ext_rcode, 0, dnssec, 0, l0, l1]);
+    out.extend_from_slice(options);
+    if let Some(&mut [hi, lo]) = out.get_mut(10..12) {
+        let n = u16::from_be_bytes([hi, lo]).saturating_add(1);
+        if let Some(ar) = out.get_mut(10..12) {
+            ar.copy_from_slice(&n.to_be_bytes());
+        }
+    }
+}

@@ -26,7 +26,7 @@ mod record;
 mod view;
 mod writer;
 
-pub use edns::{Edns, EdnsOption};
+pub use edns::{push_opt, Edns, EdnsOption};
 pub use header::{parse_header, set_id, Header, Opcode, Rcode};
 pub use message::{parse_message, Message};
 pub use name::{parse_name, Name, NameError};
@@ -47,6 +47,8 @@ pub const MAX_POINTER: usize = 0x3FFF;
 pub const MAX_MESSAGE_LEN: usize = 65535;
 /// Largest UDP response to a client that did not send EDNS (RFC 1035 §4.2.1).
 pub const CLASSIC_UDP_LEN: usize = 512;
+/// UDP payload size we advertise in the OPT records we write (the DNS Flag Day 2020 value).
+pub const OUR_UDP_SIZE: u16 = 1232;
 
 /// What is wrong with a message. Small and `Copy`: parsing never allocates for errors.
 ///
