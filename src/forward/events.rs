@@ -256,6 +256,11 @@ impl super::Forwarder {
         self.events.set_query_log(log);
     }
 
+    /// Has the `--log-queries` sink write out the lines of this loop turn.
+    pub fn flush_query_log(&mut self) {
+        self.events.flush_query_log();
+    }
+
     /// Entries in the answer cache now.
     pub fn cache_entries(&self) -> usize {
         self.cache.len()
@@ -270,6 +275,8 @@ fn is_plain(c: u8) -> bool {
 /// Receives one record per answer sent to a client (`--log-queries`).
 pub trait QueryLog {
     fn answered(&mut self, record: &QueryRecord<'_>);
+    /// Writes out what `answered` buffered; called by the event loop once per turn.
+    fn flush(&mut self) {}
 }
 
 /// The provenance of the answers about to be sent: set where a query is finished (on
@@ -326,6 +333,13 @@ impl Events {
     /// Installs (or removes) the query-log sink.
     pub fn set_query_log(&mut self, log: Option<Box<dyn QueryLog + Send>>) {
         self.log = log;
+    }
+
+    /// Has the query-log sink write out the lines it holds.
+    pub fn flush_query_log(&mut self) {
+        if let Some(log) = self.log.as_mut() {
+            log.flush();
+        }
     }
 
     /// A query arrived from `client` (counted by transport); what is answered now is

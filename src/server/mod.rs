@@ -315,6 +315,8 @@ impl Server {
                 self.flush(now);
                 self.next_sweep = now + SWEEP_EVERY;
             }
+            // The query-log lines of this turn, in one write.
+            self.core.flush_query_log();
             if self.finished(now) {
                 break;
             }
