@@ -7,16 +7,16 @@
 //! [2026-12-02T05:55:00Z INFO  dnsfwd::query] client=127.0.0.1:40312 proto=udp name=example.org. type=AAAA rcode=NOERROR source=upstream upstream=127.0.0.1:5300 ms=1.204
 //! ```
 //! Fields are `key=value` separated by single spaces (logfmt); `upstream=` only when the
-//! query went upstream. The lines of one loop turn are written together, with one
-//! system call, at the end of the turn (or when 64 KiB are waiting): the logger's path
-//! (formatting through `core::fmt`, the time formatted per line, a write per line) cost
-//! about 10,000 instructions and a system call per query. Nothing is allocated per
+//! query went upstream. Lines are gathered and written together, with one system call,
+//! at most [`WRITE_EVERY`] after the first of them (or at once when 64 KiB wait, and at
+//! exit): the logger's path (formatting through `core::fmt`, the time formatted per
+//! line, a write per line) cost about 10,000 instructions and a system call per query. Nothing is allocated per
 //! line once the buffers have grown (an unknown type or RCODE is printed as
 //! `TYPEnnn`/`RCODEnnn`).
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::forward::events::{QueryLog, QueryRecord};
 use crate::forward::Client;
@@ -24,14 +24,18 @@ use crate::forward::Client;
 /// The log target of the query log.
 pub const TARGET: &str = "dnsfwd::query";
 
-/// Lines waiting beyond this are written at once, without waiting for the turn's end.
+/// Lines waiting beyond this are written at once.
 const FLUSH_AT: usize = 64 * 1024;
+/// Longest a line waits to be written.
+pub const WRITE_EVERY: Duration = Duration::from_millis(100);
 
-/// Formats each record into a buffer of lines written to stderr once per loop turn.
+/// Formats each record into a buffer of lines written to stderr every [`WRITE_EVERY`].
 #[derive(Debug, Default)]
 pub struct LogQueries {
     line: String,
     out: Vec<u8>,
+    /// When `out` must be written (set by its first line).
+    due: Option<Instant>,
     /// The second of the last time stamp, and its text (`2026-12-02T05:55:00Z`).
     stamp: Option<(u64, [u8; 20])>,
 }
@@ -57,6 +61,9 @@ impl QueryLog for LogQueries {
         self.line.clear();
         write_line(&mut self.line, r);
         let stamp = self.stamp();
+        if self.out.is_empty() {
+            self.due = Some(Instant::now() + WRITE_EVERY);
+        }
         self.out.push(b'[');
         self.out.extend_from_slice(&stamp);
         self.out.extend_from_slice(b" INFO  ");
@@ -69,7 +76,12 @@ impl QueryLog for LogQueries {
         }
     }
 
+    fn flush_due(&self) -> Option<Instant> {
+        self.due
+    }
+
     fn flush(&mut self) {
+        self.due = None;
         if self.out.is_empty() {
             return;
         }
@@ -211,6 +223,30 @@ mod tests {
         7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 3, b'o', b'r', b'g', 0, // example.org.
         0, 28, 0, 1, // AAAA IN
     ];
+
+    #[test]
+    fn lines_wait_at_most_write_every() {
+        let mut log = LogQueries::default();
+        assert_eq!(log.flush_due(), None, "nothing held");
+        let before = Instant::now();
+        let r = QueryRecord {
+            client: Client::Prefetch,
+            answer: ANSWER,
+            source: AnswerSource::Cache,
+            upstream: None,
+            elapsed: Duration::ZERO,
+        };
+        log.answered(&r);
+        let due = log.flush_due().unwrap();
+        assert!(due >= before + WRITE_EVERY && due <= Instant::now() + WRITE_EVERY);
+        log.answered(&r);
+        assert_eq!(log.flush_due(), Some(due), "the first line sets the time");
+        assert!(log.out.ends_with(b"rcode=NOERROR source=cache ms=0.000\n"));
+        assert!(log.out.starts_with(b"["));
+        log.flush();
+        assert_eq!(log.flush_due(), None);
+        assert!(log.out.is_empty());
+    }
 
     #[test]
     fn formats_utc_times_as_the_logger_does() {

@@ -256,9 +256,10 @@ impl super::Forwarder {
         self.events.set_query_log(log);
     }
 
-    /// Has the `--log-queries` sink write out the lines of this loop turn.
-    pub fn flush_query_log(&mut self) {
-        self.events.flush_query_log();
+    /// Has the `--log-queries` sink write out its lines if they are due at `now`;
+    /// returns when the lines it holds will be due (for the loop's timeout).
+    pub fn flush_query_log(&mut self, now: Instant) -> Option<Instant> {
+        self.events.flush_query_log(now)
     }
 
     /// Entries in the answer cache now.
@@ -275,7 +276,11 @@ fn is_plain(c: u8) -> bool {
 /// Receives one record per answer sent to a client (`--log-queries`).
 pub trait QueryLog {
     fn answered(&mut self, record: &QueryRecord<'_>);
-    /// Writes out what `answered` buffered; called by the event loop once per turn.
+    /// When the lines `answered` buffered must be written ([`QueryLog::flush`]).
+    fn flush_due(&self) -> Option<Instant> {
+        None
+    }
+    /// Writes out what `answered` buffered.
     fn flush(&mut self) {}
 }
 
@@ -335,11 +340,14 @@ impl Events {
         self.log = log;
     }
 
-    /// Has the query-log sink write out the lines it holds.
-    pub fn flush_query_log(&mut self) {
-        if let Some(log) = self.log.as_mut() {
+    /// Has the query-log sink write out the lines it holds if they are due at `now`;
+    /// returns when they will be due next.
+    pub fn flush_query_log(&mut self, now: Instant) -> Option<Instant> {
+        let log = self.log.as_mut()?;
+        if log.flush_due().is_some_and(|due| due <= now) {
             log.flush();
         }
+        log.flush_due()
     }
 
     /// A query arrived from `client` (counted by transport); what is answered now is

@@ -129,6 +129,8 @@ pub struct Server {
     reload: reload::Reloader,
     /// The `--metrics` HTTP listener and its connections, if on.
     metrics: Option<MetricsHttp>,
+    /// When the query-log lines held must be written.
+    log_due: Option<Instant>,
 }
 
 impl Server {
@@ -180,6 +182,7 @@ impl Server {
             log: LogLimiter::new(crate::policy::LOG_PERIOD),
             reload: reload::Reloader::default(),
             metrics: None,
+            log_due: None,
             poll,
             cfg,
         };
@@ -315,8 +318,8 @@ impl Server {
                 self.flush(now);
                 self.next_sweep = now + SWEEP_EVERY;
             }
-            // The query-log lines of this turn, in one write.
-            self.core.flush_query_log();
+            // The query-log lines, in one write every LOG_EVERY at most.
+            self.log_due = self.core.flush_query_log(now);
             if self.finished(now) {
                 break;
             }
@@ -331,11 +334,16 @@ impl Server {
             return Some(Duration::ZERO);
         }
         let sweep = (self.has_connections()).then_some(self.next_sweep);
-        [self.core.poll_timeout(), sweep, self.shutdown_at]
-            .into_iter()
-            .flatten()
-            .min()
-            .map(|t| t.saturating_duration_since(now))
+        [
+            self.core.poll_timeout(),
+            sweep,
+            self.shutdown_at,
+            self.log_due,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|t| t.saturating_duration_since(now))
     }
 
     fn has_connections(&self) -> bool {
