@@ -318,7 +318,7 @@ impl Server {
                 self.flush(now);
                 self.next_sweep = now + SWEEP_EVERY;
             }
-            // The query-log lines, in one write every LOG_EVERY at most.
+            // The query-log lines, in one write every querylog::WRITE_EVERY at most.
             self.log_due = self.core.flush_query_log(now);
             if self.finished(now) {
                 break;
