@@ -547,3 +547,88 @@ fn kdig_gets_answers_from_the_tls_listener() {
     let stats = fwd.stop();
     assert_eq!(stats.tls_client_handshakes, 1, "{stats}");
 }
+
+/// A one-connection DoT server (rustls, blocking) that reads `n` queries before
+/// answering any, then answers them in reverse order; returns the query lengths.
+fn reverse_server(dir: &TempDir, listener: TcpListener, n: usize) -> JoinHandle<Vec<usize>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain: Vec<_> = CertificateDer::pem_file_iter(dir.path("cert.pem"))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(dir.path("key.pem")).unwrap();
+    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    std::thread::spawn(move || {
+        let (sock, _) = listener.accept().unwrap();
+        sock.set_read_timeout(Some(WAIT)).unwrap();
+        let conn = rustls::ServerConnection::new(Arc::new(cfg)).unwrap();
+        let mut s = rustls::StreamOwned::new(conn, sock);
+        let mut queries = Vec::new();
+        for _ in 0..n {
+            let mut len = [0u8; 2];
+            s.read_exact(&mut len).unwrap();
+            let mut q = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            s.read_exact(&mut q).unwrap();
+            queries.push(q);
+        }
+        for q in queries.iter().rev() {
+            let a = common::answer(q, &common::a_records(q, 1));
+            let mut framed = (a.len() as u16).to_be_bytes().to_vec();
+            framed.extend_from_slice(&a);
+            s.write_all(&framed).unwrap();
+        }
+        s.flush().unwrap();
+        // Keep the connection until the forwarder is done with it.
+        let mut rest = [0u8; 64];
+        let _ = s.read(&mut rest);
+        queries.iter().map(Vec::len).collect()
+    })
+}
+
+#[test]
+fn queries_go_padded_and_answers_are_taken_out_of_order() {
+    let dir = TempDir::new("ooo");
+    make_pki(&dir);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let n = 16;
+    let server = reverse_server(&dir, listener, n);
+    let (up, tls) = tls_upstream(&dir, port, "dns.test");
+    let fwd = Fwd::start(&[up], |c| {
+        c.tls = tls;
+        c.timeout = Duration::from_millis(3000);
+        c.deadline = Duration::from_millis(4000);
+    });
+    let addr = fwd.addr;
+    let clients: Vec<_> = (0..n)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let name = format!("q{i}.example");
+                let r = common::udp_ask(addr, &query(i as u16, &name, RType::A, None)).unwrap();
+                let m = parse_message(&r).unwrap();
+                assert_eq!(m.header.id, i as u16);
+                assert_eq!(m.questions[0].qname.to_string(), format!("{name}."));
+                assert_eq!(m.answers.len(), 1, "answer for {name}");
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    let stats = fwd.stop();
+    let lens = server.join().unwrap();
+    assert_eq!(lens.len(), n);
+    assert!(
+        lens.iter().all(|l| l % 128 == 0),
+        "queries padded to 128 octets (RFC 8467): {lens:?}"
+    );
+    assert_eq!(stats.tls_upstream_handshakes, 1, "{stats}");
+}
