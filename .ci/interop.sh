@@ -281,7 +281,7 @@ printf '%s\n' "server:" "  interface: 127.0.0.1@$UPORT" "  tls-port: $UPORT" \
     "  do-daemonize: no" "  username: \"\"" "  chroot: \"\"" "  directory: \"$WORK\"" \
     "  pidfile: \"\"" "  use-syslog: no" "  logfile: \"$WORK/unbound.log\"" "  num-threads: 1" \
     "  do-ip6: no" "  do-not-query-localhost: no" "  module-config: \"iterator\"" \
-    "  access-control: 127.0.0.0/8 allow" \
+    "  access-control: 127.0.0.0/8 allow" "  local-zone: \"test.\" nodefault" \
     "stub-zone:" "  name: \"interop.test\"" "  stub-addr: 127.0.0.1@$KPORT" \
     "stub-zone:" "  name: \"signed.test\"" "  stub-addr: 127.0.0.1@$KPORT" >"$WORK/unbound.conf"
 unbound -d -c "$WORK/unbound.conf" </dev/null >>"$WORK/unbound.log" 2>&1 &

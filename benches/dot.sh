@@ -74,15 +74,15 @@ run() { # NAME PORT PID
     lost=$(awk '/Queries lost:/ { print $3 }' "$W/$1.perf")
     awk -v n="$1" -v d="$done" -v l="$lost" -v t=$((t1 - t0)) -v hz="$HZ" 'BEGIN {
         printf "%-4s completed=%d lost=%d cpu=%.2fs cpu_per_query=%.1fus\n",
-            n, d, l, t / hz, (d ? t / hz / d * 1e6 : 0) }'
+            n, d, l, t / hz, (d ? t / hz / d * 1e6 : 0) }' >&2
     echo "$done"
 }
 echo "dnsperf: $RATE q/s for $SECS s, $CLIENTS clients, cache off, unbound local data"
-U=$(run udp "$F1" "$PUDP" | tee /dev/stderr | tail -n 1)
-T=$(run tls "$F2" "$PTLS" | tee /dev/stderr | tail -n 1)
+U=$(run udp "$F1" "$PUDP")
+T=$(run tls "$F2" "$PTLS")
 kill -USR1 "$PTLS"
 sleep 0.5
 line=$(grep -o 'tls_upstream_handshakes=[0-9]* tls_upstream_resumed=[0-9]* tls_upstream_failures=[0-9]*' "$W/tls.log" | tail -n 1)
 hs=$(sed 's/.*handshakes=\([0-9]*\).*/\1/' <<<"$line")
 echo "tls: $line; handshakes per 1000 queries: $(awk -v h="$hs" -v q="$T" 'BEGIN { printf "%.3f", q ? h * 1000 / q : 0 }')"
-echo "udp queries completed: $U"
+echo "(udp: $U queries, tls: $T queries)"
