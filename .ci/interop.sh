@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Interop test with real software: knotd (authoritative) behind dnsfwd, queried with dig
 # and kdig over UDP and TCP, IPv4 and IPv6; every answer through dnsfwd must equal
-# knotd's own answer. Then dnsperf at a fixed rate must lose no query.
+# knotd's own answer. Then dnsperf at a fixed rate must lose no query. Then DNS over
+# TLS both ways: kdig +tls against dnsfwd's --listen-tls, and dnsfwd with a tls://
+# upstream to unbound (a DoT server in front of knotd), with a throwaway CA (openssl).
 #
 #   .ci/interop.sh          (from anywhere; root only if packages must be installed)
 #
@@ -19,13 +21,14 @@ die() { log "ERROR: $*"; exit 1; }
 
 # ------------------------------------------------------------------ tools
 missing=()
-for t in knotd knotc kdig dig dnsperf; do command -v "$t" >/dev/null || missing+=("$t"); done
+for t in knotd knotc kdig dig dnsperf unbound openssl; do command -v "$t" >/dev/null || missing+=("$t"); done
 if ((${#missing[@]})); then
     log "installing packages (missing: ${missing[*]})"
     [[ $(id -u) -eq 0 ]] || die "not root: apt-get install knot knot-dnsutils dnsutils dnsperf"
     apt-get update </dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        knot knot-dnsutils dnsutils dnsperf </dev/null
+        knot knot-dnsutils dnsutils dnsperf unbound openssl </dev/null
+    # The unbound package may start its service on port 53 too; ours uses high ports.
     # The knot package may have started a knot service on port 53; we use high ports only.
 fi
 
@@ -48,7 +51,7 @@ grep -q '^0\{31\}1 ' /proc/net/if_inet6 2>/dev/null && HAVE_V6=1
 
 # ------------------------------------------------------------------ cleanup
 WORK=$(mktemp -d /tmp/dnsfwd-interop.XXXXXX)
-KNOT_PID="" FWD_PID=""
+KNOT_PID="" FWD_PID="" UNBOUND_PID="" DOT_PID=""
 stop() { # PID: SIGTERM, up to 5 s, then SIGKILL; returns the exit status
     local pid=$1 rc=0
     kill -TERM "$pid" 2>/dev/null || true
@@ -61,9 +64,11 @@ cleanup() {
     local rc=$?
     set +e
     [[ -n $FWD_PID ]] && stop "$FWD_PID"
+    [[ -n $DOT_PID ]] && stop "$DOT_PID"
+    [[ -n $UNBOUND_PID ]] && stop "$UNBOUND_PID"
     [[ -n $KNOT_PID ]] && stop "$KNOT_PID"
     if ((rc != 0)); then
-        for f in "$WORK"/knotd.log "$WORK"/dnsfwd.log; do
+        for f in "$WORK"/knotd.log "$WORK"/dnsfwd.log "$WORK"/unbound.log "$WORK"/dnsfwd-dot.log; do
             [[ -s $f ]] && { echo "----- $f (last 40 lines)"; tail -n 40 "$f"; } >&2
         done
     fi
@@ -257,6 +262,95 @@ if ((PERF_OK)); then PASS=$((PASS + 1)); else
     { echo "FAIL: dnsperf (want >= 15000 queries sent, 0 lost, no SERVFAIL/REFUSED/FORMERR):"
         cat "$WORK/dnsperf.out"; } >&2
 fi
+
+# ------------------------------------------------------------------ DNS over TLS
+# A throwaway CA and a certificate for dns.interop (and 127.0.0.1), made here.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj "/CN=dnsfwd interop CA" -keyout "$WORK/ca.key" -out "$WORK/ca.pem" 2>/dev/null ||
+    die "openssl: no CA"
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=dns.interop" \
+    -keyout "$WORK/tls.key" -out "$WORK/tls.csr" 2>/dev/null || die "openssl: no key"
+printf 'subjectAltName=DNS:dns.interop,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >"$WORK/ext.cnf"
+openssl x509 -req -in "$WORK/tls.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" -CAcreateserial \
+    -days 2 -extfile "$WORK/ext.cnf" -out "$WORK/tls.pem" 2>/dev/null || die "openssl: no cert"
+UPORT=$((FPORT + 3)) TPORT=$((FPORT + 4)) DPORT=$((FPORT + 5)) BAD_PORT=$((FPORT + 6))
+for p in $UPORT $TPORT $DPORT $BAD_PORT; do port_busy "$p" && die "port $p is taken"; done
+# unbound: DoT on UPORT, the test zones from knotd (stub zones; no recursion elsewhere).
+printf '%s\n' "server:" "  interface: 127.0.0.1@$UPORT" "  tls-port: $UPORT" \
+    "  tls-service-key: \"$WORK/tls.key\"" "  tls-service-pem: \"$WORK/tls.pem\"" \
+    "  do-daemonize: no" "  username: \"\"" "  chroot: \"\"" "  directory: \"$WORK\"" \
+    "  pidfile: \"\"" "  use-syslog: no" "  logfile: \"$WORK/unbound.log\"" "  num-threads: 1" \
+    "  do-ip6: no" "  do-not-query-localhost: no" "  module-config: \"iterator\"" \
+    "  access-control: 127.0.0.0/8 allow" "  local-zone: \"test.\" nodefault" \
+    "stub-zone:" "  name: \"interop.test\"" "  stub-addr: 127.0.0.1@$KPORT" \
+    "stub-zone:" "  name: \"signed.test\"" "  stub-addr: 127.0.0.1@$KPORT" >"$WORK/unbound.conf"
+unbound -d -c "$WORK/unbound.conf" </dev/null >>"$WORK/unbound.log" 2>&1 &
+UNBOUND_PID=$!
+# dnsfwd #2: its only upstream is unbound over TLS; it also listens for DoT itself.
+RUST_LOG=${RUST_LOG:-debug} "$BIN" --listen "127.0.0.1:$DPORT" \
+    --upstream "tls://127.0.0.1:$UPORT#dns.interop" --tls-ca "$WORK/ca.pem" \
+    --listen-tls "127.0.0.1:$TPORT" --tls-cert "$WORK/tls.pem" --tls-key "$WORK/tls.key" \
+    </dev/null >/dev/null 2>"$WORK/dnsfwd-dot.log" &
+DOT_PID=$!
+kdig_tls() { # PORT args...: kdig over TLS, trusting the test CA, for dns.interop
+    local port=$1; shift
+    timeout 10 kdig @127.0.0.1 -p "$port" +tls +tls-ca="$WORK/ca.pem" +tls-hostname=dns.interop \
+        +timeout=2 +retry=0 "$@" 2>&1
+}
+for _ in $(seq 60); do
+    kill -0 "$UNBOUND_PID" 2>/dev/null || die "unbound exited during startup"
+    kdig_tls "$UPORT" +short www.interop.test A | grep -q . && break
+    sleep 0.25
+done
+wait_for "dnsfwd (tls:// upstream)" "$DOT_PID" 'status: NOERROR' @127.0.0.1 -p "$DPORT" www.interop.test A
+log "unbound (DoT) on 127.0.0.1:$UPORT; dnsfwd with a tls:// upstream on $DPORT, --listen-tls $TPORT"
+DOT_QUERIES=("www.interop.test A" "interop.test MX" "multi.interop.test TXT" "interop.test SOA"
+    "www.interop.test AAAA" "_sip._udp.interop.test SRV" "big.interop.test TXT"
+    "www.signed.test A" "b.interop.test CNAME")
+short() { sed 's/[[:space:]]\+/ /g' | sort; }
+for q in "${DOT_QUERIES[@]}"; do
+    read -ra args <<<"$q"
+    want=$(timeout 10 dig @127.0.0.1 -p "$KPORT" +short +tcp "${args[@]}" | short)
+    # dig -> dnsfwd -> TLS -> unbound -> knotd
+    got_up=$(timeout 10 dig @127.0.0.1 -p "$DPORT" +short +tcp +time=3 +tries=1 "${args[@]}" | short)
+    # kdig +tls -> dnsfwd --listen-tls -> TLS -> unbound -> knotd
+    got_dot=$(kdig_tls "$TPORT" +short "${args[@]}" | short)
+    for pair in "tls-upstream:$got_up" "listen-tls:$got_dot"; do
+        if [[ -n $want && ${pair#*:} == "$want" ]]; then PASS=$((PASS + 1)); else
+            FAIL=$((FAIL + 1))
+            { echo "FAIL: DoT ${pair%%:*} $q"; echo "--- knotd:"; echo "$want"
+                echo "--- via dnsfwd:"; echo "${pair#*:}"; } >&2
+        fi
+    done
+done
+# The answer really came over TLS on the listener (kdig reports the session).
+if kdig_tls "$TPORT" www.interop.test A | grep -q 'TLS session'; then PASS=$((PASS + 1)); else
+    FAIL=$((FAIL + 1)); log "FAIL: kdig reports no TLS session with --listen-tls"
+fi
+# A wrong name for the upstream's certificate: SERVFAIL, never an answer in clear.
+"$BIN" --listen "127.0.0.1:$BAD_PORT" --upstream "tls://127.0.0.1:$UPORT#wrong.interop" \
+    --tls-ca "$WORK/ca.pem" --timeout 300 --deadline 900 </dev/null >/dev/null 2>"$WORK/dnsfwd-bad.log" &
+BAD_PID=$!
+bad=""
+for _ in $(seq 20); do
+    bad=$(timeout 5 dig @127.0.0.1 -p "$BAD_PORT" +time=2 +tries=1 www.interop.test A 2>&1 || true)
+    grep -q 'status:' <<<"$bad" && break
+    sleep 0.25
+done
+stop "$BAD_PID" || true
+if grep -q 'status: SERVFAIL' <<<"$bad" && ! grep -q 'ANSWER SECTION' <<<"$bad"; then PASS=$((PASS + 1)); else
+    FAIL=$((FAIL + 1)); { echo "FAIL: name mismatch did not give SERVFAIL:"; echo "$bad"; } >&2
+fi
+stop "$DOT_PID" || true
+DOT_PID=""
+dotline=$(grep -o 'stopped: .*' "$WORK/dnsfwd-dot.log" || true)
+log "dnsfwd (DoT): $(grep -o 'tls_[a-z_]*=[0-9]*' <<<"$dotline" | tr '\n' ' ')"
+if grep -q 'tls_upstream_handshakes=[1-9]' <<<"$dotline" && grep -q 'tls_client_handshakes=[1-9]' <<<"$dotline"; then
+    PASS=$((PASS + 1))
+else
+    FAIL=$((FAIL + 1)); log "FAIL: no TLS handshake counted: $dotline"
+fi
+log "DoT checks done ($((SECONDS - T0)) s so far)"
 
 # ------------------------------------------------------------------ graceful stop
 kill -0 "$FWD_PID" 2>/dev/null || die "dnsfwd died during the test"

@@ -147,6 +147,21 @@ pub struct ServeArgs {
     /// --block format).
     #[arg(long, value_name = "FILE")]
     pub allow_name: Vec<PathBuf>,
+    // DNS over TLS (issue 11): upstreams are `--upstream tls://ADDR[:PORT]#NAME`.
+    /// Trust only this CA (PEM file) for the certificates of tls:// upstreams, instead
+    /// of the system's roots (/etc/ssl/certs).
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// Also answer DNS over TLS (RFC 7858) on this address and port, 853 unless given
+    /// (repeatable); needs --tls-cert and --tls-key. Same limits as TCP clients.
+    #[arg(long, value_name = "ADDR:PORT", value_parser = crate::config::parse_listen_tls)]
+    pub listen_tls: Vec<SocketAddr>,
+    /// The certificate chain (PEM) of --listen-tls; SIGHUP reads it again.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert; SIGHUP reads it again.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -51,6 +51,30 @@ pub struct Config {
     pub log_queries: bool,
     /// Hosts files, local records, blocklists (read by `crate::local::LocalData::load`).
     pub local: LocalConfig,
+    /// DNS over TLS: upstreams, the DoT listener and its certificate.
+    pub tls: TlsConfig,
+}
+
+/// DNS over TLS settings (`--upstream tls://…`, `--tls-ca`, `--listen-tls`,
+/// `--tls-cert`, `--tls-key`); the files are read by `server::tls`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// The upstreams reached over TLS (each also in `Config::upstreams`) and the name
+    /// each one's certificate must carry.
+    pub upstreams: Vec<(SocketAddr, String)>,
+    /// Trust only this CA (PEM) for upstream certificates; `None`: the system's roots.
+    pub ca: Option<std::path::PathBuf>,
+    /// Where to answer DNS over TLS.
+    pub listen: Vec<SocketAddr>,
+    /// The listener's certificate chain and private key (PEM); set when `listen` is not
+    /// empty.
+    pub cert: Option<std::path::PathBuf>,
+    pub key: Option<std::path::PathBuf>,
+}
+
+/// Parses `ADDR[:PORT]` for `--listen-tls` (as `--listen`, port 853 by default).
+pub fn parse_listen_tls(s: &str) -> Result<SocketAddr, String> {
+    parse_listen(s).and_then(|_| parse_addr(s, 853))
 }
 
 impl Default for Config {
@@ -82,6 +106,7 @@ impl Default for Config {
             metrics: None,
             log_queries: false,
             local: LocalConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -136,6 +161,11 @@ impl std::error::Error for ConfigError {}
 /// `[2620:fe::fe]:53`. The port defaults to 53.
 pub fn parse_upstream(s: &str) -> Result<SocketAddr, String> {
     parse_addr(s, 53)
+}
+
+/// Parses `ADDR[:PORT]` of a `tls://` upstream: as [`parse_upstream`], port 853.
+pub fn parse_upstream_tls(s: &str) -> Result<SocketAddr, String> {
+    parse_listen(s).and_then(|_| parse_addr(s, 853))
 }
 
 /// Parses a size for `--cache-memory`: octets, or with a suffix `K`, `M` or `G` (also
@@ -365,6 +395,7 @@ impl Config {
         }
         cfg.log_queries = args.log_queries;
         cfg.local = LocalConfig::from_args(args);
+        cfg.tls = tls_from_args(args)?;
         // Loopback and equal addresses; the shell checks again once the ports are bound,
         // asking the kernel which other addresses are local.
         if let Some((u, l)) = loops::find_self_loop(&cfg.listen, &cfg.upstreams, |_| false) {
@@ -372,6 +403,38 @@ impl Config {
         }
         Ok(cfg)
     }
+}
+
+/// The DNS over TLS flags (`tls://` upstreams, `--tls-ca`, `--listen-tls` and its files).
+fn tls_from_args(args: &ServeArgs) -> Result<TlsConfig, ConfigError> {
+    let upstreams =
+        routes::tls_names(&args.upstream).map_err(|e| ConfigError::Invalid("--upstream", e))?;
+    let tls = TlsConfig {
+        upstreams,
+        ca: args.tls_ca.clone(),
+        listen: args.listen_tls.clone(),
+        cert: args.tls_cert.clone(),
+        key: args.tls_key.clone(),
+    };
+    if !tls.listen.is_empty() && (tls.cert.is_none() || tls.key.is_none()) {
+        return Err(ConfigError::Invalid(
+            "--listen-tls",
+            "needs --tls-cert and --tls-key".into(),
+        ));
+    }
+    if tls.listen.is_empty() && (tls.cert.is_some() || tls.key.is_some()) {
+        return Err(ConfigError::Invalid(
+            "--tls-cert/--tls-key",
+            "given without --listen-tls".into(),
+        ));
+    }
+    if let Some(a) = tls.listen.iter().find(|a| args.listen.contains(a)) {
+        return Err(ConfigError::Invalid(
+            "--listen-tls",
+            format!("{a} is also a --listen address"),
+        ));
+    }
+    Ok(tls)
 }
 
 /// The `--allow`, `--rate-limit*` and `--max-tcp-per-client` flags.

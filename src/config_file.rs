@@ -66,6 +66,11 @@ pub struct FileArgs {
     pub block_answer: Option<BlockAnswer>,
     #[serde(default, deserialize_with = "de_paths")]
     pub allow_name: Option<Vec<PathBuf>>,
+    pub tls_ca: Option<PathBuf>,
+    #[serde(default, deserialize_with = "de_listen_tls")]
+    pub listen_tls: Option<Vec<SocketAddr>>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The settings of `args` with its `--config` file (if any) under them, read now: the
@@ -143,6 +148,10 @@ pub fn merge(cli: ServeArgs, file: FileArgs) -> (ServeArgs, Vec<&'static str>) {
         block,
         block_answer,
         allow_name,
+        tls_ca,
+        listen_tls,
+        tls_cert,
+        tls_key,
     } = file;
     let merged = ServeArgs {
         listen: list(u, "listen", cli.listen, listen),
@@ -189,6 +198,10 @@ pub fn merge(cli: ServeArgs, file: FileArgs) -> (ServeArgs, Vec<&'static str>) {
         block: list(u, "block", cli.block, block),
         block_answer: opt(u, "block-answer", cli.block_answer, block_answer),
         allow_name: list(u, "allow-name", cli.allow_name, allow_name),
+        tls_ca: opt(u, "tls-ca", cli.tls_ca, tls_ca),
+        listen_tls: list(u, "listen-tls", cli.listen_tls, listen_tls),
+        tls_cert: opt(u, "tls-cert", cli.tls_cert, tls_cert),
+        tls_key: opt(u, "tls-key", cli.tls_key, tls_key),
         config: cli.config,
     };
     (merged, used)
@@ -288,6 +301,10 @@ fn de_list<'de, D: Deserializer<'de>, T>(
 
 fn de_listen<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<SocketAddr>>, D::Error> {
     de_list(d, parse_listen)
+}
+
+fn de_listen_tls<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<SocketAddr>>, D::Error> {
+    de_list(d, crate::config::parse_listen_tls)
 }
 
 fn de_upstream<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<UpstreamSpec>>, D::Error> {

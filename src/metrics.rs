@@ -103,6 +103,11 @@ const STATS: &[(&str, &str, Field)] = &[
     ("tcp_slow", "TCP connections closed for a message that took too long (slowloris).", |s| s.tcp_slow),
     ("cache_evictions", "Cache entries evicted to make room.", |s| s.cache_evictions),
     ("cache_refused", "Cacheable answers too big to cache.", |s| s.cache_refused),
+    ("tls_upstream_handshakes", "TLS handshakes completed with tls:// upstreams.", |s| s.tls_upstream_handshakes),
+    ("tls_upstream_resumed", "Of those, resumed sessions.", |s| s.tls_upstream_resumed),
+    ("tls_upstream_failures", "Connections to tls:// upstreams that failed in TLS (certificate, name, handshake).", |s| s.tls_upstream_failures),
+    ("tls_client_handshakes", "TLS handshakes completed by --listen-tls clients.", |s| s.tls_client_handshakes),
+    ("tls_client_failures", "--listen-tls connections that failed in TLS (not TLS, timeout, protocol error).", |s| s.tls_client_failures),
 ];
 
 impl Collector for Snapshot {

@@ -82,6 +82,16 @@ pub struct Stats {
     pub local_answers: u64,
     /// Queries for blocked names (answered NXDOMAIN or 0.0.0.0/::).
     pub blocked: u64,
+    /// TLS handshakes completed with `tls://` upstreams, and of those, resumed sessions.
+    pub tls_upstream_handshakes: u64,
+    pub tls_upstream_resumed: u64,
+    /// Connections to `tls://` upstreams that failed in TLS (certificate, name,
+    /// handshake timeout, protocol error).
+    pub tls_upstream_failures: u64,
+    /// TLS handshakes completed by `--listen-tls` clients, and connections that failed
+    /// in TLS (not TLS at all, handshake timeout, protocol error).
+    pub tls_client_handshakes: u64,
+    pub tls_client_failures: u64,
 }
 
 impl Stats {
@@ -144,6 +154,16 @@ impl fmt::Display for Stats {
             self.cache_refused,
             self.local_answers,
             self.blocked
+        )?;
+        write!(
+            f,
+            " tls_upstream_handshakes={} tls_upstream_resumed={} tls_upstream_failures={} \
+             tls_client_handshakes={} tls_client_failures={}",
+            self.tls_upstream_handshakes,
+            self.tls_upstream_resumed,
+            self.tls_upstream_failures,
+            self.tls_client_handshakes,
+            self.tls_client_failures
         )
     }
 }

@@ -85,6 +85,10 @@ pub struct ForwarderConfig {
     pub routes: Vec<(crate::wire::Name, Vec<SocketAddr>)>,
     /// Local names and blocklists, answered before the cache ([`crate::local`]).
     pub local: Arc<LocalData>,
+    /// Upstreams reached over a stream only (DNS over TLS): every attempt to them is
+    /// a [`Dest::UpstreamTcp`] (the shell's TLS pool), and their names go in the case
+    /// asked (no 0x20: nothing off-path can forge an answer inside TLS).
+    pub stream_only: Vec<SocketAddr>,
 }
 
 impl ForwarderConfig {
@@ -103,6 +107,7 @@ impl ForwarderConfig {
             min_guess_bits: 32,
             routes: Vec::new(),
             local: Arc::default(),
+            stream_only: Vec::new(),
         }
     }
 }
@@ -262,7 +267,7 @@ impl Forwarder {
         cfg.edns_size = cfg.edns_size.clamp(512, 4096);
         cfg.max_udp_size = cfg.max_udp_size.max(512);
         Forwarder {
-            upstreams: Upstreams::new(&cfg.upstreams),
+            upstreams: Upstreams::new(&cfg.upstreams).stream_only(&cfg.stream_only),
             routes: routes::Routes::new(&cfg.upstreams, &cfg.routes),
             pending: PendingTable::new(cfg.max_pending),
             groups: Vec::new(),

@@ -63,6 +63,7 @@ impl Forwarder {
                 .is_some_and(|a| cfg.upstreams.contains(&a));
             self.upstreams.set_live(i, live);
         }
+        self.upstreams.set_stream_only(&cfg.stream_only);
         // Zone routes name addresses: map them to the indexes the upstreams have now.
         let addrs: Vec<SocketAddr> = self.upstreams.addrs().collect();
         self.routes = super::routes::Routes::new(&addrs, &cfg.routes);

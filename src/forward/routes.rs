@@ -11,12 +11,49 @@ use std::net::SocketAddr;
 
 use crate::wire::Name;
 
-/// One `--upstream` value: `ADDR[:PORT]` for names in no zone, or `ZONE=ADDR[:PORT]`.
+/// One `--upstream` value: `ADDR[:PORT]` for names in no zone, or `ZONE=ADDR[:PORT]`;
+/// the address may be `tls://ADDR[:PORT][#NAME]` (DNS over TLS, RFC 7858).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamSpec {
     /// `None`: the default set (also for the root zone, `.=ADDR`).
     pub zone: Option<Name>,
     pub addr: SocketAddr,
+    /// Over TLS: the name its certificate must carry (the address itself, as an IP
+    /// SAN, when no `#NAME` is given). `None`: plain DNS over UDP and TCP.
+    pub tls: Option<String>,
+}
+
+/// Parses an upstream address, plain (`ADDR[:PORT]`, port 53) or over TLS
+/// (`tls://ADDR[:PORT][#NAME]`, port 853, Unbound's `addr@port#name` as a URL).
+fn parse_addr_spec(s: &str) -> Result<(SocketAddr, Option<String>), String> {
+    let Some(rest) = s.strip_prefix("tls://") else {
+        return crate::config::parse_upstream(s).map(|a| (a, None));
+    };
+    let (addr, name) = match rest.split_once('#') {
+        Some((a, n)) => (a, Some(n)),
+        None => (rest, None),
+    };
+    let addr = crate::config::parse_upstream_tls(addr)
+        .map_err(|e| format!("{e} (in '{s}': tls://ADDR[:PORT]#NAME)"))?;
+    let name = match name {
+        None => addr.ip().to_string(),
+        Some(n) => {
+            let ok = !n.is_empty()
+                && n.len() <= 253
+                && n.split('.').all(|l| {
+                    !l.is_empty()
+                        && l.len() <= 63
+                        && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
+            if !ok {
+                return Err(format!(
+                    "'{n}' is not a host name for the certificate (in '{s}')"
+                ));
+            }
+            n.to_ascii_lowercase()
+        }
+    };
+    Ok((addr, Some(name)))
 }
 
 impl std::str::FromStr for UpstreamSpec {
@@ -26,22 +63,57 @@ impl std::str::FromStr for UpstreamSpec {
     /// `168.192.in-addr.arpa=10.0.0.1:5353`, `corp=[fd00::1]:53`.
     fn from_str(s: &str) -> Result<UpstreamSpec, String> {
         let Some((zone, addr)) = s.split_once('=') else {
-            return crate::config::parse_upstream(s).map(|addr| UpstreamSpec { zone: None, addr });
+            let (addr, tls) = parse_addr_spec(s)?;
+            return Ok(UpstreamSpec {
+                zone: None,
+                addr,
+                tls,
+            });
         };
         let zone = Name::from_ascii(zone.trim())
             .ok()
             .filter(|_| !zone.trim().is_empty())
             .ok_or_else(|| format!("'{zone}' is not a domain name (in '{s}')"))?;
-        let addr = crate::config::parse_upstream(addr.trim())?;
+        let (addr, tls) = parse_addr_spec(addr.trim())?;
         let zone = (!zone.is_root()).then_some(zone);
-        Ok(UpstreamSpec { zone, addr })
+        Ok(UpstreamSpec { zone, addr, tls })
     }
 }
 
 impl From<SocketAddr> for UpstreamSpec {
     fn from(addr: SocketAddr) -> UpstreamSpec {
-        UpstreamSpec { zone: None, addr }
+        UpstreamSpec {
+            zone: None,
+            addr,
+            tls: None,
+        }
     }
+}
+
+/// The TLS upstreams among `specs`: each address with the name its certificate must
+/// carry. An address given both plain and over TLS, or over TLS with two names, is
+/// refused (one index per address: it cannot be both).
+pub fn tls_names(specs: &[UpstreamSpec]) -> Result<Vec<(SocketAddr, String)>, String> {
+    let mut out: Vec<(SocketAddr, String)> = Vec::new();
+    for s in specs {
+        let clash = specs.iter().find(|o| o.addr == s.addr && o.tls != s.tls);
+        if let Some(o) = clash {
+            let how =
+                |t: &Option<String>| t.as_deref().map_or("plain".into(), |n| format!("TLS #{n}"));
+            return Err(format!(
+                "{} is given as {} and as {}",
+                s.addr,
+                how(&s.tls),
+                how(&o.tls)
+            ));
+        }
+        if let Some(name) = &s.tls {
+            if !out.iter().any(|(a, _)| *a == s.addr) {
+                out.push((s.addr, name.clone()));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// `--upstream`'s value parser.
@@ -186,6 +258,48 @@ mod tests {
         ] {
             assert!(bad.parse::<UpstreamSpec>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn parses_tls_upstreams() {
+        let s = spec("tls://9.9.9.9#dns.quad9.net");
+        assert_eq!(
+            s.addr,
+            "9.9.9.9:853".parse().unwrap(),
+            "port 853 by default"
+        );
+        assert_eq!(s.tls.as_deref(), Some("dns.quad9.net"));
+        let s = spec("tls://[::1]:8853#Local.Test");
+        assert_eq!(s.addr, "[::1]:8853".parse().unwrap());
+        assert_eq!(s.tls.as_deref(), Some("local.test"));
+        let s = spec("corp=tls://10.0.0.1");
+        assert_eq!(s.zone, Some(Name::from_ascii("corp").unwrap()));
+        assert_eq!(s.addr, "10.0.0.1:853".parse().unwrap());
+        assert_eq!(s.tls.as_deref(), Some("10.0.0.1"), "no name: the IP SAN");
+        assert_eq!(spec("10.0.0.1").tls, None);
+        for bad in [
+            "tls://",
+            "tls://dns.example#x",
+            "tls://9.9.9.9#",
+            "tls://9.9.9.9#bad name",
+            "tls://9.9.9.9#a..b",
+            "tls://::1:853#x",
+        ] {
+            assert!(bad.parse::<UpstreamSpec>().is_err(), "{bad}");
+        }
+        let specs = [spec("tls://10.0.0.1:853#a"), spec("10.0.0.1:853")];
+        assert!(tls_names(&specs).is_err(), "plain and TLS on one address");
+        let specs = [spec("tls://10.0.0.1#a"), spec("tls://10.0.0.1#b")];
+        assert!(tls_names(&specs).is_err(), "two names for one address");
+        let specs = [
+            spec("tls://10.0.0.1#a"),
+            spec("x=tls://10.0.0.1#a"),
+            spec("1.1.1.1"),
+        ];
+        assert_eq!(
+            tls_names(&specs).unwrap(),
+            [("10.0.0.1:853".parse().unwrap(), "a".to_string())]
+        );
     }
 
     #[test]

@@ -1218,3 +1218,45 @@ fn a_recently_freed_id_is_not_given_to_the_next_query() {
     f.handle_query(now, client(2), &query_msg(2, &["1.2"], None));
     assert_eq!(id_of(&one(&mut f).bytes), 0xBBBB, "0xAAAA was just freed");
 }
+
+#[test]
+fn a_stream_only_upstream_gets_every_attempt_over_the_stream_in_the_case_asked() {
+    // A tls:// upstream (index 1): never a datagram, no 0x20, answers taken from it
+    // as TCP answers are (ID and question).
+    let now = Instant::now();
+    let mut cfg = ForwarderConfig::new(vec![up(0), up(1)]);
+    cfg.stream_only = vec![up(1)];
+    cfg.routes = vec![(
+        crate::wire::Name::from_ascii("tls.example").unwrap(),
+        vec![up(1)],
+    )];
+    let mut f = Forwarder::new(cfg, Box::new(SeededRandom::new(3)));
+    let q = query_msg(7, &["www.abcdefgh.tls.example"], None);
+    f.handle_query(now, client(1), &q);
+    let t = one(&mut f);
+    assert_eq!(t.to, Dest::UpstreamTcp { upstream: 1 });
+    let sent = parse_message(&t.bytes).unwrap();
+    assert_eq!(
+        sent.questions[0].qname.to_string(),
+        "www.abcdefgh.tls.example.",
+        "names go to a TLS upstream as asked"
+    );
+    let a = answer_to(&t.bytes, 1, Rcode::NOERROR);
+    // An answer with another ID is not taken.
+    let mut wrong = a.clone();
+    wrong[0] ^= 0xFF;
+    f.handle_response(now, Source::Tcp { upstream: 1 }, &wrong);
+    assert!(drain(&mut f).is_empty());
+    f.handle_response(now, Source::Tcp { upstream: 1 }, &a);
+    let out = one(&mut f);
+    assert_eq!(out.to, Dest::Client(client(1)));
+    assert_eq!(id_of(&out.bytes), 7);
+    // The retry after a failure goes over the stream again.
+    f.handle_query(now, client(2), &query_msg(8, &["b.tls.example"], None));
+    let t = one(&mut f);
+    f.handle_tcp_failure(now, 1, id_of(&t.bytes));
+    // (ForwarderConfig::new's timeout, 1.5 s)
+    f.handle_timeout(now + Duration::from_millis(1500));
+    let again = one(&mut f);
+    assert_eq!(again.to, Dest::UpstreamTcp { upstream: 1 });
+}

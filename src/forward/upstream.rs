@@ -48,6 +48,8 @@ struct Upstream {
     /// Removed by a reload: never picked again; its slot (and its index in attempts
     /// in flight) stays until the shell sees it drained (see `reconfigure.rs`).
     retired: bool,
+    /// Reached over a stream only (DNS over TLS): no UDP, no 0x20.
+    stream_only: bool,
 }
 
 /// The upstreams and what we know of each. Valid values: at most 64 upstreams (the
@@ -82,6 +84,7 @@ impl Upstream {
             fail_unlogged: 0,
             fail_logged_at: None,
             retired: false,
+            stream_only: false,
         }
     }
 }
@@ -173,9 +176,25 @@ impl Upstreams {
         }
     }
 
-    /// Whether names sent to upstream `i` get random letter case.
+    /// Marks the upstreams at `addrs` as reached over a stream only (TLS).
+    pub fn stream_only(mut self, addrs: &[SocketAddr]) -> Upstreams {
+        self.set_stream_only(addrs);
+        self
+    }
+
+    /// Marks the upstreams at `addrs`, and only those, as reached over a stream only.
+    pub fn set_stream_only(&mut self, addrs: &[SocketAddr]) {
+        for u in &mut self.list {
+            u.stream_only = addrs.contains(&u.addr);
+        }
+    }
+
+    /// Whether names sent to upstream `i` get random letter case (never over TLS: the
+    /// case protects UDP answers, and an upstream need not echo it).
     pub fn mixes_case(&self, i: usize) -> bool {
-        self.list.get(i).is_some_and(|u| u.mix_case)
+        self.list
+            .get(i)
+            .is_some_and(|u| u.mix_case && !u.stream_only)
     }
 
     /// An answer with our ID came back with our letter case.
@@ -207,8 +226,7 @@ impl Upstreams {
     pub fn tcp_only(&self, i: usize, now: Instant) -> bool {
         self.list
             .get(i)
-            .and_then(|u| u.tcp_until)
-            .is_some_and(|t| now < t)
+            .is_some_and(|u| u.stream_only || u.tcp_until.is_some_and(|t| now < t))
     }
 
     /// An answer for a question in flight to upstream `i` failed a check. Past a

@@ -100,8 +100,11 @@ impl Server {
         let mut stale = Vec::new();
         for (n, c) in self.clients.iter().enumerate() {
             let Some(c) = c else { continue };
+            // A TLS handshake gets the time of one message: a client that does not
+            // speak TLS, or stalls in it, holds no slot for long.
             let slow = c
                 .partial_since
+                .or(c.stream.handshaking().then_some(c.opened))
                 .is_some_and(|t| now.duration_since(t) >= frame_time);
             let unused = c.is_idle() && now.duration_since(c.last_active) >= idle;
             let deaf = c.io.backlog() > 0 && now.duration_since(c.last_write) >= idle;

@@ -1,29 +1,50 @@
 //! The client side of TCP: accepting clients (with the connection cap), reading their
 //! framed queries, writing their answers. Connections to upstreams are in
-//! `upstream_tcp`.
+//! `upstream_tcp`. DNS over TLS clients (`--listen-tls`) are the same connections with
+//! TLS on them ([`Stream::Tls`]): same slots, caps, fair shares, ACL and idle rules; a
+//! handshake must be over within the time a message may take (a client that is not
+//! speaking TLS is closed by rustls' first error, or by that timer if it says nothing).
 use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use mio::net::TcpStream;
 use mio::{Interest, Token};
 
 use super::tcp::{ClientConn, Framed, ReadState, MAX_FRAMES_PER_TURN, MAX_WRITE_BACKLOG};
+use super::tls::Stream;
 use super::{conn_id, split_conn_id, Server, CLIENT_TCP, TOKEN_SPACE};
 use crate::forward::Client;
 use crate::policy::client_key;
+use crate::wire::padding;
 
 impl Server {
-    pub(super) fn accept(&mut self, now: Instant, i: usize) {
+    /// Accepts on TCP listener `i`, or on TLS listener `i` when `tls`.
+    pub(super) fn accept(&mut self, now: Instant, i: usize, tls: bool) {
         loop {
-            let Some(listener) = self.tcp_listeners.get(i) else {
+            let listeners = match tls {
+                true => &self.tls_listeners,
+                false => &self.tcp_listeners,
+            };
+            let Some(listener) = listeners.get(i) else {
                 return;
             };
             match listener.accept() {
                 Ok((stream, addr)) => {
-                    if self.admit_tcp_client(now, &stream, addr) {
-                        self.add_client(now, stream, addr);
+                    if !self.admit_tcp_client(now, &stream, addr) {
+                        continue;
                     }
+                    let stream = match self.tls_server().filter(|_| tls) {
+                        Some(cfg) => match Stream::server(stream, cfg) {
+                            Ok(s) => s,
+                            Err(e) => {
+                                log::warn!("TLS for {addr}: {e}");
+                                continue;
+                            }
+                        },
+                        None if tls => continue,
+                        None => Stream::Plain(stream),
+                    };
+                    self.add_client(now, stream, addr);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -39,8 +60,8 @@ impl Server {
     }
 
     /// Takes a connection [`Server::admit_tcp_client`] has made room for.
-    pub(super) fn add_client(&mut self, now: Instant, mut stream: TcpStream, addr: SocketAddr) {
-        let _ = stream.set_nodelay(true);
+    pub(super) fn add_client(&mut self, now: Instant, mut stream: Stream, addr: SocketAddr) {
+        let _ = stream.sock().set_nodelay(true);
         let n = self
             .clients
             .iter()
@@ -52,7 +73,7 @@ impl Server {
         if let Err(e) =
             self.poll
                 .registry()
-                .register(&mut stream, Token(CLIENT_TCP + n), Interest::READABLE)
+                .register(stream.sock(), Token(CLIENT_TCP + n), Interest::READABLE)
         {
             log::debug!("register TCP client {addr}: {e}");
             return;
@@ -60,6 +81,7 @@ impl Server {
         self.client_generation = self.client_generation.wrapping_add(1);
         let conn = ClientConn {
             stream,
+            pads: false,
             addr,
             generation: self.client_generation,
             io: Framed::default(),
@@ -108,17 +130,28 @@ impl Server {
         };
         let core = &mut self.core;
         let (mut frames, mut outstanding) = (0, 0);
+        let tls = conn.stream.is_tls();
+        let mut pads = conn.pads;
         let state = conn.io.read_frames(
             &mut conn.stream,
             &mut self.buf,
             MAX_FRAMES_PER_TURN,
             |frame| {
                 frames += 1;
+                pads |= tls && !pads && padding::is_padded(frame);
                 if core.handle_query(now, client, frame) {
                     outstanding += 1;
                 }
             },
         );
+        conn.pads = pads;
+        if let Some(resumed) = conn.stream.handshake_done() {
+            log::debug!(
+                "TLS client {}: handshake done, resumed: {resumed}",
+                conn.addr
+            );
+            self.tls.counters.client_handshakes += 1;
+        }
         conn.outstanding += outstanding;
         // Only a query the core took counts as activity: not a byte, not a junk frame.
         if outstanding > 0 {
@@ -138,6 +171,12 @@ impl Server {
                 self.paused.push(n);
             }
             Ok(ReadState::Eof) => conn.read_closed = true,
+            Err(e) if conn.stream.failed() => {
+                if let Some(k) = self.log.hit(now, "client-tls") {
+                    log::debug!("TLS client {}: {e}{k}", conn.addr);
+                }
+                return self.close_client(n);
+            }
             Err(e) => {
                 // Resets come in floods when many clients go away at once.
                 if let Some(k) = self.log.hit(now, "client-tcp-read") {
@@ -145,6 +184,10 @@ impl Server {
                 }
                 return self.close_client(n);
             }
+        }
+        if conn.stream.wants_write() {
+            // TLS records the socket did not take while reading (handshake replies).
+            return self.write_client(now, n);
         }
         self.close_if_done(n);
     }
@@ -168,7 +211,14 @@ impl Server {
         if conn.io.backlog() == 0 {
             conn.last_write = now; // the stall clock starts with the first unwritten octet
         }
-        conn.io.queue(bytes);
+        if conn.pads {
+            // RFC 8467 §4.1: answers to padded queries, in blocks of 468 octets.
+            let mut padded = bytes.to_vec();
+            padding::pad(&mut padded, padding::RESPONSE_BLOCK);
+            conn.io.queue(&padded);
+        } else {
+            conn.io.queue(bytes);
+        }
         self.write_client(now, n);
     }
 
@@ -194,7 +244,7 @@ impl Server {
                         Interest::READABLE | Interest::WRITABLE
                     };
                     if let Err(e) =
-                        registry.reregister(&mut conn.stream, Token(CLIENT_TCP + n), interest)
+                        registry.reregister(conn.stream.sock(), Token(CLIENT_TCP + n), interest)
                     {
                         log::debug!("reregister TCP client {}: {e}", conn.addr);
                     }
@@ -225,8 +275,11 @@ impl Server {
     pub(super) fn close_client(&mut self, n: usize) {
         if let Some(slot) = self.clients.get_mut(n) {
             if let Some(mut conn) = slot.take() {
-                let _ = self.poll.registry().deregister(&mut conn.stream);
+                let _ = self.poll.registry().deregister(conn.stream.sock());
                 self.policy.tcp.closed(client_key(conn.addr.ip()));
+                if conn.stream.failed() || conn.stream.handshaking() {
+                    self.tls.counters.client_failures += 1;
+                }
             }
         }
     }

@@ -15,6 +15,7 @@ mod memory;
 mod metrics_http;
 mod reload;
 mod tcp;
+mod tls;
 mod udp;
 mod upstream_tcp;
 
@@ -46,6 +47,8 @@ const WAKER: Token = Token(1);
 const UDP_LISTENER: usize = 16;
 const TCP_LISTENER: usize = 16 + MAX_LISTENERS;
 const MAX_LISTENERS: usize = 64;
+/// DNS over TLS listener `i` (`--listen-tls`) is `TLS_LISTENER + i`.
+const TLS_LISTENER: usize = TCP_LISTENER + MAX_LISTENERS;
 /// Upstream socket (upstream u, slot s, generation g) is `UPSTREAM_UDP + (u*256 + s)*2 + g`.
 const UPSTREAM_UDP: usize = 1 << 10;
 /// Client TCP connection in slot i.
@@ -131,6 +134,10 @@ pub struct Server {
     metrics: Option<MetricsHttp>,
     /// When the query-log lines held must be written.
     log_due: Option<Instant>,
+    /// `--listen-tls` listeners; their clients are in `clients` with the others.
+    tls_listeners: Vec<TcpListener>,
+    /// DNS over TLS: the configs for upstreams and clients, and its counters.
+    tls: tls::TlsState,
 }
 
 impl Server {
@@ -183,10 +190,13 @@ impl Server {
             reload: reload::Reloader::default(),
             metrics: None,
             log_due: None,
+            tls_listeners: Vec::new(),
+            tls: tls::TlsState::new(&cfg.tls)?,
             poll,
             cfg,
         };
         server.bind_listeners()?;
+        server.bind_tls_listeners()?;
         admission::check_self_loop(&server.local_addrs(), &server.cfg.upstreams)?;
         server.bind_upstreams()?;
         if let Some(addr) = server.cfg.metrics {
@@ -229,8 +239,8 @@ impl Server {
     }
 
     fn bind_upstreams(&mut self) -> io::Result<()> {
-        let per = self.cfg.sockets_per_upstream.clamp(1, 256);
         for (u, &addr) in self.cfg.upstreams.iter().enumerate() {
+            let per = self.udp_pool_size(addr);
             let mut pool = Vec::with_capacity(per);
             for s in 0..per {
                 let mut current =
@@ -268,6 +278,7 @@ impl Server {
     pub fn stats(&self) -> Stats {
         let mut stats = self.core.stats();
         self.policy.add_to(&mut stats);
+        self.tls.add_to(&mut stats);
         stats
     }
 
@@ -369,7 +380,10 @@ impl Server {
                 self.read_udp_listener(now, t - UDP_LISTENER)
             }
             t if (TCP_LISTENER..TCP_LISTENER + MAX_LISTENERS).contains(&t) => {
-                self.accept(now, t - TCP_LISTENER)
+                self.accept(now, t - TCP_LISTENER, false)
+            }
+            t if (TLS_LISTENER..TLS_LISTENER + MAX_LISTENERS).contains(&t) => {
+                self.accept(now, t - TLS_LISTENER, true)
             }
             t if (UPSTREAM_UDP..CLIENT_TCP).contains(&t) => {
                 let n = t - UPSTREAM_UDP;
@@ -408,6 +422,9 @@ impl Server {
             let _ = self.poll.registry().deregister(l);
         }
         for mut l in self.tcp_listeners.drain(..) {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        for mut l in self.tls_listeners.drain(..) {
             let _ = self.poll.registry().deregister(&mut l);
         }
         self.shutdown_at = Some(now + SHUTDOWN_GRACE);

@@ -19,6 +19,10 @@
 //! logged as such and left as it was: the listen addresses (the ports may be below
 //! 1024 and privileges dropped; answers in flight name their listener), `--user`, and
 //! the cache settings (the cache is sized at start).
+//!
+//! DNS over TLS: the `--tls-cert`/`--tls-key` files, `--tls-ca` (or the system roots)
+//! and the `tls://` upstreams' names are read again; new connections use them, open
+//! ones keep what they were made with. `--listen-tls` addresses need a restart.
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -66,6 +70,7 @@ pub(super) fn forwarder_config(cfg: &Config) -> std::io::Result<ForwarderConfig>
         min_guess_bits: cfg.min_guess_bits,
         routes: cfg.routes.clone(),
         local: std::sync::Arc::new(local),
+        stream_only: cfg.tls.upstreams.iter().map(|u| u.0).collect(),
     })
 }
 
@@ -122,6 +127,8 @@ impl Server {
         let notes = self.keep_restart_only(&mut new);
         admission::check_self_loop(&self.local_addrs(), &new.upstreams)
             .map_err(|e| e.to_string())?;
+        // Certificates and keys first: a file that does not load fails the reload.
+        self.reload_tls(&new.tls)?;
         let mut fresh = self.open_new_upstreams(&new.upstreams)?;
         self.core
             .reconfigure(forwarder_config(&new).map_err(|e| e.to_string())?)
@@ -167,6 +174,13 @@ impl Server {
         if new.cache != old.cache {
             notes.push("cache settings change only on restart (the cache is kept)".into());
         }
+        if new.tls.listen != old.tls.listen {
+            notes.push(format!(
+                "--listen-tls addresses change only on restart (still {:?})",
+                old.tls.listen
+            ));
+            new.tls.listen.clone_from(&old.tls.listen);
+        }
         new.listen.clone_from(&old.listen);
         new.user.clone_from(&old.user);
         new.cache = old.cache;
@@ -180,7 +194,6 @@ impl Server {
         &self,
         want: &[SocketAddr],
     ) -> Result<HashMap<SocketAddr, Vec<UdpSocket>>, String> {
-        let per = self.cfg.sockets_per_upstream.clamp(1, 256);
         let slots = self.core.upstream_slots();
         let open = |addr: &SocketAddr| {
             slots.iter().enumerate().any(|(u, s)| {
@@ -189,7 +202,7 @@ impl Server {
         };
         let mut fresh = HashMap::new();
         for &addr in want.iter().filter(|a| !open(a)) {
-            let socks = (0..per)
+            let socks = (0..self.udp_pool_size(addr))
                 .map(|_| udp::upstream_socket(addr))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| format!("cannot open a socket to upstream {addr}: {e}"))?;

@@ -5,7 +5,7 @@ use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use mio::net::TcpStream;
+use super::tls::Stream;
 
 /// Most complete messages taken from one connection per loop turn, so that one busy
 /// client cannot starve the others; the rest waits for the next turn.
@@ -41,7 +41,7 @@ impl Framed {
     /// were handed to `on_frame`. `scratch` is the loop's shared receive buffer.
     pub fn read_frames(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut impl Read,
         scratch: &mut [u8],
         max_frames: usize,
         mut on_frame: impl FnMut(&[u8]),
@@ -117,8 +117,8 @@ impl Framed {
     }
 
     /// Writes what is queued until done or the socket would block. Returns whether
-    /// everything was written.
-    pub fn flush(&mut self, stream: &mut TcpStream) -> io::Result<bool> {
+    /// everything was written (for TLS, the records it became too: `stream.flush`).
+    pub fn flush(&mut self, stream: &mut impl Write) -> io::Result<bool> {
         while self.wpos < self.wbuf.len() {
             let pending = self.wbuf.get(self.wpos..).unwrap_or_default();
             match stream.write(pending) {
@@ -134,7 +134,11 @@ impl Framed {
         }
         self.wbuf.clear();
         self.wpos = 0;
-        Ok(true)
+        match stream.flush() {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Octets queued but not yet written.
@@ -148,10 +152,12 @@ impl Framed {
     }
 }
 
-/// A client TCP connection.
+/// A client TCP connection (in clear, or DNS over TLS).
 #[derive(Debug)]
 pub struct ClientConn {
-    pub stream: TcpStream,
+    pub stream: Stream,
+    /// Some query on it carried EDNS Padding: its answers are padded (RFC 8467).
+    pub pads: bool,
     pub addr: SocketAddr,
     /// Told apart from an earlier connection in the same slot (answers to a closed
     /// connection must not reach its successor).

@@ -27,6 +27,13 @@
 //! - its oldest query waited `--deadline` with nothing read since it was sent (stuck).
 //!
 //! An EDNS TCP keepalive option (RFC 7828) from the upstream is ignored.
+//!
+//! A `tls://` upstream (RFC 7858) uses the same pool, every query of it coming here:
+//! its connections carry TLS ([`Stream::Tls`]), its queries are padded (RFC 8467), a
+//! connection idle for [`UPSTREAM_TLS_IDLE`] is closed (handshakes cost), and a failed
+//! connect or handshake (certificate, name) makes the next connect wait
+//! [`TLS_FIRST_BACKOFF`], doubling up to [`TLS_MAX_BACKOFF`]; meanwhile its queries fail
+//! at once and the core tries another upstream or answers SERVFAIL at the deadline.
 use std::collections::VecDeque;
 use std::io;
 use std::time::{Duration, Instant};
@@ -35,8 +42,10 @@ use mio::net::TcpStream;
 use mio::{Interest, Token};
 
 use super::tcp::{Framed, ReadState, MAX_FRAMES_PER_TURN};
+use super::tls::Stream;
 use super::{Server, TOKEN_SPACE, UPSTREAM_TCP};
 use crate::forward::Source;
+use crate::wire::padding;
 
 /// Most TCP connections to one upstream at once. RFC 7766 §6.2.2 asks clients to keep
 /// few; a second one takes the queries the first has no room for.
@@ -52,6 +61,13 @@ pub const MAX_QUEUED_PER_UPSTREAM: usize = 2048;
 /// A connection with nothing outstanding is closed after this long (RFC 7766 §6.2.3:
 /// clients close idle connections).
 pub const UPSTREAM_TCP_IDLE: Duration = Duration::from_secs(5);
+/// The same for a TLS connection: kept longer, as a new one costs a handshake (and
+/// resumption makes that cheaper, not free).
+pub const UPSTREAM_TLS_IDLE: Duration = Duration::from_secs(30);
+/// Wait before connecting again to a TLS upstream after a failed connect or handshake;
+/// doubles with each failure in a row, up to the maximum.
+pub const TLS_FIRST_BACKOFF: Duration = Duration::from_millis(250);
+pub const TLS_MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// The TCP connections to one upstream and the queries waiting for room on them.
 #[derive(Debug, Default)]
@@ -60,6 +76,9 @@ pub struct UpstreamPool {
     conns: [Option<UpstreamConn>; MAX_TCP_PER_UPSTREAM],
     /// Oldest first. Valid lengths: 0..=MAX_QUEUED_PER_UPSTREAM.
     queue: VecDeque<Queued>,
+    /// TLS only: failed connects or handshakes in a row, and no connect before then.
+    failures: u32,
+    retry_at: Option<Instant>,
 }
 
 /// Where the query at the head of a queue goes.
@@ -84,7 +103,7 @@ struct Queued {
 /// One TCP connection to an upstream.
 #[derive(Debug)]
 struct UpstreamConn {
-    stream: TcpStream,
+    stream: Stream,
     io: Framed,
     /// The queries written or queued for writing and not answered: (ID, when sent).
     /// Valid: at most MAX_OUTSTANDING_PER_CONN, IDs distinct (answers are matched by
@@ -154,6 +173,10 @@ impl Server {
             Some(&[a, b]) => u16::from_be_bytes([a, b]),
             _ => return self.core.release(bytes),
         };
+        let mut bytes = bytes;
+        if self.is_tls_upstream(u) {
+            padding::pad(&mut bytes, padding::QUERY_BLOCK);
+        }
         let Some(pool) = self.upstream_tcp.get_mut(u) else {
             return self.core.release(bytes);
         };
@@ -231,6 +254,13 @@ impl Server {
             return Place::Wait;
         };
         let live = pool.any_connected();
+        if pool.retry_at.is_some_and(|t| now < t) {
+            // A TLS upstream backing off: fail rather than wait (the core moves on).
+            if !live {
+                self.fail_queue(now, u);
+            }
+            return Place::Wait;
+        }
         match self.connect(now, u, k) {
             Ok(()) => Place::Conn(k),
             Err(e) => {
@@ -262,13 +292,19 @@ impl Server {
             return Err(io::Error::other("no such upstream connection"));
         };
         log::debug!("TCP to upstream {u} ({k}): connecting to {addr}");
-        let mut stream = TcpStream::connect(addr)?;
+        let sock = TcpStream::connect(addr)?;
+        let _ = sock.set_nodelay(true);
+        let mut stream = match self.tls.upstream(addr) {
+            Some((cfg, name)) => Stream::client(sock, cfg, name)?,
+            // Never in clear to an upstream configured for TLS.
+            None if self.tls.is_upstream(addr) => return Err(io::Error::other("no TLS config")),
+            None => Stream::Plain(sock),
+        };
         self.poll.registry().register(
-            &mut stream,
+            stream.sock(),
             token,
             Interest::READABLE | Interest::WRITABLE,
         )?;
-        let _ = stream.set_nodelay(true);
         let Some(slot) = conn_slot(&mut self.upstream_tcp, u, k) else {
             return Err(io::Error::other("no such connection slot"));
         };
@@ -292,7 +328,7 @@ impl Server {
             return;
         };
         if !conn.connected {
-            match connect_result(&conn.stream) {
+            match connect_result(conn.stream.sock_ref()) {
                 Ok(true) => conn.connected = true,
                 Ok(false) => return,
                 Err(e) => {
@@ -303,6 +339,38 @@ impl Server {
         }
         self.write_upstream(now, u, k);
         self.read_upstream(now, u, k);
+        // TLS: handshake messages or queries that the socket did not take while reading.
+        let wants = conn_slot(&mut self.upstream_tcp, u, k)
+            .and_then(|c| c.as_ref())
+            .is_some_and(|c| c.stream.wants_write());
+        if wants {
+            self.write_upstream(now, u, k);
+        }
+    }
+
+    /// Whether upstream `u` is reached over TLS.
+    fn is_tls_upstream(&self, u: usize) -> bool {
+        self.cfg
+            .upstreams
+            .get(u)
+            .is_some_and(|&a| self.tls.is_upstream(a))
+    }
+
+    /// Counts a completed handshake, once per connection; ends the pool's back-off.
+    fn note_handshake(&mut self, u: usize, k: usize) {
+        let Some(pool) = self.upstream_tcp.get_mut(u) else {
+            return;
+        };
+        let Some(Some(conn)) = pool.conns.get_mut(k) else {
+            return;
+        };
+        if let Some(resumed) = conn.stream.handshake_done() {
+            log::debug!("TLS to upstream {u} ({k}): handshake done, resumed: {resumed}");
+            self.tls.counters.upstream_handshakes += 1;
+            self.tls.counters.upstream_resumed += u64::from(resumed);
+            pool.failures = 0;
+            pool.retry_at = None;
+        }
     }
 
     /// Hands every message read to the core; frees the room of the answered queries.
@@ -335,6 +403,9 @@ impl Server {
             if conn.outstanding.is_empty() {
                 conn.idle_since = now;
             }
+        }
+        if conn.stream.is_tls() {
+            self.note_handshake(u, k);
         }
         match state {
             Ok(ReadState::Drained) => {}
@@ -369,7 +440,7 @@ impl Server {
                     Interest::READABLE | Interest::WRITABLE
                 };
                 if let Some(t) = token(u, k) {
-                    if let Err(e) = registry.reregister(&mut conn.stream, t, interest) {
+                    if let Err(e) = registry.reregister(conn.stream.sock(), t, interest) {
                         log::debug!("reregister TCP to upstream {u}: {e}");
                     }
                 }
@@ -392,7 +463,22 @@ impl Server {
         let Some(mut conn) = pool.conns.get_mut(k).and_then(Option::take) else {
             return;
         };
-        let _ = self.poll.registry().deregister(&mut conn.stream);
+        let _ = self.poll.registry().deregister(conn.stream.sock());
+        // A TLS connection that did not get through its handshake failed like a
+        // connect: certificate, name, or not TLS.
+        let tls_failed = conn.stream.failed() || conn.stream.handshaking();
+        let connect_failed = connect_failed || tls_failed;
+        if conn.stream.is_tls() && connect_failed {
+            self.tls.counters.upstream_failures += u64::from(tls_failed);
+            pool.failures = pool.failures.saturating_add(1);
+            let backoff = TLS_FIRST_BACKOFF * (1 << (pool.failures - 1).min(6));
+            pool.retry_at = Some(now + backoff.min(TLS_MAX_BACKOFF));
+            log::warn!(
+                "TLS to upstream {u} failed ({} in a row); next try in {:?}",
+                pool.failures,
+                backoff.min(TLS_MAX_BACKOFF)
+            );
+        }
         let give_up = connect_failed && !pool.any_connected();
         log::debug!(
             "TCP to upstream {u} ({k}) closed, {} outstanding, {} waiting",
@@ -429,15 +515,19 @@ impl Server {
             return;
         };
         let age = |t: Instant| now.saturating_duration_since(t);
-        if !conn.connected {
+        if !conn.connected || conn.stream.handshaking() {
             if age(conn.opened) >= timeout {
-                log::debug!("TCP to upstream {u}: connect timed out");
+                log::debug!("TCP to upstream {u}: connect or TLS handshake timed out");
                 self.close_upstream_tcp(now, u, k, true);
             }
             return;
         }
         let Some(oldest) = conn.outstanding.iter().map(|&(_, t)| t).min() else {
-            if conn.io.backlog() == 0 && age(conn.idle_since) >= UPSTREAM_TCP_IDLE {
+            let idle = match conn.stream.is_tls() {
+                true => UPSTREAM_TLS_IDLE,
+                false => UPSTREAM_TCP_IDLE,
+            };
+            if conn.io.backlog() == 0 && age(conn.idle_since) >= idle {
                 self.close_upstream_tcp(now, u, k, false);
             }
             return;

@@ -21,6 +21,7 @@ mod edns;
 mod header;
 mod message;
 mod name;
+pub mod padding;
 mod question;
 mod record;
 mod view;

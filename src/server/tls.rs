@@ -1,0 +1,395 @@
+//! DNS over TLS (RFC 7858) on the mio loop: a TCP stream with rustls on it, read and
+//! written through the same [`super::tcp::Framed`] buffers as plain TCP, for the
+//! connections to `tls://` upstreams (`upstream_tcp`) and the `--listen-tls` clients
+//! (`clients`). rustls is sans-IO: it is handed the octets the socket has
+//! (`read_tls`, `process_new_packets`) and gives back what to send (`write_tls`), so
+//! nothing here blocks and no thread or runtime is involved.
+//!
+//! Trust (RFC 8310 strict profile): an upstream's certificate must chain to the system
+//! roots (or to `--tls-ca` only, when given) and carry the name after `#` (or the
+//! address as an IP SAN). Any handshake error ends the connection and counts as the
+//! upstream failing; a query never goes out in clear instead.
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use mio::net::TcpStream;
+use mio::{Interest, Token};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, Connection, RootCertStore, ServerConfig};
+
+use super::{bind_tcp_listener, Server, MAX_LISTENERS, TLS_LISTENER};
+use crate::config::TlsConfig;
+use crate::stats::Stats;
+
+/// Most plaintext and TLS octets rustls holds for sending on one connection; past it
+/// a write takes fewer octets (so `Framed` keeps the backlog, and a client that does
+/// not read its answers is paused like a plain TCP one).
+const TLS_BUFFER_LIMIT: usize = 64 << 10;
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn invalid(what: &str, e: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, format!("{what}: {e}"))
+}
+
+/// The client side, shared by every upstream connection (its session cache makes
+/// reconnections resume: TLS 1.3 tickets, TLS 1.2 session IDs). Roots: the PEM
+/// certificates of `ca` only, or else the system's store.
+pub fn client_config(ca: Option<&Path>) -> io::Result<Arc<ClientConfig>> {
+    let mut roots = RootCertStore::empty();
+    match ca {
+        Some(path) => {
+            let what = format!("--tls-ca {}", path.display());
+            for cert in CertificateDer::pem_file_iter(path).map_err(|e| invalid(&what, e))? {
+                roots
+                    .add(cert.map_err(|e| invalid(&what, e))?)
+                    .map_err(|e| invalid(&what, e))?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            for e in &found.errors {
+                log::warn!("system root certificates: {e}");
+            }
+            let (added, _) = roots.add_parsable_certificates(found.certs);
+            log::debug!("{added} system root certificates for tls:// upstreams");
+        }
+    }
+    if roots.is_empty() {
+        return Err(invalid(
+            "tls:// upstreams",
+            "no root certificate to check them against (install ca-certificates or give --tls-ca)",
+        ));
+    }
+    let cfg = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid("TLS", e))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(cfg))
+}
+
+/// The `--listen-tls` side, from the PEM files `cert` (the chain, leaf first) and `key`.
+pub fn server_config(cert: &Path, key: &Path) -> io::Result<Arc<ServerConfig>> {
+    let what = format!("--tls-cert {}", cert.display());
+    let chain = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| invalid(&what, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid(&what, e))?;
+    if chain.is_empty() {
+        return Err(invalid(&what, "no certificate in the file"));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| invalid(&format!("--tls-key {}", key.display()), e))?;
+    let cfg = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid("TLS", e))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| invalid(&what, e))?;
+    Ok(Arc::new(cfg))
+}
+
+/// The name an upstream's certificate must carry (a DNS name, or an IP address).
+pub fn server_name(name: &str) -> io::Result<ServerName<'static>> {
+    ServerName::try_from(name.to_owned()).map_err(|e| invalid(name, e))
+}
+
+/// A TCP stream, in clear or with TLS on it.
+#[derive(Debug)]
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream>),
+}
+
+/// A TCP stream and the TLS connection on it.
+#[derive(Debug)]
+pub struct TlsStream {
+    sock: TcpStream,
+    conn: Connection,
+    /// The handshake's end was reported by [`Stream::handshake_done`].
+    reported: bool,
+    /// rustls refused what the peer sent (bad certificate, not TLS, …).
+    failed: bool,
+}
+
+impl Stream {
+    /// A client connection to an upstream, TLS on `sock` (connecting) for `name`.
+    pub fn client(
+        sock: TcpStream,
+        cfg: &Arc<ClientConfig>,
+        name: ServerName<'static>,
+    ) -> io::Result<Stream> {
+        let conn = ClientConnection::new(Arc::clone(cfg), name).map_err(io::Error::other)?;
+        Ok(Stream::tls(sock, Connection::Client(conn)))
+    }
+
+    /// A client that connected to a `--listen-tls` socket.
+    pub fn server(sock: TcpStream, cfg: &Arc<ServerConfig>) -> io::Result<Stream> {
+        let conn = rustls::ServerConnection::new(Arc::clone(cfg)).map_err(io::Error::other)?;
+        Ok(Stream::tls(sock, Connection::Server(conn)))
+    }
+
+    fn tls(sock: TcpStream, mut conn: Connection) -> Stream {
+        conn.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
+        Stream::Tls(Box::new(TlsStream {
+            sock,
+            conn,
+            reported: false,
+            failed: false,
+        }))
+    }
+
+    /// The socket (to register, or to ask about the connect).
+    pub fn sock(&mut self) -> &mut TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(t) => &mut t.sock,
+        }
+    }
+
+    pub fn sock_ref(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(t) => &t.sock,
+        }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Stream::Tls(_))
+    }
+
+    /// Whether a TLS handshake is still under way.
+    pub fn handshaking(&self) -> bool {
+        matches!(self, Stream::Tls(t) if t.conn.is_handshaking())
+    }
+
+    /// Whether rustls refused what the peer sent.
+    pub fn failed(&self) -> bool {
+        matches!(self, Stream::Tls(t) if t.failed)
+    }
+
+    /// Once per connection, when its handshake has completed: whether it resumed an
+    /// earlier session.
+    pub fn handshake_done(&mut self) -> Option<bool> {
+        let Stream::Tls(t) = self else {
+            return None;
+        };
+        if t.reported || t.conn.is_handshaking() {
+            return None;
+        }
+        t.reported = true;
+        Some(t.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed))
+    }
+
+    /// Whether TLS records wait to be sent (handshake messages, alerts, data).
+    pub fn wants_write(&self) -> bool {
+        matches!(self, Stream::Tls(t) if t.conn.wants_write())
+    }
+}
+
+impl TlsStream {
+    /// Sends what rustls has for the peer until done or the socket would block.
+    fn write_pending(&mut self) -> io::Result<()> {
+        while self.conn.wants_write() {
+            match self.conn.write_tls(&mut self.sock) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads TLS records and decrypts them; `Ok(0)` at the end of the stream.
+    fn read_plain(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.conn.reader().read(buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            match self.conn.read_tls(&mut self.sock) {
+                Ok(0) => return Ok(0),
+                Ok(_) => {}
+                Err(e) => return Err(e),
+            }
+            if let Err(e) = self.conn.process_new_packets() {
+                self.failed = true;
+                // The alert rustls queued, if the socket takes it.
+                let _ = self.write_pending();
+                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+            }
+            // Handshake messages, or the queries buffered until it completed.
+            match self.write_pending() {
+                Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(e),
+                _ => {}
+            }
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(t) => t.read_plain(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    /// Plain: the socket's write. TLS: rustls takes the octets (as many as its buffer
+    /// limit allows; none is `WouldBlock`) and as much as the socket takes is sent.
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(t) => {
+                let n = t.conn.writer().write(buf)?;
+                match t.write_pending() {
+                    Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(e),
+                    _ => {}
+                }
+                if n == 0 && !buf.is_empty() {
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Ok(n)
+            }
+        }
+    }
+
+    /// Sends the TLS records still held; `WouldBlock` if the socket is full.
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(_) => Ok(()),
+            Stream::Tls(t) => t.write_pending(),
+        }
+    }
+}
+
+/// What the server holds for DNS over TLS: the configs, the upstreams' names, counters.
+#[derive(Default)]
+pub struct TlsState {
+    /// For `tls://` upstreams (none if there is none).
+    client: Option<Arc<ClientConfig>>,
+    /// For `--listen-tls` clients (none if not listening).
+    server: Option<Arc<ServerConfig>>,
+    /// The TLS upstreams and the names their certificates must carry.
+    names: Vec<(SocketAddr, ServerName<'static>)>,
+    pub counters: TlsCounters,
+}
+
+/// Counted by the shell, added to [`Stats`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TlsCounters {
+    pub upstream_handshakes: u64,
+    pub upstream_resumed: u64,
+    pub upstream_failures: u64,
+    pub client_handshakes: u64,
+    pub client_failures: u64,
+}
+
+impl TlsState {
+    /// Reads the files the settings name (root store or `--tls-ca`, certificate, key).
+    pub fn new(cfg: &TlsConfig) -> io::Result<TlsState> {
+        let client = match cfg.upstreams.is_empty() {
+            true => None,
+            false => Some(client_config(cfg.ca.as_deref())?),
+        };
+        let server = match (&cfg.listen.is_empty(), &cfg.cert, &cfg.key) {
+            (false, Some(cert), Some(key)) => Some(server_config(cert, key)?),
+            _ => None,
+        };
+        let names = cfg
+            .upstreams
+            .iter()
+            .map(|(a, n)| Ok((*a, server_name(n)?)))
+            .collect::<io::Result<_>>()?;
+        Ok(TlsState {
+            client,
+            server,
+            names,
+            counters: TlsCounters::default(),
+        })
+    }
+
+    /// The config and certificate name for upstream `addr`, if it is reached over TLS.
+    pub fn upstream(&self, addr: SocketAddr) -> Option<(&Arc<ClientConfig>, ServerName<'static>)> {
+        let name = self.names.iter().find(|(a, _)| *a == addr)?.1.clone();
+        Some((self.client.as_ref()?, name))
+    }
+
+    pub fn is_upstream(&self, addr: SocketAddr) -> bool {
+        self.names.iter().any(|(a, _)| *a == addr)
+    }
+
+    pub fn add_to(&self, stats: &mut Stats) {
+        let c = &self.counters;
+        stats.tls_upstream_handshakes = c.upstream_handshakes;
+        stats.tls_upstream_resumed = c.upstream_resumed;
+        stats.tls_upstream_failures = c.upstream_failures;
+        stats.tls_client_handshakes = c.client_handshakes;
+        stats.tls_client_failures = c.client_failures;
+    }
+}
+
+impl Server {
+    /// Binds the `--listen-tls` addresses (TCP).
+    pub(super) fn bind_tls_listeners(&mut self) -> io::Result<()> {
+        let listen = self.cfg.tls.listen.clone();
+        if listen.len() > MAX_LISTENERS {
+            return Err(invalid("--listen-tls", "too many addresses"));
+        }
+        for addr in listen {
+            let mut l =
+                bind_tcp_listener(addr).map_err(|e| super::hints::listen(addr, "TLS", e))?;
+            let token = Token(TLS_LISTENER + self.tls_listeners.len());
+            self.poll
+                .registry()
+                .register(&mut l, token, Interest::READABLE)?;
+            self.tls_listeners.push(l);
+        }
+        Ok(())
+    }
+
+    /// The addresses the `--listen-tls` listeners are bound to.
+    pub fn tls_addrs(&self) -> Vec<SocketAddr> {
+        self.tls_listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    /// UDP sockets for upstream `addr`: a TLS upstream is never sent a datagram; it
+    /// keeps one socket so that its index has a pool like the others (reload).
+    pub(super) fn udp_pool_size(&self, addr: SocketAddr) -> usize {
+        match self.tls.is_upstream(addr) {
+            true => 1,
+            false => self.cfg.sockets_per_upstream.clamp(1, 256),
+        }
+    }
+
+    /// The TLS side of a reload: reads the certificate, key and roots again; the new
+    /// configs serve the connections opened from now on.
+    pub(super) fn reload_tls(&mut self, new: &TlsConfig) -> Result<(), String> {
+        let mut state = TlsState::new(new).map_err(|e| e.to_string())?;
+        state.counters = self.tls.counters;
+        if state.server.is_none() {
+            // Still listening until a restart: keep serving with the last certificate.
+            state.server = self.tls.server.take();
+        }
+        self.tls = state;
+        Ok(())
+    }
+
+    /// A TLS connection handed to a client connection slot: the server side.
+    pub(super) fn tls_server(&self) -> Option<&Arc<ServerConfig>> {
+        self.tls.server.as_ref()
+    }
+}
