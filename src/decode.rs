@@ -69,20 +69,35 @@ impl std::fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-/// The whole `decode` subcommand: decodes to standard output, reports to standard error,
-/// and returns the exit status (success, or failure with one line saying why).
+/// The whole `decode` subcommand for one input: see [`run_all`].
 pub fn run(opts: &DecodeOptions) -> ExitCode {
+    run_all(std::slice::from_ref(opts))
+}
+
+/// The whole `decode` subcommand: decodes each input in turn to standard output, reports
+/// to standard error (one line per input that fails, the others are still decoded), and
+/// returns the exit status (failure if any input failed).
+pub fn run_all(inputs: &[DecodeOptions]) -> ExitCode {
     let mut out = io::BufWriter::new(io::stdout().lock());
-    let done = decode_reporting(opts, &mut out, &mut io::stderr())
-        .and_then(|_| out.flush().map_err(DecodeError::Output));
-    match done {
-        Ok(()) => ExitCode::SUCCESS,
-        // Nobody reads the rest; what is left in the buffer is dropped with it.
-        Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
-        Err(e) => {
+    let mut failed = false;
+    for opts in inputs {
+        match decode_reporting(opts, &mut out, &mut io::stderr()) {
+            Ok(_) => {}
+            // Nobody reads the rest; what is left in the buffer is dropped with it.
+            Err(e) if e.is_broken_pipe() => return ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("dnsfwd decode: {e}");
+                failed = true;
+            }
+        }
+    }
+    match out.flush().map_err(DecodeError::Output) {
+        Err(e) if !e.is_broken_pipe() => {
             eprintln!("dnsfwd decode: {e}");
             ExitCode::FAILURE
         }
+        _ if failed => ExitCode::FAILURE,
+        _ => ExitCode::SUCCESS,
     }
 }
 
@@ -134,7 +149,36 @@ struct Item {
 /// The largest DNS message there is: what a TCP length prefix can announce.
 const MAX_MESSAGE: usize = 65_535;
 
+/// An input read and taken apart: one raw message, or a capture's DNS messages.
+pub enum Input {
+    /// One message; `file` is where it came from (`None`: the command line).
+    Raw {
+        file: Option<String>,
+        bytes: Vec<u8>,
+    },
+    /// A capture file (by its file name) and what was found in it.
+    Capture {
+        file: String,
+        summary: CaptureSummary,
+    },
+}
+
 fn load(opts: &DecodeOptions, warn: &mut dyn Write) -> Result<Vec<Item>, DecodeError> {
+    Ok(match read_input(opts, warn)? {
+        Input::Raw { file, bytes } => vec![raw_item(file.as_deref(), bytes)],
+        Input::Capture { file, summary } => summary
+            .messages
+            .into_iter()
+            .enumerate()
+            .map(|(n, m)| captured_item(&file, n, m))
+            .collect(),
+    })
+}
+
+/// Reads `opts.input` (a file, `-`, or hex on the command line) and finds its messages,
+/// with warnings and notes written to `warn`. A capture without any DNS message is an
+/// error saying what it held.
+pub fn read_input(opts: &DecodeOptions, warn: &mut dyn Write) -> Result<Input, DecodeError> {
     let input = opts.input.as_str();
     let data = if input == "-" {
         let mut buf = Vec::new();
@@ -145,21 +189,25 @@ fn load(opts: &DecodeOptions, warn: &mut dyn Write) -> Result<Vec<Item>, DecodeE
         std::fs::read(input).map_err(|e| DecodeError::Read(input.to_string(), e))?
     } else {
         // Not a file, but valid hex: one message given on the command line.
-        return Ok(vec![raw_item(None, hex_text(input).unwrap_or_default())]);
+        let bytes = hex_text(input).unwrap_or_default();
+        return Ok(Input::Raw { file: None, bytes });
     };
     if capture::is_capture(&data) {
-        return load_capture(opts, &data, warn);
+        let summary = load_capture(opts, &data, warn)?;
+        let file = file_name(input);
+        return Ok(Input::Capture { file, summary });
     }
+    let file = Some(file_name(input));
     let text = std::str::from_utf8(&data).ok();
     if let Some(bytes) = text.and_then(hex_text) {
-        return Ok(vec![raw_item(Some(input), bytes)]);
+        return Ok(Input::Raw { file, bytes });
     }
     // Text that is not hex, or more octets than any message: printing it as one
     // unparsable "message" would only bury the real problem.
     if looks_like_text(&data) || data.len() > MAX_MESSAGE {
         return Err(DecodeError::NotDns(input.to_string()));
     }
-    Ok(vec![raw_item(Some(input), data)])
+    Ok(Input::Raw { file, bytes: data })
 }
 
 /// The port DNS is looked for on when none is given.
@@ -169,7 +217,7 @@ fn load_capture(
     opts: &DecodeOptions,
     data: &[u8],
     warn: &mut dyn Write,
-) -> Result<Vec<Item>, DecodeError> {
+) -> Result<CaptureSummary, DecodeError> {
     let input = opts.input.as_str();
     let ports = if opts.ports.is_empty() {
         vec![DEFAULT_PORT]
@@ -216,13 +264,7 @@ fn load_capture(
             what_was_seen(&summary, &ports, opts.any_port || opts.ports.is_empty()),
         ));
     }
-    let file = file_name(input);
-    Ok(summary
-        .messages
-        .into_iter()
-        .enumerate()
-        .map(|(n, m)| captured_item(&file, n, m))
-        .collect())
+    Ok(summary)
 }
 
 /// Text: no NUL and no control characters other than whitespace, in valid UTF-8. A DNS
@@ -334,11 +376,11 @@ fn file_name(input: &str) -> String {
         .map_or_else(|| input.to_string(), |f| f.to_string_lossy().into_owned())
 }
 
-/// A single message; `input` is the file it came from (`None`: the command line).
-fn raw_item(input: Option<&str>, bytes: Vec<u8>) -> Item {
+/// A single message; `file` is the name of the file it came from (`None`: the command line).
+fn raw_item(file: Option<&str>, bytes: Vec<u8>) -> Item {
     Item {
         bytes,
-        meta: json!({"file": input.map(file_name), "index": 0}),
+        meta: json!({"file": file, "index": 0}),
         origin: "message 0".to_string(),
     }
 }
