@@ -12,10 +12,10 @@
 // Test code: a failed unwrap or panic is how a helper reports a broken fixture.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use dnsfwd::wire::{Opcode, RType, Rcode};
+use dnsfwd::wire::{parse_message, Opcode, RType, Rcode};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_dnsfwd");
@@ -330,4 +330,161 @@ fn counts_agree_with_tshark() {
         compared += 1;
     }
     assert!(compared >= 7);
+}
+
+/// The counts `--stats` reports for one corpus file, from the oracle's lines for it.
+/// Counts by header take every message with a header; by question, EDNS and client
+/// only the messages that parse; rcode is the full one when the message parses.
+fn counts_from_oracle(lines: &[Value]) -> (Value, BTreeMap<String, u64>, BTreeMap<String, u64>) {
+    let mut c = Counts::default();
+    let (mut malformed, mut cut, mut tunnelled) = (0, 0, 0);
+    let (mut edns_q, mut edns_r, mut do_q, mut do_r) = (0, 0, 0, 0);
+    let mut names = BTreeMap::new();
+    let mut clients = BTreeMap::new();
+    for l in lines {
+        let ok = l["parse_ok"] == true;
+        malformed += u64::from(!ok);
+        cut += u64::from(l["truncated"] == true);
+        tunnelled += u64::from(!l["tunnel"].as_array().unwrap().is_empty());
+        let Some(qr) = l["qr"].as_u64() else {
+            // No whole header: a message, and malformed, but nothing more.
+            c.messages += 1;
+            *if l["transport"] == "tcp" {
+                &mut c.tcp
+            } else {
+                &mut c.udp
+            } += 1;
+            continue;
+        };
+        let rcode = if ok {
+            n(&l["rcode_ext"])
+        } else {
+            n(&l["rcode"])
+        };
+        let questions: Vec<&Value> = if ok {
+            l["questions"].as_array().unwrap().iter().collect()
+        } else {
+            Vec::new()
+        };
+        c.add(
+            l["transport"] == "tcp",
+            qr == 1,
+            n(&l["opcode"]),
+            rcode,
+            l["tc"] == 1,
+            questions.iter().map(|q| n(&q[3])),
+        );
+        if ok && qr == 0 {
+            for q in &questions {
+                let name = q[0].as_str().unwrap().to_ascii_lowercase();
+                *names.entry(name).or_insert(0) += 1;
+            }
+            *clients
+                .entry(l["src"].as_str().unwrap().to_string())
+                .or_insert(0) += 1;
+        }
+        if ok && !l["edns"].is_null() {
+            let dnssec_ok = u64::from(l["edns"]["do"] == true);
+            if qr == 1 {
+                edns_r += 1;
+                do_r += dnssec_ok;
+            } else {
+                edns_q += 1;
+                do_q += dnssec_ok;
+            }
+        }
+    }
+    let mut v = c.to_json();
+    let m = v.as_object_mut().unwrap();
+    m.insert("malformed_total".into(), malformed.into());
+    m.insert("cut_short".into(), cut.into());
+    m.insert("tunnelled".into(), tunnelled.into());
+    m.insert(
+        "edns".into(),
+        serde_json::json!({"queries": edns_q, "responses": edns_r, "do_queries": do_q, "do_responses": do_r}),
+    );
+    (v, names, clients)
+}
+
+/// Every listed entry's count is the oracle's, and the list holds the most frequent.
+#[track_caller]
+fn check_top(file: &str, what: &str, got: &Value, key: &str, want: &BTreeMap<String, u64>) {
+    let entries = got["entries"].as_array().unwrap();
+    assert_eq!(got["exact"], true, "{file}: {what}");
+    assert_eq!(n(&got["distinct"]), want.len() as u64, "{file}: {what}");
+    assert_eq!(entries.len(), want.len().min(10), "{file}: {what}");
+    let mut counts: Vec<u64> = want.values().copied().collect();
+    counts.sort_unstable_by(|a, b| b.cmp(a));
+    for (e, top) in entries.iter().zip(&counts) {
+        let k = e[key].as_str().unwrap();
+        assert_eq!(want.get(k), Some(&n(&e["count"])), "{file}: {what} {k}");
+        assert_eq!(n(&e["count"]), *top, "{file}: {what} not in order");
+    }
+}
+
+#[test]
+fn counts_agree_with_the_corpus_oracle() {
+    let dir = corpus_dir();
+    let Ok(oracle) = std::fs::read_to_string(dir.join("oracle.jsonl")) else {
+        return skipped(&format!(
+            "no corpus at {} (set DNSFWD_CORPUS)",
+            dir.display()
+        ));
+    };
+    let mut by_file: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for line in oracle.lines().filter(|l| !l.trim().is_empty()) {
+        let v: Value = serde_json::from_str(line).unwrap();
+        by_file
+            .entry(v["file"].as_str().unwrap().to_string())
+            .or_default()
+            .push(v);
+    }
+    let (mut compared, mut messages) = (0, 0);
+    let mut out_of_scope = Vec::new();
+    for (file, lines) in &by_file {
+        // `capture` stops a TCP stream at a hole: those messages are not decoded at all.
+        // And a few messages whose RDATA contents the oracle rejects are, on purpose,
+        // accepted by our parser as opaque (tests/corpus.rs counts them): the oracle
+        // has no questions or EDNS for them to count.
+        let rejected_by_oracle_only = |l: &Value| {
+            l["parse_ok"] == false
+                && parse_message(&hex::decode(l["hex"].as_str().unwrap()).unwrap()).is_ok()
+        };
+        if lines
+            .iter()
+            .any(|l| l["tcp_after_gap"] == true || rejected_by_oracle_only(l))
+        {
+            out_of_scope.push(file.clone());
+            continue;
+        }
+        let path = dir.join("pcaps").join(file);
+        let v = stats_json(&[path.to_str().unwrap()], &[]);
+        let f = &v["files"][0];
+        let (want, names, clients) = counts_from_oracle(lines);
+        let mut got = comparable(f);
+        let m = got.as_object_mut().unwrap();
+        for k in ["malformed_total", "cut_short", "tunnelled"] {
+            m.insert(k.into(), f[k].clone());
+        }
+        let e = &f["edns"];
+        m.insert(
+            "edns".into(),
+            serde_json::json!({"queries": e["queries"], "responses": e["responses"],
+                "do_queries": e["do_queries"], "do_responses": e["do_responses"]}),
+        );
+        assert_eq!(got, want, "{file}");
+        check_top(file, "names", &f["top_names"], "name", &names);
+        check_top(file, "clients", &f["top_clients"], "client", &clients);
+        compared += 1;
+        messages += lines.len();
+    }
+    eprintln!(
+        "decode --stats: {compared} corpus files ({messages} messages) agree with the oracle; \
+         {} with messages after a TCP hole or opaque RDATA not compared: {out_of_scope:?}",
+        out_of_scope.len()
+    );
+    assert!(
+        compared >= 145 && out_of_scope.len() <= 8,
+        "only {compared} files compared; out of scope: {out_of_scope:?}"
+    );
 }
