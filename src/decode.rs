@@ -107,43 +107,57 @@ pub fn decode(opts: &DecodeOptions, out: &mut dyn Write) -> Result<usize, Decode
 }
 
 /// As [`decode`], with warnings (link types not decoded) written to `warn`.
+///
+/// Each message is printed as soon as it is parsed, and only what the output needs is
+/// built: the JSON fields of its origin, or its text line.
 pub fn decode_reporting(
     opts: &DecodeOptions,
     out: &mut dyn Write,
     warn: &mut dyn Write,
 ) -> Result<usize, DecodeError> {
-    let items = load(opts, warn)?;
-    for item in &items {
-        let parsed = parse_message(&item.bytes);
-        let written = if opts.json {
-            let v = present::json(&item.bytes, &parsed, item.meta.clone());
-            writeln!(out, "{v}")
-        } else {
-            let body = match &parsed {
-                Ok(m) => present::dig_text(m),
-                Err(e) => format!(
-                    ";; PARSE ERROR: {} ({e})\n;; hex: {}\n",
-                    e.kind.name(),
-                    hex::encode(&item.bytes)
-                ),
-            };
-            writeln!(
-                out,
-                ";; {}, {} octets\n{body}",
-                item.origin,
-                item.bytes.len()
-            )
-        };
-        written.map_err(DecodeError::Output)?;
+    match read_input(opts, warn)? {
+        Input::Raw { file, bytes } => {
+            let meta = || json!({"file": file, "index": 0});
+            print_message(opts.json, out, &bytes, meta, || "message 0".to_string())?;
+            Ok(1)
+        }
+        Input::Capture { file, summary } => {
+            for (n, m) in summary.messages.iter().enumerate() {
+                let meta = || captured_meta(&file, n, m);
+                print_message(opts.json, out, &m.bytes, meta, || captured_origin(n, m))?;
+            }
+            Ok(summary.messages.len())
+        }
     }
-    Ok(items.len())
 }
 
-/// One message to print, with where it came from.
-struct Item {
-    bytes: Vec<u8>,
-    meta: Value,
-    origin: String,
+/// Prints one message: as JSON with the fields of `meta`, or as text under `origin`.
+fn print_message(
+    as_json: bool,
+    out: &mut dyn Write,
+    bytes: &[u8],
+    meta: impl FnOnce() -> Value,
+    origin: impl FnOnce() -> String,
+) -> Result<(), DecodeError> {
+    let parsed = parse_message(bytes);
+    let written = if as_json {
+        let v = present::json(bytes, &parsed, meta());
+        // Straight into the buffer: formatting through Display costs a call per piece.
+        serde_json::to_writer(&mut *out, &v)
+            .map_err(io::Error::from)
+            .and_then(|_| out.write_all(b"\n"))
+    } else {
+        let body = match &parsed {
+            Ok(m) => present::dig_text(m),
+            Err(e) => format!(
+                ";; PARSE ERROR: {} ({e})\n;; hex: {}\n",
+                e.kind.name(),
+                hex::encode(bytes)
+            ),
+        };
+        writeln!(out, ";; {}, {} octets\n{body}", origin(), bytes.len())
+    };
+    written.map_err(DecodeError::Output)
 }
 
 /// The largest DNS message there is: what a TCP length prefix can announce.
@@ -161,18 +175,6 @@ pub enum Input {
         file: String,
         summary: CaptureSummary,
     },
-}
-
-fn load(opts: &DecodeOptions, warn: &mut dyn Write) -> Result<Vec<Item>, DecodeError> {
-    Ok(match read_input(opts, warn)? {
-        Input::Raw { file, bytes } => vec![raw_item(file.as_deref(), bytes)],
-        Input::Capture { file, summary } => summary
-            .messages
-            .into_iter()
-            .enumerate()
-            .map(|(n, m)| captured_item(&file, n, m))
-            .collect(),
-    })
 }
 
 /// Reads `opts.input` (a file, `-`, or hex on the command line) and finds its messages,
@@ -376,24 +378,20 @@ fn file_name(input: &str) -> String {
         .map_or_else(|| input.to_string(), |f| f.to_string_lossy().into_owned())
 }
 
-/// A single message; `file` is the name of the file it came from (`None`: the command line).
-fn raw_item(file: Option<&str>, bytes: Vec<u8>) -> Item {
-    Item {
-        bytes,
-        meta: json!({"file": file, "index": 0}),
-        origin: "message 0".to_string(),
+fn transport_name(t: Transport) -> &'static str {
+    match t {
+        Transport::Udp => "udp",
+        Transport::Tcp => "tcp",
     }
 }
 
-fn captured_item(file: &str, index: usize, m: CapturedMessage) -> Item {
-    let transport = match m.transport {
-        Transport::Udp => "udp",
-        Transport::Tcp => "tcp",
-    };
+/// The line above a captured message in text.
+fn captured_origin(index: usize, m: &CapturedMessage) -> String {
     let tunnel: Vec<&str> = m.tunnel.iter().map(|t| t.name()).collect();
-    let origin = format!(
-        "message {index}: frame {}, {transport} {} -> {}{}{}",
+    format!(
+        "message {index}: frame {}, {} {} -> {}{}{}",
         m.frame,
+        transport_name(m.transport),
         m.src,
         m.dst,
         if tunnel.is_empty() {
@@ -406,18 +404,19 @@ fn captured_item(file: &str, index: usize, m: CapturedMessage) -> Item {
         } else {
             ""
         }
-    );
-    let meta = json!({
-        "file": file, "index": index, "transport": transport, "frame": m.frame, "ts": m.ts,
+    )
+}
+
+/// The JSON fields of a captured message's origin (the oracle's names).
+fn captured_meta(file: &str, index: usize, m: &CapturedMessage) -> Value {
+    let tunnel: Vec<&str> = m.tunnel.iter().map(|t| t.name()).collect();
+    json!({
+        "file": file, "index": index, "transport": transport_name(m.transport),
+        "frame": m.frame, "ts": m.ts,
         "ip": if m.src.is_ipv4() { 4 } else { 6 },
         "src": m.src.ip().to_string(), "sport": m.src.port(),
         "dst": m.dst.ip().to_string(), "dport": m.dst.port(),
         "tunnel": tunnel,
         "truncated": m.truncated,
-    });
-    Item {
-        bytes: m.bytes,
-        meta,
-        origin,
-    }
+    })
 }
