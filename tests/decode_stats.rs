@@ -1,7 +1,7 @@
 //! `dnsfwd decode --stats`, through the binary, checked against numbers computed
 //! independently:
-//! * response times on `testdata/delays.pcap`, whose server answered after known delays
-//!   (`testdata/delays.py` says which, `testdata/delays.sh` captures it);
+//! * response times on `testdata/stats/delays.pcap`, whose server answered after known delays
+//!   (`testdata/stats/delays.py` says which, `delays.sh` beside it captures it);
 //! * every count by header, question, EDNS and transport against tshark's decoding of
 //!   the same captures (`tshark -T json`), for `testdata/` and a few corpus files;
 //! * the same counts, the top names and clients, against the shared corpus's
@@ -65,7 +65,7 @@ fn n(v: &Value) -> u64 {
 
 #[test]
 fn response_times_match_the_delays_of_the_server() {
-    let v = stats_json(&[&testdata("delays.pcap")], &[]);
+    let v = stats_json(&[&testdata("stats/delays.pcap")], &[]);
     let f = &v["files"][0];
     assert_eq!(n(&f["queries"]), 17);
     assert_eq!(n(&f["responses"]), 16);
@@ -108,7 +108,7 @@ fn response_times_match_the_delays_of_the_server() {
 /// same fastest and slowest.
 #[test]
 fn response_time_extremes_agree_with_tshark() {
-    let Some(tree) = tshark(&["-q", "-z", "dns,tree", "-r", &testdata("delays.pcap")]) else {
+    let Some(tree) = tshark(&["-q", "-z", "dns,tree", "-r", &testdata("stats/delays.pcap")]) else {
         return skipped("tshark not installed");
     };
     let line = tree
@@ -122,7 +122,7 @@ fn response_time_extremes_agree_with_tshark() {
         cols[5].parse().unwrap(),
         cols[6].parse().unwrap(),
     );
-    let v = stats_json(&[&testdata("delays.pcap")], &[]);
+    let v = stats_json(&[&testdata("stats/delays.pcap")], &[]);
     let rt = &v["files"][0]["response_time"];
     assert_eq!(count, n(&rt["matched"]) + 1, "{line}");
     assert!(
@@ -303,7 +303,7 @@ fn counts_agree_with_tshark() {
         "edns",
         "ipv6",
         "recursive",
-        "delays",
+        "stats/delays",
     ]
     .iter()
     .map(|f| testdata(&format!("{f}.pcap")))
@@ -487,4 +487,43 @@ fn counts_agree_with_the_corpus_oracle() {
         compared >= 145 && out_of_scope.len() <= 8,
         "only {compared} files compared; out of scope: {out_of_scope:?}"
     );
+}
+
+/// Several inputs of every kind (tunnels, other ports, a raw message) with the options of
+/// `decode`: each counted, and the total is their sum; a bad input fails the run
+/// without hiding the others.
+#[test]
+fn several_inputs_their_total_and_the_options_of_decode() {
+    let tunnels = testdata("linktypes/tunnel-nested.pcap");
+    let anyport = testdata("linktypes/anyport.pcap");
+    let raw = "123401000001000000000000076578616d706c6503636f6d0000010001";
+    let v = stats_json(&[&tunnels, &anyport, raw], &["--any-port", "--top", "1"]);
+    let files = v["files"].as_array().unwrap();
+    assert_eq!(files.len(), 3);
+    assert_eq!(n(&files[0]["tunnelled"]), 2);
+    assert_eq!(
+        files[1]["transport"],
+        serde_json::json!({"udp": 2, "tcp": 2})
+    );
+    assert_eq!(n(&files[1]["response_time"]["matched"]), 2);
+    assert_eq!(files[2]["file"], "(command line)");
+    assert_eq!(files[2]["qtype"], serde_json::json!({"A": 1}));
+    let total = &v["total"];
+    let sum = |k: &str| files.iter().map(|f| n(&f[k])).sum::<u64>();
+    for k in ["messages", "queries", "responses", "packets", "tunnelled"] {
+        assert_eq!(n(&total[k]), sum(k), "{k}");
+    }
+    assert_eq!(total["top_names"]["entries"].as_array().unwrap().len(), 1);
+    // Text: a section per input and the total.
+    let out = decode(&["--stats", "--any-port", &tunnels, &anyport]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success());
+    assert_eq!(text.matches("\n== ").count() + 1, 3, "{text}");
+    assert!(text.contains("== total of 2 inputs =="), "{text}");
+    // Without --port or --any-port, only port 53: anyport.pcap is found by content (a note).
+    let out = decode(&["--stats", "--port", "53", &anyport, &tunnels]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no DNS messages found"), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("tunnel-nested.pcap"));
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerate testdata/delays.pcap: queries answered after known delays (testdata/delays.py
+# Regenerate testdata/stats/delays.pcap: queries answered after known delays (delays.py
 # says which), captured on loopback, for the response-time checks of
 # `dnsfwd decode --stats` (tests/decode_stats.rs).
 #

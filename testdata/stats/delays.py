@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """A DNS server that answers after known delays, and a client that asks it: the traffic
-of testdata/delays.pcap (captured by delays.sh), for the response-time checks of
+of testdata/stats/delays.pcap (captured by delays.sh), for the response-time checks of
 `dnsfwd decode --stats` (tests/decode_stats.rs).
 
 Standard library only. Server on ADDR:53 (UDP and TCP), default 127.0.0.9. The name
