@@ -166,15 +166,26 @@ pub struct ServeArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Print the DNS messages in a pcap/pcapng file, or one message given as hex or as a
-    /// binary file, in dig-like text (or JSON with --json).
+    /// Print the DNS messages in pcap/pcapng files, or one message given as hex or as a
+    /// binary file, in dig-like text (or JSON with --json); with --stats, a summary.
     Decode {
-        /// A pcap/pcapng file, a file holding one message (hex text or raw octets), a
-        /// message in hex, or `-` for standard input.
-        input: String,
-        /// Print one JSON object per message (the shape of the shared corpus's oracle.jsonl).
+        /// Pcap/pcapng files, files holding one message (hex text or raw octets), a
+        /// message in hex, or `-` for standard input; decoded one after the other.
+        #[arg(required = true, value_name = "INPUT")]
+        inputs: Vec<String>,
+        /// Print one JSON object per message (the shape of the shared corpus's
+        /// oracle.jsonl); with --stats, the summary as one JSON object.
         #[arg(long)]
         json: bool,
+        /// Print a summary instead of the messages, per file and in total: queries and
+        /// responses, transports, opcodes, rcodes, qtypes, the names most asked for and
+        /// the clients asking most, EDNS, TC, malformed messages by error, and response
+        /// times of queries matched with their answers.
+        #[arg(long)]
+        stats: bool,
+        /// With --stats: how many names and clients to list. Default: 10.
+        #[arg(long, value_name = "N", requires = "stats", default_value_t = 10)]
+        top: usize,
         /// UDP/TCP ports that carry DNS in a capture (repeatable). Default: 53, and when
         /// nothing is found there, whatever --any-port finds.
         #[arg(long = "port", value_name = "PORT")]

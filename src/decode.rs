@@ -69,20 +69,35 @@ impl std::fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-/// The whole `decode` subcommand: decodes to standard output, reports to standard error,
-/// and returns the exit status (success, or failure with one line saying why).
+/// The whole `decode` subcommand for one input: see [`run_all`].
 pub fn run(opts: &DecodeOptions) -> ExitCode {
+    run_all(std::slice::from_ref(opts))
+}
+
+/// The whole `decode` subcommand: decodes each input in turn to standard output, reports
+/// to standard error (one line per input that fails, the others are still decoded), and
+/// returns the exit status (failure if any input failed).
+pub fn run_all(inputs: &[DecodeOptions]) -> ExitCode {
     let mut out = io::BufWriter::new(io::stdout().lock());
-    let done = decode_reporting(opts, &mut out, &mut io::stderr())
-        .and_then(|_| out.flush().map_err(DecodeError::Output));
-    match done {
-        Ok(()) => ExitCode::SUCCESS,
-        // Nobody reads the rest; what is left in the buffer is dropped with it.
-        Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
-        Err(e) => {
+    let mut failed = false;
+    for opts in inputs {
+        match decode_reporting(opts, &mut out, &mut io::stderr()) {
+            Ok(_) => {}
+            // Nobody reads the rest; what is left in the buffer is dropped with it.
+            Err(e) if e.is_broken_pipe() => return ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("dnsfwd decode: {e}");
+                failed = true;
+            }
+        }
+    }
+    match out.flush().map_err(DecodeError::Output) {
+        Err(e) if !e.is_broken_pipe() => {
             eprintln!("dnsfwd decode: {e}");
             ExitCode::FAILURE
         }
+        _ if failed => ExitCode::FAILURE,
+        _ => ExitCode::SUCCESS,
     }
 }
 
@@ -92,49 +107,80 @@ pub fn decode(opts: &DecodeOptions, out: &mut dyn Write) -> Result<usize, Decode
 }
 
 /// As [`decode`], with warnings (link types not decoded) written to `warn`.
+///
+/// Each message is printed as soon as it is parsed, and only what the output needs is
+/// built: the JSON fields of its origin, or its text line.
 pub fn decode_reporting(
     opts: &DecodeOptions,
     out: &mut dyn Write,
     warn: &mut dyn Write,
 ) -> Result<usize, DecodeError> {
-    let items = load(opts, warn)?;
-    for item in &items {
-        let parsed = parse_message(&item.bytes);
-        let written = if opts.json {
-            let v = present::json(&item.bytes, &parsed, item.meta.clone());
-            writeln!(out, "{v}")
-        } else {
-            let body = match &parsed {
-                Ok(m) => present::dig_text(m),
-                Err(e) => format!(
-                    ";; PARSE ERROR: {} ({e})\n;; hex: {}\n",
-                    e.kind.name(),
-                    hex::encode(&item.bytes)
-                ),
-            };
-            writeln!(
-                out,
-                ";; {}, {} octets\n{body}",
-                item.origin,
-                item.bytes.len()
-            )
-        };
-        written.map_err(DecodeError::Output)?;
+    match read_input(opts, warn)? {
+        Input::Raw { file, bytes } => {
+            let meta = || json!({"file": file, "index": 0});
+            print_message(opts.json, out, &bytes, meta, || "message 0".to_string())?;
+            Ok(1)
+        }
+        Input::Capture { file, summary } => {
+            for (n, m) in summary.messages.iter().enumerate() {
+                let meta = || captured_meta(&file, n, m);
+                print_message(opts.json, out, &m.bytes, meta, || captured_origin(n, m))?;
+            }
+            Ok(summary.messages.len())
+        }
     }
-    Ok(items.len())
 }
 
-/// One message to print, with where it came from.
-struct Item {
-    bytes: Vec<u8>,
-    meta: Value,
-    origin: String,
+/// Prints one message: as JSON with the fields of `meta`, or as text under `origin`.
+fn print_message(
+    as_json: bool,
+    out: &mut dyn Write,
+    bytes: &[u8],
+    meta: impl FnOnce() -> Value,
+    origin: impl FnOnce() -> String,
+) -> Result<(), DecodeError> {
+    let parsed = parse_message(bytes);
+    let written = if as_json {
+        let v = present::json(bytes, &parsed, meta());
+        // Straight into the buffer: formatting through Display costs a call per piece.
+        serde_json::to_writer(&mut *out, &v)
+            .map_err(io::Error::from)
+            .and_then(|_| out.write_all(b"\n"))
+    } else {
+        let body = match &parsed {
+            Ok(m) => present::dig_text(m),
+            Err(e) => format!(
+                ";; PARSE ERROR: {} ({e})\n;; hex: {}\n",
+                e.kind.name(),
+                hex::encode(bytes)
+            ),
+        };
+        writeln!(out, ";; {}, {} octets\n{body}", origin(), bytes.len())
+    };
+    written.map_err(DecodeError::Output)
 }
 
 /// The largest DNS message there is: what a TCP length prefix can announce.
 const MAX_MESSAGE: usize = 65_535;
 
-fn load(opts: &DecodeOptions, warn: &mut dyn Write) -> Result<Vec<Item>, DecodeError> {
+/// An input read and taken apart: one raw message, or a capture's DNS messages.
+pub enum Input {
+    /// One message; `file` is where it came from (`None`: the command line).
+    Raw {
+        file: Option<String>,
+        bytes: Vec<u8>,
+    },
+    /// A capture file (by its file name) and what was found in it.
+    Capture {
+        file: String,
+        summary: CaptureSummary,
+    },
+}
+
+/// Reads `opts.input` (a file, `-`, or hex on the command line) and finds its messages,
+/// with warnings and notes written to `warn`. A capture without any DNS message is an
+/// error saying what it held.
+pub fn read_input(opts: &DecodeOptions, warn: &mut dyn Write) -> Result<Input, DecodeError> {
     let input = opts.input.as_str();
     let data = if input == "-" {
         let mut buf = Vec::new();
@@ -145,21 +191,25 @@ fn load(opts: &DecodeOptions, warn: &mut dyn Write) -> Result<Vec<Item>, DecodeE
         std::fs::read(input).map_err(|e| DecodeError::Read(input.to_string(), e))?
     } else {
         // Not a file, but valid hex: one message given on the command line.
-        return Ok(vec![raw_item(None, hex_text(input).unwrap_or_default())]);
+        let bytes = hex_text(input).unwrap_or_default();
+        return Ok(Input::Raw { file: None, bytes });
     };
     if capture::is_capture(&data) {
-        return load_capture(opts, &data, warn);
+        let summary = load_capture(opts, &data, warn)?;
+        let file = file_name(input);
+        return Ok(Input::Capture { file, summary });
     }
+    let file = Some(file_name(input));
     let text = std::str::from_utf8(&data).ok();
     if let Some(bytes) = text.and_then(hex_text) {
-        return Ok(vec![raw_item(Some(input), bytes)]);
+        return Ok(Input::Raw { file, bytes });
     }
     // Text that is not hex, or more octets than any message: printing it as one
     // unparsable "message" would only bury the real problem.
     if looks_like_text(&data) || data.len() > MAX_MESSAGE {
         return Err(DecodeError::NotDns(input.to_string()));
     }
-    Ok(vec![raw_item(Some(input), data)])
+    Ok(Input::Raw { file, bytes: data })
 }
 
 /// The port DNS is looked for on when none is given.
@@ -169,7 +219,7 @@ fn load_capture(
     opts: &DecodeOptions,
     data: &[u8],
     warn: &mut dyn Write,
-) -> Result<Vec<Item>, DecodeError> {
+) -> Result<CaptureSummary, DecodeError> {
     let input = opts.input.as_str();
     let ports = if opts.ports.is_empty() {
         vec![DEFAULT_PORT]
@@ -216,13 +266,7 @@ fn load_capture(
             what_was_seen(&summary, &ports, opts.any_port || opts.ports.is_empty()),
         ));
     }
-    let file = file_name(input);
-    Ok(summary
-        .messages
-        .into_iter()
-        .enumerate()
-        .map(|(n, m)| captured_item(&file, n, m))
-        .collect())
+    Ok(summary)
 }
 
 /// Text: no NUL and no control characters other than whitespace, in valid UTF-8. A DNS
@@ -334,24 +378,20 @@ fn file_name(input: &str) -> String {
         .map_or_else(|| input.to_string(), |f| f.to_string_lossy().into_owned())
 }
 
-/// A single message; `input` is the file it came from (`None`: the command line).
-fn raw_item(input: Option<&str>, bytes: Vec<u8>) -> Item {
-    Item {
-        bytes,
-        meta: json!({"file": input.map(file_name), "index": 0}),
-        origin: "message 0".to_string(),
+fn transport_name(t: Transport) -> &'static str {
+    match t {
+        Transport::Udp => "udp",
+        Transport::Tcp => "tcp",
     }
 }
 
-fn captured_item(file: &str, index: usize, m: CapturedMessage) -> Item {
-    let transport = match m.transport {
-        Transport::Udp => "udp",
-        Transport::Tcp => "tcp",
-    };
+/// The line above a captured message in text.
+fn captured_origin(index: usize, m: &CapturedMessage) -> String {
     let tunnel: Vec<&str> = m.tunnel.iter().map(|t| t.name()).collect();
-    let origin = format!(
-        "message {index}: frame {}, {transport} {} -> {}{}{}",
+    format!(
+        "message {index}: frame {}, {} {} -> {}{}{}",
         m.frame,
+        transport_name(m.transport),
         m.src,
         m.dst,
         if tunnel.is_empty() {
@@ -364,18 +404,19 @@ fn captured_item(file: &str, index: usize, m: CapturedMessage) -> Item {
         } else {
             ""
         }
-    );
-    let meta = json!({
-        "file": file, "index": index, "transport": transport, "frame": m.frame, "ts": m.ts,
+    )
+}
+
+/// The JSON fields of a captured message's origin (the oracle's names).
+fn captured_meta(file: &str, index: usize, m: &CapturedMessage) -> Value {
+    let tunnel: Vec<&str> = m.tunnel.iter().map(|t| t.name()).collect();
+    json!({
+        "file": file, "index": index, "transport": transport_name(m.transport),
+        "frame": m.frame, "ts": m.ts,
         "ip": if m.src.is_ipv4() { 4 } else { 6 },
         "src": m.src.ip().to_string(), "sport": m.src.port(),
         "dst": m.dst.ip().to_string(), "dport": m.dst.port(),
         "tunnel": tunnel,
         "truncated": m.truncated,
-    });
-    Item {
-        bytes: m.bytes,
-        meta,
-        origin,
-    }
+    })
 }

@@ -16,6 +16,7 @@ pub mod cli;
 pub mod config;
 pub mod config_file;
 pub mod decode;
+pub mod decode_stats;
 pub mod forward;
 pub mod local;
 pub mod lograte;

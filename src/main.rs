@@ -27,18 +27,25 @@ fn main() -> ExitCode {
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     if let Some(Command::Decode {
-        input,
+        inputs,
         json,
+        stats,
+        top,
         ports,
         any_port,
     }) = cli.command
     {
-        return dnsfwd::decode::run(&DecodeOptions {
+        let opts = |input: String| DecodeOptions {
             input,
             json,
-            ports,
+            ports: ports.clone(),
             any_port,
-        });
+        };
+        let inputs: Vec<DecodeOptions> = inputs.into_iter().map(opts).collect();
+        if stats {
+            return dnsfwd::decode_stats::run(&inputs, top);
+        }
+        return dnsfwd::decode::run_all(&inputs);
     }
     dnsfwd::service::serve(cli.serve)
 }
