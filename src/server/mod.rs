@@ -13,6 +13,7 @@ mod hints;
 mod limits;
 mod memory;
 mod metrics_http;
+mod mmsg;
 mod reload;
 mod tcp;
 mod udp;
