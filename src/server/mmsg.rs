@@ -374,7 +374,10 @@ mod tests {
             assert!(ring.get(3).is_none());
             let e = ring.recv(&rx).unwrap_err();
             assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
-            assert!(ring.get(0).is_none(), "a failed receive leaves nothing to read");
+            assert!(
+                ring.get(0).is_none(),
+                "a failed receive leaves nothing to read"
+            );
         }
     }
 
@@ -422,7 +425,10 @@ mod tests {
         let mut ring = RecvRing::new(8, 64);
         for round in 0..20 {
             send_n(&tx, to, 1 + round % 3);
-            assert!(readable(&mut poll, Token(3), Duration::from_secs(2)), "{round}");
+            assert!(
+                readable(&mut poll, Token(3), Duration::from_secs(2)),
+                "{round}"
+            );
             let n = ring.recv(&rx).unwrap();
             assert_eq!(n, 1 + round % 3, "all queued datagrams in one short batch");
             // Stopped without reading EAGAIN: nothing new, so no event...
@@ -496,7 +502,10 @@ mod tests {
         let bad: SocketAddr = "[2001:db8::1]:53".parse().unwrap();
         let msgs = [
             Outgoing { to, bytes: vec![1] },
-            Outgoing { to: bad, bytes: vec![2] },
+            Outgoing {
+                to: bad,
+                bytes: vec![2],
+            },
             Outgoing { to, bytes: vec![3] },
         ];
         let r = SendBatch::new().send(&tx, &msgs);
