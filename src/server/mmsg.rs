@@ -179,16 +179,19 @@ pub struct SendReport {
     pub calls: usize,
 }
 
-/// Headers for sendmmsg, reused from call to call.
+/// Headers for sendmmsg, built once: each points to its own iovec and address slot,
+/// and a send only writes the buffer, the address and its length into them.
 pub struct SendBatch {
-    iov: Vec<libc::iovec>,
-    names: Vec<libc::sockaddr_storage>,
+    _iov: Vec<libc::iovec>,
+    iov_base: *mut libc::iovec,
+    _names: Vec<libc::sockaddr_storage>,
+    names_base: *mut libc::sockaddr_storage,
+    /// `BATCH` headers. Valid values: header i points to iovec i and name i.
     hdrs: Vec<libc::mmsghdr>,
 }
 
-// SAFETY: the raw pointers held in `iov` and `hdrs` are rewritten before every call
-// (to `names`, `iov` and the caller's buffers, alive for that call) and never read
-// otherwise.
+// SAFETY: the raw pointers held point only into the vectors owned by the same value
+// (which never grow or move) and, during a call only, into the caller's buffers.
 unsafe impl Send for SendBatch {}
 
 impl Default for SendBatch {
@@ -199,11 +202,30 @@ impl Default for SendBatch {
 
 impl SendBatch {
     pub fn new() -> SendBatch {
+        let empty = libc::iovec {
+            iov_base: ptr::null_mut(),
+            iov_len: 0,
+        };
+        let mut iov = vec![empty; BATCH];
+        // SAFETY: plain data, valid when zeroed.
+        let mut names = vec![unsafe { mem::zeroed::<libc::sockaddr_storage>() }; BATCH];
+        let (iov_base, names_base) = (iov.as_mut_ptr(), names.as_mut_ptr());
+        let hdrs = (0..BATCH)
+            .map(|i| {
+                // SAFETY: plain data when zeroed; i < BATCH, the length of both vectors.
+                let mut h: libc::mmsghdr = unsafe { mem::zeroed() };
+                h.msg_hdr.msg_name = unsafe { names_base.add(i) }.cast();
+                h.msg_hdr.msg_iov = unsafe { iov_base.add(i) };
+                h.msg_hdr.msg_iovlen = 1;
+                h
+            })
+            .collect();
         SendBatch {
-            iov: Vec::with_capacity(BATCH),
-            // SAFETY: plain data, valid when zeroed.
-            names: vec![unsafe { mem::zeroed::<libc::sockaddr_storage>() }; BATCH],
-            hdrs: Vec::with_capacity(BATCH),
+            _iov: iov,
+            iov_base,
+            _names: names,
+            names_base,
+            hdrs,
         }
     }
 
@@ -217,9 +239,9 @@ impl SendBatch {
         while !rest.is_empty() {
             let count = self.fill(rest);
             report.calls += 1;
-            // SAFETY: `fill` made `count` headers, each pointing to one iovec over a
-            // buffer of `rest` (borrowed for this call) and to one encoded address in
-            // `names`; the vectors are not touched until the call returns.
+            // SAFETY: the first `count` headers point to iovecs over buffers of `rest`
+            // (borrowed for this call) and to addresses encoded in `names`, with their
+            // lengths; nothing else touches them until the call returns.
             let n = unsafe {
                 libc::sendmmsg(
                     socket.as_raw_fd(),
@@ -249,28 +271,23 @@ impl SendBatch {
         report
     }
 
-    /// Headers for the first [`BATCH`] datagrams of `msgs`; returns their number.
+    /// Points the first headers at the first [`BATCH`] datagrams of `msgs`; returns
+    /// their number.
     fn fill(&mut self, msgs: &[Outgoing]) -> usize {
-        self.iov.clear();
-        self.hdrs.clear();
-        for (m, name) in msgs.iter().zip(self.names.iter_mut()) {
-            self.iov.push(libc::iovec {
-                iov_base: m.bytes.as_ptr().cast_mut().cast(),
-                iov_len: m.bytes.len(),
-            });
-            let namelen = from_socket_addr(m.to, name);
-            // SAFETY: plain data, valid when zeroed.
-            let mut h: libc::mmsghdr = unsafe { mem::zeroed() };
-            h.msg_hdr.msg_name = ptr::from_mut(name).cast();
-            h.msg_hdr.msg_namelen = namelen;
-            h.msg_hdr.msg_iovlen = 1;
-            self.hdrs.push(h);
+        let mut count = 0;
+        for (i, (m, h)) in msgs.iter().zip(self.hdrs.iter_mut()).enumerate() {
+            // SAFETY: i < BATCH (the zip with `hdrs` stops there), inside both vectors;
+            // written through the pointers the headers hold.
+            unsafe {
+                *self.iov_base.add(i) = libc::iovec {
+                    iov_base: m.bytes.as_ptr().cast_mut().cast(),
+                    iov_len: m.bytes.len(),
+                };
+                h.msg_hdr.msg_namelen = from_socket_addr(m.to, &mut *self.names_base.add(i));
+            }
+            count += 1;
         }
-        // The iovecs are all in place (no more pushes): point the headers at them.
-        for (h, v) in self.hdrs.iter_mut().zip(self.iov.iter_mut()) {
-            h.msg_hdr.msg_iov = v;
-        }
-        self.hdrs.len()
+        count
     }
 }
 

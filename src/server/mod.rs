@@ -636,7 +636,7 @@ impl Server {
                 }
             }
         }
-        for out in queue.drain(..) {
+        while let Some(out) = queue.pop() {
             self.core.release(out.bytes);
         }
     }
