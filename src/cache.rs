@@ -466,7 +466,20 @@ impl Cache {
     /// The answer for `asker` from `entry` at `now` (see the module docs); with `stale`,
     /// every TTL is 30 (RFC 8767 §4).
     pub fn render(entry: &Entry, now: Instant, asker: &Asker, stale: bool) -> Vec<u8> {
-        let mut out = Vec::with_capacity(entry.wire().len() + 11);
+        Cache::render_into(entry, now, asker, stale, Vec::new())
+    }
+
+    /// [`render`](Self::render) into `out` (a recycled buffer: its contents go), so
+    /// that a hit need not allocate.
+    pub fn render_into(
+        entry: &Entry,
+        now: Instant,
+        asker: &Asker,
+        stale: bool,
+        mut out: Vec<u8>,
+    ) -> Vec<u8> {
+        out.clear();
+        out.reserve(entry.wire().len() + 11);
         out.extend_from_slice(entry.wire());
         set_id(&mut out, asker.id);
         if let Some(flags) = out.get_mut(2..4) {

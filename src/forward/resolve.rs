@@ -68,7 +68,8 @@ impl Forwarder {
         if self.cache.enabled() {
             match self.cache.get(key.as_bytes(), now) {
                 Lookup::Fresh(e) => {
-                    let bytes = Cache::render(e, now, &waiter.asker(&key), false);
+                    let buf = self.pending.buffer();
+                    let bytes = Cache::render_into(e, now, &waiter.asker(&key), false, buf);
                     let refresh = e.wants_prefetch(now).then(|| {
                         e.prefetching = true;
                         e.key_bytes().to_vec()
@@ -211,7 +212,10 @@ impl Forwarder {
         stale: bool,
     ) -> Option<Vec<u8>> {
         match self.cache.get(key.as_bytes(), now) {
-            Lookup::Fresh(e) | Lookup::Stale(e) => Some(Cache::render(e, now, asker, stale)),
+            Lookup::Fresh(e) | Lookup::Stale(e) => {
+                let buf = self.pending.buffer();
+                Some(Cache::render_into(e, now, asker, stale, buf))
+            }
             Lookup::Miss => None,
         }
     }

@@ -44,7 +44,13 @@ pub struct Shares {
     /// when a client passes it, rescanned at most every `RESCAN_EVERY`).
     heaviest: Option<u64>,
     rescanned: Option<Instant>,
+    /// Queues of clients gone idle, kept for reuse (a client whose queries come one at
+    /// a time would otherwise allocate one a query). At most `MAX_SPARE`.
+    spare: Vec<VecDeque<Started>>,
 }
+
+/// Spare queues kept: each holds its capacity, a few octets to a few KiB.
+const MAX_SPARE: usize = 64;
 
 impl Shares {
     pub fn new(per_client: usize) -> Shares {
@@ -54,6 +60,7 @@ impl Shares {
             per_client: u32::try_from(per_client.max(1)).unwrap_or(u32::MAX),
             heaviest: None,
             rescanned: None,
+            spare: Vec::new(),
         }
     }
 
@@ -117,7 +124,11 @@ impl Shares {
 
     /// `who` started the query `s`.
     pub fn started(&mut self, who: u64, s: Started, live: impl Fn(Started) -> bool) {
-        let o = self.owners.entry(who).or_default();
+        let spare = &mut self.spare;
+        let o = self.owners.entry(who).or_insert_with(|| Owner {
+            in_flight: 0,
+            started: spare.pop().unwrap_or_default(),
+        });
         o.in_flight += 1;
         o.started.push_back(s);
         // Finished queries are dropped from the front as they go; a long-lived one at
@@ -140,6 +151,8 @@ impl Shares {
     /// Gives back the memory of an emptied map.
     pub fn shrink(&mut self) {
         self.owners.shrink_to(2 * self.owners.len());
+        self.spare.clear();
+        self.spare.shrink_to_fit();
     }
 
     /// A query of `who` ended.
@@ -147,7 +160,12 @@ impl Shares {
         if let Some(o) = self.owners.get_mut(&who) {
             o.in_flight = o.in_flight.saturating_sub(1);
             if o.in_flight == 0 {
-                self.owners.remove(&who);
+                if let Some(mut gone) = self.owners.remove(&who) {
+                    if self.spare.len() < MAX_SPARE && gone.started.capacity() <= 256 {
+                        gone.started.clear();
+                        self.spare.push(gone.started);
+                    }
+                }
                 if self.heaviest == Some(who) {
                     self.heaviest = None;
                 }
