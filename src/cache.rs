@@ -21,6 +21,7 @@ use crate::wire::{
 };
 
 mod ghost;
+mod intake;
 mod store;
 pub(crate) use store::Prehashed;
 
@@ -377,14 +378,32 @@ impl Cache {
     /// truncated, never other RCODEs, never what does not fully decode. Returns whether
     /// it was stored.
     pub fn insert(&mut self, key: &[u8], response: &[u8], now: Instant) -> bool {
+        match MessageView::parse(response) {
+            // Bytes after the last record: it does not decode.
+            Ok(view) if view.end == response.len() => self.insert_view(key, &view, now),
+            _ => false,
+        }
+    }
+
+    /// [`insert`](Self::insert) for an answer already looked at: `view` (its octets up to
+    /// `view.end`). Walks the answer once, copying it into the entry as it goes.
+    pub fn insert_view(&mut self, key: &[u8], view: &MessageView<'_>, now: Instant) -> bool {
         if !self.enabled() || key.len() > MAX_KEY_LEN {
             return false;
         }
-        let Some((wire, ttl)) = self.cacheable(response) else {
-            return false;
-        };
-        let Some(entry) = Entry::new(key, &wire, ttl, now) else {
-            return false;
+        let entry = match intake::intake(&self.cfg, key, view, now) {
+            intake::Intake::Entry(e) => e,
+            intake::Intake::No => return false,
+            intake::Intake::Decode => {
+                let answer = view.bytes().get(..view.end).unwrap_or_default();
+                let Some((wire, ttl)) = self.cacheable(answer) else {
+                    return false;
+                };
+                let Some(e) = Entry::new(key, &wire, ttl, now) else {
+                    return false;
+                };
+                e
+            }
         };
         if entry.size() > self.cfg.max_bytes / ENTRY_SHARE || !self.store.insert(entry, now) {
             self.refused += 1;
@@ -393,7 +412,9 @@ impl Cache {
         true
     }
 
-    /// The stored form of `response` and its lifetime, if it may be cached.
+    /// The stored form of `response` and its lifetime, if it may be cached, by decoding
+    /// it and writing it again: for answers whose OPT record is not last (the common
+    /// case takes [`intake`]'s one walk, which the tests hold to the same result).
     fn cacheable(&self, response: &[u8]) -> Option<(Vec<u8>, u32)> {
         let mut m: Message<'_> = parse_message(response).ok()?;
         let h = m.header;
@@ -401,16 +422,7 @@ impl Cache {
             return None;
         }
         let rcode = m.rcode();
-        let clamp = |ttl: u32, positive: bool| {
-            // RFC 2181 §8: a TTL with the top bit set counts as zero.
-            let ttl = if ttl > i32::MAX as u32 { 0 } else { ttl };
-            let ttl = if positive {
-                ttl.max(self.cfg.min_ttl)
-            } else {
-                ttl
-            };
-            ttl.min(self.cfg.max_ttl)
-        };
+        let clamp = |ttl: u32, positive: bool| intake::clamp(&self.cfg, ttl, positive);
         let positive = rcode == Rcode::NOERROR && !m.answers.is_empty();
         let ttl = if positive {
             m.answers

@@ -246,7 +246,8 @@ fn owner_of(client: Client) -> Option<u128> {
 /// How a query in flight ended, for its waiters.
 #[derive(Clone, Copy)]
 enum Outcome<'a> {
-    Answer(&'a [u8]),
+    /// The upstream's answer, as looked at once on arrival (its octets up to `end`).
+    Answer(&'a MessageView<'a>),
     /// Failed, with a stale cache entry to serve (RFC 8767).
     Stale,
     Failed(Ede),
@@ -371,9 +372,8 @@ impl Forwarder {
         if exact && !p.spelling.is_lower() {
             self.upstreams.case_echoed(a.upstream);
         }
-        let answer = bytes.get(..view.end).unwrap_or(bytes);
         if view.header.tc && matches!(source, Source::Udp { .. }) {
-            return self.truncated(now, slot, answer);
+            return self.truncated(now, slot, &view);
         }
         let rcode = view.header.rcode;
         let retryable =
@@ -383,7 +383,7 @@ impl Forwarder {
             // time, the waiters get SERVFAIL (or a stale answer).
             return self.retry(now, slot);
         }
-        self.complete(now, slot, Some(answer));
+        self.complete(now, slot, Some(&view));
     }
 
     /// Call when a UDP socket of an upstream reported an error (ECONNREFUSED from an
