@@ -47,13 +47,14 @@ impl Key {
     /// [`crate::cache::key_of`].
     pub fn with_spelling(view: &MessageView<'_>) -> Option<(Key, Spelling)> {
         let (qtype, qclass) = view.qtype_qclass()?;
-        let mut name = [0u8; MAX_NAME_LEN];
-        let n = view.qname_wire(&mut name, false);
-        let spelled = name.get(..n).filter(|s| !s.is_empty())?;
+        // The question as it sits in the query: one copy, folded in place.
+        let spelled = view.qname()?;
+        let n = spelled.len();
         let spelling = Spelling::of_name(spelled);
         let mut bytes = [0u8; MAX_KEY_LEN];
-        bytes.get_mut(..n)?.copy_from_slice(spelled);
-        bytes.get_mut(..n)?.make_ascii_lowercase();
+        let name = bytes.get_mut(..n)?;
+        name.copy_from_slice(spelled);
+        name.make_ascii_lowercase();
         let flags = key_flags(view);
         let [t0, t1] = qtype.0.to_be_bytes();
         let [c0, c1] = qclass.0.to_be_bytes();
