@@ -24,6 +24,7 @@ mod ghost;
 mod intake;
 mod store;
 pub(crate) use store::Prehashed;
+pub use store::key_hash;
 
 use store::{Queue, Store};
 
@@ -351,14 +352,28 @@ impl Cache {
         self.refused
     }
 
+    /// The hash a key is indexed under (see [`key_hash`]).
     pub fn hash(&self, key: &[u8]) -> u64 {
         self.store.hash(key)
     }
 
+    /// The keyed hash of a question (a key without its flags octet); with the flags,
+    /// [`key_hash`] makes the key's hash of it.
+    pub fn question_hash(&self, question: &[u8]) -> u64 {
+        self.store.question_hash(question)
+    }
+
     /// Looks `key` up at `now`; a fresh or stale hit counts as asked for (see [`store`]).
     pub fn get(&mut self, key: &[u8], now: Instant) -> Lookup<'_> {
+        let hash = self.hash(key);
+        self.get_hashed(key, hash, now)
+    }
+
+    /// [`get`](Self::get) with the key's hash already known (from [`hash`](Self::hash)
+    /// or [`key_hash`]).
+    pub fn get_hashed(&mut self, key: &[u8], hash: u64, now: Instant) -> Lookup<'_> {
         let window = stale_window(&self.cfg);
-        let Some(e) = self.store.get_mut(key) else {
+        let Some(e) = self.store.get_mut(key, hash) else {
             return Lookup::Miss;
         };
         let age = elapsed_secs(e.stored, now);
@@ -388,6 +403,18 @@ impl Cache {
     /// [`insert`](Self::insert) for an answer already looked at: `view` (its octets up to
     /// `view.end`). Walks the answer once, copying it into the entry as it goes.
     pub fn insert_view(&mut self, key: &[u8], view: &MessageView<'_>, now: Instant) -> bool {
+        let hash = self.hash(key);
+        self.insert_hashed(key, hash, view, now)
+    }
+
+    /// [`insert_view`](Self::insert_view) with the key's hash already known.
+    pub fn insert_hashed(
+        &mut self,
+        key: &[u8],
+        hash: u64,
+        view: &MessageView<'_>,
+        now: Instant,
+    ) -> bool {
         if !self.enabled() || key.len() > MAX_KEY_LEN {
             return false;
         }
@@ -405,7 +432,7 @@ impl Cache {
                 e
             }
         };
-        if entry.size() > self.cfg.max_bytes / ENTRY_SHARE || !self.store.insert(entry, now) {
+        if entry.size() > self.cfg.max_bytes / ENTRY_SHARE || !self.store.insert(entry, hash, now) {
             self.refused += 1;
             return false;
         }

@@ -77,7 +77,12 @@ impl Forwarder {
         self.events.finishing(now, p.deadline, p.upstream());
         if let Some(a) = answer {
             if self.cache.enabled() {
-                self.cache.insert_view(p.key.as_bytes(), a, now);
+                // The question's hash is in hand if it was indexed in flight.
+                let hash = match p.inflight {
+                    Some(h) => crate::cache::key_hash(h, p.key.flags()),
+                    None => self.cache.hash(p.key.as_bytes()),
+                };
+                self.cache.insert_hashed(p.key.as_bytes(), hash, a, now);
             }
         }
         let failed = answer.is_none_or(|a| a.header.rcode == Rcode::SERVFAIL);

@@ -92,7 +92,7 @@ impl Forwarder {
 
     /// The hash a question is indexed under for queries in flight.
     pub(super) fn question_hash(&self, key: &Key) -> u64 {
-        self.cache.hash(key.question())
+        self.cache.question_hash(key.question())
     }
 
     /// The first query in flight under question hash `h` that `is` accepts.
