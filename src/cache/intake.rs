@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use super::{CacheConfig, Entry, Queue, TTL_ROW};
-use crate::wire::{walk_records, MessageView, Opcode, RType, Rcode, HEADER_LEN};
+use crate::wire::{walk_viewed_records, MessageView, Opcode, RType, Rcode, HEADER_LEN};
 
 /// What an answer is to the cache.
 pub(super) enum Intake {
@@ -66,7 +66,7 @@ pub(super) fn intake(cfg: &CacheConfig, key: &[u8], view: &MessageView<'_>, now:
     let mut least = u32::MAX;
     let mut soa: Option<u32> = None;
     let mut fits = true;
-    let decodes = walk_records(msg, |r| {
+    let decodes = walk_viewed_records(view, |r| {
         if r.rtype == RType::OPT {
             return; // the last record (checked above), cut off
         }

@@ -8,7 +8,7 @@
 use std::ops::Range;
 
 use super::name::walk_name;
-use super::{Class, RType, HEADER_LEN};
+use super::{Class, MessageView, RType, HEADER_LEN};
 
 /// One record as [`walk_records`] meets it: offsets into the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,15 +29,15 @@ pub struct RecordAt {
 /// checked by [`rdata_ok`], OPT (once, in the additional section, owned by the root) and
 /// TSIG (last) where they may be, no octet left over. `on_record` sees each record in
 /// wire order; false if the message does not decode.
-pub fn walk_records(msg: &[u8], mut on_record: impl FnMut(&RecordAt)) -> bool {
+pub fn walk_records(msg: &[u8], on_record: impl FnMut(&RecordAt)) -> bool {
     let Some((header, mut i)) = msg.split_first_chunk::<HEADER_LEN>() else {
         return false;
     };
-    let count = |n: usize| match header.get(n..n + 2) {
-        Some(&[hi, lo]) => usize::from(u16::from_be_bytes([hi, lo])),
+    let qdcount = match header.get(4..6) {
+        Some(&[hi, lo]) => u16::from_be_bytes([hi, lo]),
         _ => 0,
     };
-    for _ in 0..count(4) {
+    for _ in 0..qdcount {
         let Ok((rest, _)) = walk_name(msg, i, |_| ()) else {
             return false;
         };
@@ -46,26 +46,70 @@ pub fn walk_records(msg: &[u8], mut on_record: impl FnMut(&RecordAt)) -> bool {
             None => return false,
         }
     }
+    records(msg, i, qdcount > 0, on_record)
+}
+
+/// [`walk_records`] for a message `view` has read (its octets up to `view.end`): with
+/// one question, the header and the question, which the view walked as the decoder
+/// does, are not walked again.
+pub fn walk_viewed_records(view: &MessageView<'_>, on_record: impl FnMut(&RecordAt)) -> bool {
+    let Some(msg) = view.bytes().get(..view.end) else {
+        return false;
+    };
+    if view.header.qdcount != 1 {
+        return walk_records(msg, on_record);
+    }
+    match msg.get(view.records_at()..) {
+        Some(i) => records(msg, i, true, on_record),
+        None => false,
+    }
+}
+
+/// The records from `i` (a slice of `msg`, just past the question section) to the end.
+/// `question`: a question was walked, so the name at offset 12 is whole and good.
+fn records<'a>(
+    msg: &'a [u8],
+    mut i: &'a [u8],
+    question: bool,
+    mut on_record: impl FnMut(&RecordAt),
+) -> bool {
+    let count = |n: usize| match msg.get(n..n + 2) {
+        Some(&[hi, lo]) => usize::from(u16::from_be_bytes([hi, lo])),
+        _ => 0,
+    };
     let (answers, authority) = (count(6), count(8));
     let total = answers + authority + count(10);
+    // Owners are most often a pointer to the question's name: walking it again would
+    // meet the same labels, which the question's walk found good (it holds no pointer).
+    let to_question = [0xC0, HEADER_LEN as u8];
+    let question_is_root = msg.get(HEADER_LEN) == Some(&0);
     let mut seen_opt = false;
     for index in 0..total {
-        let mut labels = 0;
-        let Ok((rest, _)) = walk_name(msg, i, |_| labels += 1) else {
-            return false;
+        let (rest, root) = match i.strip_prefix(&to_question[..]) {
+            Some(rest) if question => (rest, question_is_root),
+            _ => {
+                let mut labels = 0;
+                match walk_name(msg, i, |_| labels += 1) {
+                    Ok((rest, _)) => (rest, labels == 0),
+                    Err(_) => return false,
+                }
+            }
         };
         let Some((&[t0, t1, c0, c1, l0, l1, l2, l3, r0, r1], rest)) = rest.split_first_chunk()
         else {
             return false;
         };
-        let (rtype, class) = (RType(u16::from_be_bytes([t0, t1])), Class(u16::from_be_bytes([c0, c1])));
+        let (rtype, class) = (
+            RType(u16::from_be_bytes([t0, t1])),
+            Class(u16::from_be_bytes([c0, c1])),
+        );
         let rdlength = usize::from(u16::from_be_bytes([r0, r1]));
         let Some((rd, rest)) = rest.split_at_checked(rdlength) else {
             return false;
         };
         let additional = index >= answers + authority;
         if rtype == RType::OPT {
-            if !additional || seen_opt || labels != 0 {
+            if !additional || seen_opt || !root {
                 return false;
             }
             seen_opt = true;
@@ -212,6 +256,14 @@ mod tests {
             seen.push((r.rtype.0, r.class.0, r.ttl));
         })
         .then_some(seen);
+        // Through a view, the same (when the view reads the message at all).
+        if let Ok(v) = MessageView::parse(m) {
+            let mut again = Vec::new();
+            let viewed = walk_viewed_records(&v, |r| again.push((r.rtype.0, r.class.0, r.ttl)));
+            if v.end == m.len() {
+                assert_eq!(viewed.then_some(again), ours, "through the view: {m:02x?}");
+            }
+        }
         let decoded = parse_message(m).ok().map(|d| {
             d.answers
                 .iter()

@@ -53,6 +53,8 @@ pub struct MessageView<'a> {
     /// Offset just past the last record the header counts (bytes after it are
     /// trailing garbage).
     pub end: usize,
+    /// Offset just past the question section (of the first record).
+    records_at: usize,
 }
 
 impl<'a> MessageView<'a> {
@@ -99,6 +101,7 @@ impl<'a> MessageView<'a> {
             }
             i = rest;
         }
+        let records_at = offset_in(msg, i);
         let mut opt = None;
         let records = usize::from(header.ancount) + usize::from(header.nscount);
         for n in 0..records + usize::from(header.arcount) {
@@ -143,7 +146,13 @@ impl<'a> MessageView<'a> {
             question,
             opt,
             end: offset_in(msg, i),
+            records_at,
         })
+    }
+
+    /// Offset of the first record (just past the question section).
+    pub fn records_at(&self) -> usize {
+        self.records_at
     }
 
     /// The message the view looks at.
