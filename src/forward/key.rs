@@ -155,6 +155,15 @@ const CASE_FLIPS: [u64; 256] = {
     table
 };
 
+/// Up to 8 octets as a little-endian word, zero-padded.
+fn word_of(run: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    if let Some(dst) = w.get_mut(..run.len()) {
+        dst.copy_from_slice(run);
+    }
+    u64::from_le_bytes(w)
+}
+
 /// A spelling of a key's name: which octets of the folded name are upper case, one bit
 /// each (32 octets for a name of up to 255), so a query in flight or a waiting client
 /// holds its spelling without a copy of the name.
@@ -186,46 +195,48 @@ impl Spelling {
         s
     }
 
-    /// The 0x20 flips of the `n`th run of 8 octets of the name (octet order as
-    /// `u64::to_le_bytes`).
-    fn flips(&self, n: usize) -> [u8; 8] {
+    /// The 0x20 flips of the `n`th run of 8 octets of the name, as a little-endian word.
+    fn flips(&self, n: usize) -> u64 {
         let word = self.upper.get(n / 8).copied().unwrap_or(0);
         let bits = usize::from((word >> (8 * (n % 8))) as u8);
-        CASE_FLIPS.get(bits).copied().unwrap_or(0).to_le_bytes()
+        CASE_FLIPS.get(bits).copied().unwrap_or(0)
     }
 
     /// Spells the folded name in place (`name` is its octets, all lower case): eight
-    /// octets at a time, from a table (this runs for every query we send).
+    /// octets at a time, flips from a table (this runs for every query we send).
     fn apply(&self, name: &mut [u8]) {
         if self.is_lower() {
             return;
         }
         for (n, run) in name.chunks_mut(8).enumerate() {
             // Only letters have their bit set: flipping 0x20 makes them upper case.
-            for (b, f) in run.iter_mut().zip(self.flips(n)) {
-                *b ^= f;
-            }
+            let spelled = (word_of(run) ^ self.flips(n)).to_le_bytes();
+            run.copy_from_slice(spelled.get(..run.len()).unwrap_or_default());
         }
     }
 
     /// Random letter case for the folded `name` (0x20), one random bit per letter; with
     /// `mix` false, all lower case. `None` if the generator failed.
     pub fn random(name: &[u8], mix: bool, rng: &mut dyn IdSource) -> Option<Spelling> {
+        Spelling::random_for(&Letters::of(name), mix, rng)
+    }
+
+    /// [`random`](Self::random) for a name whose letters are already found.
+    pub fn random_for(letters: &Letters, mix: bool, rng: &mut dyn IdSource) -> Option<Spelling> {
         let mut s = Spelling::default();
         if !mix {
             return Some(s);
         }
-        for (chunk, word) in name.chunks(64).zip(s.upper.iter_mut()) {
-            // Length octets are at most 63, below every letter: only letters are marked.
-            let mut letters = 0u64;
-            for (j, b) in chunk.iter().enumerate() {
-                letters |= u64::from(b.is_ascii_alphabetic()) << j;
+        for (n, word) in s.upper.iter_mut().enumerate() {
+            let octets = letters.len.saturating_sub(64 * n).min(64);
+            if octets == 0 {
+                break;
             }
             let mut random = 0u64;
-            for _ in 0..chunk.len().div_ceil(16) {
+            for _ in 0..octets.div_ceil(16) {
                 random = random << 16 | u64::from(rng.next_u16()?);
             }
-            *word = letters & random;
+            *word = letters.mask.get(n).copied().unwrap_or(0) & random;
         }
         Some(s)
     }
@@ -247,7 +258,7 @@ impl Spelling {
                 .chunks(8)
                 .zip(wire.chunks(8))
                 .enumerate()
-                .all(|(n, (a, b))| a.iter().zip(self.flips(n)).map(|(x, f)| x ^ f).eq(b.iter().copied()))
+                .all(|(n, (a, b))| word_of(a) ^ self.flips(n) == word_of(b))
     }
 
     /// The folded `name` spelled, into `out`; returns the octets written.
@@ -258,6 +269,34 @@ impl Spelling {
             self.apply(dst);
         }
         n
+    }
+}
+
+/// Where the ASCII letters of a wire-form name are, one bit an octet (length octets are
+/// at most 63, below every letter, so only letters are marked): found once a query,
+/// for its random case and for the bits a forger must guess.
+pub struct Letters {
+    mask: [u64; 4],
+    len: usize,
+}
+
+impl Letters {
+    pub fn of(name: &[u8]) -> Letters {
+        let mut mask = [0u64; 4];
+        for (chunk, word) in name.chunks(64).zip(mask.iter_mut()) {
+            for (j, b) in chunk.iter().enumerate() {
+                *word |= u64::from(b.is_ascii_alphabetic()) << j;
+            }
+        }
+        Letters {
+            mask,
+            len: name.len(),
+        }
+    }
+
+    /// How many (as [`letters`] counts them).
+    pub fn count(&self) -> u32 {
+        self.mask.iter().map(|w| w.count_ones()).sum()
     }
 }
 
@@ -398,6 +437,7 @@ mod tests {
         let n = plain.copy_into(k.name(), &mut out);
         assert_eq!(&out[..n], k.name());
         assert_eq!(letters(k.name()), 11);
+        assert_eq!(Letters::of(k.name()).count(), 11);
     }
 
     #[test]
