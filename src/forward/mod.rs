@@ -435,7 +435,7 @@ impl Forwarder {
         self.handle_stale_timers(now);
         if self
             .shrunk
-            .is_none_or(|t| now.saturating_duration_since(t) >= SHRINK_EVERY)
+            .is_none_or(|t| now >= t + SHRINK_EVERY)
         {
             self.shrunk = Some(now);
             if self.worth_shrinking() {
@@ -593,8 +593,9 @@ impl Forwarder {
         let allowed = self.routes.allowed(key.name());
         let upstream = self.upstreams.pick_in(now, 0, allowed, self.cfg.timeout);
         let mix = self.upstreams.mixes_case(upstream);
-        let guess_bits = self.guess_bits(&key, mix);
-        let drawn = Spelling::random(key.name(), mix, self.rng.as_mut()).and_then(|s| {
+        let letters = key::Letters::of(key.name());
+        let guess_bits = self.guess_bits(&letters, mix);
+        let drawn = Spelling::random_for(&letters, mix, self.rng.as_mut()).and_then(|s| {
             let id = self.fresh_id(now)?;
             let via = self.via(now, upstream, false, guess_bits)?;
             Some((s, id, via))
@@ -654,13 +655,9 @@ impl Forwarder {
 
     /// Bits a blind forger must guess for a UDP answer to `key`'s query: the ID, which
     /// socket of the pool, and the case of each letter if the name goes in random case.
-    fn guess_bits(&self, key: &Key, mix_case: bool) -> u32 {
+    fn guess_bits(&self, letters: &key::Letters, mix_case: bool) -> u32 {
         let pool = self.cfg.sockets_per_upstream.max(1).ilog2();
-        let case = if mix_case {
-            key::letters(key.name())
-        } else {
-            0
-        };
+        let case = if mix_case { letters.count() } else { 0 };
         16 + pool + case
     }
 
