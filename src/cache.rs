@@ -23,8 +23,8 @@ use crate::wire::{
 mod ghost;
 mod intake;
 mod store;
-pub(crate) use store::Prehashed;
 pub use store::key_hash;
+pub(crate) use store::Prehashed;
 
 use store::{Queue, Store};
 

@@ -32,7 +32,12 @@ pub(super) fn clamp(cfg: &CacheConfig, ttl: u32, positive: bool) -> u32 {
 /// sections), or NXDOMAIN/NODATA with an SOA (RFC 2308 §5: min(SOA TTL, MINIMUM), and
 /// no longer than a CNAME in front of it); never truncated, never other RCODEs, never
 /// what does not decode, never with a lifetime of 0.
-pub(super) fn intake(cfg: &CacheConfig, key: &[u8], view: &MessageView<'_>, now: Instant) -> Intake {
+pub(super) fn intake(
+    cfg: &CacheConfig,
+    key: &[u8],
+    view: &MessageView<'_>,
+    now: Instant,
+) -> Intake {
     let Some(msg) = view.bytes().get(..view.end) else {
         return Intake::No;
     };
@@ -99,7 +104,11 @@ pub(super) fn intake(cfg: &CacheConfig, key: &[u8], view: &MessageView<'_>, now:
             _ => fits = false,
         }
     });
-    let ttl = if positive { least } else { soa.map_or(0, |s| s.min(least)) };
+    let ttl = if positive {
+        least
+    } else {
+        soa.map_or(0, |s| s.min(least))
+    };
     if !decodes || !fits || ttl == 0 {
         return Intake::No;
     }
@@ -184,8 +193,18 @@ mod tests {
             ttls[0],
             RData::Cname(name("web.example.org")),
         );
-        let a = rec("web.example.org", RType::A, ttls[1], RData::A([192, 0, 2, 1].into()));
-        let ns = rec("example.org", RType::NS, ttls[2], RData::Ns(name("ns.example.org")));
+        let a = rec(
+            "web.example.org",
+            RType::A,
+            ttls[1],
+            RData::A([192, 0, 2, 1].into()),
+        );
+        let ns = rec(
+            "example.org",
+            RType::NS,
+            ttls[2],
+            RData::Ns(name("ns.example.org")),
+        );
         let opt = crate::forward::reply::our_opt(false);
         let mut positive = base(0);
         positive.answers = vec![cname.clone(), a.clone()];
@@ -199,7 +218,10 @@ mod tests {
         nodata.additional = vec![opt.clone()];
         let mut opt_first = positive.clone();
         opt_first.additional = vec![opt, a];
-        let mut out: Vec<Vec<u8>> = [positive, nx, nodata.clone()].iter().map(Message::to_vec).collect();
+        let mut out: Vec<Vec<u8>> = [positive, nx, nodata.clone()]
+            .iter()
+            .map(Message::to_vec)
+            .collect();
         nodata.additional.clear();
         out.push(nodata.to_vec());
         out.push(opt_first.to_vec());
@@ -215,7 +237,9 @@ mod tests {
     }
 
     fn walked(c: &Cache, key: &[u8], answer: &[u8], now: Instant) -> Option<(Vec<u8>, u32)> {
-        let view = MessageView::parse(answer).ok().filter(|v| v.end == answer.len())?;
+        let view = MessageView::parse(answer)
+            .ok()
+            .filter(|v| v.end == answer.len())?;
         match intake(&c.cfg, key, &view, now) {
             Intake::Entry(e) => Some((e.buf.to_vec(), e.ttl)),
             Intake::No => None,

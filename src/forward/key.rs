@@ -477,21 +477,34 @@ mod tests {
                 let upper = ascii_in(w, b'A', b'Z');
                 let letters = ascii_in(w | 0x2020_2020_2020_2020, b'a', b'z');
                 for (j, b) in run.iter().enumerate() {
-                    assert_eq!(gather(upper) >> j & 1 == 1, b.is_ascii_uppercase(), "{run:?}");
-                    assert_eq!(gather(letters) >> j & 1 == 1, b.is_ascii_alphabetic(), "{run:?}");
+                    assert_eq!(
+                        gather(upper) >> j & 1 == 1,
+                        b.is_ascii_uppercase(),
+                        "{run:?}"
+                    );
+                    assert_eq!(
+                        gather(letters) >> j & 1 == 1,
+                        b.is_ascii_alphabetic(),
+                        "{run:?}"
+                    );
                 }
             }
         }
         // Names of every length up to 255, mixed case, against the octet rules.
         for len in 0..=255usize {
-            let name: Vec<u8> = (0..len).map(|i| [b'a', b'Q', 7, b'z', 0xC1, b'-', b'Z'][i % 7]).collect();
+            let name: Vec<u8> = (0..len)
+                .map(|i| [b'a', b'Q', 7, b'z', 0xC1, b'-', b'Z'][i % 7])
+                .collect();
             let mut folded = vec![0u8; len];
             let s = Spelling::fold(&name, &mut folded);
             assert_eq!(folded, name.to_ascii_lowercase());
             let letters = Letters::of(&name);
             for (i, b) in name.iter().enumerate() {
                 assert_eq!(s.upper[i / 64] >> (i % 64) & 1 == 1, b.is_ascii_uppercase());
-                assert_eq!(letters.mask[i / 64] >> (i % 64) & 1 == 1, b.is_ascii_alphabetic());
+                assert_eq!(
+                    letters.mask[i / 64] >> (i % 64) & 1 == 1,
+                    b.is_ascii_alphabetic()
+                );
             }
             let mut spelled = folded.clone();
             s.apply(&mut spelled);

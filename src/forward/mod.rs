@@ -433,10 +433,7 @@ impl Forwarder {
     /// Call when the instant from [`poll_timeout`](Self::poll_timeout) has come.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.handle_stale_timers(now);
-        if self
-            .shrunk
-            .is_none_or(|t| now >= t + SHRINK_EVERY)
-        {
+        if self.shrunk.is_none_or(|t| now >= t + SHRINK_EVERY) {
             self.shrunk = Some(now);
             if self.worth_shrinking() {
                 self.give_memory_back();

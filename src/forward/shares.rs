@@ -209,7 +209,10 @@ mod tests {
         s.finished(1);
         s.finished(1);
         s.finished(2);
-        assert!(s.owners.values().all(|o| o.in_flight == 0 && o.started.is_empty()));
+        assert!(s
+            .owners
+            .values()
+            .all(|o| o.in_flight == 0 && o.started.is_empty()));
         s.shrink();
         assert!(
             s.owners.is_empty(),
@@ -226,7 +229,11 @@ mod tests {
         for n in 0..10_000u64 {
             s.started(n, (1, n + 1), live);
             s.finished(n);
-            assert!(s.owners.len() <= IDLE_KEPT + 2, "{} entries", s.owners.len());
+            assert!(
+                s.owners.len() <= IDLE_KEPT + 2,
+                "{} entries",
+                s.owners.len()
+            );
         }
         assert_eq!(s.in_flight(u64::MAX), 1);
         // A client that comes back after going idle counts from zero again.
@@ -234,7 +241,10 @@ mod tests {
         assert_eq!(s.in_flight(9_999), 1);
         s.finished(9_999);
         assert_eq!(s.in_flight(9_999), 0);
-        assert_eq!(s.idle, s.owners.values().filter(|o| o.in_flight == 0).count());
+        assert_eq!(
+            s.idle,
+            s.owners.values().filter(|o| o.in_flight == 0).count()
+        );
     }
 
     #[test]

@@ -245,7 +245,10 @@ mod tests {
     }
 
     /// What `walk_records` reports, or `None`; and what the decoder makes of it.
-    fn both(m: &[u8]) -> (Option<Vec<(u16, u16, u32)>>, Option<Vec<(u16, u16, u32)>>) {
+    /// Type, class and TTL of each record, or `None` if the message does not decode.
+    type Seen = Option<Vec<(u16, u16, u32)>>;
+
+    fn both(m: &[u8]) -> (Seen, Seen) {
         let mut seen = Vec::new();
         let ours = walk_records(m, |r| {
             assert_eq!(m[r.ttl_at..r.ttl_at + 4], r.ttl.to_be_bytes());
@@ -295,8 +298,18 @@ mod tests {
                 qclass: Class::IN,
             }],
             answers: vec![
-                rec("www.example.org", RType::CNAME, 300, RData::Cname(n("web.example.org"))),
-                rec("web.example.org", RType::A, 60, RData::A([192, 0, 2, 1].into())),
+                rec(
+                    "www.example.org",
+                    RType::CNAME,
+                    300,
+                    RData::Cname(n("web.example.org")),
+                ),
+                rec(
+                    "web.example.org",
+                    RType::A,
+                    60,
+                    RData::A([192, 0, 2, 1].into()),
+                ),
             ],
             authority: vec![rec(
                 "example.org",
