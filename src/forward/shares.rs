@@ -166,10 +166,11 @@ impl Shares {
 
     /// A query of `who` ended.
     pub fn finished(&mut self, who: u64) {
-        let Some(o) = self.owners.get_mut(&who) else {
+        // Unknown, or idle already (nothing to end): nothing to count.
+        let Some(o) = self.owners.get_mut(&who).filter(|o| o.in_flight > 0) else {
             return;
         };
-        o.in_flight = o.in_flight.saturating_sub(1);
+        o.in_flight -= 1;
         if o.in_flight > 0 {
             return;
         }
