@@ -65,8 +65,12 @@ impl Forwarder {
             return;
         }
         let mut stale = false;
+        // One keyed hash a query: the question's, for the queries in flight, and with
+        // the flags folded in, for the cache.
+        let hash = self.question_hash(&key);
         if self.cache.enabled() {
-            match self.cache.get(key.as_bytes(), now) {
+            let cache_hash = crate::cache::key_hash(hash, key.flags());
+            match self.cache.get_hashed(key.as_bytes(), cache_hash, now) {
                 Lookup::Fresh(e) => {
                     let buf = self.pending.buffer();
                     let bytes = Cache::render_into(e, now, &waiter.asker(&key), false, buf);
@@ -87,7 +91,6 @@ impl Forwarder {
             }
             self.stats.cache_misses += 1;
         }
-        let hash = self.question_hash(&key);
         if let Some(slot) = self.find_inflight(hash, |p| p.key == key) {
             if let Some(p) = self.pending.get_mut(slot) {
                 if p.waiters.len() < super::MAX_WAITERS {
