@@ -1,11 +1,17 @@
 //! Resource records (RFC 1035 §3.2, §4.1.3) and their RDATA.
 //!
-//! RDATA of the types listed in [`RData`] is decoded; the names inside RFC 1035 types
-//! (NS, CNAME, PTR, MX, SOA) are decompressed on read and may be compressed on write.
-//! SRV and DNAME names are decompressed on read but never compressed on write
-//! (RFC 2782, RFC 6672).
+//! RDATA of the types listed in [`RData`] is decoded: those whose names may be compressed.
+//! RFC 3597 §4: "Receiving servers MUST decompress domain names in RRs of well-known type,
+//! and SHOULD also decompress RRs of type RP, AFSDB, RT, SIG, PX, NXT, NAPTR, and SRV".
+//! So the names inside RFC 1035 types (NS, CNAME, PTR, MX, SOA, MB, MG, MR, MINFO) are
+//! decompressed on read and may be compressed on write; SRV, DNAME, RP, AFSDB, RT, PX and
+//! NAPTR names are decompressed on read but never compressed on write (RFC 3597 §4,
+//! RFC 2782, RFC 6672, RFC 3403). A message written again therefore never carries a
+//! pointer inside RDATA that a receiver is not bound to follow.
 //! Every other type, DNSSEC and SVCB/HTTPS included, is kept as opaque octets
-//! (RFC 3597) so that it passes through unchanged.
+//! (RFC 3597) so that it passes through unchanged and costs nothing to forward; its
+//! names are never compressed, so the octets mean the same anywhere in a message.
+//! [`super::rdata`] decodes those on demand, for display.
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use nom::bytes::complete::take;
@@ -84,6 +90,10 @@ const RTYPE_NAMES: &[(u16, &str)] = &[
     (64, "SVCB"),
     (65, "HTTPS"),
     (99, "SPF"),
+    (104, "NID"),
+    (105, "L32"),
+    (106, "L64"),
+    (107, "LP"),
     (108, "EUI48"),
     (109, "EUI64"),
     (249, "TKEY"),
@@ -104,22 +114,56 @@ impl RType {
     pub const NS: RType = RType(2);
     pub const CNAME: RType = RType(5);
     pub const SOA: RType = RType(6);
+    pub const MB: RType = RType(7);
+    pub const MG: RType = RType(8);
+    pub const MR: RType = RType(9);
+    pub const NULL: RType = RType(10);
     pub const PTR: RType = RType(12);
+    pub const HINFO: RType = RType(13);
+    pub const MINFO: RType = RType(14);
     pub const MX: RType = RType(15);
     pub const TXT: RType = RType(16);
+    pub const RP: RType = RType(17);
+    pub const AFSDB: RType = RType(18);
+    pub const X25: RType = RType(19);
+    pub const ISDN: RType = RType(20);
+    pub const RT: RType = RType(21);
+    pub const PX: RType = RType(26);
     pub const AAAA: RType = RType(28);
+    pub const LOC: RType = RType(29);
     pub const SRV: RType = RType(33);
+    pub const NAPTR: RType = RType(35);
+    pub const KX: RType = RType(36);
+    pub const CERT: RType = RType(37);
     pub const DNAME: RType = RType(39);
     pub const OPT: RType = RType(41);
     pub const DS: RType = RType(43);
+    pub const SSHFP: RType = RType(44);
     pub const RRSIG: RType = RType(46);
     pub const NSEC: RType = RType(47);
     pub const DNSKEY: RType = RType(48);
+    pub const DHCID: RType = RType(49);
     pub const NSEC3: RType = RType(50);
+    pub const NSEC3PARAM: RType = RType(51);
+    pub const TLSA: RType = RType(52);
+    pub const SMIMEA: RType = RType(53);
+    pub const CDS: RType = RType(59);
+    pub const CDNSKEY: RType = RType(60);
+    pub const OPENPGPKEY: RType = RType(61);
+    pub const CSYNC: RType = RType(62);
+    pub const ZONEMD: RType = RType(63);
     pub const SVCB: RType = RType(64);
     pub const HTTPS: RType = RType(65);
+    pub const SPF: RType = RType(99);
+    pub const NID: RType = RType(104);
+    pub const L32: RType = RType(105);
+    pub const L64: RType = RType(106);
+    pub const LP: RType = RType(107);
+    pub const EUI48: RType = RType(108);
+    pub const EUI64: RType = RType(109);
     pub const TSIG: RType = RType(250);
     pub const ANY: RType = RType(255);
+    pub const URI: RType = RType(256);
     pub const CAA: RType = RType(257);
 
     /// The mnemonic, or `TYPEnnn` (RFC 3597 §5).
@@ -163,6 +207,17 @@ pub struct Soa {
     pub minimum: u32,
 }
 
+/// NAPTR RDATA (RFC 3403 §4.1).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Naptr<'a> {
+    pub order: u16,
+    pub preference: u16,
+    pub flags: &'a [u8],
+    pub services: &'a [u8],
+    pub regexp: &'a [u8],
+    pub replacement: Name,
+}
+
 /// Decoded RDATA. Octet strings borrow from the message.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum RData<'a> {
@@ -173,6 +228,31 @@ pub enum RData<'a> {
     Ptr(Name),
     /// RFC 6672: decompressed on read, never compressed on write.
     Dname(Name),
+    /// MB, MG, MR (RFC 1035 §3.3.3-5): one mailbox or mail group name, `rtype` says which.
+    Mailbox(Name),
+    /// RFC 1035 §3.3.7.
+    Minfo {
+        rmailbx: Name,
+        emailbx: Name,
+    },
+    /// RFC 1183 §2.2.
+    Rp {
+        mbox: Name,
+        txt: Name,
+    },
+    /// AFSDB (RFC 1183 §1) and RT (RFC 1183 §3.3): a 16-bit number and a host name.
+    PrefName {
+        preference: u16,
+        host: Name,
+    },
+    /// RFC 2163 §4.
+    Px {
+        preference: u16,
+        map822: Name,
+        mapx400: Name,
+    },
+    /// RFC 3403 §4.1.
+    Naptr(Box<Naptr<'a>>),
     Mx {
         preference: u16,
         exchange: Name,
@@ -254,6 +334,24 @@ fn parse_rdata<'a>(
         RType::CNAME => name(rd).map(|(i, n)| (i, RData::Cname(n))),
         RType::PTR => name(rd).map(|(i, n)| (i, RData::Ptr(n))),
         RType::DNAME => name(rd).map(|(i, n)| (i, RData::Dname(n))),
+        RType::MB | RType::MG | RType::MR => name(rd).map(|(i, n)| (i, RData::Mailbox(n))),
+        RType::MINFO => (name, name)
+            .map(|(rmailbx, emailbx)| RData::Minfo { rmailbx, emailbx })
+            .parse_complete(rd),
+        RType::RP => (name, name)
+            .map(|(mbox, txt)| RData::Rp { mbox, txt })
+            .parse_complete(rd),
+        RType::AFSDB | RType::RT => (be_u16, name)
+            .map(|(preference, host)| RData::PrefName { preference, host })
+            .parse_complete(rd),
+        RType::PX => (be_u16, name, name)
+            .map(|(preference, map822, mapx400)| RData::Px {
+                preference,
+                map822,
+                mapx400,
+            })
+            .parse_complete(rd),
+        RType::NAPTR => parse_naptr(msg, rd),
         RType::MX => parse_mx(msg, rd),
         RType::TXT => parse_txt(rd),
         RType::SOA => parse_soa(msg, rd),
@@ -348,6 +446,24 @@ fn parse_srv<'a>(msg: &'a [u8], i: &'a [u8]) -> PResult<'a, RData<'a>> {
     Ok((i, srv))
 }
 
+fn parse_naptr<'a>(msg: &'a [u8], i: &'a [u8]) -> PResult<'a, RData<'a>> {
+    let (i, order) = be_u16(i)?;
+    let (i, preference) = be_u16(i)?;
+    let (i, flags) = length_data(octet).parse_complete(i)?;
+    let (i, services) = length_data(octet).parse_complete(i)?;
+    let (i, regexp) = length_data(octet).parse_complete(i)?;
+    let (i, replacement) = parse_name(msg, i)?;
+    let naptr = Naptr {
+        order,
+        preference,
+        flags,
+        services,
+        regexp,
+        replacement,
+    };
+    Ok((i, RData::Naptr(Box::new(naptr))))
+}
+
 fn parse_caa(i: &[u8]) -> PResult<'_, RData<'_>> {
     let (i, flags) = octet(i)?;
     let at_tag = i;
@@ -398,6 +514,23 @@ impl RData<'_> {
             RData::Aaaa(a) => w.bytes(&a.octets()),
             RData::Ns(n) | RData::Cname(n) | RData::Ptr(n) => w.name(n, true),
             RData::Dname(n) => w.name(n, false),
+            RData::Mailbox(n) => w.name(n, true),
+            RData::Minfo { rmailbx, emailbx } => w.name(rmailbx, true) && w.name(emailbx, true),
+            RData::Rp { mbox, txt } => w.name(mbox, false) && w.name(txt, false),
+            RData::PrefName { preference, host } => w.u16(*preference) && w.name(host, false),
+            RData::Px {
+                preference,
+                map822,
+                mapx400,
+            } => w.u16(*preference) && w.name(map822, false) && w.name(mapx400, false),
+            RData::Naptr(n) => {
+                w.u16(n.order)
+                    && w.u16(n.preference)
+                    && w.char_string(n.flags)
+                    && w.char_string(n.services)
+                    && w.char_string(n.regexp)
+                    && w.name(&n.replacement, false)
+            }
             RData::Mx {
                 preference,
                 exchange,
