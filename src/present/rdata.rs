@@ -97,7 +97,11 @@ pub fn typed_text(t: &Typed<'_>) -> String {
             algorithm,
             certificate,
         } => blob_after(
-            format!("{} {key_tag} {algorithm}", cert_type_name(*cert_type)),
+            format!(
+                "{} {key_tag} {}",
+                cert_type_name(*cert_type),
+                secalg_name(*algorithm)
+            ),
             &base64(certificate),
         ),
         Typed::Blob(b) => base64(b),
@@ -269,6 +273,31 @@ fn cert_type_name(t: u16) -> String {
         8 => "IACPKIX",
         253 => "URI",
         254 => "OID",
+        n => return n.to_string(),
+    };
+    name.to_string()
+}
+
+/// DNSSEC algorithm mnemonics (IANA "DNS Security Algorithm Numbers"), as dig prints
+/// them in CERT.
+fn secalg_name(a: u8) -> String {
+    let name = match a {
+        1 => "RSAMD5",
+        2 => "DH",
+        3 => "DSA",
+        5 => "RSASHA1",
+        6 => "NSEC3DSA",
+        7 => "NSEC3RSASHA1",
+        8 => "RSASHA256",
+        10 => "RSASHA512",
+        12 => "ECCGOST",
+        13 => "ECDSAP256SHA256",
+        14 => "ECDSAP384SHA384",
+        15 => "ED25519",
+        16 => "ED448",
+        252 => "INDIRECT",
+        253 => "PRIVATEDNS",
+        254 => "PRIVATEOID",
         n => return n.to_string(),
     };
     name.to_string()
