@@ -559,3 +559,83 @@ impl RData<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::wire::{parse_message, Name, RData, RType};
+
+    /// A response for `example. <rtype>` whose one answer has `rdata` (names may point
+    /// at the question's name, offset 12).
+    fn answer(rtype: u16, rdata: &[u8]) -> Vec<u8> {
+        let [t0, t1] = rtype.to_be_bytes();
+        #[rustfmt::skip]
+        let mut m = vec![
+            0, 1, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0, // header: 1 question, 1 answer
+            7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 0, t0, t1, 0, 1, // question
+            0xc0, 12, t0, t1, 0, 1, 0, 0, 0x0e, 0x10, 0, rdata.len() as u8, // answer
+        ];
+        m.extend_from_slice(rdata);
+        m
+    }
+
+    fn name(s: &str) -> Name {
+        Name::from_ascii(s).unwrap()
+    }
+
+    #[test]
+    fn decompresses_rp_and_writes_it_uncompressed() {
+        // RP mbx.example. example., both compressed against the question.
+        let wire = answer(17, &[3, b'm', b'b', b'x', 0xc0, 12, 0xc0, 12]);
+        let m = parse_message(&wire).unwrap();
+        assert_eq!(
+            m.answers[0].rdata,
+            RData::Rp {
+                mbox: name("mbx.example."),
+                txt: name("example.")
+            }
+        );
+        let again = m.to_vec();
+        // RFC 3597 §4: RP is not an RFC 1035 type, so its names go out in full.
+        let rdata = b"\x03mbx\x07example\x00\x07example\x00";
+        assert!(again.ends_with(rdata), "{again:02x?}");
+        assert_eq!(parse_message(&again).unwrap().answers, m.answers);
+    }
+
+    #[test]
+    fn compresses_minfo_as_an_rfc_1035_type() {
+        let wire = answer(14, &[0xc0, 12, 1, b'e', 0xc0, 12]);
+        let m = parse_message(&wire).unwrap();
+        let again = m.to_vec();
+        assert!(
+            again.ends_with(&[0, 6, 0xc0, 12, 1, b'e', 0xc0, 12]),
+            "{again:02x?}"
+        );
+        assert_eq!(parse_message(&again).unwrap().answers, m.answers);
+    }
+
+    #[test]
+    fn decodes_naptr_afsdb_rt_px_and_mailboxes() {
+        let naptr = answer(35, b"\x00\x64\x00\x0a\x01S\x07SIP+D2U\x00\xc0\x0c");
+        let RData::Naptr(n) = &parse_message(&naptr).unwrap().answers[0].rdata else {
+            panic!("not NAPTR")
+        };
+        assert_eq!((n.order, n.preference, n.flags), (100, 10, &b"S"[..]));
+        assert_eq!(n.replacement, name("example."));
+        for (rtype, rdata) in [
+            (18u16, &b"\x00\x01\xc0\x0c"[..]),
+            (21, b"\x00\x14\xc0\x0c"),
+            (26, b"\x00\x0a\xc0\x0c\x01x\xc0\x0c"),
+            (7, b"\xc0\x0c"),
+            (8, b"\xc0\x0c"),
+            (9, b"\xc0\x0c"),
+        ] {
+            let wire = answer(rtype, rdata);
+            let m = parse_message(&wire).unwrap();
+            assert!(!matches!(m.answers[0].rdata, RData::Opaque(_)), "{rtype}");
+            assert_eq!(parse_message(&m.to_vec()).unwrap().answers, m.answers);
+        }
+        // A name running past the RDATA is an RDATA length error, not a panic.
+        let bad = answer(RType::RP.0, &[3, b'm', b'b']);
+        assert!(parse_message(&bad).is_err());
+    }
+}
