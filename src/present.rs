@@ -266,7 +266,12 @@ fn edns_json(e: &Edns<'_>) -> Value {
     let options: Vec<Value> = e
         .options
         .iter()
-        .map(|o| json!({"code": o.code, "name": o.name(), "hex": hex::encode(o.data)}))
+        .map(|o| {
+            json!({
+                "code": o.code, "name": o.name(), "hex": hex::encode(o.data),
+                "text": edns::option_text(o),
+            })
+        })
         .collect();
     json!({
         "version": e.version, "udp_size": e.udp_size, "do": u8::from(e.dnssec_ok),

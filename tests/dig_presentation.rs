@@ -88,7 +88,10 @@ fn ours(r: &Record<'_>) -> [String; 5] {
 fn rdata_text_matches_dig_for_every_record_of_the_zone() {
     let mut types = BTreeSet::new();
     let mut compared = 0;
-    for run in runs().iter().filter(|r| !r.cmd.contains(&"+qr".to_string())) {
+    for run in runs()
+        .iter()
+        .filter(|r| !r.cmd.contains(&"+qr".to_string()))
+    {
         let theirs: Vec<[String; 5]> = run
             .dig
             .lines()
@@ -116,12 +119,52 @@ fn rdata_text_matches_dig_for_every_record_of_the_zone() {
             compared += 1;
         }
     }
-    eprintln!("{compared} records compared with dig, of {} types", types.len());
+    eprintln!(
+        "{compared} records compared with dig, of {} types",
+        types.len()
+    );
     for t in [
-        "DNSKEY", "RRSIG", "DS", "NSEC", "NSEC3", "NSEC3PARAM", "CDS", "CDNSKEY", "SVCB",
-        "HTTPS", "SSHFP", "TLSA", "SMIMEA", "OPENPGPKEY", "CERT", "DHCID", "ZONEMD", "CSYNC",
-        "NAPTR", "URI", "HINFO", "RP", "AFSDB", "KX", "MINFO", "RT", "MB", "MG", "MR", "PX",
-        "X25", "ISDN", "SPF", "EUI48", "EUI64", "NID", "L32", "L64", "LP", "NULL", "LOC",
+        "DNSKEY",
+        "RRSIG",
+        "DS",
+        "NSEC",
+        "NSEC3",
+        "NSEC3PARAM",
+        "CDS",
+        "CDNSKEY",
+        "SVCB",
+        "HTTPS",
+        "SSHFP",
+        "TLSA",
+        "SMIMEA",
+        "OPENPGPKEY",
+        "CERT",
+        "DHCID",
+        "ZONEMD",
+        "CSYNC",
+        "NAPTR",
+        "URI",
+        "HINFO",
+        "RP",
+        "AFSDB",
+        "KX",
+        "MINFO",
+        "RT",
+        "MB",
+        "MG",
+        "MR",
+        "PX",
+        "X25",
+        "ISDN",
+        "SPF",
+        "EUI48",
+        "EUI64",
+        "NID",
+        "L32",
+        "L64",
+        "LP",
+        "NULL",
+        "LOC",
     ] {
         assert!(types.contains(t), "no {t} record compared");
     }
@@ -138,7 +181,12 @@ fn opt_blocks(text: &str) -> Vec<(u16, bool, Vec<String>)> {
             id = l[at + 6..].trim().parse().unwrap();
         }
         if l.starts_with(";; flags:") {
-            response = l[9..].split(';').next().unwrap().split_whitespace().any(|f| f == "qr");
+            response = l[9..]
+                .split(';')
+                .next()
+                .unwrap()
+                .split_whitespace()
+                .any(|f| f == "qr");
         }
         if l == ";; OPT PSEUDOSECTION:" {
             let block = lines
