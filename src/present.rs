@@ -48,14 +48,10 @@ pub fn rdata_text(r: &Record<'_>) -> String {
         RData::Ns(n) | RData::Cname(n) | RData::Ptr(n) | RData::Dname(n) | RData::Mailbox(n) => {
             n.to_string()
         }
-        RData::Minfo { rmailbx, emailbx } => format!("{rmailbx} {emailbx}"),
-        RData::Rp { mbox, txt } => format!("{mbox} {txt}"),
+        RData::Minfo(m) => format!("{} {}", m.rmailbx, m.emailbx),
+        RData::Rp(rp) => format!("{} {}", rp.mbox, rp.txt),
         RData::PrefName { preference, host } => format!("{preference} {host}"),
-        RData::Px {
-            preference,
-            map822,
-            mapx400,
-        } => format!("{preference} {map822} {mapx400}"),
+        RData::Px(px) => format!("{} {} {}", px.preference, px.map822, px.mapx400),
         RData::Naptr(n) => format!(
             "{} {} {} {} {} {}",
             n.order,

@@ -93,10 +93,10 @@ fn check_record(what: &str, ours: &Record<'_>, theirs: &Value) {
         | RData::Soa(_)
         | RData::Srv { .. }
         | RData::Mailbox(_)
-        | RData::Minfo { .. }
-        | RData::Rp { .. }
+        | RData::Minfo(_)
+        | RData::Rp(_)
         | RData::PrefName { .. }
-        | RData::Px { .. }
+        | RData::Px(_)
         | RData::Naptr(_) => {
             assert_eq!(
                 rdata_text(ours),

@@ -33,7 +33,7 @@ pub use message::{parse_message, Message};
 pub use name::{parse_name, Name, NameError};
 pub use question::{parse_question, Question};
 pub use rdata::{parse_typed, RdataError, Typed};
-pub use record::{parse_record, Class, Naptr, RData, RType, Record, Soa};
+pub use record::{parse_record, Class, Minfo, Naptr, Px, RData, RType, Record, Rp, Soa};
 pub use view::{record_ttls, MessageView, OptView};
 pub use writer::Writer;
 
@@ -74,9 +74,8 @@ pub enum ErrorKind {
     RdataLength,
     /// A field of a typed RDATA holds a value its type forbids (e.g. an empty CAA tag).
     BadRdata,
-    /// As `BadRdata`, for the types decoded on demand ([`rdata`]), saying what is wrong
-    /// (e.g. "SvcParamKeys out of order").
-    BadField(&'static str),
+    /// As `BadRdata`, for the types decoded on demand ([`rdata`]), saying what is wrong.
+    BadField(rdata::Fault),
     /// Bytes left after the last record the header counts.
     TrailingBytes,
     /// An OPT record outside the additional section, a second one, or one whose owner
@@ -127,7 +126,7 @@ impl ErrorKind {
             }
             ErrorKind::RdataLength => "rdata length does not match its type".to_string(),
             ErrorKind::BadRdata => "malformed rdata".to_string(),
-            ErrorKind::BadField(what) => what.to_string(),
+            ErrorKind::BadField(fault) => fault.text().to_string(),
             ErrorKind::TrailingBytes => "trailing bytes after the last record".to_string(),
             ErrorKind::BadOpt => "misplaced or duplicate OPT record".to_string(),
             ErrorKind::BadEdnsOption => "malformed EDNS option".to_string(),

@@ -207,6 +207,29 @@ pub struct Soa {
     pub minimum: u32,
 }
 
+/// MINFO RDATA (RFC 1035 §3.3.7). The two-name types are boxed, as SOA and NAPTR are,
+/// so that [`RData`] (and every record the forwarder decodes) stays 40 octets.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Minfo {
+    pub rmailbx: Name,
+    pub emailbx: Name,
+}
+
+/// RP RDATA (RFC 1183 §2.2).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Rp {
+    pub mbox: Name,
+    pub txt: Name,
+}
+
+/// PX RDATA (RFC 2163 §4).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Px {
+    pub preference: u16,
+    pub map822: Name,
+    pub mapx400: Name,
+}
+
 /// NAPTR RDATA (RFC 3403 §4.1).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Naptr<'a> {
@@ -231,26 +254,16 @@ pub enum RData<'a> {
     /// MB, MG, MR (RFC 1035 §3.3.3-5): one mailbox or mail group name, `rtype` says which.
     Mailbox(Name),
     /// RFC 1035 §3.3.7.
-    Minfo {
-        rmailbx: Name,
-        emailbx: Name,
-    },
+    Minfo(Box<Minfo>),
     /// RFC 1183 §2.2.
-    Rp {
-        mbox: Name,
-        txt: Name,
-    },
+    Rp(Box<Rp>),
     /// AFSDB (RFC 1183 §1) and RT (RFC 1183 §3.3): a 16-bit number and a host name.
     PrefName {
         preference: u16,
         host: Name,
     },
     /// RFC 2163 §4.
-    Px {
-        preference: u16,
-        map822: Name,
-        mapx400: Name,
-    },
+    Px(Box<Px>),
     /// RFC 3403 §4.1.
     Naptr(Box<Naptr<'a>>),
     Mx {
@@ -336,19 +349,21 @@ fn parse_rdata<'a>(
         RType::DNAME => name(rd).map(|(i, n)| (i, RData::Dname(n))),
         RType::MB | RType::MG | RType::MR => name(rd).map(|(i, n)| (i, RData::Mailbox(n))),
         RType::MINFO => (name, name)
-            .map(|(rmailbx, emailbx)| RData::Minfo { rmailbx, emailbx })
+            .map(|(rmailbx, emailbx)| RData::Minfo(Box::new(Minfo { rmailbx, emailbx })))
             .parse_complete(rd),
         RType::RP => (name, name)
-            .map(|(mbox, txt)| RData::Rp { mbox, txt })
+            .map(|(mbox, txt)| RData::Rp(Box::new(Rp { mbox, txt })))
             .parse_complete(rd),
         RType::AFSDB | RType::RT => (be_u16, name)
             .map(|(preference, host)| RData::PrefName { preference, host })
             .parse_complete(rd),
         RType::PX => (be_u16, name, name)
-            .map(|(preference, map822, mapx400)| RData::Px {
-                preference,
-                map822,
-                mapx400,
+            .map(|(preference, map822, mapx400)| {
+                RData::Px(Box::new(Px {
+                    preference,
+                    map822,
+                    mapx400,
+                }))
             })
             .parse_complete(rd),
         RType::NAPTR => parse_naptr(msg, rd),
@@ -515,14 +530,12 @@ impl RData<'_> {
             RData::Ns(n) | RData::Cname(n) | RData::Ptr(n) => w.name(n, true),
             RData::Dname(n) => w.name(n, false),
             RData::Mailbox(n) => w.name(n, true),
-            RData::Minfo { rmailbx, emailbx } => w.name(rmailbx, true) && w.name(emailbx, true),
-            RData::Rp { mbox, txt } => w.name(mbox, false) && w.name(txt, false),
+            RData::Minfo(m) => w.name(&m.rmailbx, true) && w.name(&m.emailbx, true),
+            RData::Rp(rp) => w.name(&rp.mbox, false) && w.name(&rp.txt, false),
             RData::PrefName { preference, host } => w.u16(*preference) && w.name(host, false),
-            RData::Px {
-                preference,
-                map822,
-                mapx400,
-            } => w.u16(*preference) && w.name(map822, false) && w.name(mapx400, false),
+            RData::Px(px) => {
+                w.u16(px.preference) && w.name(&px.map822, false) && w.name(&px.mapx400, false)
+            }
             RData::Naptr(n) => {
                 w.u16(n.order)
                     && w.u16(n.preference)
@@ -582,17 +595,24 @@ mod tests {
         Name::from_ascii(s).unwrap()
     }
 
+    /// Every record the forwarder decodes (the cache's insert, TC cuts) moves an RData:
+    /// the new types must not make it bigger.
+    #[test]
+    fn rdata_stays_40_octets() {
+        assert!(std::mem::size_of::<RData<'_>>() <= 40);
+    }
+
     #[test]
     fn decompresses_rp_and_writes_it_uncompressed() {
         // RP mbx.example. example., both compressed against the question.
         let wire = answer(17, &[3, b'm', b'b', b'x', 0xc0, 12, 0xc0, 12]);
         let m = parse_message(&wire).unwrap();
+        let RData::Rp(rp) = &m.answers[0].rdata else {
+            panic!("not RP")
+        };
         assert_eq!(
-            m.answers[0].rdata,
-            RData::Rp {
-                mbox: name("mbx.example."),
-                txt: name("example.")
-            }
+            (&rp.mbox, &rp.txt),
+            (&name("mbx.example."), &name("example."))
         );
         let again = m.to_vec();
         // RFC 3597 §4: RP is not an RFC 1035 type, so its names go out in full.

@@ -6,7 +6,7 @@ use nom::multi::length_data;
 use nom::number::complete::{be_u16, be_u32, u8 as octet};
 use nom::Parser;
 
-use super::{fail, plain_name, rest, ErrorKind, Name, PResult, RType, Typed, Writer};
+use super::{fail, plain_name, rest, ErrorKind, Fault, Name, PResult, RType, Typed, Writer};
 
 /// RFC 4034 §2.1.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,14 +111,14 @@ pub(crate) fn parse_bitmap(i: &[u8]) -> PResult<'_, TypeBitmap<'_>> {
         let (rest, window) = octet(i)?;
         let (rest, bits) = length_data(octet).parse(rest)?;
         if last.is_some_and(|l| window <= l) {
-            return fail(at, ErrorKind::BadField("type bitmap windows out of order"));
+            return fail(at, ErrorKind::BadField(Fault::BitmapOrder));
         }
         match bits.last() {
-            None => return fail(at, ErrorKind::BadField("empty type bitmap window")),
+            None => return fail(at, ErrorKind::BadField(Fault::BitmapEmptyWindow)),
             Some(_) if bits.len() > 32 => {
-                return fail(at, ErrorKind::BadField("type bitmap window over 32 octets"))
+                return fail(at, ErrorKind::BadField(Fault::BitmapWindowLength))
             }
-            Some(0) => return fail(at, ErrorKind::BadField("type bitmap ends in a zero octet")),
+            Some(0) => return fail(at, ErrorKind::BadField(Fault::BitmapTrailingZero)),
             Some(_) => {}
         }
         last = Some(window);
@@ -151,7 +151,7 @@ pub(crate) fn parse_rrsig(i: &[u8]) -> PResult<'_, Typed<'_>> {
     let (i, key_tag) = be_u16(i)?;
     let (i, signer) = plain_name(i)?;
     if i.is_empty() {
-        return fail(i, ErrorKind::BadField("empty signature"));
+        return fail(i, ErrorKind::BadField(Fault::EmptySignature));
     }
     let (i, signature) = rest(i)?;
     let sig = Rrsig {
@@ -184,10 +184,7 @@ pub(crate) fn parse_ds(i: &[u8]) -> PResult<'_, Typed<'_>> {
     let (i, algorithm) = octet(i)?;
     let (i, digest_type) = octet(i)?;
     if digest_len(digest_type).is_some_and(|n| n != i.len()) {
-        return fail(
-            i,
-            ErrorKind::BadField("digest length does not match its digest type"),
-        );
+        return fail(i, ErrorKind::BadField(Fault::DsDigestLength));
     }
     let (i, digest) = rest(i)?;
     let ds = Ds {
@@ -213,7 +210,7 @@ pub(crate) fn parse_nsec3(i: &[u8]) -> PResult<'_, Typed<'_>> {
     let at_hash = i;
     let (i, next_hashed) = length_data(octet).parse(i)?;
     if next_hashed.is_empty() {
-        return fail(at_hash, ErrorKind::BadField("empty next hashed owner name"));
+        return fail(at_hash, ErrorKind::BadField(Fault::EmptyNextHashed));
     }
     let (i, types) = parse_bitmap(i)?;
     let n = Nsec3 {
@@ -252,10 +249,7 @@ pub(crate) fn parse_zonemd(i: &[u8]) -> PResult<'_, Typed<'_>> {
         _ => None,
     };
     if i.len() < 12 || want.is_some_and(|n| n != i.len()) {
-        return fail(
-            i,
-            ErrorKind::BadField("digest length does not match its hash algorithm"),
-        );
+        return fail(i, ErrorKind::BadField(Fault::ZonemdDigestLength));
     }
     let (i, digest) = take(i.len()).parse(i)?;
     let z = Typed::Zonemd {

@@ -1,7 +1,7 @@
 //! LOC RDATA (RFC 1876 §2): a position on the WGS 84 ellipsoid with its precision.
 use nom::number::complete::{be_u32, u8 as octet};
 
-use super::{fail, ErrorKind, PResult, Typed, Writer};
+use super::{fail, ErrorKind, Fault, PResult, Typed, Writer};
 
 /// The equator and the prime meridian: latitude and longitude are thousandths of an
 /// arc second, offset by 2^31 (RFC 1876 §2).
@@ -33,7 +33,7 @@ pub(crate) fn parse_loc(i: &[u8]) -> PResult<'_, Typed<'_>> {
     let start = i;
     let (i, version) = octet(i)?;
     if version != 0 {
-        return fail(start, ErrorKind::BadField("LOC version is not 0"));
+        return fail(start, ErrorKind::BadField(Fault::LocVersion));
     }
     let at_sizes = i;
     let (i, size) = octet(i)?;
@@ -43,20 +43,14 @@ pub(crate) fn parse_loc(i: &[u8]) -> PResult<'_, Typed<'_>> {
         .iter()
         .any(|&p| p >> 4 > 9 || p & 0x0F > 9)
     {
-        return fail(
-            at_sizes,
-            ErrorKind::BadField("size or precision digit over 9"),
-        );
+        return fail(at_sizes, ErrorKind::BadField(Fault::LocPrecision));
     }
     let at_position = i;
     let (i, latitude) = be_u32(i)?;
     let (i, longitude) = be_u32(i)?;
     let (i, altitude) = be_u32(i)?;
     if latitude.abs_diff(LOC_EQUATOR) > DEG_90 || longitude.abs_diff(LOC_EQUATOR) > DEG_180 {
-        return fail(
-            at_position,
-            ErrorKind::BadField("latitude or longitude out of range"),
-        );
+        return fail(at_position, ErrorKind::BadField(Fault::LocRange));
     }
     let loc = Loc {
         version,

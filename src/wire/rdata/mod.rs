@@ -31,6 +31,74 @@ pub use dnssec::{Dnskey, Ds, Nsec3, Nsec3param, Rrsig, TypeBitmap};
 pub use loc::{Loc, LOC_EQUATOR};
 pub use svcb::{SvcParam, Svcb};
 
+/// What is wrong with a typed RDATA ([`ErrorKind::BadField`]). One octet, so that
+/// [`ErrorKind`] and every parser's error stay small on the forwarding path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Fault {
+    CompressedName,
+    StringCount,
+    BitmapOrder,
+    BitmapEmptyWindow,
+    BitmapWindowLength,
+    BitmapTrailingZero,
+    EmptySignature,
+    DsDigestLength,
+    EmptyNextHashed,
+    ZonemdDigestLength,
+    SvcKeyDuplicate,
+    SvcKeyOrder,
+    MandatoryShape,
+    AlpnEmpty,
+    AlpnIdEmpty,
+    AlpnIdLength,
+    ValueNotEmpty,
+    PortLength,
+    Ipv4HintLength,
+    EchEmpty,
+    Ipv6HintLength,
+    MandatorySelf,
+    MandatoryOrder,
+    MandatoryMissing,
+    LocVersion,
+    LocPrecision,
+    LocRange,
+}
+
+impl Fault {
+    /// The fault in words.
+    pub fn text(self) -> &'static str {
+        match self {
+            Fault::CompressedName => "compressed name where this type forbids compression",
+            Fault::StringCount => "wrong number of character-strings",
+            Fault::BitmapOrder => "type bitmap windows out of order",
+            Fault::BitmapEmptyWindow => "empty type bitmap window",
+            Fault::BitmapWindowLength => "type bitmap window over 32 octets",
+            Fault::BitmapTrailingZero => "type bitmap ends in a zero octet",
+            Fault::EmptySignature => "empty signature",
+            Fault::DsDigestLength => "digest length does not match its digest type",
+            Fault::EmptyNextHashed => "empty next hashed owner name",
+            Fault::ZonemdDigestLength => "digest length does not match its hash algorithm",
+            Fault::SvcKeyDuplicate => "duplicate SvcParamKey",
+            Fault::SvcKeyOrder => "SvcParamKeys out of order",
+            Fault::MandatoryShape => "mandatory is not a list of keys",
+            Fault::AlpnEmpty => "empty alpn",
+            Fault::AlpnIdEmpty => "empty alpn-id",
+            Fault::AlpnIdLength => "alpn-id runs past its value",
+            Fault::ValueNotEmpty => "value not empty for a key that takes none",
+            Fault::PortLength => "port is not 2 octets",
+            Fault::Ipv4HintLength => "ipv4hint is not a list of IPv4 addresses",
+            Fault::EchEmpty => "empty ech",
+            Fault::Ipv6HintLength => "ipv6hint is not a list of IPv6 addresses",
+            Fault::MandatorySelf => "mandatory lists itself",
+            Fault::MandatoryOrder => "mandatory keys out of order",
+            Fault::MandatoryMissing => "mandatory lists a key that is not present",
+            Fault::LocVersion => "LOC version is not 0",
+            Fault::LocPrecision => "size or precision digit over 9",
+            Fault::LocRange => "latitude or longitude out of range",
+        }
+    }
+}
+
 /// A decoded RDATA of one of the types in [`parse_typed`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Typed<'a> {
@@ -192,9 +260,7 @@ pub fn parse_typed(rtype: RType, rd: &[u8]) -> Option<Result<Typed<'_>, RdataErr
             e.input,
             match e.kind {
                 ErrorKind::Truncated => ErrorKind::RdataLength,
-                ErrorKind::BadPointer { .. } => {
-                    ErrorKind::BadField("compressed name where this type forbids compression")
-                }
+                ErrorKind::BadPointer { .. } => ErrorKind::BadField(Fault::CompressedName),
                 k => k,
             },
         )),
@@ -282,7 +348,7 @@ fn parse_strings(i: &[u8], min: usize, max: usize) -> PResult<'_, Typed<'_>> {
         return fail(rest, ErrorKind::RdataLength);
     }
     if strings.len() < min || strings.len() > max {
-        return fail(i, ErrorKind::BadField("wrong number of character-strings"));
+        return fail(i, ErrorKind::BadField(Fault::StringCount));
     }
     Ok((rest, Typed::Strings(strings)))
 }

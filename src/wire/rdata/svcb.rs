@@ -12,7 +12,7 @@ use nom::multi::length_data;
 use nom::number::complete::be_u16;
 use nom::Parser;
 
-use super::{fail, plain_name, ErrorKind, Name, PResult, Typed, Writer};
+use super::{fail, plain_name, ErrorKind, Fault, Name, PResult, Typed, Writer};
 
 /// RFC 9460 §2.2.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,11 +71,9 @@ pub(crate) fn parse_svcb(i: &[u8]) -> PResult<'_, Typed<'_>> {
         let (rest, value) = length_data(be_u16).parse(rest)?;
         match params.last() {
             Some(p) if p.key == key => {
-                return fail(at, ErrorKind::BadField("duplicate SvcParamKey"))
+                return fail(at, ErrorKind::BadField(Fault::SvcKeyDuplicate))
             }
-            Some(p) if p.key > key => {
-                return fail(at, ErrorKind::BadField("SvcParamKeys out of order"))
-            }
+            Some(p) if p.key > key => return fail(at, ErrorKind::BadField(Fault::SvcKeyOrder)),
             _ => {}
         }
         check_value(key, value)?;
@@ -97,36 +95,28 @@ pub(crate) fn parse_svcb(i: &[u8]) -> PResult<'_, Typed<'_>> {
 fn check_value(key: u16, v: &[u8]) -> PResult<'_, ()> {
     let bad = |what| fail(v, ErrorKind::BadField(what));
     match key {
-        SvcParam::MANDATORY if v.is_empty() || v.len() % 2 != 0 => {
-            bad("mandatory is not a list of keys")
-        }
+        SvcParam::MANDATORY if v.is_empty() || v.len() % 2 != 0 => bad(Fault::MandatoryShape),
         SvcParam::ALPN => {
             if v.is_empty() {
-                return bad("empty alpn");
+                return bad(Fault::AlpnEmpty);
             }
             let mut i = v;
             while let Some((&len, rest)) = i.split_first() {
                 if len == 0 {
-                    return bad("empty alpn-id");
+                    return bad(Fault::AlpnIdEmpty);
                 }
                 let Some((_, after)) = rest.split_at_checked(usize::from(len)) else {
-                    return bad("alpn-id runs past its value");
+                    return bad(Fault::AlpnIdLength);
                 };
                 i = after;
             }
             Ok((v, ()))
         }
-        SvcParam::NO_DEFAULT_ALPN | SvcParam::OHTTP if !v.is_empty() => {
-            bad("value not empty for a key that takes none")
-        }
-        SvcParam::PORT if v.len() != 2 => bad("port is not 2 octets"),
-        SvcParam::IPV4HINT if v.is_empty() || v.len() % 4 != 0 => {
-            bad("ipv4hint is not a list of IPv4 addresses")
-        }
-        SvcParam::ECH if v.is_empty() => bad("empty ech"),
-        SvcParam::IPV6HINT if v.is_empty() || v.len() % 16 != 0 => {
-            bad("ipv6hint is not a list of IPv6 addresses")
-        }
+        SvcParam::NO_DEFAULT_ALPN | SvcParam::OHTTP if !v.is_empty() => bad(Fault::ValueNotEmpty),
+        SvcParam::PORT if v.len() != 2 => bad(Fault::PortLength),
+        SvcParam::IPV4HINT if v.is_empty() || v.len() % 4 != 0 => bad(Fault::Ipv4HintLength),
+        SvcParam::ECH if v.is_empty() => bad(Fault::EchEmpty),
+        SvcParam::IPV6HINT if v.is_empty() || v.len() % 16 != 0 => bad(Fault::Ipv6HintLength),
         _ => Ok((v, ())),
     }
 }
@@ -139,11 +129,11 @@ fn check_mandatory<'a>(v: &'a [u8], params: &[SvcParam<'_>]) -> PResult<'a, ()> 
     for pair in v.chunks_exact(2) {
         let key = pair.iter().fold(0u16, |k, &b| k << 8 | u16::from(b));
         let what = if key == SvcParam::MANDATORY {
-            Some("mandatory lists itself")
+            Some(Fault::MandatorySelf)
         } else if last.is_some_and(|l| key <= l) {
-            Some("mandatory keys out of order")
+            Some(Fault::MandatoryOrder)
         } else if !params.iter().any(|p| p.key == key) {
-            Some("mandatory lists a key that is not present")
+            Some(Fault::MandatoryMissing)
         } else {
             None
         };

@@ -331,3 +331,12 @@ proptest! {
         }
     }
 }
+
+/// Every nom parser on the forwarding path returns a `WireError` holding an `ErrorKind`:
+/// a fault of the display-only types must not make it bigger (a `&str` in it slowed the
+/// hot-path view by a third).
+#[test]
+fn error_kind_stays_small() {
+    assert!(std::mem::size_of::<ErrorKind>() <= 4);
+    assert!(std::mem::size_of::<crate::wire::WireError<'_>>() <= 24);
+}
