@@ -180,8 +180,8 @@ fn opt_blocks(text: &str) -> Vec<(u16, bool, Vec<String>)> {
         if let Some(at) = l.find(", id: ") {
             id = l[at + 6..].trim().parse().unwrap();
         }
-        if l.starts_with(";; flags:") {
-            response = l[9..]
+        if let Some(flags) = l.strip_prefix(";; flags:") {
+            response = flags
                 .split(';')
                 .next()
                 .unwrap()

@@ -101,7 +101,7 @@ pub fn option_problem(o: &EdnsOption<'_>) -> Option<&'static str> {
         EdnsOption::TCP_KEEPALIVE if !(d.is_empty() || d.len() == 2) => {
             Some("TCP KEEPALIVE: not 0 or 2 octets")
         }
-        EdnsOption::KEY_TAG if d.is_empty() || d.len() % 2 != 0 => {
+        EdnsOption::KEY_TAG if d.is_empty() || !d.len().is_multiple_of(2) => {
             Some("KEY-TAG: not a list of 16-bit tags")
         }
         EdnsOption::EDE if d.len() < 2 => Some("EDE: shorter than its INFO-CODE"),
@@ -199,7 +199,7 @@ fn key_tags(d: &[u8]) -> Option<String> {
     if d.is_empty() {
         return Some(String::new());
     }
-    if d.len() % 2 != 0 {
+    if !d.len().is_multiple_of(2) {
         return None;
     }
     let tags: Vec<String> = d

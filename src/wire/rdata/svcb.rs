@@ -95,7 +95,9 @@ pub(crate) fn parse_svcb(i: &[u8]) -> PResult<'_, Typed<'_>> {
 fn check_value(key: u16, v: &[u8]) -> PResult<'_, ()> {
     let bad = |what| fail(v, ErrorKind::BadField(what));
     match key {
-        SvcParam::MANDATORY if v.is_empty() || v.len() % 2 != 0 => bad(Fault::MandatoryShape),
+        SvcParam::MANDATORY if v.is_empty() || !v.len().is_multiple_of(2) => {
+            bad(Fault::MandatoryShape)
+        }
         SvcParam::ALPN => {
             if v.is_empty() {
                 return bad(Fault::AlpnEmpty);
@@ -114,9 +116,13 @@ fn check_value(key: u16, v: &[u8]) -> PResult<'_, ()> {
         }
         SvcParam::NO_DEFAULT_ALPN | SvcParam::OHTTP if !v.is_empty() => bad(Fault::ValueNotEmpty),
         SvcParam::PORT if v.len() != 2 => bad(Fault::PortLength),
-        SvcParam::IPV4HINT if v.is_empty() || v.len() % 4 != 0 => bad(Fault::Ipv4HintLength),
+        SvcParam::IPV4HINT if v.is_empty() || !v.len().is_multiple_of(4) => {
+            bad(Fault::Ipv4HintLength)
+        }
         SvcParam::ECH if v.is_empty() => bad(Fault::EchEmpty),
-        SvcParam::IPV6HINT if v.is_empty() || v.len() % 16 != 0 => bad(Fault::Ipv6HintLength),
+        SvcParam::IPV6HINT if v.is_empty() || !v.len().is_multiple_of(16) => {
+            bad(Fault::Ipv6HintLength)
+        }
         _ => Ok((v, ())),
     }
 }
