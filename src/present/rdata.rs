@@ -439,6 +439,6 @@ mod tests {
         assert_eq!(precision(0x12), "1");
         assert_eq!(precision(0x10), "0.01");
         assert_eq!(precision(0x00), "0.00");
-        assert_eq!(precision(0x99), "9000000");
+        assert_eq!(precision(0x99), "90000000");
     }
 }
