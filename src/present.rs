@@ -1,7 +1,10 @@
 //! Rendering decoded messages for people and for tools.
 //!
-//! * [`rdata_text`]: RDATA in presentation format (RFC 1035 §5.1; RFC 3597 §5 `\# len hex`
-//!   for the types kept opaque).
+//! * [`rdata_text`]: RDATA in presentation format as `dig +nomulti` prints it (RFC 1035
+//!   §5.1; the types of [`crate::wire::rdata`] decoded on demand, see [`rdata`]; RFC 3597
+//!   §5 `\# len hex` for unknown types and for malformed RDATA of known ones, which
+//!   [`rdata_problem`] names).
+//! * EDNS options as dig's OPT PSEUDOSECTION shows them ([`edns`]).
 //! * [`dig_text`]: a whole message in the familiar `dig` layout.
 //! * [`json`]: one JSON object per message with the field names and shapes of the shared
 //!   corpus's `oracle.jsonl` (see `testdata/README.md`).
@@ -9,7 +12,12 @@ use std::fmt::Write;
 
 use serde_json::{json, Value};
 
-use crate::wire::{Edns, Header, Message, ParseError, RData, RType, Record};
+use crate::wire::{
+    parse_typed, Edns, Header, Message, ParseError, RData, RType, RdataError, Record,
+};
+
+pub mod edns;
+pub mod rdata;
 
 /// Octets of a <character-string> in quotes: `"` and `\` escaped with a backslash,
 /// octets outside 0x20..=0x7E as `\DDD`.
@@ -37,7 +45,22 @@ pub fn rdata_text(r: &Record<'_>) -> String {
     match &r.rdata {
         RData::A(a) => a.to_string(),
         RData::Aaaa(a) => a.to_string(),
-        RData::Ns(n) | RData::Cname(n) | RData::Ptr(n) | RData::Dname(n) => n.to_string(),
+        RData::Ns(n) | RData::Cname(n) | RData::Ptr(n) | RData::Dname(n) | RData::Mailbox(n) => {
+            n.to_string()
+        }
+        RData::Minfo(m) => format!("{} {}", m.rmailbx, m.emailbx),
+        RData::Rp(rp) => format!("{} {}", rp.mbox, rp.txt),
+        RData::PrefName { preference, host } => format!("{preference} {host}"),
+        RData::Px(px) => format!("{} {} {}", px.preference, px.map822, px.mapx400),
+        RData::Naptr(n) => format!(
+            "{} {} {} {} {} {}",
+            n.order,
+            n.preference,
+            quoted(n.flags),
+            quoted(n.services),
+            quoted(n.regexp),
+            n.replacement
+        ),
         RData::Mx {
             preference,
             exchange,
@@ -65,9 +88,49 @@ pub fn rdata_text(r: &Record<'_>) -> String {
             .map(|o| format!("{}:{}", o.code, hex::encode(o.data)))
             .collect::<Vec<_>>()
             .join(" "),
-        RData::Opaque([]) => "\\# 0".to_string(),
-        RData::Opaque(b) => format!("\\# {} {}", b.len(), hex::encode(b)),
+        RData::Opaque(b) => match parse_typed(r.rtype, b) {
+            Some(Ok(t)) => rdata::typed_text(&t),
+            _ => opaque_text(b),
+        },
     }
+}
+
+/// RFC 3597 §5: `\# len hex`.
+fn opaque_text(b: &[u8]) -> String {
+    if b.is_empty() {
+        "\\# 0".to_string()
+    } else {
+        format!("\\# {} {}", b.len(), hex::encode(b))
+    }
+}
+
+/// What is wrong with the RDATA of `r`, if it is of a type decoded on demand
+/// ([`crate::wire::rdata`]) and does not decode. The forwarder relays such RDATA as is;
+/// `decode` shows it in `\# len hex` form with this error.
+pub fn rdata_problem(r: &Record<'_>) -> Option<RdataError> {
+    match r.rdata {
+        RData::Opaque(b) => parse_typed(r.rtype, b)?.err(),
+        _ => None,
+    }
+}
+
+/// The first malformed typed RDATA or EDNS option of `m`, as a one-line error.
+pub fn message_problem(m: &Message<'_>) -> Option<(&'static str, String)> {
+    let sections = [
+        ("answer", &m.answers),
+        ("authority", &m.authority),
+        ("additional", &m.additional),
+    ];
+    for (name, records) in sections {
+        for (n, r) in records.iter().enumerate() {
+            if let Some(e) = rdata_problem(r) {
+                return Some(("BadRdata", format!("{e} in {name} record {n}")));
+            }
+        }
+    }
+    let e = m.edns()?;
+    let what = e.options.iter().find_map(edns::option_problem)?;
+    Some(("BadEdnsOption", format!("malformed EDNS option {what}")))
 }
 
 /// RDATA in wire form without compression (opaque RDATA exactly as received).
@@ -122,16 +185,22 @@ pub fn dig_text(m: &Message<'_>) -> String {
     if let Some(e) = m.edns() {
         let _ = writeln!(out, "\n;; OPT PSEUDOSECTION:");
         let flags = if e.dnssec_ok { " do" } else { "" };
+        // dig: flag bits other than DO as "MBZ" (must be zero, RFC 6891 §6.1.4).
+        let mbz = if e.z != 0 {
+            format!("; MBZ: 0x{:04x},", e.z)
+        } else {
+            ";".to_string()
+        };
         let _ = writeln!(
             out,
-            "; EDNS: version: {}, flags:{}; udp: {}",
-            e.version, flags, e.udp_size
+            "; EDNS: version: {}, flags:{flags}{mbz} udp: {}",
+            e.version, e.udp_size
         );
         for o in &e.options {
-            let name = o
-                .name()
-                .map_or_else(|| format!("OPT={}", o.code), str::to_string);
-            let _ = writeln!(out, "; {name}: {}", hex::encode(o.data));
+            let _ = writeln!(out, "; {}", edns::option_text(o));
+            if let Some(problem) = edns::option_problem(o) {
+                let _ = writeln!(out, ";; malformed EDNS option {problem}");
+            }
         }
     }
     let _ = writeln!(out, "\n;; QUESTION SECTION:");
@@ -157,6 +226,9 @@ pub fn dig_text(m: &Message<'_>) -> String {
         let _ = writeln!(out, "\n;; {title} SECTION:");
         for r in shown {
             let _ = writeln!(out, "{}", record_line(r));
+            if let Some(e) = rdata_problem(r) {
+                let _ = writeln!(out, ";; {e}");
+            }
         }
     }
     out
@@ -190,7 +262,12 @@ fn edns_json(e: &Edns<'_>) -> Value {
     let options: Vec<Value> = e
         .options
         .iter()
-        .map(|o| json!({"code": o.code, "name": o.name(), "hex": hex::encode(o.data)}))
+        .map(|o| {
+            json!({
+                "code": o.code, "name": o.name(), "hex": hex::encode(o.data),
+                "text": edns::option_text(o),
+            })
+        })
         .collect();
     json!({
         "version": e.version, "udp_size": e.udp_size, "do": u8::from(e.dnssec_ok),
@@ -212,8 +289,11 @@ pub fn json(bytes: &[u8], parsed: &Result<Message<'_>, ParseError>, meta: Value)
     if let Some(Value::Object(h)) = header.as_ref().map(header_json) {
         v.extend(h);
     }
+    // A typed RDATA or an EDNS option that does not decode makes the message malformed
+    // for display, as it does for the oracle's decoder (the forwarder relays it as is).
+    let problem = parsed.as_ref().ok().and_then(message_problem);
     match parsed {
-        Ok(m) => {
+        Ok(m) if problem.is_none() => {
             let rcode = m.rcode();
             let section = |rs: &[Record<'_>]| rs.iter().map(record_json).collect::<Vec<_>>();
             let questions: Vec<Value> = m
@@ -250,11 +330,16 @@ pub fn json(bytes: &[u8], parsed: &Result<Message<'_>, ParseError>, meta: Value)
                 ),
             ]);
         }
-        Err(e) => {
+        _ => {
+            let (error_type, error) = match (parsed, problem) {
+                (Err(e), _) => (e.kind.name(), e.to_string()),
+                (Ok(_), Some((kind, text))) => (kind, text),
+                (Ok(_), None) => ("", String::new()),
+            };
             v.extend([
                 ("parse_ok".into(), false.into()),
-                ("error_type".into(), e.kind.name().into()),
-                ("error".into(), e.to_string().into()),
+                ("error_type".into(), error_type.into()),
+                ("error".into(), error.into()),
                 ("questions".into(), json!([])),
                 ("answers".into(), json!([])),
                 ("authority".into(), json!([])),

@@ -146,6 +146,13 @@ pub fn rdata_ok(msg: &[u8], rd: &[u8], rtype: RType, class: Class) -> bool {
         RType::A => rd.len() == 4,
         RType::AAAA => rd.len() == 16,
         RType::NS | RType::CNAME | RType::PTR | RType::DNAME => name_then(msg, rd, 0),
+        RType::MB | RType::MG | RType::MR => name_then(msg, rd, 0),
+        // RFC 3597 §4's types that the decoder reads names of (two names, or a 16-bit
+        // preference and one or two names).
+        RType::MINFO | RType::RP => names_fill(msg, rd, 2),
+        RType::AFSDB | RType::RT => rd.get(2..).is_some_and(|n| names_fill(msg, n, 1)),
+        RType::PX => rd.get(2..).is_some_and(|n| names_fill(msg, n, 2)),
+        RType::NAPTR => naptr_ok(msg, rd),
         RType::MX => fixed_then_name(msg, rd, 2),
         RType::SRV => fixed_then_name(msg, rd, 6),
         RType::SOA => soa_ok(msg, rd),
@@ -159,6 +166,35 @@ pub fn rdata_ok(msg: &[u8], rd: &[u8], rtype: RType, class: Class) -> bool {
 /// A name at the start of `rd` followed by exactly `tail` octets.
 fn name_then(msg: &[u8], rd: &[u8], tail: usize) -> bool {
     walk_name(msg, rd, |_| ()).is_ok_and(|(rest, _)| rest.len() == tail)
+}
+
+/// `count` names filling `rd` exactly.
+fn names_fill<'a>(msg: &'a [u8], mut rd: &'a [u8], count: usize) -> bool {
+    for _ in 0..count {
+        match walk_name(msg, rd, |_| ()) {
+            Ok((rest, _)) => rd = rest,
+            Err(_) => return false,
+        }
+    }
+    rd.is_empty()
+}
+
+/// ORDER, PREFERENCE, three character-strings, then a name (RFC 3403 §4.1).
+fn naptr_ok(msg: &[u8], rd: &[u8]) -> bool {
+    let mut i = match rd.get(4..) {
+        Some(i) => i,
+        None => return false,
+    };
+    for _ in 0..3 {
+        let Some((&len, rest)) = i.split_first() else {
+            return false;
+        };
+        match rest.get(usize::from(len)..) {
+            Some(after) => i = after,
+            None => return false,
+        }
+    }
+    names_fill(msg, i, 1)
 }
 
 /// `fixed` octets, then a name that ends the RDATA.
@@ -342,7 +378,11 @@ mod tests {
             assert_eq!(both(&m[..n]), (None, None), "prefix {n}");
         }
         for at in 0..m.len() {
-            for v in [0u8, 1, 2, 5, 12, 41, 63, 64, 0x80, 0xC0, 0xFF] {
+            // Including the types whose names the decoder reads (MB 7, MG 8, MR 9,
+            // MINFO 14, RP 17, AFSDB 18, RT 21, PX 26, NAPTR 35).
+            for v in [
+                0u8, 1, 2, 5, 7, 8, 9, 12, 14, 17, 18, 21, 26, 35, 41, 63, 64, 0x80, 0xC0, 0xFF,
+            ] {
                 let mut x = m.clone();
                 x[at] = v;
                 let (ours, decoded) = both(&x);

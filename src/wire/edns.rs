@@ -29,10 +29,20 @@ pub struct EdnsOption<'a> {
 impl EdnsOption<'_> {
     pub const NSID: u16 = 3;
     pub const CLIENT_SUBNET: u16 = 8;
+    /// RFC 7314.
+    pub const EXPIRE: u16 = 9;
     pub const COOKIE: u16 = 10;
+    /// RFC 7828.
     pub const TCP_KEEPALIVE: u16 = 11;
     pub const PADDING: u16 = 12;
+    /// RFC 7901.
+    pub const CHAIN: u16 = 13;
+    /// RFC 8145.
+    pub const KEY_TAG: u16 = 14;
     pub const EDE: u16 = 15;
+    /// draft-bellis-dnsop-edns-tags.
+    pub const CLIENT_TAG: u16 = 16;
+    pub const SERVER_TAG: u16 = 17;
 
     /// The mnemonic of the option code, if it has one.
     pub fn name(&self) -> Option<&'static str> {

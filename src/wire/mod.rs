@@ -24,6 +24,7 @@ mod message;
 mod name;
 pub mod padding;
 mod question;
+pub mod rdata;
 mod record;
 mod view;
 mod writer;
@@ -34,7 +35,8 @@ pub use header::{parse_header, set_id, Header, Opcode, Rcode};
 pub use message::{parse_message, Message};
 pub use name::{parse_name, Name, NameError};
 pub use question::{parse_question, Question};
-pub use record::{parse_record, Class, RData, RType, Record, Soa};
+pub use rdata::{parse_typed, RdataError, Typed};
+pub use record::{parse_record, Class, Minfo, Naptr, Px, RData, RType, Record, Rp, Soa};
 pub use view::{record_ttls, MessageView, OptView};
 pub use writer::Writer;
 
@@ -75,6 +77,8 @@ pub enum ErrorKind {
     RdataLength,
     /// A field of a typed RDATA holds a value its type forbids (e.g. an empty CAA tag).
     BadRdata,
+    /// As `BadRdata`, for the types decoded on demand ([`rdata`]), saying what is wrong.
+    BadField(rdata::Fault),
     /// Bytes left after the last record the header counts.
     TrailingBytes,
     /// An OPT record outside the additional section, a second one, or one whose owner
@@ -95,7 +99,7 @@ impl ErrorKind {
             ErrorKind::NameTooLong => "NameTooLong",
             ErrorKind::BadPointer { .. } => "BadPointer",
             ErrorKind::RdataLength => "RdataLength",
-            ErrorKind::BadRdata => "BadRdata",
+            ErrorKind::BadRdata | ErrorKind::BadField(_) => "BadRdata",
             ErrorKind::TrailingBytes => "TrailingBytes",
             ErrorKind::BadOpt => "BadOpt",
             ErrorKind::BadEdnsOption => "BadEdnsOption",
@@ -113,9 +117,10 @@ pub struct ParseError {
     pub kind: ErrorKind,
 }
 
-impl std::fmt::Display for ParseError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let what = match self.kind {
+impl ErrorKind {
+    /// What went wrong, in words (no offset).
+    pub fn describe(self) -> String {
+        match self {
             ErrorKind::Truncated => "message truncated".to_string(),
             ErrorKind::BadLabelType(b) => format!("reserved label type 0x{:02x}", b & 0xC0),
             ErrorKind::NameTooLong => "name longer than 255 octets".to_string(),
@@ -124,12 +129,18 @@ impl std::fmt::Display for ParseError {
             }
             ErrorKind::RdataLength => "rdata length does not match its type".to_string(),
             ErrorKind::BadRdata => "malformed rdata".to_string(),
+            ErrorKind::BadField(fault) => fault.text().to_string(),
             ErrorKind::TrailingBytes => "trailing bytes after the last record".to_string(),
             ErrorKind::BadOpt => "misplaced or duplicate OPT record".to_string(),
             ErrorKind::BadEdnsOption => "malformed EDNS option".to_string(),
             ErrorKind::MisplacedTsig => "TSIG is not the last record".to_string(),
-        };
-        write!(f, "{what} at offset {}", self.offset)
+        }
+    }
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} at offset {}", self.kind.describe(), self.offset)
     }
 }
 
