@@ -406,13 +406,45 @@ fn tls_listener_answers_and_pads_answers_to_padded_queries() {
     let m = parse_message(&r).unwrap();
     assert_eq!((m.header.id, m.answers.len()), (1, 1));
     assert_ne!(r.len() % 468, 0, "not padded: {}", r.len());
-    // Padded query (as a stub following RFC 8467 sends): the answers on this
-    // connection come in blocks of 468 octets.
+    // Padded queries (as a stub following RFC 8467 sends) get answers in blocks of
+    // 468 octets; an unpadded query on the same connection gets a plain answer (the
+    // rule is per query, RFC 8467 §4.1), also when both are pipelined.
     for id in 2..5u16 {
         let r = tls_ask(&mut c, &padded_query(id, &format!("p{id}.example"), 40));
         assert_eq!(r.len() % 468, 0, "padded to 468: {}", r.len());
         let m = parse_message(&r).unwrap();
         assert_eq!((m.header.id, m.answers.len()), (id, 1));
+        let r = tls_ask(
+            &mut c,
+            &query(id + 10, "plain.example", RType::A, Some(1232)),
+        );
+        assert_ne!(
+            r.len() % 468,
+            0,
+            "unpadded query, unpadded answer: {}",
+            r.len()
+        );
+        assert!(r.len() < 468, "{}", r.len());
+    }
+    let mut both = Vec::new();
+    for q in [
+        padded_query(20, "pp.example", 8),
+        query(21, "pq.example", RType::A, Some(1232)),
+    ] {
+        both.extend_from_slice(&(q.len() as u16).to_be_bytes());
+        both.extend_from_slice(&q);
+    }
+    c.write_all(&both).unwrap();
+    for _ in 0..2 {
+        let mut len = [0u8; 2];
+        c.read_exact(&mut len).unwrap();
+        let mut r = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        c.read_exact(&mut r).unwrap();
+        match id_of(&r) {
+            20 => assert_eq!(r.len(), 468, "padded query 20"),
+            21 => assert!(r.len() < 468, "unpadded query 21: {}", r.len()),
+            id => panic!("unexpected answer {id}"),
+        }
     }
     drop(c);
     let stats = fwd.stop();
