@@ -617,3 +617,24 @@ fn queries_go_padded_and_answers_are_taken_out_of_order() {
     );
     assert_eq!(stats.tls_upstream_handshakes, 1, "{stats}");
 }
+
+#[test]
+fn an_idle_tls_client_is_closed_with_close_notify() {
+    use common::dot::{client_config, tls_ask, tls_connect};
+    let dir = TempDir::new("notify");
+    make_pki(&dir);
+    let mock = MockUpstream::echo();
+    let fwd = listener(&dir, mock.addr, |c| c.tcp_idle = Duration::from_millis(300));
+    let mut c = tls_connect(&client_config(&dir.path("ca.pem")), fwd.tls_addr.unwrap());
+    let r = tls_ask(&mut c, &query(1, "idle.example", RType::A, None)).unwrap();
+    assert_eq!(parse_message(&r).unwrap().answers.len(), 1);
+    // Idle: dnsfwd closes. rustls reads 0 only after a close_notify (a bare FIN is an
+    // UnexpectedEof error: the client could not tell it from a cut connection).
+    let mut buf = [0u8; 16];
+    let t0 = Instant::now();
+    let n = c.read(&mut buf);
+    assert!(t0.elapsed() < WAIT, "closed by the idle timer");
+    assert!(matches!(n, Ok(0)), "a clean TLS close: {n:?}");
+    drop(c);
+    fwd.stop();
+}

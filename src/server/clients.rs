@@ -271,6 +271,7 @@ impl Server {
     pub(super) fn close_client(&mut self, n: usize) {
         if let Some(slot) = self.clients.get_mut(n) {
             if let Some(mut conn) = slot.take() {
+                conn.stream.close_notify();
                 let _ = self.poll.registry().deregister(conn.stream.sock());
                 self.policy.tcp.closed(client_key(conn.addr.ip()));
                 if conn.stream.failed() || conn.stream.handshaking() {

@@ -191,6 +191,20 @@ impl Stream {
     pub fn wants_write(&self) -> bool {
         matches!(self, Stream::Tls(t) if t.conn.wants_write())
     }
+
+    /// Before a connection is dropped: ends TLS with a close_notify alert (RFC 8446
+    /// §6.1; RFC 7858 §3.4 asks for a clean close), sent if the socket takes it now,
+    /// so the peer can tell our close from a cut. Nothing to say after a TLS error
+    /// (rustls sent its alert then), before the handshake is through (the peer may
+    /// not speak TLS at all), or on a plain stream.
+    pub fn close_notify(&mut self) {
+        if let Stream::Tls(t) = self {
+            if !t.failed && !t.conn.is_handshaking() {
+                t.conn.send_close_notify();
+                let _ = t.write_pending();
+            }
+        }
+    }
 }
 
 impl TlsStream {

@@ -26,6 +26,8 @@
 //! - nothing was outstanding on it for [`UPSTREAM_TCP_IDLE`] (§6.2.3);
 //! - its oldest query waited `--deadline` with nothing read since it was sent (stuck).
 //!
+//! We end a TLS connection with a close_notify (RFC 7858 §3.4 asks for a clean close).
+//!
 //! An EDNS TCP keepalive option (RFC 7828) from the upstream is ignored.
 //!
 //! A `tls://` upstream (RFC 7858) uses the same pool, every query of it coming here:
@@ -463,6 +465,7 @@ impl Server {
         let Some(mut conn) = pool.conns.get_mut(k).and_then(Option::take) else {
             return;
         };
+        conn.stream.close_notify();
         let _ = self.poll.registry().deregister(conn.stream.sock());
         // A TLS connection that did not get through its handshake failed like a
         // connect: certificate, name, or not TLS.
