@@ -618,6 +618,155 @@ fn queries_go_padded_and_answers_are_taken_out_of_order() {
     assert_eq!(stats.tls_upstream_handshakes, 1, "{stats}");
 }
 
+// ------------------------------------------------- resumption, reload, close, garbage
+
+/// `queries` queries, one after the other, through dnsfwd to a DoT server that ends
+/// each connection after `every` answers (with a close_notify, sent with the last
+/// answer): every one answered; returns dnsfwd's counters and the server's accepts.
+fn through_closing_server(tls12_only: bool, queries: usize, every: usize) -> (Stats, usize) {
+    use common::dot::{DotOpts, DotServer};
+    let dir = TempDir::new("resume");
+    make_pki(&dir);
+    let opts = DotOpts {
+        close_after: Some(every),
+        tls12_only,
+    };
+    let server = DotServer::start(&dir, opts);
+    let (up, tls) = tls_upstream(&dir, server.addr.port(), "dns.test");
+    let fwd = Fwd::start(&[up], |c| {
+        c.tls = tls;
+        c.timeout = Duration::from_millis(2000);
+        c.deadline = Duration::from_millis(4000);
+    });
+    for i in 0..queries {
+        let name = format!("r{i}.example");
+        let r = common::udp_ask(fwd.addr, &query(i as u16, &name, RType::A, None)).unwrap();
+        let m = parse_message(&r).unwrap();
+        assert_eq!(
+            (m.header.rcode, m.answers.len()),
+            (Rcode::NOERROR, 1),
+            "{name}"
+        );
+    }
+    let stats = fwd.stop();
+    (stats, server.accepts.load(Ordering::SeqCst))
+}
+
+#[test]
+fn reconnects_to_a_server_that_closes_resume_the_session() {
+    // TLS 1.3 (tickets) and TLS 1.2 (session IDs): the server keeps sessions (rustls'
+    // default cache), so every connection after the first is a resumed handshake.
+    for (tls12_only, version) in [(false, "1.3"), (true, "1.2")] {
+        let (stats, accepts) = through_closing_server(tls12_only, 1000, 100);
+        eprintln!(
+            "TLS {version}, 1000 queries, the server closing every 100 answers: \
+             handshakes={} resumed={} failures={}",
+            stats.tls_upstream_handshakes, stats.tls_upstream_resumed, stats.tls_upstream_failures
+        );
+        assert_eq!(stats.tls_upstream_handshakes, 10, "TLS {version}: {stats}");
+        assert_eq!(stats.tls_upstream_handshakes as usize, accepts);
+        assert_eq!(stats.tls_upstream_resumed, 9, "TLS {version}: {stats}");
+        assert_eq!(stats.tls_upstream_failures, 0, "TLS {version}: {stats}");
+        assert_eq!(stats.servfail, 0, "TLS {version}: {stats}");
+    }
+}
+
+/// dnsfwd with a `--listen-tls` from `dir`'s cert.pem and key.pem and `upstream`, bound,
+/// with `before_run` done to it before its loop starts.
+fn listener_with(
+    dir: &TempDir,
+    upstream: SocketAddr,
+    before_run: impl FnOnce(&mut Server, &Config),
+) -> Fwd {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let mut cfg = Config {
+        listen: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))],
+        upstreams: vec![upstream],
+        timeout: Duration::from_millis(500),
+        deadline: Duration::from_millis(1500),
+        ..Config::default()
+    };
+    cfg.cache.max_entries = 0;
+    cfg.tls = TlsConfig {
+        listen: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))],
+        cert: Some(dir.path("cert.pem")),
+        key: Some(dir.path("key.pem")),
+        ..TlsConfig::default()
+    };
+    let mut server = Server::bind(cfg.clone()).unwrap();
+    // Port 0 was asked for: the same ports from now on.
+    cfg.listen = server.local_addrs();
+    cfg.tls.listen = server.tls_addrs();
+    before_run(&mut server, &cfg);
+    let addr = server.local_addrs()[0];
+    let tls_addr = server.tls_addrs().first().copied();
+    let stop = server.stop_handle();
+    let thread = Some(std::thread::spawn(move || server.run().unwrap()));
+    Fwd {
+        addr,
+        tls_addr,
+        stop,
+        thread,
+    }
+}
+
+#[test]
+fn a_reload_that_fails_in_part_changes_nothing() {
+    use common::dot::{cert_der, client_config, make_pki_as, served_cert, tls_connect};
+    let dir = TempDir::new("atomic");
+    make_pki(&dir);
+    make_pki_as(&dir, "new-", "dns.test, the new one");
+    std::fs::write(
+        dir.path("broken.pem"),
+        "-----BEGIN CERTIFICATE-----\nAAAA\n",
+    )
+    .unwrap();
+    let (old, new) = (MockUpstream::echo(), MockUpstream::echo());
+    let fwd = listener_with(&dir, old.addr, |server, cfg| {
+        // The new certificate loads, the rest does not (a hosts file is missing).
+        let mut half = cfg.clone();
+        half.upstreams = vec![new.addr];
+        half.tls.cert = Some(dir.path("new-cert.pem"));
+        half.tls.key = Some(dir.path("new-key.pem"));
+        half.local.hosts = vec![dir.path("no-such-hosts")];
+        let e = server.reload(half).unwrap_err();
+        assert!(e.contains("no-such-hosts"), "{e}");
+        // Again, with no upstream at all (the core refuses it, last of all).
+        let mut half = cfg.clone();
+        half.upstreams = vec![];
+        half.tls.cert = Some(dir.path("new-cert.pem"));
+        half.tls.key = Some(dir.path("new-key.pem"));
+        assert!(server.reload(half).is_err());
+        // The reverse: the rest would do, the certificate does not load.
+        let mut half = cfg.clone();
+        half.upstreams = vec![new.addr];
+        half.tls.cert = Some(dir.path("broken.pem"));
+        let e = server.reload(half).unwrap_err();
+        assert!(e.contains("broken.pem"), "{e}");
+    });
+    // Still the old certificate (shown to a client trusting both CAs), and the old
+    // upstream.
+    let both = [dir.path("ca.pem"), dir.path("new-ca.pem")]
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .concat();
+    std::fs::write(dir.path("both-ca.pem"), both).unwrap();
+    let c = tls_connect(
+        &client_config(&dir.path("both-ca.pem")),
+        fwd.tls_addr.unwrap(),
+    );
+    assert!(
+        served_cert(&c) == cert_der(&dir.path("cert.pem")),
+        "a failed reload changed the certificate"
+    );
+    let r = common::udp_ask(fwd.addr, &query(1, "which.example", RType::A, None)).unwrap();
+    assert_eq!(parse_message(&r).unwrap().answers.len(), 1);
+    assert_eq!(old.udp_queries.load(Ordering::SeqCst), 1);
+    assert_eq!(new.udp_queries.load(Ordering::SeqCst), 0);
+    drop(c);
+    let stats = fwd.stop();
+    assert_eq!(stats.tls_client_failures, 0, "{stats}");
+}
+
 #[test]
 fn an_idle_tls_client_is_closed_with_close_notify() {
     use common::dot::{client_config, tls_ask, tls_connect};
@@ -637,4 +786,53 @@ fn an_idle_tls_client_is_closed_with_close_notify() {
     assert!(matches!(n, Ok(0)), "a clean TLS close: {n:?}");
     drop(c);
     fwd.stop();
+}
+
+/// A TCP server on 127.0.0.1 that, for each of up to `conns` connections, does
+/// `serve` (in its own thread); the connections are kept until the test ends.
+fn raw_server(conns: usize, serve: fn(TcpStream)) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for _ in 0..conns {
+            let Ok((sock, _)) = listener.accept() else {
+                return;
+            };
+            sock.set_read_timeout(Some(WAIT)).unwrap();
+            std::thread::spawn(move || serve(sock));
+        }
+    });
+    addr
+}
+
+#[test]
+fn an_upstream_speaking_garbage_fails_without_a_word_in_clear() {
+    let dir = TempDir::new("garbage");
+    make_pki(&dir);
+    // Not TLS at all: whatever the client says, it gets 4 KiB of junk back, then the
+    // server reads what more comes (a query in clear would show here).
+    static CLEAR: AtomicUsize = AtomicUsize::new(0);
+    let junk = raw_server(8, |mut s| {
+        let mut seen = vec![0u8; 4096];
+        let n = s.read(&mut seen).unwrap_or(0);
+        seen.truncate(n);
+        let junk: Vec<u8> = (0..4096u32).map(|i| (i * 7 + 3) as u8).collect();
+        let _ = s.write_all(&junk);
+        let _ = s.read_to_end(&mut seen);
+        if seen.windows(12).any(|w| w == b"clear-or-not") {
+            CLEAR.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let (up, tls) = tls_upstream(&dir, junk.port(), "dns.test");
+    let fwd = Fwd::start(&[up], |c| c.tls = tls);
+    let t0 = Instant::now();
+    let r = common::udp_ask(fwd.addr, &query(1, "clear-or-not.example", RType::A, None))
+        .expect("an answer, not silence");
+    let m = parse_message(&r).unwrap();
+    assert_eq!(m.header.rcode, Rcode::SERVFAIL);
+    assert!(t0.elapsed() < WAIT);
+    let stats = fwd.stop();
+    assert!(stats.tls_upstream_failures >= 1, "{stats}");
+    assert_eq!(stats.tls_upstream_handshakes, 0, "{stats}");
+    assert_eq!(CLEAR.load(Ordering::SeqCst), 0, "a query went out in clear");
 }
