@@ -21,6 +21,7 @@ use common::dot::{
 };
 use common::{query, udp_ask, wait_until, MockUpstream};
 use dnsfwd::wire::{parse_message, RType, Rcode};
+use rustls::HandshakeKind;
 
 const BIN: &str = env!("CARGO_BIN_EXE_dnsfwd");
 const WAIT: Duration = Duration::from_secs(5);
@@ -150,6 +151,14 @@ fn sighup_gives_new_tls_clients_the_new_certificate() {
     let mut old = tls_connect(&client, tls_addr);
     assert_eq!(served_cert(&old), one);
     ask(&mut old, 1);
+    assert_eq!(old.conn.handshake_kind(), Some(HandshakeKind::Full));
+
+    // SIGHUP with the same files: the sessions are kept, a client resumes across it.
+    d.hup();
+    d.wait_line("reloaded");
+    let mut again = tls_connect(&client, tls_addr);
+    assert_eq!(again.conn.handshake_kind(), Some(HandshakeKind::Resumed));
+    ask(&mut again, 8);
 
     // The files replaced, then SIGHUP: new clients get the new certificate; the open
     // connection goes on as it was.
@@ -159,6 +168,7 @@ fn sighup_gives_new_tls_clients_the_new_certificate() {
     d.wait_line("reloaded");
     let mut new = tls_connect(&client, tls_addr);
     assert_eq!(served_cert(&new), two, "the new certificate after SIGHUP");
+    assert_eq!(new.conn.handshake_kind(), Some(HandshakeKind::Full));
     ask(&mut new, 2);
     ask(&mut old, 3);
 

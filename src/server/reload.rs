@@ -22,7 +22,8 @@
 //!
 //! DNS over TLS: the `--tls-cert`/`--tls-key` files, `--tls-ca` (or the system roots)
 //! and the `tls://` upstreams' names are read again. New client connections get the
-//! new certificate; open ones keep theirs. Connections to an upstream whose trust
+//! new certificate; open ones keep theirs (the session cache is kept when the
+//! certificate did not change, so clients resume across a reload). Connections to an upstream whose trust
 //! changed (other roots, another name) take no new query and close once their
 //! queries in flight are answered, so that the new settings apply to every query
 //! sent from the reload on. `--listen-tls` addresses need a restart.

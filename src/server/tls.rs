@@ -19,6 +19,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Token};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::server::StoresServerSessions;
 use rustls::{ClientConfig, ClientConnection, Connection, RootCertStore, ServerConfig};
 
 use super::{bind_tcp_listener, Server, MAX_LISTENERS, TLS_LISTENER};
@@ -94,8 +95,8 @@ fn client_config(
     Ok(Arc::new(cfg))
 }
 
-/// The `--listen-tls` side, from the PEM files `cert` (the chain, leaf first) and `key`.
-pub fn server_config(cert: &Path, key: &Path) -> io::Result<Arc<ServerConfig>> {
+/// The certificate chain in the PEM file `cert` (for `--listen-tls`), leaf first.
+fn load_chain(cert: &Path) -> io::Result<Vec<CertificateDer<'static>>> {
     let what = format!("--tls-cert {}", cert.display());
     let chain = CertificateDer::pem_file_iter(cert)
         .map_err(|e| invalid(&what, e))?
@@ -104,14 +105,29 @@ pub fn server_config(cert: &Path, key: &Path) -> io::Result<Arc<ServerConfig>> {
     if chain.is_empty() {
         return Err(invalid(&what, "no certificate in the file"));
     }
+    Ok(chain)
+}
+
+/// The `--listen-tls` side, from the chain read from `cert` and the PEM file `key`.
+/// `sessions`: a session store to keep (a reload that did not change the certificate:
+/// clients resume across it).
+fn server_config(
+    cert: &Path,
+    chain: Vec<CertificateDer<'static>>,
+    key: &Path,
+    sessions: Option<Arc<dyn StoresServerSessions>>,
+) -> io::Result<Arc<ServerConfig>> {
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| invalid(&format!("--tls-key {}", key.display()), e))?;
-    let cfg = ServerConfig::builder_with_provider(provider())
+    let mut cfg = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| invalid("TLS", e))?
         .with_no_client_auth()
         .with_single_cert(chain, key)
-        .map_err(|e| invalid(&what, e))?;
+        .map_err(|e| invalid(&format!("--tls-cert {}", cert.display()), e))?;
+    if let Some(sessions) = sessions {
+        cfg.session_storage = sessions;
+    }
     Ok(Arc::new(cfg))
 }
 
@@ -318,6 +334,8 @@ pub struct TlsState {
     names: Vec<(SocketAddr, ServerName<'static>)>,
     /// The trust anchors `client` was made with (to tell whether a reload changed them).
     roots: Vec<CertificateDer<'static>>,
+    /// The certificate chain `server` shows (likewise).
+    chain: Vec<CertificateDer<'static>>,
     pub counters: TlsCounters,
 }
 
@@ -355,9 +373,19 @@ impl TlsState {
             }
         };
         let server = match (&cfg.listen.is_empty(), &cfg.cert, &cfg.key) {
-            (false, Some(cert), Some(key)) => Some(server_config(cert, key)?),
+            (false, Some(cert), Some(key)) => {
+                let chain = load_chain(cert)?;
+                // A new certificate starts a new session store: a client resuming an
+                // old session would not be shown the new certificate.
+                let sessions = old
+                    .filter(|o| o.chain == chain)
+                    .and_then(|o| o.server.as_ref())
+                    .map(|s| Arc::clone(&s.session_storage));
+                Some((server_config(cert, chain.clone(), key, sessions)?, chain))
+            }
             _ => None,
         };
+        let (server, chain) = server.unzip();
         let names = cfg
             .upstreams
             .iter()
@@ -368,6 +396,7 @@ impl TlsState {
             server,
             names,
             roots,
+            chain: chain.unwrap_or_default(),
             counters: TlsCounters::default(),
         })
     }
@@ -457,6 +486,7 @@ impl Server {
         if state.server.is_none() {
             // Still listening until a restart: keep serving with the last certificate.
             state.server.clone_from(&self.tls.server);
+            state.chain.clone_from(&self.tls.chain);
         }
         Ok(state)
     }
