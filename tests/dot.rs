@@ -836,3 +836,62 @@ fn an_upstream_speaking_garbage_fails_without_a_word_in_clear() {
     assert_eq!(stats.tls_upstream_handshakes, 0, "{stats}");
     assert_eq!(CLEAR.load(Ordering::SeqCst), 0, "a query went out in clear");
 }
+
+#[test]
+fn an_upstream_that_stalls_in_the_handshake_is_given_up_at_the_timeout() {
+    let dir = TempDir::new("stall");
+    make_pki(&dir);
+    // Accepts, reads the ClientHello, says nothing.
+    let mute = raw_server(8, |mut s| {
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf);
+        std::thread::sleep(WAIT);
+    });
+    let (up, tls) = tls_upstream(&dir, mute.port(), "dns.test");
+    let fwd = Fwd::start(&[up], |c| c.tls = tls);
+    let t0 = Instant::now();
+    let r = common::udp_ask(fwd.addr, &query(1, "stall.example", RType::A, None)).unwrap();
+    assert_eq!(parse_message(&r).unwrap().header.rcode, Rcode::SERVFAIL);
+    assert!(t0.elapsed() < WAIT, "{:?}", t0.elapsed());
+    // The sweep closes the connection once --timeout (500 ms) has passed.
+    std::thread::sleep(Duration::from_millis(800));
+    let stats = fwd.stop();
+    assert!(stats.tls_upstream_failures >= 1, "{stats}");
+    assert_eq!(stats.tls_upstream_handshakes, 0, "{stats}");
+}
+
+#[test]
+fn garbage_after_the_handshake_ends_the_connection_not_the_loop() {
+    let dir = TempDir::new("late-garbage");
+    make_pki(&dir);
+    let cfg = common::dot::server_config(&dir, false);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // A proper handshake, one query read, then junk in place of TLS records.
+    std::thread::spawn(move || {
+        let (sock, _) = listener.accept().unwrap();
+        sock.set_read_timeout(Some(WAIT)).unwrap();
+        let conn = rustls::ServerConnection::new(cfg).unwrap();
+        let mut s = rustls::StreamOwned::new(conn, sock);
+        let mut len = [0u8; 2];
+        s.read_exact(&mut len).unwrap();
+        let junk: Vec<u8> = (0..2000u32).map(|i| (i * 13 + 5) as u8).collect();
+        s.sock.write_all(&junk).unwrap();
+        let mut rest = Vec::new();
+        let _ = s.sock.read_to_end(&mut rest);
+    });
+    let mock = MockUpstream::echo();
+    let (up, tls) = tls_upstream(&dir, port, "dns.test");
+    let fwd = Fwd::start(&[up, mock.addr], |c| c.tls = tls);
+    // The TLS connection fails at the junk; the query is answered by the other upstream
+    // (or SERVFAIL), never hangs, and the loop goes on answering.
+    let r = common::udp_ask(fwd.addr, &query(1, "junk.example", RType::A, None)).unwrap();
+    assert_eq!(parse_message(&r).unwrap().header.id, 1);
+    for i in 2..6u16 {
+        let r = common::udp_ask(fwd.addr, &query(i, "after.example", RType::A, None)).unwrap();
+        assert_eq!(parse_message(&r).unwrap().answers.len(), 1);
+    }
+    let stats = fwd.stop();
+    assert_eq!(stats.tls_upstream_handshakes, 1, "{stats}");
+    assert!(stats.tls_upstream_failures >= 1, "the junk counts: {stats}");
+}
