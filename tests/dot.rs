@@ -13,7 +13,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use common::dot::{make_pki, TempDir};
 use common::{id_of, query, read_frame, write_frame, MockUpstream};
 use dnsfwd::config::{Config, TlsConfig};
 use dnsfwd::server::{Server, StopHandle};
@@ -28,54 +29,6 @@ use dnsfwd::stats::Stats;
 use dnsfwd::wire::{parse_message, RData, RType, Rcode};
 
 const WAIT: Duration = Duration::from_secs(5);
-
-/// A scratch directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::SeqCst);
-        let p = std::env::temp_dir().join(format!("dnsfwd-dot-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-    fn path(&self, f: &str) -> PathBuf {
-        self.0.join(f)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A throwaway CA and a server certificate for `dns.test` and 127.0.0.1, as PEM files
-/// ca.pem, cert.pem and key.pem in `dir`.
-fn make_pki(dir: &TempDir) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "dnsfwd throwaway test CA");
-    ca.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::CrlSign,
-    ];
-    let ca_key = KeyPair::generate().unwrap();
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let mut leaf = CertificateParams::new(vec!["dns.test".to_string()]).unwrap();
-    leaf.subject_alt_names
-        .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-    leaf.distinguished_name.push(DnType::CommonName, "dns.test");
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf_cert = leaf.signed_by(&leaf_key, &ca_cert, &ca_key).unwrap();
-    std::fs::write(dir.path("ca.pem"), ca_cert.pem()).unwrap();
-    std::fs::write(dir.path("cert.pem"), leaf_cert.pem()).unwrap();
-    std::fs::write(dir.path("key.pem"), leaf_key.serialize_pem()).unwrap();
-}
 
 fn unbound_bin() -> Option<PathBuf> {
     [
@@ -453,13 +406,45 @@ fn tls_listener_answers_and_pads_answers_to_padded_queries() {
     let m = parse_message(&r).unwrap();
     assert_eq!((m.header.id, m.answers.len()), (1, 1));
     assert_ne!(r.len() % 468, 0, "not padded: {}", r.len());
-    // Padded query (as a stub following RFC 8467 sends): the answers on this
-    // connection come in blocks of 468 octets.
+    // Padded queries (as a stub following RFC 8467 sends) get answers in blocks of
+    // 468 octets; an unpadded query on the same connection gets a plain answer (the
+    // rule is per query, RFC 8467 §4.1), also when both are pipelined.
     for id in 2..5u16 {
         let r = tls_ask(&mut c, &padded_query(id, &format!("p{id}.example"), 40));
         assert_eq!(r.len() % 468, 0, "padded to 468: {}", r.len());
         let m = parse_message(&r).unwrap();
         assert_eq!((m.header.id, m.answers.len()), (id, 1));
+        let r = tls_ask(
+            &mut c,
+            &query(id + 10, "plain.example", RType::A, Some(1232)),
+        );
+        assert_ne!(
+            r.len() % 468,
+            0,
+            "unpadded query, unpadded answer: {}",
+            r.len()
+        );
+        assert!(r.len() < 468, "{}", r.len());
+    }
+    let mut both = Vec::new();
+    for q in [
+        padded_query(20, "pp.example", 8),
+        query(21, "pq.example", RType::A, Some(1232)),
+    ] {
+        both.extend_from_slice(&(q.len() as u16).to_be_bytes());
+        both.extend_from_slice(&q);
+    }
+    c.write_all(&both).unwrap();
+    for _ in 0..2 {
+        let mut len = [0u8; 2];
+        c.read_exact(&mut len).unwrap();
+        let mut r = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        c.read_exact(&mut r).unwrap();
+        match id_of(&r) {
+            20 => assert_eq!(r.len(), 468, "padded query 20"),
+            21 => assert!(r.len() < 468, "unpadded query 21: {}", r.len()),
+            id => panic!("unexpected answer {id}"),
+        }
     }
     drop(c);
     let stats = fwd.stop();
@@ -631,4 +616,282 @@ fn queries_go_padded_and_answers_are_taken_out_of_order() {
         "queries padded to 128 octets (RFC 8467): {lens:?}"
     );
     assert_eq!(stats.tls_upstream_handshakes, 1, "{stats}");
+}
+
+// ------------------------------------------------- resumption, reload, close, garbage
+
+/// `queries` queries, one after the other, through dnsfwd to a DoT server that ends
+/// each connection after `every` answers (with a close_notify, sent with the last
+/// answer): every one answered; returns dnsfwd's counters and the server's accepts.
+fn through_closing_server(tls12_only: bool, queries: usize, every: usize) -> (Stats, usize) {
+    use common::dot::{DotOpts, DotServer};
+    let dir = TempDir::new("resume");
+    make_pki(&dir);
+    let opts = DotOpts {
+        close_after: Some(every),
+        tls12_only,
+    };
+    let server = DotServer::start(&dir, opts);
+    let (up, tls) = tls_upstream(&dir, server.addr.port(), "dns.test");
+    let fwd = Fwd::start(&[up], |c| {
+        c.tls = tls;
+        c.timeout = Duration::from_millis(2000);
+        c.deadline = Duration::from_millis(4000);
+    });
+    for i in 0..queries {
+        let name = format!("r{i}.example");
+        let r = common::udp_ask(fwd.addr, &query(i as u16, &name, RType::A, None)).unwrap();
+        let m = parse_message(&r).unwrap();
+        assert_eq!(
+            (m.header.rcode, m.answers.len()),
+            (Rcode::NOERROR, 1),
+            "{name}"
+        );
+    }
+    let stats = fwd.stop();
+    (stats, server.accepts.load(Ordering::SeqCst))
+}
+
+#[test]
+fn reconnects_to_a_server_that_closes_resume_the_session() {
+    // TLS 1.3 (tickets) and TLS 1.2 (session IDs): the server keeps sessions (rustls'
+    // default cache), so every connection after the first is a resumed handshake.
+    for (tls12_only, version) in [(false, "1.3"), (true, "1.2")] {
+        let (stats, accepts) = through_closing_server(tls12_only, 1000, 100);
+        eprintln!(
+            "TLS {version}, 1000 queries, the server closing every 100 answers: \
+             handshakes={} resumed={} failures={}",
+            stats.tls_upstream_handshakes, stats.tls_upstream_resumed, stats.tls_upstream_failures
+        );
+        assert_eq!(stats.tls_upstream_handshakes, 10, "TLS {version}: {stats}");
+        assert_eq!(stats.tls_upstream_handshakes as usize, accepts);
+        assert_eq!(stats.tls_upstream_resumed, 9, "TLS {version}: {stats}");
+        assert_eq!(stats.tls_upstream_failures, 0, "TLS {version}: {stats}");
+        assert_eq!(stats.servfail, 0, "TLS {version}: {stats}");
+    }
+}
+
+/// dnsfwd with a `--listen-tls` from `dir`'s cert.pem and key.pem and `upstream`, bound,
+/// with `before_run` done to it before its loop starts.
+fn listener_with(
+    dir: &TempDir,
+    upstream: SocketAddr,
+    before_run: impl FnOnce(&mut Server, &Config),
+) -> Fwd {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let mut cfg = Config {
+        listen: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))],
+        upstreams: vec![upstream],
+        timeout: Duration::from_millis(500),
+        deadline: Duration::from_millis(1500),
+        ..Config::default()
+    };
+    cfg.cache.max_entries = 0;
+    cfg.tls = TlsConfig {
+        listen: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))],
+        cert: Some(dir.path("cert.pem")),
+        key: Some(dir.path("key.pem")),
+        ..TlsConfig::default()
+    };
+    let mut server = Server::bind(cfg.clone()).unwrap();
+    // Port 0 was asked for: the same ports from now on.
+    cfg.listen = server.local_addrs();
+    cfg.tls.listen = server.tls_addrs();
+    before_run(&mut server, &cfg);
+    let addr = server.local_addrs()[0];
+    let tls_addr = server.tls_addrs().first().copied();
+    let stop = server.stop_handle();
+    let thread = Some(std::thread::spawn(move || server.run().unwrap()));
+    Fwd {
+        addr,
+        tls_addr,
+        stop,
+        thread,
+    }
+}
+
+#[test]
+fn a_reload_that_fails_in_part_changes_nothing() {
+    use common::dot::{cert_der, client_config, make_pki_as, served_cert, tls_connect};
+    let dir = TempDir::new("atomic");
+    make_pki(&dir);
+    make_pki_as(&dir, "new-", "dns.test, the new one");
+    std::fs::write(
+        dir.path("broken.pem"),
+        "-----BEGIN CERTIFICATE-----\nAAAA\n",
+    )
+    .unwrap();
+    let (old, new) = (MockUpstream::echo(), MockUpstream::echo());
+    let fwd = listener_with(&dir, old.addr, |server, cfg| {
+        // The new certificate loads, the rest does not (a hosts file is missing).
+        let mut half = cfg.clone();
+        half.upstreams = vec![new.addr];
+        half.tls.cert = Some(dir.path("new-cert.pem"));
+        half.tls.key = Some(dir.path("new-key.pem"));
+        half.local.hosts = vec![dir.path("no-such-hosts")];
+        let e = server.reload(half).unwrap_err();
+        assert!(e.contains("no-such-hosts"), "{e}");
+        // Again, with no upstream at all (the core refuses it, last of all).
+        let mut half = cfg.clone();
+        half.upstreams = vec![];
+        half.tls.cert = Some(dir.path("new-cert.pem"));
+        half.tls.key = Some(dir.path("new-key.pem"));
+        assert!(server.reload(half).is_err());
+        // The reverse: the rest would do, the certificate does not load.
+        let mut half = cfg.clone();
+        half.upstreams = vec![new.addr];
+        half.tls.cert = Some(dir.path("broken.pem"));
+        let e = server.reload(half).unwrap_err();
+        assert!(e.contains("broken.pem"), "{e}");
+    });
+    // Still the old certificate (shown to a client trusting both CAs), and the old
+    // upstream.
+    let both = [dir.path("ca.pem"), dir.path("new-ca.pem")]
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .concat();
+    std::fs::write(dir.path("both-ca.pem"), both).unwrap();
+    let c = tls_connect(
+        &client_config(&dir.path("both-ca.pem")),
+        fwd.tls_addr.unwrap(),
+    );
+    assert!(
+        served_cert(&c) == cert_der(&dir.path("cert.pem")),
+        "a failed reload changed the certificate"
+    );
+    let r = common::udp_ask(fwd.addr, &query(1, "which.example", RType::A, None)).unwrap();
+    assert_eq!(parse_message(&r).unwrap().answers.len(), 1);
+    assert_eq!(old.udp_queries.load(Ordering::SeqCst), 1);
+    assert_eq!(new.udp_queries.load(Ordering::SeqCst), 0);
+    drop(c);
+    let stats = fwd.stop();
+    assert_eq!(stats.tls_client_failures, 0, "{stats}");
+}
+
+#[test]
+fn an_idle_tls_client_is_closed_with_close_notify() {
+    use common::dot::{client_config, tls_ask, tls_connect};
+    let dir = TempDir::new("notify");
+    make_pki(&dir);
+    let mock = MockUpstream::echo();
+    let fwd = listener(&dir, mock.addr, |c| c.tcp_idle = Duration::from_millis(300));
+    let mut c = tls_connect(&client_config(&dir.path("ca.pem")), fwd.tls_addr.unwrap());
+    let r = tls_ask(&mut c, &query(1, "idle.example", RType::A, None)).unwrap();
+    assert_eq!(parse_message(&r).unwrap().answers.len(), 1);
+    // Idle: dnsfwd closes. rustls reads 0 only after a close_notify (a bare FIN is an
+    // UnexpectedEof error: the client could not tell it from a cut connection).
+    let mut buf = [0u8; 16];
+    let t0 = Instant::now();
+    let n = c.read(&mut buf);
+    assert!(t0.elapsed() < WAIT, "closed by the idle timer");
+    assert!(matches!(n, Ok(0)), "a clean TLS close: {n:?}");
+    drop(c);
+    fwd.stop();
+}
+
+/// A TCP server on 127.0.0.1 that, for each of up to `conns` connections, does
+/// `serve` (in its own thread); the connections are kept until the test ends.
+fn raw_server(conns: usize, serve: fn(TcpStream)) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for _ in 0..conns {
+            let Ok((sock, _)) = listener.accept() else {
+                return;
+            };
+            sock.set_read_timeout(Some(WAIT)).unwrap();
+            std::thread::spawn(move || serve(sock));
+        }
+    });
+    addr
+}
+
+#[test]
+fn an_upstream_speaking_garbage_fails_without_a_word_in_clear() {
+    let dir = TempDir::new("garbage");
+    make_pki(&dir);
+    // Not TLS at all: whatever the client says, it gets 4 KiB of junk back, then the
+    // server reads what more comes (a query in clear would show here).
+    static CLEAR: AtomicUsize = AtomicUsize::new(0);
+    let junk = raw_server(8, |mut s| {
+        let mut seen = vec![0u8; 4096];
+        let n = s.read(&mut seen).unwrap_or(0);
+        seen.truncate(n);
+        let junk: Vec<u8> = (0..4096u32).map(|i| (i * 7 + 3) as u8).collect();
+        let _ = s.write_all(&junk);
+        let _ = s.read_to_end(&mut seen);
+        if seen.windows(12).any(|w| w == b"clear-or-not") {
+            CLEAR.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let (up, tls) = tls_upstream(&dir, junk.port(), "dns.test");
+    let fwd = Fwd::start(&[up], |c| c.tls = tls);
+    let t0 = Instant::now();
+    let r = common::udp_ask(fwd.addr, &query(1, "clear-or-not.example", RType::A, None))
+        .expect("an answer, not silence");
+    let m = parse_message(&r).unwrap();
+    assert_eq!(m.header.rcode, Rcode::SERVFAIL);
+    assert!(t0.elapsed() < WAIT);
+    let stats = fwd.stop();
+    assert!(stats.tls_upstream_failures >= 1, "{stats}");
+    assert_eq!(stats.tls_upstream_handshakes, 0, "{stats}");
+    assert_eq!(CLEAR.load(Ordering::SeqCst), 0, "a query went out in clear");
+}
+
+#[test]
+fn an_upstream_that_stalls_in_the_handshake_is_given_up_at_the_timeout() {
+    let dir = TempDir::new("stall");
+    make_pki(&dir);
+    // Accepts, reads the ClientHello, says nothing.
+    let mute = raw_server(8, |mut s| {
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf);
+        std::thread::sleep(WAIT);
+    });
+    let (up, tls) = tls_upstream(&dir, mute.port(), "dns.test");
+    let fwd = Fwd::start(&[up], |c| c.tls = tls);
+    let t0 = Instant::now();
+    let r = common::udp_ask(fwd.addr, &query(1, "stall.example", RType::A, None)).unwrap();
+    assert_eq!(parse_message(&r).unwrap().header.rcode, Rcode::SERVFAIL);
+    assert!(t0.elapsed() < WAIT, "{:?}", t0.elapsed());
+    // The sweep closes the connection once --timeout (500 ms) has passed.
+    std::thread::sleep(Duration::from_millis(800));
+    let stats = fwd.stop();
+    assert!(stats.tls_upstream_failures >= 1, "{stats}");
+    assert_eq!(stats.tls_upstream_handshakes, 0, "{stats}");
+}
+
+#[test]
+fn garbage_after_the_handshake_ends_the_connection_not_the_loop() {
+    let dir = TempDir::new("late-garbage");
+    make_pki(&dir);
+    let cfg = common::dot::server_config(&dir, false);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // A proper handshake, one query read, then junk in place of TLS records.
+    std::thread::spawn(move || {
+        let (sock, _) = listener.accept().unwrap();
+        sock.set_read_timeout(Some(WAIT)).unwrap();
+        let conn = rustls::ServerConnection::new(cfg).unwrap();
+        let mut s = rustls::StreamOwned::new(conn, sock);
+        let mut len = [0u8; 2];
+        s.read_exact(&mut len).unwrap();
+        let junk: Vec<u8> = (0..2000u32).map(|i| (i * 13 + 5) as u8).collect();
+        s.sock.write_all(&junk).unwrap();
+        let mut rest = Vec::new();
+        let _ = s.sock.read_to_end(&mut rest);
+    });
+    let mock = MockUpstream::echo();
+    let (up, tls) = tls_upstream(&dir, port, "dns.test");
+    let fwd = Fwd::start(&[up, mock.addr], |c| c.tls = tls);
+    // The TLS connection fails at the junk; the query is answered by the other upstream
+    // (or SERVFAIL), never hangs, and the loop goes on answering.
+    let r = common::udp_ask(fwd.addr, &query(1, "junk.example", RType::A, None)).unwrap();
+    assert_eq!(parse_message(&r).unwrap().header.id, 1);
+    for i in 2..6u16 {
+        let r = common::udp_ask(fwd.addr, &query(i, "after.example", RType::A, None)).unwrap();
+        assert_eq!(parse_message(&r).unwrap().answers.len(), 1);
+    }
+    let stats = fwd.stop();
+    assert_eq!(stats.tls_upstream_handshakes, 1, "{stats}");
+    assert!(stats.tls_upstream_failures >= 1, "the junk counts: {stats}");
 }

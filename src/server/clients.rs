@@ -12,7 +12,7 @@ use mio::{Interest, Token};
 
 use super::tcp::{ClientConn, Framed, ReadState, MAX_FRAMES_PER_TURN, MAX_WRITE_BACKLOG};
 use super::tls::Stream;
-use super::{conn_id, split_conn_id, Server, CLIENT_TCP, TOKEN_SPACE};
+use super::{conn_id, split_conn_id, Server, CLIENT_TCP, PADDED_QUERY, TOKEN_SPACE};
 use crate::forward::Client;
 use crate::policy::client_key;
 use crate::wire::padding;
@@ -81,7 +81,6 @@ impl Server {
         self.client_generation = self.client_generation.wrapping_add(1);
         let conn = ClientConn {
             stream,
-            pads: false,
             addr,
             generation: self.client_generation,
             io: Framed::default(),
@@ -124,27 +123,26 @@ impl Server {
             return;
         }
         conn.read_paused = false;
-        let client = Client::Tcp {
-            conn: conn_id(n, conn.generation),
-            addr: conn.addr,
-        };
+        let (id, addr) = (conn_id(n, conn.generation), conn.addr);
         let core = &mut self.core;
         let (mut frames, mut outstanding) = (0, 0);
         let tls = conn.stream.is_tls();
-        let mut pads = conn.pads;
         let state = conn.io.read_frames(
             &mut conn.stream,
             &mut self.buf,
             MAX_FRAMES_PER_TURN,
             |frame| {
                 frames += 1;
-                pads |= tls && !pads && padding::is_padded(frame);
-                if core.handle_query(now, client, frame) {
+                // The answer to a padded query is padded: the mark goes with the query.
+                let conn = match tls && padding::is_padded(frame) {
+                    true => id | PADDED_QUERY,
+                    false => id,
+                };
+                if core.handle_query(now, Client::Tcp { conn, addr }, frame) {
                     outstanding += 1;
                 }
             },
         );
-        conn.pads = pads;
         if let Some(resumed) = conn.stream.handshake_done() {
             log::debug!(
                 "TLS client {}: handshake done, resumed: {resumed}",
@@ -199,11 +197,11 @@ impl Server {
     }
 
     pub(super) fn send_tcp_client(&mut self, now: Instant, id: usize, bytes: &[u8]) {
-        let (n, generation) = split_conn_id(id);
+        let (n, unmarked) = split_conn_id(id);
         let Some(Some(conn)) = self.clients.get_mut(n) else {
             return;
         };
-        if conn.generation != generation {
+        if conn_id(n, conn.generation) != unmarked {
             return; // that connection is gone; its slot serves another client now
         }
         conn.outstanding = conn.outstanding.saturating_sub(1);
@@ -211,11 +209,9 @@ impl Server {
         if conn.io.backlog() == 0 {
             conn.last_write = now; // the stall clock starts with the first unwritten octet
         }
-        if conn.pads {
+        if id & PADDED_QUERY != 0 {
             // RFC 8467 §4.1: answers to padded queries, in blocks of 468 octets.
-            let mut padded = bytes.to_vec();
-            padding::pad(&mut padded, padding::RESPONSE_BLOCK);
-            conn.io.queue(&padded);
+            conn.io.queue_padded(bytes, padding::RESPONSE_BLOCK);
         } else {
             conn.io.queue(bytes);
         }
@@ -275,6 +271,7 @@ impl Server {
     pub(super) fn close_client(&mut self, n: usize) {
         if let Some(slot) = self.clients.get_mut(n) {
             if let Some(mut conn) = slot.take() {
+                conn.stream.close_notify();
                 let _ = self.poll.registry().deregister(conn.stream.sock());
                 self.policy.tcp.closed(client_key(conn.addr.ip()));
                 if conn.stream.failed() || conn.stream.handshaking() {

@@ -753,13 +753,20 @@ fn upstream_token(u: usize, s: usize, generation: usize) -> Token {
     Token(UPSTREAM_UDP + (u * 256 + s) * 2 + generation)
 }
 
-/// A client connection's identity for the core: its slot and its generation.
+/// A client connection's identity for the core: its slot and its generation (as many
+/// of its bits as fit).
 fn conn_id(n: usize, generation: u32) -> usize {
-    (generation as usize) << 16 | n
+    (generation as usize) << 17 | n
 }
 
-fn split_conn_id(id: usize) -> (usize, u32) {
-    (id & 0xFFFF, (id >> 16) as u32)
+/// Set in the identity the core is given with a query that carried EDNS Padding: the
+/// core hands it back with the answer, which is padded then (RFC 8467 §4.1: per query,
+/// not per connection).
+const PADDED_QUERY: usize = 1 << 16;
+
+/// The slot of a connection identity, and the identity without [`PADDED_QUERY`].
+fn split_conn_id(id: usize) -> (usize, usize) {
+    (id & 0xFFFF, id & !PADDED_QUERY)
 }
 
 /// A UDP and a TCP listener on the same address; with port 0, the TCP listener takes

@@ -21,8 +21,14 @@
 //! the cache settings (the cache is sized at start).
 //!
 //! DNS over TLS: the `--tls-cert`/`--tls-key` files, `--tls-ca` (or the system roots)
-//! and the `tls://` upstreams' names are read again; new connections use them, open
-//! ones keep what they were made with. `--listen-tls` addresses need a restart.
+//! and the `tls://` upstreams' names are read again. New client connections get the
+//! new certificate; open ones keep theirs (the session cache is kept when the
+//! certificate did not change, so clients resume across a reload). Connections to an upstream whose trust
+//! changed (other roots, another name) take no new query and close once their
+//! queries in flight are answered, so that the new settings apply to every query
+//! sent from the reload on. `--listen-tls` addresses need a restart.
+//!
+//! A reload is all or nothing: see [`Server::reload`].
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -123,16 +129,22 @@ impl Server {
     /// `Config`, so that a file that fails to read fails the whole reload; carry it to
     /// the core in [`forwarder_config`]; and swap it in `Forwarder::reconfigure`
     /// (forward/reconfigure.rs), which already runs here. Nothing else is needed.
+    ///
+    /// All or nothing: everything that can fail (files read, sockets opened, the
+    /// core's checks) is done before anything is applied, and the core's reconfigure,
+    /// the last step that can fail, changes nothing when it does. So a reload whose
+    /// certificate loads but whose upstreams do not (or the reverse) leaves no mix.
     pub fn reload(&mut self, mut new: Config) -> Result<String, String> {
         let notes = self.keep_restart_only(&mut new);
         admission::check_self_loop(&self.local_addrs(), &new.upstreams)
             .map_err(|e| e.to_string())?;
-        // Certificates and keys first: a file that does not load fails the reload.
-        self.reload_tls(&new.tls)?;
-        let mut fresh = self.open_new_upstreams(&new.upstreams)?;
-        self.core
-            .reconfigure(forwarder_config(&new).map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?;
+        // Read and checked here, applied below once nothing else can fail.
+        let tls = self.prepare_tls(&new.tls)?;
+        let mut fresh = self.open_new_upstreams(&new.upstreams, &tls)?;
+        let core_cfg = forwarder_config(&new).map_err(|e| e.to_string())?;
+        self.core.reconfigure(core_cfg).map_err(|e| e.to_string())?;
+        let now = Instant::now();
+        self.apply_tls(now, tls);
         let slots = self.core.upstream_slots();
         for (u, &(addr, live)) in slots.iter().enumerate() {
             if let Some(socks) = fresh.remove(&addr).filter(|_| live) {
@@ -141,7 +153,7 @@ impl Server {
             self.reload.retiring |= !live;
         }
         if new.policy != self.cfg.policy {
-            let mut policy = Policy::new(&new.policy, Instant::now(), admission::hash_secret());
+            let mut policy = Policy::new(&new.policy, now, admission::hash_secret());
             policy.tcp = std::mem::take(&mut self.policy.tcp);
             policy.counters = std::mem::take(&mut self.policy.counters);
             self.policy = policy;
@@ -193,6 +205,7 @@ impl Server {
     fn open_new_upstreams(
         &self,
         want: &[SocketAddr],
+        tls: &super::tls::TlsState,
     ) -> Result<HashMap<SocketAddr, Vec<UdpSocket>>, String> {
         let slots = self.core.upstream_slots();
         let open = |addr: &SocketAddr| {
@@ -202,7 +215,7 @@ impl Server {
         };
         let mut fresh = HashMap::new();
         for &addr in want.iter().filter(|a| !open(a)) {
-            let socks = (0..self.udp_pool_size(addr))
+            let socks = (0..tls.udp_pool_size(addr, self.cfg.sockets_per_upstream))
                 .map(|_| udp::upstream_socket(addr))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| format!("cannot open a socket to upstream {addr}: {e}"))?;

@@ -108,6 +108,24 @@ impl Framed {
         true
     }
 
+    /// Queues a message padded to a multiple of `block` octets (RFC 8467), padded where
+    /// it is written, in the write buffer: no copy of it is made. A message that cannot
+    /// be padded (no OPT record last) is queued as it is.
+    pub fn queue_padded(&mut self, msg: &[u8], block: usize) -> bool {
+        if !self.queue(msg) {
+            return false;
+        }
+        let start = self.wbuf.len() - msg.len();
+        if crate::wire::padding::pad_from(&mut self.wbuf, start, block) {
+            // pad_from keeps a message within 65535 octets.
+            let len = u16::try_from(self.wbuf.len() - start).unwrap_or(u16::MAX);
+            if let Some(prefix) = self.wbuf.get_mut(start - 2..start) {
+                prefix.copy_from_slice(&len.to_be_bytes());
+            }
+        }
+        true
+    }
+
     /// Drops the written prefix of the write buffer once it is large.
     fn compact(&mut self) {
         if self.wpos >= COMPACT_AFTER {
@@ -156,8 +174,6 @@ impl Framed {
 #[derive(Debug)]
 pub struct ClientConn {
     pub stream: Stream,
-    /// Some query on it carried EDNS Padding: its answers are padded (RFC 8467).
-    pub pads: bool,
     pub addr: SocketAddr,
     /// Told apart from an earlier connection in the same slot (answers to a closed
     /// connection must not reach its successor).
@@ -230,6 +246,33 @@ mod tests {
         assert_eq!(f.wbuf, [0, 5, b'h', b'e', b'l', b'l', b'o']);
         assert!(!f.queue(&vec![0; 70000]));
         assert_eq!(f.backlog(), 7);
+    }
+
+    #[test]
+    fn queue_padded_pads_in_the_write_buffer() {
+        #[rustfmt::skip]
+        const ANSWER: [u8; 40] = [
+            // header: ID 0x1234, QR RD RA, QDCOUNT 1, ARCOUNT 1
+            0x12, 0x34, 0x81, 0x80, 0, 1, 0, 0, 0, 0, 0, 1,
+            // question: example.org. A IN
+            7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 3, b'o', b'r', b'g', 0, 0, 1, 0, 1,
+            // OPT: root, type 41, size 1232, TTL 0, RDLENGTH 0
+            0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0,
+        ];
+        let mut f = Framed::default();
+        assert!(f.queue(b"xyz"));
+        assert!(f.queue_padded(&ANSWER, 468));
+        assert!(f.queue_padded(b"no OPT here", 468), "queued as it is");
+        assert_eq!(f.wbuf[..5], [0, 3, b'x', b'y', b'z']);
+        assert_eq!(
+            f.wbuf[5..7],
+            468u16.to_be_bytes(),
+            "prefix of the padded length"
+        );
+        let padded = &f.wbuf[7..7 + 468];
+        assert!(crate::wire::padding::is_padded(padded));
+        assert_eq!(padded[..ANSWER.len() - 2], ANSWER[..ANSWER.len() - 2]);
+        assert_eq!(f.wbuf[7 + 468..], [&[0, 11][..], b"no OPT here"].concat());
     }
 
     #[test]

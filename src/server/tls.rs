@@ -13,11 +13,13 @@ use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::server::StoresServerSessions;
 use rustls::{ClientConfig, ClientConnection, Connection, RootCertStore, ServerConfig};
 
 use super::{bind_tcp_listener, Server, MAX_LISTENERS, TLS_LISTENER};
@@ -37,30 +39,49 @@ fn invalid(what: &str, e: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, format!("{what}: {e}"))
 }
 
-/// The client side, shared by every upstream connection (its session cache makes
-/// reconnections resume: TLS 1.3 tickets, TLS 1.2 session IDs). Roots: the PEM
-/// certificates of `ca` only, or else the system's store.
-pub fn client_config(ca: Option<&Path>) -> io::Result<Arc<ClientConfig>> {
-    let mut roots = RootCertStore::empty();
-    match ca {
+/// The trust anchors for `tls://` upstreams: the PEM certificates of `ca` only, or
+/// else the system's store.
+fn load_roots(ca: Option<&Path>) -> io::Result<Vec<CertificateDer<'static>>> {
+    let certs = match ca {
         Some(path) => {
             let what = format!("--tls-ca {}", path.display());
-            for cert in CertificateDer::pem_file_iter(path).map_err(|e| invalid(&what, e))? {
-                roots
-                    .add(cert.map_err(|e| invalid(&what, e))?)
-                    .map_err(|e| invalid(&what, e))?;
-            }
+            CertificateDer::pem_file_iter(path)
+                .map_err(|e| invalid(&what, e))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| invalid(&what, e))?
         }
         None => {
             let found = rustls_native_certs::load_native_certs();
             for e in &found.errors {
                 log::warn!("system root certificates: {e}");
             }
-            let (added, _) = roots.add_parsable_certificates(found.certs);
+            found.certs
+        }
+    };
+    Ok(certs)
+}
+
+/// The client side, shared by every upstream connection (its session cache makes
+/// reconnections resume: TLS 1.3 tickets, TLS 1.2 session IDs), trusting `roots`.
+fn client_config(
+    roots: &[CertificateDer<'static>],
+    ca: Option<&Path>,
+) -> io::Result<Arc<ClientConfig>> {
+    let mut store = RootCertStore::empty();
+    match ca {
+        // The operator's own CA file: every certificate in it must be usable.
+        Some(path) => {
+            let what = format!("--tls-ca {}", path.display());
+            for cert in roots {
+                store.add(cert.clone()).map_err(|e| invalid(&what, e))?;
+            }
+        }
+        None => {
+            let (added, _) = store.add_parsable_certificates(roots.iter().cloned());
             log::debug!("{added} system root certificates for tls:// upstreams");
         }
     }
-    if roots.is_empty() {
+    if store.is_empty() {
         return Err(invalid(
             "tls:// upstreams",
             "no root certificate to check them against (install ca-certificates or give --tls-ca)",
@@ -69,13 +90,13 @@ pub fn client_config(ca: Option<&Path>) -> io::Result<Arc<ClientConfig>> {
     let cfg = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| invalid("TLS", e))?
-        .with_root_certificates(roots)
+        .with_root_certificates(store)
         .with_no_client_auth();
     Ok(Arc::new(cfg))
 }
 
-/// The `--listen-tls` side, from the PEM files `cert` (the chain, leaf first) and `key`.
-pub fn server_config(cert: &Path, key: &Path) -> io::Result<Arc<ServerConfig>> {
+/// The certificate chain in the PEM file `cert` (for `--listen-tls`), leaf first.
+fn load_chain(cert: &Path) -> io::Result<Vec<CertificateDer<'static>>> {
     let what = format!("--tls-cert {}", cert.display());
     let chain = CertificateDer::pem_file_iter(cert)
         .map_err(|e| invalid(&what, e))?
@@ -84,14 +105,29 @@ pub fn server_config(cert: &Path, key: &Path) -> io::Result<Arc<ServerConfig>> {
     if chain.is_empty() {
         return Err(invalid(&what, "no certificate in the file"));
     }
+    Ok(chain)
+}
+
+/// The `--listen-tls` side, from the chain read from `cert` and the PEM file `key`.
+/// `sessions`: a session store to keep (a reload that did not change the certificate:
+/// clients resume across it).
+fn server_config(
+    cert: &Path,
+    chain: Vec<CertificateDer<'static>>,
+    key: &Path,
+    sessions: Option<Arc<dyn StoresServerSessions>>,
+) -> io::Result<Arc<ServerConfig>> {
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| invalid(&format!("--tls-key {}", key.display()), e))?;
-    let cfg = ServerConfig::builder_with_provider(provider())
+    let mut cfg = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| invalid("TLS", e))?
         .with_no_client_auth()
         .with_single_cert(chain, key)
-        .map_err(|e| invalid(&what, e))?;
+        .map_err(|e| invalid(&format!("--tls-cert {}", cert.display()), e))?;
+    if let Some(sessions) = sessions {
+        cfg.session_storage = sessions;
+    }
     Ok(Arc::new(cfg))
 }
 
@@ -191,6 +227,20 @@ impl Stream {
     pub fn wants_write(&self) -> bool {
         matches!(self, Stream::Tls(t) if t.conn.wants_write())
     }
+
+    /// Before a connection is dropped: ends TLS with a close_notify alert (RFC 8446
+    /// §6.1; RFC 7858 §3.4 asks for a clean close), sent if the socket takes it now,
+    /// so the peer can tell our close from a cut. Nothing to say after a TLS error
+    /// (rustls sent its alert then), before the handshake is through (the peer may
+    /// not speak TLS at all), or on a plain stream.
+    pub fn close_notify(&mut self) {
+        if let Stream::Tls(t) = self {
+            if !t.failed && !t.conn.is_handshaking() {
+                t.conn.send_close_notify();
+                let _ = t.write_pending();
+            }
+        }
+    }
 }
 
 impl TlsStream {
@@ -282,6 +332,10 @@ pub struct TlsState {
     server: Option<Arc<ServerConfig>>,
     /// The TLS upstreams and the names their certificates must carry.
     names: Vec<(SocketAddr, ServerName<'static>)>,
+    /// The trust anchors `client` was made with (to tell whether a reload changed them).
+    roots: Vec<CertificateDer<'static>>,
+    /// The certificate chain `server` shows (likewise).
+    chain: Vec<CertificateDer<'static>>,
     pub counters: TlsCounters,
 }
 
@@ -298,14 +352,40 @@ pub struct TlsCounters {
 impl TlsState {
     /// Reads the files the settings name (root store or `--tls-ca`, certificate, key).
     pub fn new(cfg: &TlsConfig) -> io::Result<TlsState> {
-        let client = match cfg.upstreams.is_empty() {
-            true => None,
-            false => Some(client_config(cfg.ca.as_deref())?),
+        TlsState::load(cfg, None)
+    }
+
+    /// As [`TlsState::new`]; the client config of `old` is kept if the roots read are
+    /// the same (and with it its session cache: a reload costs no full handshake).
+    fn load(cfg: &TlsConfig, old: Option<&TlsState>) -> io::Result<TlsState> {
+        let (client, roots) = match cfg.upstreams.is_empty() {
+            true => (None, Vec::new()),
+            false => {
+                let roots = load_roots(cfg.ca.as_deref())?;
+                let kept = old
+                    .filter(|o| o.roots == roots)
+                    .and_then(|o| o.client.clone());
+                let client = match kept {
+                    Some(c) => c,
+                    None => client_config(&roots, cfg.ca.as_deref())?,
+                };
+                (Some(client), roots)
+            }
         };
         let server = match (&cfg.listen.is_empty(), &cfg.cert, &cfg.key) {
-            (false, Some(cert), Some(key)) => Some(server_config(cert, key)?),
+            (false, Some(cert), Some(key)) => {
+                let chain = load_chain(cert)?;
+                // A new certificate starts a new session store: a client resuming an
+                // old session would not be shown the new certificate.
+                let sessions = old
+                    .filter(|o| o.chain == chain)
+                    .and_then(|o| o.server.as_ref())
+                    .map(|s| Arc::clone(&s.session_storage));
+                Some((server_config(cert, chain.clone(), key, sessions)?, chain))
+            }
             _ => None,
         };
+        let (server, chain) = server.unzip();
         let names = cfg
             .upstreams
             .iter()
@@ -315,8 +395,36 @@ impl TlsState {
             client,
             server,
             names,
+            roots,
+            chain: chain.unwrap_or_default(),
             counters: TlsCounters::default(),
         })
+    }
+
+    /// The TLS upstreams of `self` that `new` trusts differently: other roots, another
+    /// name, or no longer TLS at all.
+    fn trust_changed(&self, new: &TlsState) -> Vec<SocketAddr> {
+        let same_roots = match (&self.client, &new.client) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        self.names
+            .iter()
+            .filter(|(addr, name)| {
+                let now = new.names.iter().find(|(a, _)| a == addr).map(|(_, n)| n);
+                !same_roots || now != Some(name)
+            })
+            .map(|(a, _)| *a)
+            .collect()
+    }
+
+    /// UDP sockets for upstream `addr` out of `per`: a TLS upstream is never sent a
+    /// datagram; it keeps one socket so that its index has a pool like the others.
+    pub fn udp_pool_size(&self, addr: SocketAddr, per: usize) -> usize {
+        match self.is_upstream(addr) {
+            true => 1,
+            false => per.clamp(1, 256),
+        }
     }
 
     /// The config and certificate name for upstream `addr`, if it is reached over TLS.
@@ -366,26 +474,37 @@ impl Server {
             .collect()
     }
 
-    /// UDP sockets for upstream `addr`: a TLS upstream is never sent a datagram; it
-    /// keeps one socket so that its index has a pool like the others (reload).
+    /// UDP sockets for upstream `addr` (see [`TlsState::udp_pool_size`]).
     pub(super) fn udp_pool_size(&self, addr: SocketAddr) -> usize {
-        match self.tls.is_upstream(addr) {
-            true => 1,
-            false => self.cfg.sockets_per_upstream.clamp(1, 256),
-        }
+        self.tls.udp_pool_size(addr, self.cfg.sockets_per_upstream)
     }
 
-    /// The TLS side of a reload: reads the certificate, key and roots again; the new
-    /// configs serve the connections opened from now on.
-    pub(super) fn reload_tls(&mut self, new: &TlsConfig) -> Result<(), String> {
-        let mut state = TlsState::new(new).map_err(|e| e.to_string())?;
-        state.counters = self.tls.counters;
+    /// The TLS side of a reload, first step: reads the certificate, key and roots
+    /// again. Nothing changes yet (a reload that fails later must leave all as it was).
+    pub(super) fn prepare_tls(&self, new: &TlsConfig) -> Result<TlsState, String> {
+        let mut state = TlsState::load(new, Some(&self.tls)).map_err(|e| e.to_string())?;
         if state.server.is_none() {
             // Still listening until a restart: keep serving with the last certificate.
-            state.server = self.tls.server.take();
+            state.server.clone_from(&self.tls.server);
+            state.chain.clone_from(&self.tls.chain);
         }
+        Ok(state)
+    }
+
+    /// The TLS side of a reload, last step (it cannot fail): new connections use
+    /// `state`; open connections of clients keep what they were made with; those to
+    /// upstreams whose trust changed (roots, name) retire, so that from now on every
+    /// query goes under the new settings.
+    pub(super) fn apply_tls(&mut self, now: Instant, mut state: TlsState) {
+        state.counters = self.tls.counters;
+        let changed = self.tls.trust_changed(&state);
         self.tls = state;
-        Ok(())
+        let slots = self.core.upstream_slots();
+        for addr in changed {
+            for u in (0..slots.len()).filter(|&u| slots.get(u).is_some_and(|s| s.0 == addr)) {
+                self.retire_upstream_tcp(now, u);
+            }
+        }
     }
 
     /// A TLS connection handed to a client connection slot: the server side.

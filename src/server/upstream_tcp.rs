@@ -24,7 +24,11 @@
 //!   queue goes on, on a new connection. A close with nothing outstanding is the
 //!   upstream ending an idle connection (§6.2.3): the next query reconnects;
 //! - nothing was outstanding on it for [`UPSTREAM_TCP_IDLE`] (§6.2.3);
-//! - its oldest query waited `--deadline` with nothing read since it was sent (stuck).
+//! - its oldest query waited `--deadline` with nothing read since it was sent (stuck);
+//! - a reload changed the TLS upstream's CA or name: it takes no new query and closes
+//!   once its queries in flight are answered (at once if still in its handshake).
+//!
+//! We end a TLS connection with a close_notify (RFC 7858 §3.4 asks for a clean close).
 //!
 //! An EDNS TCP keepalive option (RFC 7828) from the upstream is ignored.
 //!
@@ -118,6 +122,16 @@ struct UpstreamConn {
     last_read: Instant,
     /// When `outstanding` last became empty.
     idle_since: Instant,
+    /// A reload changed the upstream's trust settings: no new query goes on it, and
+    /// it closes once `outstanding` is empty.
+    retiring: bool,
+}
+
+impl UpstreamConn {
+    /// Retiring, with nothing left to answer or to write: closes now.
+    fn retired(&self) -> bool {
+        self.retiring && self.outstanding.is_empty() && self.io.backlog() == 0
+    }
 }
 
 impl UpstreamPool {
@@ -130,14 +144,19 @@ impl UpstreamPool {
     fn with_room(&self, id: u16) -> Option<usize> {
         self.conns.iter().position(|c| {
             c.as_ref().is_some_and(|c| {
-                c.outstanding.len() < MAX_OUTSTANDING_PER_CONN
+                !c.retiring
+                    && c.outstanding.len() < MAX_OUTSTANDING_PER_CONN
                     && c.outstanding.iter().all(|&(o, _)| o != id)
             })
         })
     }
 
+    /// Whether a connection that takes queries is up.
     fn any_connected(&self) -> bool {
-        self.conns.iter().flatten().any(|c| c.connected)
+        self.conns
+            .iter()
+            .flatten()
+            .any(|c| c.connected && !c.retiring)
     }
 }
 
@@ -317,6 +336,7 @@ impl Server {
             opened: now,
             last_read: now,
             idle_since: now,
+            retiring: false,
         });
         Ok(())
     }
@@ -404,10 +424,12 @@ impl Server {
                 conn.idle_since = now;
             }
         }
+        let retired = conn.retired();
         if conn.stream.is_tls() {
             self.note_handshake(u, k);
         }
         match state {
+            _ if retired => return self.close_upstream_tcp(now, u, k, false),
             Ok(ReadState::Drained) => {}
             Ok(ReadState::More) => self.ready_again.extend(token(u, k)),
             Ok(ReadState::Eof) => return self.close_upstream_tcp(now, u, k, false),
@@ -463,10 +485,11 @@ impl Server {
         let Some(mut conn) = pool.conns.get_mut(k).and_then(Option::take) else {
             return;
         };
+        conn.stream.close_notify();
         let _ = self.poll.registry().deregister(conn.stream.sock());
         // A TLS connection that did not get through its handshake failed like a
-        // connect: certificate, name, or not TLS.
-        let tls_failed = conn.stream.failed() || conn.stream.handshaking();
+        // connect: certificate, name, or not TLS (unless closed for a reload).
+        let tls_failed = !conn.retiring && (conn.stream.failed() || conn.stream.handshaking());
         let connect_failed = connect_failed || tls_failed;
         if conn.stream.is_tls() && connect_failed {
             self.tls.counters.upstream_failures += u64::from(tls_failed);
@@ -498,6 +521,31 @@ impl Server {
         }
     }
 
+    /// Upstream `u`'s trust settings changed (a reload): its connections take no new
+    /// query. One not through its handshake closes now (its queries fail, and the
+    /// core sends them again, under the new settings); the others close once their
+    /// queries in flight are answered or expire. A back-off ends with the old settings.
+    pub(super) fn retire_upstream_tcp(&mut self, now: Instant, u: usize) {
+        let Some(pool) = self.upstream_tcp.get_mut(u) else {
+            return;
+        };
+        pool.failures = 0;
+        pool.retry_at = None;
+        let mut close = [false; MAX_TCP_PER_UPSTREAM];
+        for (conn, close) in pool.conns.iter_mut().zip(&mut close) {
+            if let Some(conn) = conn {
+                conn.retiring = true;
+                *close = !conn.connected || conn.stream.handshaking() || conn.retired();
+            }
+        }
+        // Closing one may open a new connection (for the queue) in a free slot: the
+        // slots to close were chosen before.
+        for (k, _) in close.iter().enumerate().filter(|c| *c.1) {
+            log::debug!("TCP to upstream {u} ({k}): closed, its trust settings changed");
+            self.close_upstream_tcp(now, u, k, false);
+        }
+    }
+
     /// Closes connections that are idle, stuck or not connected in time; forgets
     /// queries past the deadline; fails queries that waited too long.
     pub(super) fn sweep_upstream_tcp(&mut self, now: Instant) {
@@ -515,6 +563,9 @@ impl Server {
             return;
         };
         let age = |t: Instant| now.saturating_duration_since(t);
+        if conn.retired() {
+            return self.close_upstream_tcp(now, u, k, false);
+        }
         if !conn.connected || conn.stream.handshaking() {
             if age(conn.opened) >= timeout {
                 log::debug!("TCP to upstream {u}: connect or TLS handshake timed out");

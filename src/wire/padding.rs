@@ -59,14 +59,21 @@ pub fn is_padded(msg: &[u8]) -> bool {
 /// Pads `msg` to a multiple of `block` octets (see the module docs). Returns whether a
 /// Padding option was added.
 pub fn pad(msg: &mut Vec<u8>, block: usize) -> bool {
-    let Some((rdlen_at, rdata)) = last_opt(msg) else {
+    pad_from(msg, 0, block)
+}
+
+/// [`pad`] for the message that is `buf[start..]` (a message written after a length
+/// prefix, or after others in a write buffer): it grows in place, no copy is made.
+/// Returns whether a Padding option was added; `buf` is unchanged if not.
+pub fn pad_from(buf: &mut Vec<u8>, start: usize, block: usize) -> bool {
+    let Some((rdlen_at, rdata)) = buf.get(start..).and_then(last_opt) else {
         return false;
     };
     if block == 0 || has_padding_option(rdata) {
         return false;
     }
     let rdlen = rdata.len();
-    let with_header = msg.len() + 4;
+    let with_header = buf.len() - start + 4;
     let fill = (block - with_header % block) % block;
     let (Ok(new_rdlen), Ok(fill16), true) = (
         u16::try_from(rdlen + 4 + fill),
@@ -75,13 +82,14 @@ pub fn pad(msg: &mut Vec<u8>, block: usize) -> bool {
     ) else {
         return false;
     };
-    let Some(field) = msg.get_mut(rdlen_at..rdlen_at + 2) else {
+    let at = start + rdlen_at;
+    let Some(field) = buf.get_mut(at..at + 2) else {
         return false;
     };
     field.copy_from_slice(&new_rdlen.to_be_bytes());
-    msg.extend_from_slice(&PADDING.to_be_bytes());
-    msg.extend_from_slice(&fill16.to_be_bytes());
-    msg.resize(msg.len() + fill, 0);
+    buf.extend_from_slice(&PADDING.to_be_bytes());
+    buf.extend_from_slice(&fill16.to_be_bytes());
+    buf.resize(buf.len() + fill, 0);
     true
 }
 
@@ -112,6 +120,26 @@ mod tests {
             assert_eq!(parsed.additional.len(), 1, "still one OPT record");
             assert!(!pad(&mut m, block), "padded once only");
         }
+    }
+
+    #[test]
+    fn pads_a_message_after_others_in_place() {
+        let mut buf = vec![0xAA, 0xBB, 0xCC];
+        buf.extend_from_slice(&QUERY);
+        assert!(pad_from(&mut buf, 3, RESPONSE_BLOCK));
+        assert_eq!(buf[..3], [0xAA, 0xBB, 0xCC], "what was before is untouched");
+        assert_eq!(buf.len() - 3, RESPONSE_BLOCK);
+        let mut alone = QUERY.to_vec();
+        assert!(pad(&mut alone, RESPONSE_BLOCK));
+        assert_eq!(buf[3..], alone[..], "the same octets as pad()");
+        let mut no_opt = vec![1, 2];
+        no_opt.extend_from_slice(&QUERY[..29]);
+        assert!(!pad_from(&mut no_opt, 2, RESPONSE_BLOCK));
+        assert_eq!(no_opt.len(), 31);
+        assert!(
+            !pad_from(&mut no_opt, 40, RESPONSE_BLOCK),
+            "start past the end"
+        );
     }
 
     #[test]
