@@ -21,7 +21,9 @@
 //! 64-bit word: 1 to 3% false positives) is small enough to stay in the processor's
 //! cache, so a name that is not listed, the common case, rarely touches the table.
 //!
-//! Memory: 8.5 octets per slot, 2 to 4 slots per name: 17 to 34 octets a name.
+//! Memory: 8.5 octets per slot, 2 to 4 slots per name: 17 to 34 octets a name. A table
+//! of 4 MiB or more is advised onto 2 MiB pages: a listed name costs one random access
+//! into it, which with 4 KiB pages also misses the TLB (measured: listed 90 → 83 ns).
 
 /// Most labels of a member (longer names are refused by [`NameSet::insert`]).
 pub const MAX_DEPTH: usize = 32;
@@ -192,10 +194,37 @@ impl NameSet {
     }
 
     fn rehash(&mut self, size: usize) {
-        let old = std::mem::replace(&mut self.slots, vec![0; size]);
+        let table = vec![0u64; size];
+        huge_pages(&table);
+        let old = std::mem::replace(&mut self.slots, table);
         self.filter = vec![0; (size / 16).max(1)];
         for s in old.into_iter().filter(|&s| s != 0) {
             self.place(s);
+        }
+    }
+}
+
+/// Asks the kernel to back a big table with 2 MiB pages (transparent huge pages, when
+/// the system has them in `madvise` mode): a lookup is one random access into the
+/// table, and with 4 KiB pages most of them also miss the TLB (a page walk, doubled
+/// under a hypervisor). Advice only: the kernel may ignore it; nothing changes but speed.
+fn huge_pages(table: &[u64]) {
+    const HUGE: usize = 2 << 20;
+    const PAGE: usize = 4096;
+    let bytes = std::mem::size_of_val(table);
+    if bytes < 2 * HUGE {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        let start = table.as_ptr() as usize;
+        let from = start.next_multiple_of(PAGE);
+        let len = (start + bytes - from) / PAGE * PAGE;
+        // SAFETY: the range lies inside `table`, which this thread owns, and is page
+        // aligned; MADV_HUGEPAGE changes no contents and no mapping, only how the
+        // kernel backs it; a failure is harmless and ignored.
+        unsafe {
+            libc::madvise(from as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
         }
     }
 }
