@@ -14,6 +14,7 @@ mod limits;
 mod memory;
 mod metrics_http;
 mod reload;
+pub mod steer;
 mod tcp;
 mod tls;
 mod udp;
