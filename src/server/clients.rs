@@ -12,6 +12,7 @@ use mio::{Interest, Token};
 
 use super::tcp::{ClientConn, Framed, ReadState, MAX_FRAMES_PER_TURN, MAX_WRITE_BACKLOG};
 use super::tls::Stream;
+use super::group::{self, Route};
 use super::{conn_id, split_conn_id, Server, CLIENT_TCP, TOKEN_SPACE};
 use crate::forward::Client;
 use crate::policy::client_key;
@@ -112,6 +113,11 @@ impl Server {
 
     /// Reads framed queries from client connection `n` and hands them to the core.
     pub(super) fn read_client(&mut self, now: Instant, n: usize) {
+        self.read_client_frames(now, n);
+        self.send_refused(now);
+    }
+
+    fn read_client_frames(&mut self, now: Instant, n: usize) {
         let Some(Some(conn)) = self.clients.get_mut(n) else {
             return;
         };
@@ -129,6 +135,8 @@ impl Server {
             addr: conn.addr,
         };
         let core = &mut self.core;
+        // --threads: a query another loop owns goes there (group.rs).
+        let mut link = self.link.as_mut();
         let (mut frames, mut outstanding) = (0, 0);
         let tls = conn.stream.is_tls();
         let mut pads = conn.pads;
@@ -139,7 +147,12 @@ impl Server {
             |frame| {
                 frames += 1;
                 pads |= tls && !pads && padding::is_padded(frame);
-                if core.handle_query(now, client, frame) {
+                let taken = match group::route(link.as_deref_mut(), client, frame) {
+                    Route::Here => core.handle_query(now, client, frame),
+                    Route::Sent => true,
+                    Route::Refused(reply) => group::refuse(link.as_deref_mut(), client, reply),
+                };
+                if taken {
                     outstanding += 1;
                 }
             },
@@ -199,6 +212,9 @@ impl Server {
     }
 
     pub(super) fn send_tcp_client(&mut self, now: Instant, id: usize, bytes: &[u8]) {
+        if self.answer_remote(id, bytes) {
+            return; // a query handed to this loop by another (--threads)
+        }
         let (n, generation) = split_conn_id(id);
         let Some(Some(conn)) = self.clients.get_mut(n) else {
             return;
