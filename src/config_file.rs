@@ -413,7 +413,11 @@ mod tests {
         let auto = parse_str("threads = \"auto\"\n").unwrap().threads;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         assert_eq!(auto, Some(cores));
-        for bad in ["threads = 0\n", "threads = \"many\"\n", "threads = 100000\n"] {
+        for bad in [
+            "threads = 0\n",
+            "threads = \"many\"\n",
+            "threads = 100000\n",
+        ] {
             let e = parse_str(bad).unwrap_err().to_string();
             assert!(e.starts_with("t.toml:1: threads"), "{bad}: {e}");
         }

@@ -409,7 +409,9 @@ fn user_drops_root_after_binding_and_still_answers() {
 fn owned_by(prefix: &str, owner: u32, n: u32) -> String {
     (0..)
         .map(|i| format!("{prefix}{i}.example"))
-        .find(|name| dnsfwd::server::steer::steer(&query(1, name, RType::A, None), n) == Some(owner))
+        .find(|name| {
+            dnsfwd::server::steer::steer(&query(1, name, RType::A, None), n) == Some(owner)
+        })
         .unwrap()
 }
 
@@ -430,7 +432,10 @@ fn threads_two_loops_reload_count_and_stop_together() {
     cfg.write(&text(b.addr));
     d.signal("HUP");
     let line = d.wait_line("reloaded: ");
-    assert!(line.contains(&b.addr.to_string()) && line.contains("2 loops"), "{line}");
+    assert!(
+        line.contains(&b.addr.to_string()) && line.contains("2 loops"),
+        "{line}"
+    );
     d.wait_line("reloaded (loop 1)");
     for owner in 0..2 {
         let name = owned_by("after", owner, 2);
@@ -454,13 +459,25 @@ fn threads_two_loops_reload_count_and_stop_together() {
 fn threads_a_busy_port_is_still_an_error() {
     let up = MockUpstream::echo();
     let upstream = up.addr.to_string();
-    let d = Daemon::start(&["--listen", "127.0.0.1:0", "--upstream", &upstream, "--threads", "2"]);
+    let d = Daemon::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &upstream,
+        "--threads",
+        "2",
+    ]);
     let taken = d.addr.to_string();
     // Another dnsfwd, with or without threads, fails at the (exclusive) TCP listener
     // and never joins the UDP group.
     for threads in ["2", "1", "auto"] {
         let (code, err) = run_to_exit(&[
-            "--listen", &taken, "--upstream", &upstream, "--threads", threads,
+            "--listen",
+            &taken,
+            "--upstream",
+            &upstream,
+            "--threads",
+            threads,
         ]);
         assert_eq!(code, Some(1), "--threads {threads} on {taken}: {err}");
         assert!(err.contains(&taken) && err.contains("in use"), "{err}");
@@ -469,7 +486,14 @@ fn threads_a_busy_port_is_still_an_error() {
     // And the other way round: a port held by a one-loop dnsfwd.
     let d = Daemon::start(&["--listen", "127.0.0.1:0", "--upstream", &upstream]);
     let taken = d.addr.to_string();
-    let (code, err) = run_to_exit(&["--listen", &taken, "--upstream", &upstream, "--threads", "2"]);
+    let (code, err) = run_to_exit(&[
+        "--listen",
+        &taken,
+        "--upstream",
+        &upstream,
+        "--threads",
+        "2",
+    ]);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains(&taken) && err.contains("in use"), "{err}");
 }

@@ -251,7 +251,9 @@ fn tcp_queries_cross_loops_and_come_back() {
     for _ in 0..20 {
         let a = read_frame(&mut s).expect("an answer for each query");
         let m = parse_message(&a).unwrap();
-        let q = want.remove(&m.header.id).expect("an answer to a query asked once");
+        let q = want
+            .remove(&m.header.id)
+            .expect("an answer to a query asked once");
         assert_eq!(m.answers, a_records(&q, 1));
     }
     let stats = loops.stop();

@@ -10,9 +10,9 @@ use std::time::Instant;
 
 use mio::{Interest, Token};
 
+use super::group::{self, Route};
 use super::tcp::{ClientConn, Framed, ReadState, MAX_FRAMES_PER_TURN, MAX_WRITE_BACKLOG};
 use super::tls::Stream;
-use super::group::{self, Route};
 use super::{conn_id, split_conn_id, Server, CLIENT_TCP, TOKEN_SPACE};
 use crate::forward::Client;
 use crate::policy::client_key;

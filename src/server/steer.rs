@@ -265,7 +265,12 @@ mod tests {
     #[test]
     fn letter_case_never_changes_the_owner() {
         let prog = program(4);
-        for name in ["example.com", "WWW.Example.COM", "a.b.c.d.e.f.g", "xn--bcher-kva.ch"] {
+        for name in [
+            "example.com",
+            "WWW.Example.COM",
+            "a.b.c.d.e.f.g",
+            "xn--bcher-kva.ch",
+        ] {
             let lower = query(&name.to_ascii_lowercase());
             let upper = query(&name.to_ascii_uppercase());
             assert_eq!(steer(&lower, 4), steer(&upper, 4), "{name}");
@@ -296,7 +301,11 @@ mod tests {
         assert!(run(&program(2), &long) >= 2);
         let short = &query("example.com")[..15];
         assert_eq!(steer(short, 2), None);
-        assert_eq!(run(&program(2), short), 0, "the kernel's out-of-bounds rule");
+        assert_eq!(
+            run(&program(2), short),
+            0,
+            "the kernel's out-of-bounds rule"
+        );
         // A compression pointer reads as a label of 0xC0 octets: no end in time.
         let mut ptr = vec![0u8; 12];
         ptr.extend([0xC0, 0x0C, 0, 1, 0, 1]);
