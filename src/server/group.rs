@@ -82,8 +82,8 @@ pub(super) struct Link {
     /// Queries handed off whose answers have not come back.
     waiting: usize,
     /// Handed off, and refused because a channel was full or its loop gone.
-    pub(super) handoffs: u64,
-    pub(super) handoff_failures: u64,
+    handoffs: u64,
+    handoff_failures: u64,
     /// SERVFAILs for queries that could not be handed off, by connection, to send
     /// once the connection's read is over.
     refused: Vec<(usize, Vec<u8>)>,
@@ -235,6 +235,18 @@ impl Server {
                     }
                 }
             }
+        }
+    }
+
+    /// One line at exit: what this loop handed to others (`--threads`).
+    pub(super) fn log_handoffs(&self) {
+        if let Some(l) = &self.link {
+            log::info!(
+                "loop {}: {} TCP queries handed to their loops, {} refused (channel full)",
+                l.index,
+                l.handoffs,
+                l.handoff_failures
+            );
         }
     }
 

@@ -353,6 +353,7 @@ impl Server {
         }
         let stats = self.stats();
         log::info!("stopped: {stats} send_errors={}", self.send_errors);
+        self.log_handoffs();
         Ok(stats)
     }
 
