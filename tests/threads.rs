@@ -20,6 +20,7 @@ use dnsfwd::wire::{parse_message, RType};
 /// A group of `n` loops on an ephemeral loopback port.
 struct Loops {
     addr: SocketAddr,
+    metrics: Option<SocketAddr>,
     stop: StopHandle,
     thread: Option<JoinHandle<Vec<Stats>>>,
 }
@@ -39,8 +40,14 @@ impl Loops {
         let group = Group::bind(cfg).unwrap();
         let addr = group.local_addrs()[0];
         let stop = group.stop_handle().unwrap();
+        let metrics = group.metrics_addr();
         let thread = Some(std::thread::spawn(move || group.run().unwrap()));
-        Loops { addr, stop, thread }
+        Loops {
+            addr,
+            metrics,
+            stop,
+            thread,
+        }
     }
 
     /// Stops every loop; each one's counters, in loop order.
@@ -269,4 +276,46 @@ fn tcp_queries_cross_loops_and_come_back() {
     let got: Vec<u64> = stats.iter().map(|s| s.queries).collect();
     assert_eq!(got, expected, "each query answered by its owner");
     assert!(got.iter().all(|&q| q > 0), "{got:?}");
+}
+
+/// `--metrics` (served by loop 0) shows the sum over the loops.
+#[test]
+fn metrics_are_the_sum_over_the_loops() {
+    use std::io::{Read, Write};
+    let up = MockUpstream::echo();
+    let loops = Loops::start(2, up.addr, |c| {
+        c.cache.max_entries = 100;
+        c.metrics = Some("127.0.0.1:0".parse().unwrap());
+    });
+    let mut owners = [0; 2];
+    for i in 0..20 {
+        let q = query(i, &format!("m{i}.example"), RType::A, None);
+        owners[steer(&q, 2).unwrap() as usize] += 1;
+        assert!(udp_ask(loops.addr, &q).is_some());
+    }
+    assert!(owners.iter().all(|&n| n > 0), "{owners:?}");
+    for i in 0..2 {
+        let q = query(100 + i, &format!("t{i}.example"), RType::A, None);
+        assert!(tcp_ask(loops.addr, &q).is_some());
+    }
+    // Each loop publishes its counters every 100 ms.
+    std::thread::sleep(Duration::from_millis(350));
+    let mut s = TcpStream::connect(loops.metrics.unwrap()).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: dnsfwd\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let value = |metric: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(metric)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {metric} in {text}"))
+    };
+    assert_eq!(value("dnsfwd_queries_total{transport=\"udp\"}"), 20.0);
+    assert_eq!(value("dnsfwd_queries_total{transport=\"tcp\"}"), 2.0);
+    assert_eq!(value("dnsfwd_forwarded_total"), 22.0);
+    assert_eq!(value("dnsfwd_cache_entries"), 22.0);
+    let stats = loops.stop();
+    let by_loop: Vec<u64> = stats.iter().map(|s| s.queries).collect();
+    assert_eq!(by_loop.iter().sum::<u64>(), 22);
 }
