@@ -118,6 +118,30 @@ fn the_kernel_and_steer_agree_on_the_owner() {
             assert_eq!(&buf[..len], &q[..], "{name}");
             seen[owner] += 1;
         }
+        // Too short for the walk: cBPF's out-of-bounds rule returns 0, socket 0. A
+        // name too long to end: the program returns u32::MAX (>= n), and the kernel
+        // picks by its own hash; delivered all the same.
+        let short = &query(1, "example.com", RType::A, None)[..15];
+        let mut long = query(1, "a", RType::A, None)[..12].to_vec();
+        for _ in 0..5 {
+            long.push(63);
+            long.extend([b'a'; 63]);
+        }
+        long.extend([0, 0, 1, 0, 1]);
+        assert_eq!(steer(&long, n as u32), None);
+        for k in 0..10 {
+            let c = UdpSocket::bind(SocketAddr::new(local.ip(), 0)).unwrap();
+            c.send_to(short, addr).unwrap();
+            let mut buf = [0u8; 512];
+            assert_eq!(socks[0].recv(&mut buf).unwrap(), short.len(), "short {k}");
+            c.send_to(&long, addr).unwrap();
+            let got = socks.iter().any(|s| {
+                s.set_read_timeout(Some(Duration::from_millis(200)))
+                    .unwrap();
+                s.recv(&mut [0u8; 512]).is_ok()
+            });
+            assert!(got, "a datagram without owner is still delivered");
+        }
         for (i, s) in socks.iter().enumerate() {
             s.set_nonblocking(true).unwrap();
             assert!(s.recv(&mut [0u8; 512]).is_err(), "socket {i} got a stray");
