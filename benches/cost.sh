@@ -6,6 +6,7 @@
 # shows without running the anchors. Needs valgrind, linux-perf, dnsperf, knot, dig.
 #
 #   benches/cost.sh [BINARY]        (default: target/release/dnsfwd, built if missing)
+#   PORT=15391 benches/cost.sh      (listen port; default the harness's, 15363)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BENCH=${BENCH:-$ROOT/../shared/bench}
@@ -19,6 +20,6 @@ if ! "$BENCH/upstream.sh" status >/dev/null 2>&1; then
 fi
 trap '[[ $started == 1 ]] && "$BENCH/upstream.sh" stop >/dev/null 2>&1 || true' EXIT
 for scenario in miss hit; do
-    "$BENCH/cost.sh" --name dnsfwd --scenario "$scenario" --queries 3000 \
+    "$BENCH/cost.sh" --name dnsfwd --scenario "$scenario" --queries 3000 --port "${PORT:-15363}" \
         --cmd "$BIN --listen 127.0.0.1:{LISTEN_PORT} --upstream {UPSTREAM}" | tail -n 1
 done

@@ -21,7 +21,9 @@ use crate::wire::{
 };
 
 mod ghost;
+mod intake;
 mod store;
+pub use store::key_hash;
 pub(crate) use store::Prehashed;
 
 use store::{Queue, Store};
@@ -350,14 +352,28 @@ impl Cache {
         self.refused
     }
 
+    /// The hash a key is indexed under (see [`key_hash`]).
     pub fn hash(&self, key: &[u8]) -> u64 {
         self.store.hash(key)
     }
 
+    /// The keyed hash of a question (a key without its flags octet); with the flags,
+    /// [`key_hash`] makes the key's hash of it.
+    pub fn question_hash(&self, question: &[u8]) -> u64 {
+        self.store.question_hash(question)
+    }
+
     /// Looks `key` up at `now`; a fresh or stale hit counts as asked for (see [`store`]).
     pub fn get(&mut self, key: &[u8], now: Instant) -> Lookup<'_> {
+        let hash = self.hash(key);
+        self.get_hashed(key, hash, now)
+    }
+
+    /// [`get`](Self::get) with the key's hash already known (from [`hash`](Self::hash)
+    /// or [`key_hash`]).
+    pub fn get_hashed(&mut self, key: &[u8], hash: u64, now: Instant) -> Lookup<'_> {
         let window = stale_window(&self.cfg);
-        let Some(e) = self.store.get_mut(key) else {
+        let Some(e) = self.store.get_mut(key, hash) else {
             return Lookup::Miss;
         };
         let age = elapsed_secs(e.stored, now);
@@ -377,23 +393,55 @@ impl Cache {
     /// truncated, never other RCODEs, never what does not fully decode. Returns whether
     /// it was stored.
     pub fn insert(&mut self, key: &[u8], response: &[u8], now: Instant) -> bool {
+        match MessageView::parse(response) {
+            // Bytes after the last record: it does not decode.
+            Ok(view) if view.end == response.len() => self.insert_view(key, &view, now),
+            _ => false,
+        }
+    }
+
+    /// [`insert`](Self::insert) for an answer already looked at: `view` (its octets up to
+    /// `view.end`). Walks the answer once, copying it into the entry as it goes.
+    pub fn insert_view(&mut self, key: &[u8], view: &MessageView<'_>, now: Instant) -> bool {
+        let hash = self.hash(key);
+        self.insert_hashed(key, hash, view, now)
+    }
+
+    /// [`insert_view`](Self::insert_view) with the key's hash already known.
+    pub fn insert_hashed(
+        &mut self,
+        key: &[u8],
+        hash: u64,
+        view: &MessageView<'_>,
+        now: Instant,
+    ) -> bool {
         if !self.enabled() || key.len() > MAX_KEY_LEN {
             return false;
         }
-        let Some((wire, ttl)) = self.cacheable(response) else {
-            return false;
+        let entry = match intake::intake(&self.cfg, key, view, now) {
+            intake::Intake::Entry(e) => e,
+            intake::Intake::No => return false,
+            intake::Intake::Decode => {
+                let answer = view.bytes().get(..view.end).unwrap_or_default();
+                let Some((wire, ttl)) = self.cacheable(answer) else {
+                    return false;
+                };
+                let Some(e) = Entry::new(key, &wire, ttl, now) else {
+                    return false;
+                };
+                e
+            }
         };
-        let Some(entry) = Entry::new(key, &wire, ttl, now) else {
-            return false;
-        };
-        if entry.size() > self.cfg.max_bytes / ENTRY_SHARE || !self.store.insert(entry, now) {
+        if entry.size() > self.cfg.max_bytes / ENTRY_SHARE || !self.store.insert(entry, hash, now) {
             self.refused += 1;
             return false;
         }
         true
     }
 
-    /// The stored form of `response` and its lifetime, if it may be cached.
+    /// The stored form of `response` and its lifetime, if it may be cached, by decoding
+    /// it and writing it again: for answers whose OPT record is not last (the common
+    /// case takes [`intake`]'s one walk, which the tests hold to the same result).
     fn cacheable(&self, response: &[u8]) -> Option<(Vec<u8>, u32)> {
         let mut m: Message<'_> = parse_message(response).ok()?;
         let h = m.header;
@@ -401,16 +449,7 @@ impl Cache {
             return None;
         }
         let rcode = m.rcode();
-        let clamp = |ttl: u32, positive: bool| {
-            // RFC 2181 §8: a TTL with the top bit set counts as zero.
-            let ttl = if ttl > i32::MAX as u32 { 0 } else { ttl };
-            let ttl = if positive {
-                ttl.max(self.cfg.min_ttl)
-            } else {
-                ttl
-            };
-            ttl.min(self.cfg.max_ttl)
-        };
+        let clamp = |ttl: u32, positive: bool| intake::clamp(&self.cfg, ttl, positive);
         let positive = rcode == Rcode::NOERROR && !m.answers.is_empty();
         let ttl = if positive {
             m.answers
@@ -466,7 +505,20 @@ impl Cache {
     /// The answer for `asker` from `entry` at `now` (see the module docs); with `stale`,
     /// every TTL is 30 (RFC 8767 §4).
     pub fn render(entry: &Entry, now: Instant, asker: &Asker, stale: bool) -> Vec<u8> {
-        let mut out = Vec::with_capacity(entry.wire().len() + 11);
+        Cache::render_into(entry, now, asker, stale, Vec::new())
+    }
+
+    /// [`render`](Self::render) into `out` (a recycled buffer: its contents go), so
+    /// that a hit need not allocate.
+    pub fn render_into(
+        entry: &Entry,
+        now: Instant,
+        asker: &Asker,
+        stale: bool,
+        mut out: Vec<u8>,
+    ) -> Vec<u8> {
+        out.clear();
+        out.reserve(entry.wire().len() + 11);
         out.extend_from_slice(entry.wire());
         set_id(&mut out, asker.id);
         if let Some(flags) = out.get_mut(2..4) {

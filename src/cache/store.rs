@@ -45,6 +45,8 @@ const NIL: u32 = u32::MAX;
 #[derive(Debug)]
 struct Node {
     entry: Option<Entry>,
+    /// The hash the entry is indexed under (so that evicting it hashes nothing).
+    hash: u64,
     /// Neighbours in its queue towards the head (newer) and the tail (older); NIL at the
     /// ends. A free node's `older` is the next free node.
     newer: u32,
@@ -96,6 +98,13 @@ impl Hasher for Prehashed {
     }
 }
 
+/// The hash of a key from its question's hash and its flags octet. The question's hash
+/// is keyed, so these are as unpredictable; keys that differ only in flags get different
+/// hashes (an odd multiplier is a bijection).
+pub fn key_hash(question_hash: u64, flags: u8) -> u64 {
+    question_hash ^ (u64::from(flags) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
 /// The entries. Valid values: each entry is in `index` under the hash of its key and in
 /// the queue its `queue` names exactly once; the queues' totals add up to `len` and
 /// `bytes`; after an insertion `len ≤ max_entries` and `bytes ≤ max_bytes`.
@@ -139,8 +148,19 @@ impl Store {
         }
     }
 
+    /// The hash `key` is indexed under: its question's keyed hash (what the forwarder
+    /// indexes its queries in flight by, so one hash a query serves both) with the
+    /// flags octet folded in ([`key_hash`]).
     pub(super) fn hash(&self, key: &[u8]) -> u64 {
-        self.hasher.hash_one(key)
+        match key.split_last() {
+            Some((&flags, question)) => key_hash(self.question_hash(question), flags),
+            None => self.question_hash(key),
+        }
+    }
+
+    /// The keyed hash (SipHash, random key per process) of a question: name, type, class.
+    pub(super) fn question_hash(&self, question: &[u8]) -> u64 {
+        self.hasher.hash_one(question)
     }
 
     pub(super) fn len(&self) -> usize {
@@ -153,7 +173,12 @@ impl Store {
     }
 
     fn find(&self, key: &[u8]) -> Option<u32> {
-        let i = *self.index.get(&self.hash(key))?;
+        self.find_hashed(key, self.hash(key))
+    }
+
+    /// [`find`](Self::find) with the key's hash already known.
+    fn find_hashed(&self, key: &[u8], hash: u64) -> Option<u32> {
+        let i = *self.index.get(&hash)?;
         let e = self.nodes.get(i as usize)?.entry.as_ref()?;
         (e.key() == key).then_some(i)
     }
@@ -163,15 +188,16 @@ impl Store {
         self.nodes.get(i as usize)?.entry.as_ref()
     }
 
-    pub(super) fn get_mut(&mut self, key: &[u8]) -> Option<&mut Entry> {
-        let i = self.find(key)?;
+    /// The entry under `key`, whose hash is `hash` (from [`hash`](Self::hash)).
+    pub(super) fn get_mut(&mut self, key: &[u8], hash: u64) -> Option<&mut Entry> {
+        let i = self.find_hashed(key, hash)?;
         self.nodes.get_mut(i as usize)?.entry.as_mut()
     }
 
     /// Stores `entry` (replacing one under the same key, which keeps its queue and
     /// count), evicting what must go; false if it cannot fit.
-    pub(super) fn insert(&mut self, mut entry: Entry, now: Instant) -> bool {
-        let hash = self.hash(entry.key());
+    /// `hash` is the key's, from [`hash`](Self::hash).
+    pub(super) fn insert(&mut self, mut entry: Entry, hash: u64, now: Instant) -> bool {
         if let Some(&old) = self.index.get(&hash) {
             match self.remove(old) {
                 Some(e) if e.key() == entry.key() => (entry.queue, entry.freq) = (e.queue, e.freq),
@@ -186,7 +212,7 @@ impl Store {
                 return false;
             }
         }
-        let Some(i) = self.alloc(entry) else {
+        let Some(i) = self.alloc(entry, hash) else {
             return false;
         };
         self.index.insert(hash, i);
@@ -232,8 +258,8 @@ impl Store {
                 continue;
             }
             let remember = queue == Queue::Small || e.freq > 0;
-            if let Some(e) = self.remove(i).filter(|_| remember) {
-                let hash = self.hash(e.key());
+            let hash = self.nodes.get(i as usize).map_or(0, |n| n.hash);
+            if self.remove(i).is_some() && remember {
                 self.ghost.insert(hash);
             }
             self.evictions += 1;
@@ -249,16 +275,18 @@ impl Store {
     }
 
     /// A node for `entry`: a free one, or a new one.
-    fn alloc(&mut self, entry: Entry) -> Option<u32> {
+    fn alloc(&mut self, entry: Entry, hash: u64) -> Option<u32> {
         if let Some(n) = self.nodes.get_mut(self.free as usize) {
             let i = self.free;
             self.free = n.older;
             n.entry = Some(entry);
+            n.hash = hash;
             return Some(i);
         }
         let i = u32::try_from(self.nodes.len()).ok().filter(|&i| i != NIL)?;
         self.nodes.push(Node {
             entry: Some(entry),
+            hash,
             newer: NIL,
             older: NIL,
         });
@@ -316,8 +344,8 @@ impl Store {
         let n = self.nodes.get_mut(i as usize)?;
         let entry = n.entry.take()?;
         (n.newer, n.older) = (NIL, free);
+        let hash = n.hash;
         self.free = i;
-        let hash = self.hash(entry.key());
         if self.index.get(&hash) == Some(&i) {
             self.index.remove(&hash);
         }

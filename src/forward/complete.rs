@@ -9,7 +9,7 @@ use super::key::Key;
 use super::pending::{Slot, Via, Waiter};
 use super::{reply, Client, Forwarder, Outcome, EVICTED, NO_ANSWER, UNDECODABLE, UNREACHABLE};
 use crate::cache::Lookup;
-use crate::wire::{parse_header, MessageView, Rcode};
+use crate::wire::{MessageView, Rcode};
 
 impl Forwarder {
     /// A UDP answer with TC=1. Waiters that can take no more than UDP from this upstream
@@ -17,10 +17,9 @@ impl Forwarder {
     /// truncated; if any waiter can use more, or the cache wants the whole answer (the
     /// truncated clients retry over TCP and find it in flight or cached), it is fetched
     /// once over TCP for all that remain.
-    pub(super) fn truncated(&mut self, now: Instant, slot: Slot, answer: &[u8]) {
-        let upstream_limit = MessageView::parse(answer)
-            .ok()
-            .and_then(|v| v.opt)
+    pub(super) fn truncated(&mut self, now: Instant, slot: Slot, answer: &MessageView<'_>) {
+        let upstream_limit = answer
+            .opt
             .map_or(crate::wire::CLASSIC_UDP_LEN, |o| usize::from(o.udp_size));
         let edns = upstream_limit.clamp(
             crate::wire::CLASSIC_UDP_LEN,
@@ -62,7 +61,7 @@ impl Forwarder {
     /// cached if it may be; a failure (or a final SERVFAIL) is answered from a stale
     /// cache entry if there is one (RFC 8767), else with SERVFAIL. Every waiter gets the
     /// answer shaped for it.
-    pub(super) fn complete(&mut self, now: Instant, slot: Slot, answer: Option<&[u8]>) {
+    pub(super) fn complete(&mut self, now: Instant, slot: Slot, answer: Option<&MessageView<'_>>) {
         let Some(mut p) = self.pending.remove(slot) else {
             return;
         };
@@ -78,11 +77,15 @@ impl Forwarder {
         self.events.finishing(now, p.deadline, p.upstream());
         if let Some(a) = answer {
             if self.cache.enabled() {
-                self.cache.insert(p.key.as_bytes(), a, now);
+                // The question's hash is in hand if it was indexed in flight.
+                let hash = match p.inflight {
+                    Some(h) => crate::cache::key_hash(h, p.key.flags()),
+                    None => self.cache.hash(p.key.as_bytes()),
+                };
+                self.cache.insert_hashed(p.key.as_bytes(), hash, a, now);
             }
         }
-        let failed =
-            answer.is_none_or(|a| parse_header(a).is_ok_and(|(_, h)| h.rcode == Rcode::SERVFAIL));
+        let failed = answer.is_none_or(|a| a.header.rcode == Rcode::SERVFAIL);
         let stale = failed
             && self.cache.enabled()
             && matches!(self.cache.get(p.key.as_bytes(), now), Lookup::Stale(_));

@@ -47,13 +47,11 @@ impl Key {
     /// [`crate::cache::key_of`].
     pub fn with_spelling(view: &MessageView<'_>) -> Option<(Key, Spelling)> {
         let (qtype, qclass) = view.qtype_qclass()?;
-        let mut name = [0u8; MAX_NAME_LEN];
-        let n = view.qname_wire(&mut name, false);
-        let spelled = name.get(..n).filter(|s| !s.is_empty())?;
-        let spelling = Spelling::of_name(spelled);
+        // The question as it sits in the query: one copy, folded in place.
+        let spelled = view.qname()?;
+        let n = spelled.len();
         let mut bytes = [0u8; MAX_KEY_LEN];
-        bytes.get_mut(..n)?.copy_from_slice(spelled);
-        bytes.get_mut(..n)?.make_ascii_lowercase();
+        let spelling = Spelling::fold(spelled, bytes.get_mut(..n)?);
         let flags = key_flags(view);
         let [t0, t1] = qtype.0.to_be_bytes();
         let [c0, c1] = qclass.0.to_be_bytes();
@@ -136,6 +134,42 @@ impl Key {
     }
 }
 
+/// 0x80 in each octet of the little-endian word `w` that is an ASCII character in
+/// `lo..=hi` (1 ≤ lo ≤ hi < 0x7F), 0 elsewhere: eight octets compared at once (no octet
+/// sum carries into the next: each stays below 0x100).
+fn ascii_in(w: u64, lo: u8, hi: u8) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let low7 = w & !HIGH;
+    let at_least_lo = low7 + ONES * u64::from(0x80 - lo);
+    let above_hi = low7 + ONES * u64::from(0x7F - hi);
+    at_least_lo & !above_hi & !w & HIGH
+}
+
+/// The top bits of the eight octets of `m` (each 0x80 or 0) as one octet, octet 0 in
+/// bit 0: the products land in distinct bits, so nothing carries into the top octet.
+fn gather(m: u64) -> u8 {
+    ((m >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u8
+}
+
+/// For each octet value `v` (8 bits of a [`Spelling`]): 0x20 in octet `b` of the result
+/// (little-endian order) where bit `b` of `v` is set.
+const CASE_FLIPS: [u64; 256] = {
+    let mut table = [0u64; 256];
+    let mut v = 0;
+    while v < 256 {
+        let mut b = 0;
+        while b < 8 {
+            if (v >> b) & 1 == 1 {
+                table[v] |= 0x20 << (8 * b);
+            }
+            b += 1;
+        }
+        v += 1;
+    }
+    table
+};
+
 /// A spelling of a key's name: which octets of the folded name are upper case, one bit
 /// each (32 octets for a name of up to 255), so a query in flight or a waiting client
 /// holds its spelling without a copy of the name.
@@ -158,46 +192,92 @@ impl Spelling {
 
     /// The spelling of `name` (uncompressed wire form): where its letters are upper case.
     pub fn of_name(name: &[u8]) -> Spelling {
+        let mut folded = [0u8; MAX_NAME_LEN];
+        Spelling::fold(name, &mut folded)
+    }
+
+    /// Copies `name` into `out` with its letters folded to lower case, and returns its
+    /// spelling: eight octets at a time (every query's name passes here). Copies as
+    /// much as `out` holds.
+    pub fn fold(name: &[u8], out: &mut [u8]) -> Spelling {
         let mut s = Spelling::default();
-        for (chunk, word) in name.chunks(64).zip(s.upper.iter_mut()) {
-            for (j, b) in chunk.iter().enumerate() {
-                *word |= u64::from(b.is_ascii_uppercase()) << j;
+        let mut runs = name.chunks_exact(8);
+        let mut outs = out.chunks_exact_mut(8);
+        let mut n = 0;
+        for (run, dst) in runs.by_ref().zip(outs.by_ref()) {
+            if let (Ok(run), Ok(dst)) = (<[u8; 8]>::try_from(run), <&mut [u8; 8]>::try_from(dst)) {
+                let w = u64::from_le_bytes(run);
+                let upper = ascii_in(w, b'A', b'Z');
+                *dst = (w | upper >> 2).to_le_bytes();
+                if let Some(word) = s.upper.get_mut(n / 8) {
+                    *word |= u64::from(gather(upper)) << (8 * (n % 8));
+                }
+            }
+            n += 1;
+        }
+        let done = 8 * n;
+        let rest = name.get(done..).unwrap_or_default();
+        let dst = out.get_mut(done..).unwrap_or_default();
+        for (j, (b, o)) in rest.iter().zip(dst).enumerate() {
+            *o = b.to_ascii_lowercase();
+            let at = done + j;
+            if let Some(word) = s.upper.get_mut(at / 64) {
+                *word |= u64::from(b.is_ascii_uppercase()) << (at % 64);
             }
         }
         s
     }
 
-    /// Spells the folded name in place (`name` is its octets, all lower case).
+    /// The 0x20 flips of the `n`th run of 8 octets of the name, as a little-endian word.
+    fn flips(&self, n: usize) -> u64 {
+        let word = self.upper.get(n / 8).copied().unwrap_or(0);
+        let bits = usize::from((word >> (8 * (n % 8))) as u8);
+        CASE_FLIPS.get(bits).copied().unwrap_or(0)
+    }
+
+    /// Spells the folded name in place (`name` is its octets, all lower case): eight
+    /// octets at a time, flips from a table (this runs for every query we send).
     fn apply(&self, name: &mut [u8]) {
-        for (chunk, word) in name.chunks_mut(64).zip(self.upper) {
-            if word == 0 {
-                continue;
+        if self.is_lower() {
+            return;
+        }
+        let mut runs = name.chunks_exact_mut(8);
+        let mut n = 0;
+        for run in runs.by_ref() {
+            // Only letters have their bit set: flipping 0x20 makes them upper case.
+            if let Ok(run) = <&mut [u8; 8]>::try_from(run) {
+                *run = (u64::from_le_bytes(*run) ^ self.flips(n)).to_le_bytes();
             }
-            for (j, b) in chunk.iter_mut().enumerate() {
-                // Only letters have their bit set: flipping 0x20 makes them upper case.
-                *b ^= ((word >> j) as u8 & 1) << 5;
-            }
+            n += 1;
+        }
+        let flips = self.flips(n).to_le_bytes();
+        for (b, f) in runs.into_remainder().iter_mut().zip(flips) {
+            *b ^= f;
         }
     }
 
     /// Random letter case for the folded `name` (0x20), one random bit per letter; with
     /// `mix` false, all lower case. `None` if the generator failed.
     pub fn random(name: &[u8], mix: bool, rng: &mut dyn IdSource) -> Option<Spelling> {
+        Spelling::random_for(&Letters::of(name), mix, rng)
+    }
+
+    /// [`random`](Self::random) for a name whose letters are already found.
+    pub fn random_for(letters: &Letters, mix: bool, rng: &mut dyn IdSource) -> Option<Spelling> {
         let mut s = Spelling::default();
         if !mix {
             return Some(s);
         }
-        for (chunk, word) in name.chunks(64).zip(s.upper.iter_mut()) {
-            // Length octets are at most 63, below every letter: only letters are marked.
-            let mut letters = 0u64;
-            for (j, b) in chunk.iter().enumerate() {
-                letters |= u64::from(b.is_ascii_alphabetic()) << j;
+        for (n, word) in s.upper.iter_mut().enumerate() {
+            let octets = letters.len.saturating_sub(64 * n).min(64);
+            if octets == 0 {
+                break;
             }
             let mut random = 0u64;
-            for _ in 0..chunk.len().div_ceil(16) {
+            for _ in 0..octets.div_ceil(16) {
                 random = random << 16 | u64::from(rng.next_u16()?);
             }
-            *word = letters & random;
+            *word = letters.mask.get(n).copied().unwrap_or(0) & random;
         }
         Some(s)
     }
@@ -211,11 +291,28 @@ impl Spelling {
         }
     }
 
-    /// Whether `wire` is the folded `name` spelled this way, octet for octet.
+    /// Whether `wire` is the folded `name` spelled this way, octet for octet (compared
+    /// in place, eight octets at a time).
     pub fn matches(&self, name: &[u8], wire: &[u8]) -> bool {
-        let mut spelled = [0u8; MAX_NAME_LEN];
-        let n = self.copy_into(name, &mut spelled);
-        n == name.len() && spelled.get(..n) == Some(wire)
+        if name.len() != wire.len() {
+            return false;
+        }
+        let (mut a, mut b) = (name.chunks_exact(8), wire.chunks_exact(8));
+        let mut n = 0;
+        for (x, y) in a.by_ref().zip(b.by_ref()) {
+            if let (Ok(x), Ok(y)) = (<[u8; 8]>::try_from(x), <[u8; 8]>::try_from(y)) {
+                if u64::from_le_bytes(x) ^ self.flips(n) != u64::from_le_bytes(y) {
+                    return false;
+                }
+            }
+            n += 1;
+        }
+        let flips = self.flips(n).to_le_bytes();
+        a.remainder()
+            .iter()
+            .zip(flips)
+            .map(|(x, f)| x ^ f)
+            .eq(b.remainder().iter().copied())
     }
 
     /// The folded `name` spelled, into `out`; returns the octets written.
@@ -226,6 +323,45 @@ impl Spelling {
             self.apply(dst);
         }
         n
+    }
+}
+
+/// Where the ASCII letters of a wire-form name are, one bit an octet (length octets are
+/// at most 63, below every letter, so only letters are marked): found once a query,
+/// for its random case and for the bits a forger must guess.
+pub struct Letters {
+    mask: [u64; 4],
+    len: usize,
+}
+
+impl Letters {
+    pub fn of(name: &[u8]) -> Letters {
+        let mut mask = [0u64; 4];
+        let mut runs = name.chunks_exact(8);
+        let mut n = 0;
+        for run in runs.by_ref() {
+            if let (Ok(run), Some(word)) = (<[u8; 8]>::try_from(run), mask.get_mut(n / 8)) {
+                // Letters are those that fold to a..z.
+                let letters = ascii_in(u64::from_le_bytes(run) | 0x2020_2020_2020_2020, b'a', b'z');
+                *word |= u64::from(gather(letters)) << (8 * (n % 8));
+            }
+            n += 1;
+        }
+        for (j, b) in runs.remainder().iter().enumerate() {
+            let at = 8 * n + j;
+            if let Some(word) = mask.get_mut(at / 64) {
+                *word |= u64::from(b.is_ascii_alphabetic()) << (at % 64);
+            }
+        }
+        Letters {
+            mask,
+            len: name.len(),
+        }
+    }
+
+    /// How many (as [`letters`] counts them).
+    pub fn count(&self) -> u32 {
+        self.mask.iter().map(|w| w.count_ones()).sum()
     }
 }
 
@@ -331,6 +467,58 @@ mod tests {
     }
 
     #[test]
+    fn word_at_a_time_agrees_with_octet_at_a_time() {
+        // Every octet value in every position of a word, beside others.
+        for v in 0..=255u8 {
+            for at in 0..8 {
+                let mut run = *b"aZ.-9\xffQ@";
+                run[at] = v;
+                let w = u64::from_le_bytes(run);
+                let upper = ascii_in(w, b'A', b'Z');
+                let letters = ascii_in(w | 0x2020_2020_2020_2020, b'a', b'z');
+                for (j, b) in run.iter().enumerate() {
+                    assert_eq!(
+                        gather(upper) >> j & 1 == 1,
+                        b.is_ascii_uppercase(),
+                        "{run:?}"
+                    );
+                    assert_eq!(
+                        gather(letters) >> j & 1 == 1,
+                        b.is_ascii_alphabetic(),
+                        "{run:?}"
+                    );
+                }
+            }
+        }
+        // Names of every length up to 255, mixed case, against the octet rules.
+        for len in 0..=255usize {
+            let name: Vec<u8> = (0..len)
+                .map(|i| [b'a', b'Q', 7, b'z', 0xC1, b'-', b'Z'][i % 7])
+                .collect();
+            let mut folded = vec![0u8; len];
+            let s = Spelling::fold(&name, &mut folded);
+            assert_eq!(folded, name.to_ascii_lowercase());
+            let letters = Letters::of(&name);
+            for (i, b) in name.iter().enumerate() {
+                assert_eq!(s.upper[i / 64] >> (i % 64) & 1 == 1, b.is_ascii_uppercase());
+                assert_eq!(
+                    letters.mask[i / 64] >> (i % 64) & 1 == 1,
+                    b.is_ascii_alphabetic()
+                );
+            }
+            let mut spelled = folded.clone();
+            s.apply(&mut spelled);
+            assert_eq!(spelled, name);
+            assert!(s.matches(&folded, &name));
+            if len > 0 {
+                let mut other = name.clone();
+                other[len - 1] ^= 1;
+                assert!(!s.matches(&folded, &other));
+            }
+        }
+    }
+
+    #[test]
     fn key_parts() {
         let k = key("WWW.Example.COM", RD | DO);
         assert_eq!(k.name(), b"\x03www\x07example\x03com\x00");
@@ -366,6 +554,7 @@ mod tests {
         let n = plain.copy_into(k.name(), &mut out);
         assert_eq!(&out[..n], k.name());
         assert_eq!(letters(k.name()), 11);
+        assert_eq!(Letters::of(k.name()).count(), 11);
     }
 
     #[test]

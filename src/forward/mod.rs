@@ -251,7 +251,8 @@ fn owner_of(client: Client) -> Option<u128> {
 /// How a query in flight ended, for its waiters.
 #[derive(Clone, Copy)]
 enum Outcome<'a> {
-    Answer(&'a [u8]),
+    /// The upstream's answer, as looked at once on arrival (its octets up to `end`).
+    Answer(&'a MessageView<'a>),
     /// Failed, with a stale cache entry to serve (RFC 8767).
     Stale,
     Failed(Ede),
@@ -376,9 +377,8 @@ impl Forwarder {
         if exact && !p.spelling.is_lower() {
             self.upstreams.case_echoed(a.upstream);
         }
-        let answer = bytes.get(..view.end).unwrap_or(bytes);
         if view.header.tc && matches!(source, Source::Udp { .. }) {
-            return self.truncated(now, slot, answer);
+            return self.truncated(now, slot, &view);
         }
         let rcode = view.header.rcode;
         let retryable =
@@ -388,7 +388,7 @@ impl Forwarder {
             // time, the waiters get SERVFAIL (or a stale answer).
             return self.retry(now, slot);
         }
-        self.complete(now, slot, Some(answer));
+        self.complete(now, slot, Some(&view));
     }
 
     /// Call when a UDP socket of an upstream reported an error (ECONNREFUSED from an
@@ -438,10 +438,7 @@ impl Forwarder {
     /// Call when the instant from [`poll_timeout`](Self::poll_timeout) has come.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.handle_stale_timers(now);
-        if self
-            .shrunk
-            .is_none_or(|t| now.saturating_duration_since(t) >= SHRINK_EVERY)
-        {
+        if self.shrunk.is_none_or(|t| now >= t + SHRINK_EVERY) {
             self.shrunk = Some(now);
             if self.worth_shrinking() {
                 self.give_memory_back();
@@ -598,8 +595,9 @@ impl Forwarder {
         let allowed = self.routes.allowed(key.name());
         let upstream = self.upstreams.pick_in(now, 0, allowed, self.cfg.timeout);
         let mix = self.upstreams.mixes_case(upstream);
-        let guess_bits = self.guess_bits(&key, mix);
-        let drawn = Spelling::random(key.name(), mix, self.rng.as_mut()).and_then(|s| {
+        let letters = key::Letters::of(key.name());
+        let guess_bits = self.guess_bits(&letters, mix);
+        let drawn = Spelling::random_for(&letters, mix, self.rng.as_mut()).and_then(|s| {
             let id = self.fresh_id(now)?;
             let via = self.via(now, upstream, false, guess_bits)?;
             Some((s, id, via))
@@ -659,13 +657,9 @@ impl Forwarder {
 
     /// Bits a blind forger must guess for a UDP answer to `key`'s query: the ID, which
     /// socket of the pool, and the case of each letter if the name goes in random case.
-    fn guess_bits(&self, key: &Key, mix_case: bool) -> u32 {
+    fn guess_bits(&self, letters: &key::Letters, mix_case: bool) -> u32 {
         let pool = self.cfg.sockets_per_upstream.max(1).ilog2();
-        let case = if mix_case {
-            key::letters(key.name())
-        } else {
-            0
-        };
+        let case = if mix_case { letters.count() } else { 0 };
         16 + pool + case
     }
 

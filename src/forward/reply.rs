@@ -174,10 +174,11 @@ fn add_to_arcount(out: &mut [u8], delta: i32) -> Option<()> {
 /// the upstream's if and only if the client sent one (with the upstream's extended
 /// RCODE), everything else as the upstream sent it; cut to the client's size with TC
 /// set when it does not fit (RFC 2181 §9). The answer's question must be the query's
-/// (the forwarder checked it). Written into `out` (a recycled buffer). `None` if the
-/// answer does not decode far enough.
-pub fn shape(answer: &[u8], asker: &Asker, mut out: Vec<u8>) -> Option<Vec<u8>> {
-    let view = MessageView::parse(answer).ok()?;
+/// (the forwarder checked it). `view` is the answer as looked at on arrival (its octets
+/// up to `view.end`). Written into `out` (a recycled buffer). `None` if the answer does
+/// not decode far enough.
+pub fn shape(view: &MessageView<'_>, asker: &Asker, mut out: Vec<u8>) -> Option<Vec<u8>> {
+    let answer = view.bytes().get(..view.end)?;
     let (end, ext_rcode, ede) = match view.opt {
         None => (view.end, 0, Vec::new()),
         Some(o) if o.offset + o.len == view.end => (o.offset, o.ext_rcode, ede_options(answer, &o)),

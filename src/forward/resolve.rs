@@ -65,10 +65,15 @@ impl Forwarder {
             return;
         }
         let mut stale = false;
+        // One keyed hash a query: the question's, for the queries in flight, and with
+        // the flags folded in, for the cache.
+        let hash = self.question_hash(&key);
         if self.cache.enabled() {
-            match self.cache.get(key.as_bytes(), now) {
+            let cache_hash = crate::cache::key_hash(hash, key.flags());
+            match self.cache.get_hashed(key.as_bytes(), cache_hash, now) {
                 Lookup::Fresh(e) => {
-                    let bytes = Cache::render(e, now, &waiter.asker(&key), false);
+                    let buf = self.pending.buffer();
+                    let bytes = Cache::render_into(e, now, &waiter.asker(&key), false, buf);
                     let refresh = e.wants_prefetch(now).then(|| {
                         e.prefetching = true;
                         e.key_bytes().to_vec()
@@ -86,7 +91,6 @@ impl Forwarder {
             }
             self.stats.cache_misses += 1;
         }
-        let hash = self.question_hash(&key);
         if let Some(slot) = self.find_inflight(hash, |p| p.key == key) {
             if let Some(p) = self.pending.get_mut(slot) {
                 if p.waiters.len() < super::MAX_WAITERS {
@@ -211,7 +215,10 @@ impl Forwarder {
         stale: bool,
     ) -> Option<Vec<u8>> {
         match self.cache.get(key.as_bytes(), now) {
-            Lookup::Fresh(e) | Lookup::Stale(e) => Some(Cache::render(e, now, asker, stale)),
+            Lookup::Fresh(e) | Lookup::Stale(e) => {
+                let buf = self.pending.buffer();
+                Some(Cache::render_into(e, now, asker, stale, buf))
+            }
             Lookup::Miss => None,
         }
     }

@@ -16,6 +16,8 @@ pub type Started = (Slot, u64);
 #[derive(Debug, Default)]
 struct Owner {
     in_flight: u32,
+    /// Idle (nothing in flight) and counted in `Shares::idle`.
+    kept: bool,
     /// Its queries, oldest first; finished ones are skipped lazily.
     started: VecDeque<Started>,
 }
@@ -31,6 +33,12 @@ pub enum Admit {
     No,
 }
 
+/// Clients with nothing in flight whose entry (and its queue's memory) is kept for their
+/// next query, at least: a client asking one name at a time would otherwise cost a map
+/// insertion, a removal and an allocation a query. Past this many (or half the map),
+/// the idle ones are swept at once (amortised O(1) a query).
+const IDLE_KEPT: usize = 256;
+
 /// How often the heaviest client may be looked for by a full scan.
 const RESCAN_EVERY: Duration = Duration::from_millis(100);
 
@@ -44,6 +52,8 @@ pub struct Shares {
     /// when a client passes it, rescanned at most every `RESCAN_EVERY`).
     heaviest: Option<u64>,
     rescanned: Option<Instant>,
+    /// Entries of `owners` with nothing in flight.
+    idle: usize,
 }
 
 impl Shares {
@@ -54,6 +64,7 @@ impl Shares {
             per_client: u32::try_from(per_client.max(1)).unwrap_or(u32::MAX),
             heaviest: None,
             rescanned: None,
+            idle: 0,
         }
     }
 
@@ -118,6 +129,10 @@ impl Shares {
     /// `who` started the query `s`.
     pub fn started(&mut self, who: u64, s: Started, live: impl Fn(Started) -> bool) {
         let o = self.owners.entry(who).or_default();
+        if o.in_flight == 0 && o.kept {
+            self.idle -= 1;
+            o.kept = false;
+        }
         o.in_flight += 1;
         o.started.push_back(s);
         // Finished queries are dropped from the front as they go; a long-lived one at
@@ -137,21 +152,37 @@ impl Shares {
         }
     }
 
-    /// Gives back the memory of an emptied map.
+    /// Gives back the memory of an emptied map: idle entries go.
     pub fn shrink(&mut self) {
+        self.sweep();
         self.owners.shrink_to(2 * self.owners.len());
+    }
+
+    /// Drops the entries of clients with nothing in flight.
+    fn sweep(&mut self) {
+        self.owners.retain(|_, o| o.in_flight > 0);
+        self.idle = 0;
     }
 
     /// A query of `who` ended.
     pub fn finished(&mut self, who: u64) {
-        if let Some(o) = self.owners.get_mut(&who) {
-            o.in_flight = o.in_flight.saturating_sub(1);
-            if o.in_flight == 0 {
-                self.owners.remove(&who);
-                if self.heaviest == Some(who) {
-                    self.heaviest = None;
-                }
-            }
+        // Unknown, or idle already (nothing to end): nothing to count.
+        let Some(o) = self.owners.get_mut(&who).filter(|o| o.in_flight > 0) else {
+            return;
+        };
+        o.in_flight -= 1;
+        if o.in_flight > 0 {
+            return;
+        }
+        // Kept for its next query (its queue's memory too), until too many are idle.
+        o.started.clear();
+        o.kept = true;
+        self.idle += 1;
+        if self.heaviest == Some(who) {
+            self.heaviest = None;
+        }
+        if self.idle > IDLE_KEPT.max(self.owners.len() / 2) {
+            self.sweep();
         }
     }
 }
@@ -179,9 +210,41 @@ mod tests {
         s.finished(1);
         s.finished(1);
         s.finished(2);
+        assert!(s
+            .owners
+            .values()
+            .all(|o| o.in_flight == 0 && o.started.is_empty()));
+        s.shrink();
         assert!(
             s.owners.is_empty(),
-            "nothing kept for clients with nothing in flight"
+            "nothing kept for clients with nothing in flight after a shrink"
+        );
+    }
+
+    #[test]
+    fn idle_clients_are_kept_only_up_to_a_bound() {
+        let live = |_: Started| true;
+        let mut s = Shares::new(10);
+        // One busy client throughout, and 10,000 clients passing through one query each.
+        s.started(u64::MAX, (0, 0), live);
+        for n in 0..10_000u64 {
+            s.started(n, (1, n + 1), live);
+            s.finished(n);
+            assert!(
+                s.owners.len() <= IDLE_KEPT + 2,
+                "{} entries",
+                s.owners.len()
+            );
+        }
+        assert_eq!(s.in_flight(u64::MAX), 1);
+        // A client that comes back after going idle counts from zero again.
+        s.started(9_999, (2, 20_000), live);
+        assert_eq!(s.in_flight(9_999), 1);
+        s.finished(9_999);
+        assert_eq!(s.in_flight(9_999), 0);
+        assert_eq!(
+            s.idle,
+            s.owners.values().filter(|o| o.in_flight == 0).count()
         );
     }
 

@@ -92,7 +92,7 @@ impl Forwarder {
 
     /// The hash a question is indexed under for queries in flight.
     pub(super) fn question_hash(&self, key: &Key) -> u64 {
-        self.cache.hash(key.question())
+        self.cache.question_hash(key.question())
     }
 
     /// The first query in flight under question hash `h` that `is` accepts.
@@ -150,12 +150,14 @@ impl Forwarder {
 
     /// Whether `id` belonged to an attempt that ended within the last deadline.
     pub(super) fn recently_freed(&mut self, now: Instant, id: u16) -> bool {
+        // Most IDs were never freed: no clock arithmetic for them.
+        let at = match self.freed_at.get(usize::from(id)).copied() {
+            Some(0) | None => return false,
+            Some(at) => at,
+        };
         let ms = self.ms_since_epoch(now).wrapping_add(1);
         let window = self.cfg.deadline.as_millis().min(u128::from(u32::MAX)) as u32;
-        match self.freed_at.get(usize::from(id)).copied() {
-            Some(0) | None => false,
-            Some(at) => ms.wrapping_sub(at) <= window,
-        }
+        ms.wrapping_sub(at) <= window
     }
 
     /// An answer for the question of `slot` failed a check. Every query in flight for

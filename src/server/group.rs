@@ -402,6 +402,8 @@ impl Server {
         for (i, mut s) in given.udp.into_iter().enumerate() {
             registry.register(&mut s, Token(UDP_LISTENER + i), Interest::READABLE)?;
             self.udp_listeners.push(s);
+            // Its answers' batch (sendmmsg), as `bind_listeners` makes for each.
+            self.udp_out.push(Vec::with_capacity(super::mmsg::BATCH));
         }
         for (i, mut l) in given.tcp.into_iter().enumerate() {
             registry.register(&mut l, Token(TCP_LISTENER + i), Interest::READABLE)?;

@@ -14,6 +14,7 @@ mod hints;
 mod limits;
 mod memory;
 mod metrics_http;
+mod mmsg;
 mod reload;
 pub mod steer;
 mod tcp;
@@ -41,6 +42,7 @@ use crate::lograte::LogLimiter;
 use crate::policy::{Admit, Policy};
 use crate::stats::Stats;
 use metrics_http::{MetricsHttp, MAX_SCRAPERS, METRICS_CONN, METRICS_LISTENER};
+use mmsg::{Outgoing, RecvRing, SendBatch};
 use tcp::ClientConn;
 use upstream_tcp::UpstreamPool;
 
@@ -69,6 +71,16 @@ const ROTATE_AFTER: u32 = 256;
 /// a flood on one socket must not starve the others, the timers or the answers. The
 /// socket is read again next turn (edge-triggered readiness does not repeat).
 const MAX_DATAGRAMS_PER_TURN: usize = 256;
+/// Receive buffer per client datagram. A UDP query is a header, one question and an
+/// OPT record with a few options: far below this. A longer datagram is no query, and is
+/// dropped and counted whole (never parsed from a cut prefix).
+const CLIENT_SLOT: usize = 4096;
+/// Receive buffer per upstream datagram: the largest UDP payload, so that an answer
+/// larger than the size we advertise (an upstream may ignore it) still arrives whole.
+const UPSTREAM_SLOT: usize = 65535;
+/// Upstream datagrams per receive: each query goes out on one of many sockets, so
+/// few answers wait on any one of them.
+const UPSTREAM_BATCH: usize = 8;
 /// How often idle connections and retired sockets are looked at.
 const SWEEP_EVERY: Duration = Duration::from_millis(100);
 /// Time given to queries in flight when a shutdown is asked for.
@@ -117,7 +129,19 @@ pub struct Server {
     paused: Vec<usize>,
     /// Sockets (by token) left with datagrams or messages at the per-turn limit.
     ready_again: Vec<Token>,
+    /// TCP reads.
     buf: Vec<u8>,
+    /// Datagrams from clients, read in batches (recvmmsg) into buffers owned here.
+    client_ring: RecvRing,
+    /// Datagrams from upstreams, likewise.
+    upstream_ring: RecvRing,
+    /// Answers to clients over UDP, by listener, gathered during a dispatch (or a turn)
+    /// and sent together (sendmmsg); their buffers then go back to the core.
+    udp_out: Vec<Vec<Outgoing>>,
+    sender: SendBatch,
+    /// Datagrams dropped for not fitting their receive buffer, from clients and from
+    /// upstreams (counted with the core's dropped queries and responses).
+    oversize: (u64, u64),
     signals: Option<Signals>,
     stop: StopHandle,
     shutdown_at: Option<Instant>,
@@ -189,6 +213,11 @@ impl Server {
             paused: Vec::new(),
             ready_again: Vec::new(),
             buf: vec![0; 65535],
+            client_ring: RecvRing::new(mmsg::BATCH, CLIENT_SLOT),
+            upstream_ring: RecvRing::new(UPSTREAM_BATCH, UPSTREAM_SLOT),
+            udp_out: Vec::new(),
+            sender: SendBatch::new(),
+            oversize: (0, 0),
             signals: None,
             stop,
             shutdown_at: None,
@@ -249,6 +278,7 @@ impl Server {
                 .registry()
                 .register(&mut tcp, Token(TCP_LISTENER + i), Interest::READABLE)?;
             self.udp_listeners.push(udp);
+            self.udp_out.push(Vec::with_capacity(mmsg::BATCH));
             self.tcp_listeners.push(tcp);
         }
         Ok(())
@@ -295,6 +325,8 @@ impl Server {
         let mut stats = self.core.stats();
         self.policy.add_to(&mut stats);
         self.tls.add_to(&mut stats);
+        stats.dropped_queries += self.oversize.0;
+        stats.dropped_responses += self.oversize.1;
         stats
     }
 
@@ -330,6 +362,8 @@ impl Server {
             for event in events.iter() {
                 self.dispatch(now, event.token());
             }
+            // Answers gathered from the upstream sockets ready in this turn.
+            self.flush(now);
             for token in std::mem::take(&mut self.ready_again) {
                 self.dispatch(now, token);
             }
@@ -416,8 +450,14 @@ impl Server {
             // Spurious or stale: a socket closed earlier in this turn.
             _ => {}
         }
-        // Answers go out as soon as they exist, so a burst does not pile them up.
-        self.flush(now);
+        // Answers go out as soon as they exist, so a burst does not pile them up; but
+        // those to answers read from upstream sockets wait for the end of the turn's
+        // events (or a full batch), to go out together.
+        if (UPSTREAM_UDP..CLIENT_TCP).contains(&token.0) {
+            self.take_transmits(now);
+        } else {
+            self.flush(now);
+        }
     }
 
     fn on_signal(&mut self, now: Instant) {
@@ -466,34 +506,34 @@ impl Server {
         true
     }
 
+    /// Reads a client listener in batches until a batch comes back short (the socket
+    /// is then empty: see mmsg.rs for why no read until EAGAIN is needed) or the
+    /// per-turn limit is reached (then it is read again next turn).
     fn read_udp_listener(&mut self, now: Instant, i: usize) {
         if self.shutdown_at.is_some() {
             return; // no new queries once stopping (a re-queued read included)
         }
-        for _ in 0..MAX_DATAGRAMS_PER_TURN {
+        let mut read = 0;
+        while read < MAX_DATAGRAMS_PER_TURN {
             let Some(sock) = self.udp_listeners.get(i) else {
                 return;
             };
-            match sock.recv_from(&mut self.buf) {
-                Ok((n, addr)) => {
-                    let bytes = self.buf.get(..n).unwrap_or_default();
-                    match self.policy.admit_udp(now, addr, bytes) {
-                        Admit::Pass => {
-                            let client = Client::Udp { listener: i, addr };
-                            self.core.handle_query(now, client, bytes);
-                        }
-                        Admit::Reply(r) => {
-                            if sock.send_to(&r, addr).is_err() {
-                                self.send_errors += 1;
-                            }
-                        }
-                        Admit::Drop => {}
+            match self.client_ring.recv(sock) {
+                Ok(n) => {
+                    read += n;
+                    for d in 0..n {
+                        self.take_query(now, i, d);
+                    }
+                    if n < self.client_ring.slots() {
+                        return;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    // E.g. ECONNREFUSED left by an ICMP error for an answer we sent.
+                    // Not expected on an unconnected socket; the datagrams queued
+                    // behind it are read on (counted as one read, so this stays bounded).
+                    read += 1;
                     if let Some(n) = self.log.hit(now, "client-udp-recv") {
                         log::debug!("client UDP socket {i}: {e}{n}");
                     }
@@ -503,11 +543,43 @@ impl Server {
         self.ready_again.push(Token(UDP_LISTENER + i));
     }
 
+    /// Datagram `d` of the client ring, read on listener `i`: past the admission policy
+    /// to the core.
+    fn take_query(&mut self, now: Instant, i: usize, d: usize) {
+        let Some(dgram) = self.client_ring.get(d) else {
+            return;
+        };
+        let Some(addr) = dgram.from else {
+            return;
+        };
+        if dgram.truncated {
+            self.oversize.0 += 1;
+            return;
+        }
+        match self.policy.admit_udp(now, addr, dgram.bytes) {
+            Admit::Pass => {
+                let client = Client::Udp { listener: i, addr };
+                self.core.handle_query(now, client, dgram.bytes);
+            }
+            Admit::Reply(bytes) => self.queue_udp(i, Outgoing { to: addr, bytes }),
+            Admit::Drop => {}
+        }
+    }
+
+    /// Reads an upstream socket in batches, as a client listener. An error (ICMP port
+    /// unreachable: ECONNREFUSED) fails the queries on it; datagrams queued behind the
+    /// error are read next.
     fn read_upstream_udp(&mut self, now: Instant, u: usize, s: usize, generation: usize) {
         let Some(addr) = self.cfg.upstreams.get(u).copied() else {
             return;
         };
-        for _ in 0..MAX_DATAGRAMS_PER_TURN {
+        let source = Source::Udp {
+            upstream: u,
+            socket: s,
+            from: addr,
+        };
+        let mut read = 0;
+        while read < MAX_DATAGRAMS_PER_TURN {
             let Some(slot) = self.upstream_udp.get(u).and_then(|p| p.get(s)) else {
                 return;
             };
@@ -519,15 +591,19 @@ impl Server {
                     None => return,
                 }
             };
-            match sock.recv(&mut self.buf) {
+            match self.upstream_ring.recv(sock) {
                 Ok(n) => {
-                    let bytes = self.buf.get(..n).unwrap_or_default();
-                    let source = Source::Udp {
-                        upstream: u,
-                        socket: s,
-                        from: addr,
-                    };
-                    self.core.handle_response(now, source, bytes);
+                    read += n;
+                    for d in 0..n {
+                        match self.upstream_ring.get(d) {
+                            Some(g) if g.truncated => self.oversize.1 += 1,
+                            Some(g) => self.core.handle_response(now, source, g.bytes),
+                            None => {}
+                        }
+                    }
+                    if n < self.upstream_ring.slots() {
+                        return;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -543,13 +619,23 @@ impl Server {
         self.ready_again.push(upstream_token(u, s, generation));
     }
 
-    /// Carries out everything the core asked for.
+    /// Carries out everything the core asked for, and sends the gathered answers.
     fn flush(&mut self, now: Instant) {
+        self.take_transmits(now);
+        for i in 0..self.udp_out.len() {
+            self.send_udp_batch(i);
+        }
+    }
+
+    /// Carries out what the core asked for; answers to UDP clients are only gathered
+    /// (a full batch goes out at once).
+    fn take_transmits(&mut self, now: Instant) {
         while let Some(t) = self.core.poll_transmit() {
             let Transmit { to, bytes } = t;
             match to {
                 Dest::Client(Client::Udp { listener, addr }) => {
-                    self.send_udp_client(listener, addr, &bytes)
+                    self.queue_udp(listener, Outgoing { to: addr, bytes });
+                    continue;
                 }
                 Dest::Client(Client::Tcp { conn, .. }) => self.send_tcp_client(now, conn, &bytes),
                 // The core never sends to nobody; nothing to do if it did.
@@ -567,13 +653,37 @@ impl Server {
         }
     }
 
-    fn send_udp_client(&mut self, listener: usize, addr: SocketAddr, bytes: &[u8]) {
-        let Some(sock) = self.udp_listeners.get(listener) else {
+    /// Adds an answer to listener `i`'s batch, sending the batch once it is full.
+    fn queue_udp(&mut self, i: usize, out: Outgoing) {
+        let Some(queue) = self.udp_out.get_mut(i) else {
+            self.core.release(out.bytes);
             return;
         };
-        if let Err(e) = sock.send_to(bytes, addr) {
-            self.send_errors += 1;
-            log::debug!("answer to {addr} not sent: {e}");
+        queue.push(out);
+        if queue.len() >= mmsg::BATCH {
+            self.send_udp_batch(i);
+        }
+    }
+
+    /// Sends listener `i`'s gathered answers (sendmmsg) and gives their buffers back.
+    fn send_udp_batch(&mut self, i: usize) {
+        let Some(queue) = self.udp_out.get_mut(i) else {
+            return;
+        };
+        if queue.is_empty() {
+            return;
+        }
+        if let Some(sock) = self.udp_listeners.get(i) {
+            let report = self.sender.send(sock, queue);
+            if report.failed > 0 {
+                self.send_errors += report.failed as u64;
+                if let Some(e) = report.error {
+                    log::debug!("{} answers not sent on listener {i}: {e}", report.failed);
+                }
+            }
+        }
+        while let Some(out) = queue.pop() {
+            self.core.release(out.bytes);
         }
     }
 

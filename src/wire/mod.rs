@@ -17,6 +17,7 @@
 //!   integer, so every value, known or not, survives a round trip.
 #![deny(clippy::indexing_slicing)]
 
+mod check;
 mod edns;
 mod header;
 mod message;
@@ -27,6 +28,7 @@ mod record;
 mod view;
 mod writer;
 
+pub use check::{rdata_ok, walk_records, walk_viewed_records, RecordAt};
 pub use edns::{push_opt, Edns, EdnsOption};
 pub use header::{parse_header, set_id, Header, Opcode, Rcode};
 pub use message::{parse_message, Message};

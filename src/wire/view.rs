@@ -35,6 +35,10 @@ pub struct OptView {
 struct QuestionView {
     /// Offset of QNAME.
     name_at: usize,
+    /// Its uncompressed wire length if it sits whole at `name_at` (the first question
+    /// always does: a pointer must target an offset past the header and before the
+    /// name's start, and there is none), else 0.
+    whole_len: usize,
     qtype: RType,
     qclass: Class,
 }
@@ -49,6 +53,8 @@ pub struct MessageView<'a> {
     /// Offset just past the last record the header counts (bytes after it are
     /// trailing garbage).
     pub end: usize,
+    /// Offset just past the question section (of the first record).
+    records_at: usize,
 }
 
 impl<'a> MessageView<'a> {
@@ -74,10 +80,12 @@ impl<'a> MessageView<'a> {
             let name_at = offset_in(msg, i);
             // The first QNAME is followed through its pointers (it is what gets read and
             // compared); the others are stepped over in place.
-            let rest = if n == 0 {
-                walk_name(msg, i, |_| ())?.0
+            let (rest, whole_len) = if n == 0 {
+                let (rest, len) = walk_name(msg, i, |_| ())?;
+                let whole = offset_in(msg, rest) - name_at == len;
+                (rest, if whole { len } else { 0 })
             } else {
-                skip_name(msg, i)?.0
+                (skip_name(msg, i)?.0, 0)
             };
             let Some((fixed, rest)) = rest.split_first_chunk::<4>() else {
                 return Err(truncated(rest));
@@ -86,12 +94,14 @@ impl<'a> MessageView<'a> {
                 let [t0, t1, c0, c1] = *fixed;
                 question = Some(QuestionView {
                     name_at,
+                    whole_len,
                     qtype: RType(u16::from_be_bytes([t0, t1])),
                     qclass: Class(u16::from_be_bytes([c0, c1])),
                 });
             }
             i = rest;
         }
+        let records_at = offset_in(msg, i);
         let mut opt = None;
         let records = usize::from(header.ancount) + usize::from(header.nscount);
         for n in 0..records + usize::from(header.arcount) {
@@ -136,7 +146,13 @@ impl<'a> MessageView<'a> {
             question,
             opt,
             end: offset_in(msg, i),
+            records_at,
         })
+    }
+
+    /// Offset of the first record (just past the question section).
+    pub fn records_at(&self) -> usize {
+        self.records_at
     }
 
     /// The message the view looks at.
@@ -149,12 +165,31 @@ impl<'a> MessageView<'a> {
         self.question.map(|q| (q.qtype, q.qclass))
     }
 
+    /// The first question's name as it sits in the message: uncompressed wire form, in
+    /// the sender's spelling (`None` if there is no question). No copy, no second walk.
+    pub fn qname(&self) -> Option<&'a [u8]> {
+        let q = self.question?;
+        self.msg
+            .get(q.name_at..q.name_at + q.whole_len)
+            .filter(|n| !n.is_empty())
+    }
+
     /// Copies the first question's name, uncompressed, into `out` and returns its wire
     /// length (0 if there is no question). With `lowercase`, ASCII letters are folded.
     pub fn qname_wire(&self, out: &mut [u8; MAX_NAME_LEN], lowercase: bool) -> usize {
         let Some(q) = self.question else {
             return 0;
         };
+        if let Some(name) = self.qname() {
+            let Some(dst) = out.get_mut(..name.len()) else {
+                return 0;
+            };
+            dst.copy_from_slice(name);
+            if lowercase {
+                dst.make_ascii_lowercase();
+            }
+            return name.len();
+        }
         let Some(start) = self.msg.get(q.name_at..) else {
             return 0;
         };

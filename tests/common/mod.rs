@@ -152,6 +152,9 @@ impl Drop for MockUpstream {
 fn bind_pair() -> (UdpSocket, TcpListener) {
     for _ in 0..20 {
         let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        // Room for a burst of queries while the mock's thread waits for a CPU (the
+        // default 208 KiB holds ~200 datagrams; the kernel caps this at rmem_max).
+        let _ = socket2::SockRef::from(&udp).set_recv_buffer_size(4 << 20);
         if let Ok(tcp) = TcpListener::bind(udp.local_addr().unwrap()) {
             return (udp, tcp);
         }
