@@ -7,13 +7,14 @@
 # correctness (0 lost, no bad rcode, every loop working), not of scaling.
 #
 #   benches/threads.sh [BINARY]     (default: target/release/dnsfwd, built if missing)
-#   THREADS=2 SECS=10 QUERIES=miss benches/threads.sh
+#   THREADS=2 SECS=10 QUERIES=miss MODE=udp benches/threads.sh   (MODE=tcp: loop 0 reads
+#   every connection and hands the queries it does not own to their loops)
 set -euo pipefail
 export LC_ALL=C PATH="$PATH:/usr/sbin:/sbin"
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BENCH=${BENCH:-$ROOT/../shared/bench}
 BIN=${1:-$ROOT/target/release/dnsfwd}
-THREADS=${THREADS:-2} SECS=${SECS:-10} QUERIES=${QUERIES:-miss}
+THREADS=${THREADS:-2} SECS=${SECS:-10} QUERIES=${QUERIES:-miss} MODE=${MODE:-udp}
 [[ -x $BENCH/upstream.sh ]] || { echo "threads.sh: $BENCH/upstream.sh not found (set BENCH)" >&2; exit 1; }
 command -v dnsperf >/dev/null || { echo "threads.sh: dnsperf is missing" >&2; exit 1; }
 [[ -x $BIN ]] || (cd "$ROOT" && cargo build --release)
@@ -39,10 +40,10 @@ for _ in $(seq 40); do
     sleep 0.25
 done
 dnsperf -s 127.0.0.1 -p "$PORT" -d "$BENCH/queries/$QUERIES.txt" -l "$SECS" \
-    -c 10 -q 100 -t 2 -T 1 >"$W/perf" 2>&1 || true
+    -m "$MODE" -c 10 -q 100 -t 2 -T 1 >"$W/perf" 2>&1 || true
 kill -TERM "$FWD"
 wait "$FWD" || true
 FWD=
-echo "dnsfwd --threads $THREADS, dnsperf $SECS s ($QUERIES.txt, -c 10 -q 100), knotd upstream"
+echo "dnsfwd --threads $THREADS, dnsperf $SECS s ($QUERIES.txt, -m $MODE -c 10 -q 100), knotd upstream"
 grep -E "Queries (sent|completed|lost)|Response codes|Queries per second" "$W/perf"
 grep -E "stopped|handed" "$W/fwd.log" | sed -E 's/.*(stopped[^:]*: queries=[0-9]+ forwarded=[0-9]+).*/\1/'
