@@ -162,6 +162,11 @@ pub struct ServeArgs {
     /// The private key (PEM) of --tls-cert; SIGHUP reads it again.
     #[arg(long, value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
+    /// Event loops to run, each on its own thread with its own upstream sockets and a
+    /// share of the cache; `auto` = one per available core. Queries are spread by
+    /// question name (see README, "Threads"). Default: 1.
+    #[arg(long, value_name = "N|auto", value_parser = crate::config::parse_threads)]
+    pub threads: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]

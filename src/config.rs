@@ -53,6 +53,26 @@ pub struct Config {
     pub local: LocalConfig,
     /// DNS over TLS: upstreams, the DoT listener and its certificate.
     pub tls: TlsConfig,
+    /// Event loops (`--threads`), 1..=MAX_THREADS.
+    pub threads: usize,
+}
+
+/// Most event loops `--threads` may ask for.
+pub const MAX_THREADS: usize = 256;
+
+/// Parses `--threads`: a number in 1..=MAX_THREADS, or `auto` (the cores this process
+/// may run on, as `std::thread::available_parallelism` counts them).
+pub fn parse_threads(s: &str) -> Result<usize, String> {
+    let n = match s {
+        "auto" => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        _ => s
+            .parse::<usize>()
+            .map_err(|_| format!("{s:?} is neither a number nor \"auto\""))?,
+    };
+    match n {
+        1..=MAX_THREADS => Ok(n),
+        _ => Err(format!("{n} is not in 1..={MAX_THREADS}")),
+    }
 }
 
 /// DNS over TLS settings (`--upstream tls://…`, `--tls-ca`, `--listen-tls`,
@@ -107,6 +127,7 @@ impl Default for Config {
             log_queries: false,
             local: LocalConfig::default(),
             tls: TlsConfig::default(),
+            threads: 1,
         }
     }
 }
@@ -364,6 +385,9 @@ impl Config {
                 ));
             }
             cfg.max_pending_per_client = n;
+        }
+        if let Some(n) = args.threads {
+            cfg.threads = n;
         }
         if let Some(n) = args.max_udp_size {
             if n < 512 {

@@ -71,6 +71,8 @@ pub struct FileArgs {
     pub listen_tls: Option<Vec<SocketAddr>>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    #[serde(default, deserialize_with = "de_threads")]
+    pub threads: Option<usize>,
 }
 
 /// The settings of `args` with its `--config` file (if any) under them, read now: the
@@ -152,6 +154,7 @@ pub fn merge(cli: ServeArgs, file: FileArgs) -> (ServeArgs, Vec<&'static str>) {
         listen_tls,
         tls_cert,
         tls_key,
+        threads,
     } = file;
     let merged = ServeArgs {
         listen: list(u, "listen", cli.listen, listen),
@@ -202,6 +205,7 @@ pub fn merge(cli: ServeArgs, file: FileArgs) -> (ServeArgs, Vec<&'static str>) {
         listen_tls: list(u, "listen-tls", cli.listen_tls, listen_tls),
         tls_cert: opt(u, "tls-cert", cli.tls_cert, tls_cert),
         tls_key: opt(u, "tls-key", cli.tls_key, tls_key),
+        threads: opt(u, "threads", cli.threads, threads),
         config: cli.config,
     };
     (merged, used)
@@ -350,6 +354,24 @@ fn de_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     }
 }
 
+/// `threads = 2` or `threads = "auto"`.
+fn de_threads<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Threads {
+        Count(u64),
+        Text(String),
+    }
+    let text = match Threads::deserialize(d) {
+        Ok(Threads::Count(n)) => n.to_string(),
+        Ok(Threads::Text(s)) => s,
+        Err(_) => return Err(serde::de::Error::custom("expected a number or \"auto\"")),
+    };
+    crate::config::parse_threads(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,6 +405,29 @@ mod tests {
                 "the example does not document `{key}`"
             );
         }
+    }
+
+    #[test]
+    fn threads_is_a_number_or_auto() {
+        assert_eq!(parse_str("threads = 2\n").unwrap().threads, Some(2));
+        let auto = parse_str("threads = \"auto\"\n").unwrap().threads;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(auto, Some(cores));
+        for bad in [
+            "threads = 0\n",
+            "threads = \"many\"\n",
+            "threads = 100000\n",
+        ] {
+            let e = parse_str(bad).unwrap_err().to_string();
+            assert!(e.starts_with("t.toml:1: threads"), "{bad}: {e}");
+        }
+        // The command line wins over the file.
+        let cli = ServeArgs {
+            threads: Some(3),
+            ..ServeArgs::default()
+        };
+        let (args, _) = merge(cli, parse_str("threads = 2\n").unwrap());
+        assert_eq!(args.threads, Some(3));
     }
 
     #[test]

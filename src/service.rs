@@ -6,7 +6,7 @@ use nix::unistd::{getuid, setgid, setgroups, setuid, Uid, User};
 
 use crate::cli::ServeArgs;
 use crate::config_file;
-use crate::server::Server;
+use crate::server::{Group, Server};
 
 /// Loads the settings, binds, switches user if asked, and serves until SIGINT/SIGTERM.
 /// Exit status 2 for bad settings (one line on stderr), 1 when serving fails.
@@ -19,6 +19,9 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     let user = cfg.user.clone();
+    if cfg.threads > 1 {
+        return serve_group(cfg, args);
+    }
     let served = Server::bind(cfg)
         .and_then(|s| drop_privileges(user.as_deref()).map(|()| s))
         .and_then(|mut s| s.handle_signals().map(|()| s))
@@ -29,6 +32,32 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         });
     match served {
         Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dnsfwd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--threads N` above 1: the same steps for a group of N loops (server/group.rs).
+fn serve_group(cfg: crate::config::Config, args: ServeArgs) -> ExitCode {
+    let user = cfg.user.clone();
+    let served = Group::bind(cfg)
+        .and_then(|g| drop_privileges(user.as_deref()).map(|()| g))
+        .and_then(|mut g| g.handle_signals().map(|()| g))
+        .and_then(|mut g| {
+            g.set_reload(Box::new(move || config_file::load(&args)));
+            g.run()
+        });
+    match served {
+        Ok(per_loop) => {
+            let mut total = crate::stats::Stats::default();
+            for s in &per_loop {
+                total += *s;
+            }
+            log::info!("stopped ({} loops): {total}", per_loop.len());
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("dnsfwd: {e}");
             ExitCode::FAILURE

@@ -167,3 +167,98 @@ impl fmt::Display for Stats {
         )
     }
 }
+
+/// The sum of the counters of several event loops (`--threads`).
+impl std::ops::AddAssign for Stats {
+    fn add_assign(&mut self, other: Stats) {
+        // Exhaustive on purpose: a new counter that is not summed does not compile.
+        let Stats {
+            queries,
+            forwarded,
+            answers,
+            dropped_queries,
+            formerr,
+            notimp,
+            servfail,
+            overload,
+            dropped_responses,
+            timeouts,
+            upstream_errors,
+            tcp_retries,
+            truncated,
+            cache_hits,
+            cache_misses,
+            coalesced,
+            stale_served,
+            prefetches,
+            near_misses,
+            case_mismatches,
+            moved_to_tcp,
+            late_answers,
+            tcp_queries,
+            rng_failures,
+            evicted_queries,
+            loops,
+            refused_acl,
+            dropped_acl,
+            rate_limited,
+            slipped,
+            tcp_refused,
+            tcp_capped,
+            tcp_evicted,
+            tcp_slow,
+            cache_evictions,
+            cache_refused,
+            local_answers,
+            blocked,
+            tls_upstream_handshakes,
+            tls_upstream_resumed,
+            tls_upstream_failures,
+            tls_client_handshakes,
+            tls_client_failures,
+        } = other;
+        self.queries += queries;
+        self.forwarded += forwarded;
+        self.answers += answers;
+        self.dropped_queries += dropped_queries;
+        self.formerr += formerr;
+        self.notimp += notimp;
+        self.servfail += servfail;
+        self.overload += overload;
+        self.dropped_responses += dropped_responses;
+        self.timeouts += timeouts;
+        self.upstream_errors += upstream_errors;
+        self.tcp_retries += tcp_retries;
+        self.truncated += truncated;
+        self.cache_hits += cache_hits;
+        self.cache_misses += cache_misses;
+        self.coalesced += coalesced;
+        self.stale_served += stale_served;
+        self.prefetches += prefetches;
+        self.near_misses += near_misses;
+        self.case_mismatches += case_mismatches;
+        self.moved_to_tcp += moved_to_tcp;
+        self.late_answers += late_answers;
+        self.tcp_queries += tcp_queries;
+        self.rng_failures += rng_failures;
+        self.evicted_queries += evicted_queries;
+        self.loops += loops;
+        self.refused_acl += refused_acl;
+        self.dropped_acl += dropped_acl;
+        self.rate_limited += rate_limited;
+        self.slipped += slipped;
+        self.tcp_refused += tcp_refused;
+        self.tcp_capped += tcp_capped;
+        self.tcp_evicted += tcp_evicted;
+        self.tcp_slow += tcp_slow;
+        self.cache_evictions += cache_evictions;
+        self.cache_refused += cache_refused;
+        self.local_answers += local_answers;
+        self.blocked += blocked;
+        self.tls_upstream_handshakes += tls_upstream_handshakes;
+        self.tls_upstream_resumed += tls_upstream_resumed;
+        self.tls_upstream_failures += tls_upstream_failures;
+        self.tls_client_handshakes += tls_client_handshakes;
+        self.tls_client_failures += tls_client_failures;
+    }
+}

@@ -404,3 +404,105 @@ fn user_drops_root_after_binding_and_still_answers() {
         "{err}"
     );
 }
+
+/// A name `prefix{i}.example` that loop `owner` of `n` owns (`--threads`).
+fn owned_by(prefix: &str, owner: u32, n: u32) -> String {
+    (0..)
+        .map(|i| format!("{prefix}{i}.example"))
+        .find(|name| {
+            dnsfwd::server::steer::steer(&query(1, name, RType::A, None), n) == Some(owner)
+        })
+        .unwrap()
+}
+
+#[test]
+fn threads_two_loops_reload_count_and_stop_together() {
+    let (a, b) = (MockUpstream::echo(), MockUpstream::echo());
+    let text = |up: SocketAddr| {
+        format!("listen = [\"127.0.0.1:0\"]\nupstream = [\"{up}\"]\nthreads = 2\n")
+    };
+    let cfg = TempConfig::new("threads", &text(a.addr));
+    let mut d = Daemon::start(&["--config", cfg.path()]);
+    for owner in 0..2 {
+        let name = owned_by("before", owner, 2);
+        assert_eq!(rcode(&d.ask(1, &name)), Rcode::NOERROR);
+    }
+    assert_eq!(a.udp_queries.load(Ordering::SeqCst), 2);
+    // SIGHUP: loop 0 reads the file and both loops switch upstreams.
+    cfg.write(&text(b.addr));
+    d.signal("HUP");
+    let line = d.wait_line("reloaded: ");
+    assert!(
+        line.contains(&b.addr.to_string()) && line.contains("2 loops"),
+        "{line}"
+    );
+    d.wait_line("reloaded (loop 1)");
+    for owner in 0..2 {
+        let name = owned_by("after", owner, 2);
+        assert_eq!(rcode(&d.ask(2, &name)), Rcode::NOERROR);
+    }
+    assert_eq!(b.udp_queries.load(Ordering::SeqCst), 2, "both loops use b");
+    assert_eq!(a.udp_queries.load(Ordering::SeqCst), 2);
+    // SIGUSR1: the sum over the loops (each publishes every 100 ms).
+    std::thread::sleep(Duration::from_millis(300));
+    d.signal("USR1");
+    let line = d.wait_line("stats: ");
+    assert!(line.contains(" queries=4 "), "{line}");
+    d.signal("TERM");
+    let line = d.wait_line("stopped (2 loops): ");
+    assert!(line.contains(" queries=4 "), "{line}");
+    let status = d.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn threads_a_busy_port_is_still_an_error() {
+    let up = MockUpstream::echo();
+    let upstream = up.addr.to_string();
+    let d = Daemon::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &upstream,
+        "--threads",
+        "2",
+    ]);
+    let taken = d.addr.to_string();
+    // Another dnsfwd, with or without threads, fails at the (exclusive) TCP listener
+    // and never joins the UDP group.
+    for threads in ["2", "1", "auto"] {
+        let (code, err) = run_to_exit(&[
+            "--listen",
+            &taken,
+            "--upstream",
+            &upstream,
+            "--threads",
+            threads,
+        ]);
+        assert_eq!(code, Some(1), "--threads {threads} on {taken}: {err}");
+        assert!(err.contains(&taken) && err.contains("in use"), "{err}");
+    }
+    drop(d);
+    // And the other way round: a port held by a one-loop dnsfwd.
+    let d = Daemon::start(&["--listen", "127.0.0.1:0", "--upstream", &upstream]);
+    let taken = d.addr.to_string();
+    let (code, err) = run_to_exit(&[
+        "--listen",
+        &taken,
+        "--upstream",
+        &upstream,
+        "--threads",
+        "2",
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains(&taken) && err.contains("in use"), "{err}");
+}
+
+#[test]
+fn threads_must_be_a_count_or_auto() {
+    for bad in ["0", "many", "100000"] {
+        let (code, err) = run_to_exit(&["--upstream", "192.0.2.1", "--threads", bad]);
+        assert_eq!(code, Some(2), "--threads {bad}: {err}");
+        assert!(err.contains("--threads"), "{err}");
+    }
+}

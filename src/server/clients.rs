@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use mio::{Interest, Token};
 
+use super::group::{self, Route};
 use super::tcp::{ClientConn, Framed, ReadState, MAX_FRAMES_PER_TURN, MAX_WRITE_BACKLOG};
 use super::tls::Stream;
 use super::{conn_id, split_conn_id, Server, CLIENT_TCP, PADDED_QUERY, TOKEN_SPACE};
@@ -111,6 +112,11 @@ impl Server {
 
     /// Reads framed queries from client connection `n` and hands them to the core.
     pub(super) fn read_client(&mut self, now: Instant, n: usize) {
+        self.read_client_frames(now, n);
+        self.send_refused(now);
+    }
+
+    fn read_client_frames(&mut self, now: Instant, n: usize) {
         let Some(Some(conn)) = self.clients.get_mut(n) else {
             return;
         };
@@ -125,6 +131,8 @@ impl Server {
         conn.read_paused = false;
         let (id, addr) = (conn_id(n, conn.generation), conn.addr);
         let core = &mut self.core;
+        // --threads: a query another loop owns goes there (group.rs).
+        let mut link = self.link.as_mut();
         let (mut frames, mut outstanding) = (0, 0);
         let tls = conn.stream.is_tls();
         let state = conn.io.read_frames(
@@ -138,7 +146,13 @@ impl Server {
                     true => id | PADDED_QUERY,
                     false => id,
                 };
-                if core.handle_query(now, Client::Tcp { conn, addr }, frame) {
+                let client = Client::Tcp { conn, addr };
+                let taken = match group::route(link.as_deref_mut(), client, frame) {
+                    Route::Here => core.handle_query(now, client, frame),
+                    Route::Sent => true,
+                    Route::Refused(reply) => group::refuse(link.as_deref_mut(), client, reply),
+                };
+                if taken {
                     outstanding += 1;
                 }
             },
@@ -197,6 +211,9 @@ impl Server {
     }
 
     pub(super) fn send_tcp_client(&mut self, now: Instant, id: usize, bytes: &[u8]) {
+        if self.answer_remote(id, bytes) {
+            return; // a query handed to this loop by another (--threads)
+        }
         let (n, unmarked) = split_conn_id(id);
         let Some(Some(conn)) = self.clients.get_mut(n) else {
             return;

@@ -79,8 +79,13 @@ impl Server {
         self.metrics.as_ref().and_then(MetricsHttp::local_addr)
     }
 
-    /// What a scrape shows now.
+    /// What a scrape shows now (with `--threads`, the sum over the loops).
     pub fn metrics_snapshot(&self) -> Snapshot {
+        self.group_snapshot(self.own_snapshot())
+    }
+
+    /// This loop's part of [`Server::metrics_snapshot`].
+    pub(super) fn own_snapshot(&self) -> Snapshot {
         let mut snap = Snapshot::new(self.stats(), self.core.events());
         snap.send_errors = self.send_errors;
         snap.cache_entries = self.core.cache_entries();

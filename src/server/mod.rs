@@ -9,17 +9,20 @@
 //! policy ([`crate::policy`]: ACL, rate limit, TCP slots) before the core sees it.
 mod admission;
 mod clients;
+mod group;
 mod hints;
 mod limits;
 mod memory;
 mod metrics_http;
 mod mmsg;
 mod reload;
+pub mod steer;
 mod tcp;
 mod tls;
 mod udp;
 mod upstream_tcp;
 
+pub use group::{per_loop, Group};
 pub use reload::LoadConfig;
 pub use upstream_tcp::MAX_TCP_PER_UPSTREAM;
 
@@ -162,12 +165,19 @@ pub struct Server {
     tls_listeners: Vec<TcpListener>,
     /// DNS over TLS: the configs for upstreams and clients, and its counters.
     tls: tls::TlsState,
+    /// With `--threads` above 1: the other loops (see group.rs).
+    link: Option<group::Link>,
 }
 
 impl Server {
     /// Binds every listening and upstream socket. A listen port of 0 picks a free port,
     /// the same for UDP and TCP.
-    pub fn bind(mut cfg: Config) -> io::Result<Server> {
+    pub fn bind(cfg: Config) -> io::Result<Server> {
+        Server::build(cfg, None)
+    }
+
+    /// [`Server::bind`], or with the client sockets `given` (a loop of a [`Group`]).
+    fn build(mut cfg: Config, given: Option<group::Listeners>) -> io::Result<Server> {
         // Room for the upstream socket pools: raise the descriptor limit, and size the
         // pools to it (the core's guessing floor then sends more over TCP if they shrink).
         let fd_limit = limits::raise_fd_limit();
@@ -221,11 +231,17 @@ impl Server {
             log_due: None,
             tls_listeners: Vec::new(),
             tls: tls::TlsState::new(&cfg.tls)?,
+            link: None,
             poll,
             cfg,
         };
-        server.bind_listeners()?;
-        server.bind_tls_listeners()?;
+        match given {
+            None => {
+                server.bind_listeners()?;
+                server.bind_tls_listeners()?;
+            }
+            Some(given) => server.adopt(given)?,
+        }
         admission::check_self_loop(&server.local_addrs(), &server.cfg.upstreams)?;
         server.bind_upstreams()?;
         if let Some(addr) = server.cfg.metrics {
@@ -371,6 +387,7 @@ impl Server {
         }
         let stats = self.stats();
         log::info!("stopped: {stats} send_errors={}", self.send_errors);
+        self.log_handoffs();
         Ok(stats)
     }
 
@@ -393,6 +410,7 @@ impl Server {
 
     fn has_connections(&self) -> bool {
         self.reload.is_retiring()
+            || self.link.is_some() // publishes its counters every sweep
             || self.clients.iter().any(Option::is_some)
             || self.upstream_tcp.iter().any(UpstreamPool::is_active)
             || self.retired_udp
@@ -405,7 +423,7 @@ impl Server {
     fn dispatch(&mut self, now: Instant, token: Token) {
         match token.0 {
             0 => self.on_signal(now),
-            1 if self.stop.stop.load(Ordering::SeqCst) => self.begin_shutdown(now),
+            1 => self.on_wake(now),
             METRICS_LISTENER => self.metrics_accept(now),
             t if (METRICS_CONN..METRICS_CONN + MAX_SCRAPERS).contains(&t) => {
                 self.metrics_ready(t - METRICS_CONN)
@@ -458,6 +476,7 @@ impl Server {
         if self.shutdown_at.is_some() {
             return;
         }
+        self.stop_peers();
         for l in &mut self.udp_listeners {
             let _ = self.poll.registry().deregister(l);
         }
@@ -475,7 +494,7 @@ impl Server {
             return false;
         };
         let flushed = self.clients.iter().flatten().all(|c| c.io.backlog() == 0);
-        if self.core.pending() == 0 && flushed {
+        if self.core.pending() == 0 && flushed && self.handoffs_done() {
             return true;
         }
         if now < at {
@@ -746,6 +765,7 @@ impl Server {
             still_retired |= slot.retired.is_some();
         }
         self.retired_udp = still_retired;
+        self.publish();
     }
 }
 
@@ -756,7 +776,10 @@ fn upstream_token(u: usize, s: usize, generation: usize) -> Token {
 /// A client connection's identity for the core: its slot and its generation (as many
 /// of its bits as fit).
 fn conn_id(n: usize, generation: u32) -> usize {
-    (generation as usize) << 17 | n
+    // 31 bits of the generation (bits 17 to 47): a query handed to another loop
+    // (--threads, group.rs) carries the identity in 48 bits. A slot's generation
+    // repeats after 2^31 connections to it, long after any query of the first is over.
+    ((generation & 0x7FFF_FFFF) as usize) << 17 | n
 }
 
 /// Set in the identity the core is given with a query that carried EDNS Padding: the

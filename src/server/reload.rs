@@ -96,7 +96,11 @@ impl Server {
     pub(super) fn on_os_signal(&mut self, now: Instant, sig: std::ffi::c_int) {
         match sig {
             SIGHUP => self.on_hangup(),
-            SIGUSR1 => log::info!("stats: {} send_errors={}", self.stats(), self.send_errors),
+            SIGUSR1 => log::info!(
+                "stats: {} send_errors={}",
+                self.group_stats(),
+                self.send_errors
+            ),
             SIGUSR2 => log::info!("SIGUSR2 ignored (SIGHUP reloads, SIGUSR1 logs the stats)"),
             _ => {
                 log::info!("signal received; shutting down");
@@ -114,7 +118,7 @@ impl Server {
         };
         match load()
             .map_err(|e| e.to_string())
-            .and_then(|cfg| self.reload(cfg))
+            .and_then(|cfg| self.reload_group(cfg))
         {
             Ok(summary) => log::info!("reloaded: {summary}"),
             Err(e) => log::error!("reload failed, still running the previous settings: {e}"),
@@ -192,6 +196,13 @@ impl Server {
                 old.tls.listen
             ));
             new.tls.listen.clone_from(&old.tls.listen);
+        }
+        if new.threads != old.threads {
+            notes.push(format!(
+                "--threads changes only on restart (still {})",
+                old.threads
+            ));
+            new.threads = old.threads;
         }
         new.listen.clone_from(&old.listen);
         new.user.clone_from(&old.user);

@@ -25,6 +25,22 @@ pub fn bind_listener(addr: SocketAddr) -> io::Result<UdpSocket> {
     Ok(UdpSocket::from_std(socket.into()))
 }
 
+/// One of the `--threads` client UDP sockets of `addr`: as [`bind_listener`], with
+/// SO_REUSEPORT so that each loop has its own socket (and kernel queue) on the same
+/// address. Only sockets of the same user can join the group; another dnsfwd is kept
+/// out by the TCP listener on the same port, bound first and without SO_REUSEPORT.
+pub fn bind_shared_listener(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    let _ = socket.set_recv_buffer_size(RECV_BUFFER);
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(UdpSocket::from_std(socket.into()))
+}
+
 /// A socket on a random ephemeral port (chosen by the kernel, which randomises it),
 /// connected to `upstream`: the kernel then delivers only datagrams from that address
 /// and port, and reports ICMP port unreachable as ECONNREFUSED.
