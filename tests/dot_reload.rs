@@ -8,13 +8,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{channel, Receiver};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::daemon::Daemon;
 use common::dot::{
     cert_der, client_config, make_pki, make_pki_as, served_cert, tls_ask, tls_connect, DotOpts,
     DotServer, TempDir,
@@ -23,80 +22,7 @@ use common::{query, udp_ask, wait_until, MockUpstream};
 use dnsfwd::wire::{parse_message, RType, Rcode};
 use rustls::HandshakeKind;
 
-const BIN: &str = env!("CARGO_BIN_EXE_dnsfwd");
 const WAIT: Duration = Duration::from_secs(5);
-
-/// A running `dnsfwd`, killed on drop; its stderr lines arrive on a channel.
-struct Daemon {
-    child: Child,
-    lines: Receiver<String>,
-    addr: SocketAddr,
-}
-
-impl Daemon {
-    #[track_caller]
-    fn start(args: &[&str]) -> Daemon {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, lines) = channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut d = Daemon {
-            child,
-            lines,
-            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-        };
-        let startup = d.wait_line("listening on [");
-        d.addr = startup
-            .split("listening on [")
-            .nth(1)
-            .and_then(|s| s.split([']', ',']).next())
-            .unwrap()
-            .parse()
-            .unwrap();
-        d
-    }
-
-    fn hup(&self) {
-        let ok = Command::new("kill")
-            .args(["-HUP", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success(), "kill -HUP");
-    }
-
-    /// The next stderr line containing `pattern` (within `WAIT`).
-    #[track_caller]
-    fn wait_line(&mut self, pattern: &str) -> String {
-        let until = Instant::now() + WAIT;
-        let mut seen = Vec::new();
-        while let Some(left) = until.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(pattern) => return line,
-                Ok(line) => seen.push(line),
-                Err(_) => break,
-            }
-        }
-        panic!("no line with {pattern:?} within {WAIT:?}; saw {seen:?}");
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -1,6 +1,7 @@
 //! Helpers for the integration tests: the real forwarder on an ephemeral loopback port,
 //! a scriptable mock upstream (UDP and TCP), and clients. Every wait is bounded.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+pub mod daemon;
 pub mod dot;
 pub mod forger;
 
