@@ -218,10 +218,13 @@ check() { # MODE TOOL SERVER args...
 }
 SERVERS=(127.0.0.1)
 ((HAVE_V6)) && SERVERS+=(::1)
+# The budget counts the queries only: installing packages and the release build take
+# what the machine gives them (minutes on a loaded or cold one).
+TQ=$SECONDS
 for srv in "${SERVERS[@]}"; do
     for q in "${QUERIES[@]}"; do
         kill -0 "$FWD_PID" 2>/dev/null || die "dnsfwd died (before: $q)"
-        if ((SECONDS - T0 > 400)); then
+        if ((SECONDS - TQ > 400)); then
             FAIL=$((FAIL + 1)); log "FAIL: time budget (400 s) used up; queries stopped"; break 2
         fi
         mode=""
