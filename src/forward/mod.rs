@@ -479,6 +479,16 @@ impl Forwarder {
         self.pending.recycle(bytes);
     }
 
+    /// Forgets the cache without freeing its entries (the process is about to exit, which
+    /// takes the memory back at once); the cache is off from here on.
+    pub fn leak_cache(&mut self) {
+        let off = Cache::new(CacheConfig {
+            max_entries: 0,
+            ..CacheConfig::default()
+        });
+        std::mem::forget(std::mem::replace(&mut self.cache, off));
+    }
+
     /// Answers every query in flight with SERVFAIL (shutdown).
     pub fn fail_all(&mut self, now: Instant) {
         let all: Vec<Slot> = self.pending.slots().map(|(s, _)| s).collect();
