@@ -569,7 +569,7 @@ impl Forwarder {
     fn start(
         &mut self,
         now: Instant,
-        key: Key,
+        key: &Key,
         hash: Option<u64>,
         waiters: Vec<Waiter>,
         stale: bool,
@@ -598,7 +598,7 @@ impl Forwarder {
             }
         };
         if !admitted {
-            self.overloaded(now, &key, &waiters, stale);
+            self.overloaded(now, key, &waiters, stale);
             self.recycle_waiters(waiters);
             return None;
         }
@@ -614,13 +614,13 @@ impl Forwarder {
         });
         let Some((spelling, id, via)) = drawn else {
             self.stats.rng_failures += 1;
-            self.answer_with_error(&key, &waiters, Rcode::SERVFAIL, NO_RANDOMNESS);
+            self.answer_with_error(key, &waiters, Rcode::SERVFAIL, NO_RANDOMNESS);
             self.recycle_waiters(waiters);
             return None;
         };
         let deadline = now + self.cfg.deadline;
         let p = Pending {
-            key,
+            key: key.clone(),
             inflight: None,
             next_inflight: None,
             spelling,
