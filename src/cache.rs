@@ -22,7 +22,9 @@ use crate::wire::{
 
 mod ghost;
 mod intake;
+mod sip;
 mod store;
+pub(crate) use sip::Keyed;
 pub use store::key_hash;
 pub(crate) use store::Prehashed;
 

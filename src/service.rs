@@ -28,6 +28,7 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         .and_then(|mut s| {
             // SIGHUP reads everything again the way start-up did, flags included.
             s.set_reload(Box::new(move || config_file::load(&args)));
+            s.exit_after_run();
             s.run()
         });
     match served {
@@ -47,6 +48,7 @@ fn serve_group(cfg: crate::config::Config, args: ServeArgs) -> ExitCode {
         .and_then(|mut g| g.handle_signals().map(|()| g))
         .and_then(|mut g| {
             g.set_reload(Box::new(move || config_file::load(&args)));
+            g.exit_after_run();
             g.run()
         });
     match served {

@@ -14,7 +14,7 @@
 //! count. Both bounds (entries, octets) hold after every insertion; every entry is
 //! charged what it takes (`Entry::size`) and the ghost its fixed size.
 use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Instant;
 
 use super::ghost::Ghost;
@@ -109,7 +109,7 @@ pub fn key_hash(question_hash: u64, flags: u8) -> u64 {
 /// the queue its `queue` names exactly once; the queues' totals add up to `len` and
 /// `bytes`; after an insertion `len ≤ max_entries` and `bytes ≤ max_bytes`.
 pub(super) struct Store {
-    hasher: RandomState,
+    hasher: super::Keyed,
     index: HashMap<u64, u32, BuildHasherDefault<Prehashed>>,
     nodes: Vec<Node>,
     /// First free node, or NIL.
@@ -132,7 +132,7 @@ impl Store {
     pub(super) fn new(max_entries: usize, max_bytes: usize, stale_window: u32) -> Store {
         let ghost = Ghost::new(max_entries.min(max_bytes / TYPICAL_ENTRY) / SMALL_SHARE * 9);
         Store {
-            hasher: RandomState::new(),
+            hasher: super::Keyed::random(),
             index: HashMap::default(),
             nodes: Vec::new(),
             free: NIL,
@@ -160,7 +160,7 @@ impl Store {
 
     /// The keyed hash (SipHash, random key per process) of a question: name, type, class.
     pub(super) fn question_hash(&self, question: &[u8]) -> u64 {
-        self.hasher.hash_one(question)
+        self.hasher.hash(question)
     }
 
     pub(super) fn len(&self) -> usize {

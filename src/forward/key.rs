@@ -46,19 +46,34 @@ impl Key {
     /// one walk of the name; `None` if it has no question. The key's octets are those of
     /// [`crate::cache::key_of`].
     pub fn with_spelling(view: &MessageView<'_>) -> Option<(Key, Spelling)> {
+        let mut key = Key::EMPTY;
+        let spelling = key.read_spelled(view)?;
+        Some((key, spelling))
+    }
+
+    /// No question (all zeros, length 0): a place for [`read_spelled`](Self::read_spelled).
+    pub const EMPTY: Key = Key {
+        bytes: [0; MAX_KEY_LEN],
+        len: 0,
+    };
+
+    /// [`with_spelling`](Self::with_spelling) into `self` (an [`EMPTY`](Self::EMPTY)
+    /// key), where the caller keeps it: the key (268 octets) is not moved on return.
+    /// `None` (and `self` left unspecified) if the query has no question.
+    pub fn read_spelled(&mut self, view: &MessageView<'_>) -> Option<Spelling> {
         let (qtype, qclass) = view.qtype_qclass()?;
         // The question as it sits in the query: one copy, folded in place.
         let spelled = view.qname()?;
         let n = spelled.len();
-        let mut bytes = [0u8; MAX_KEY_LEN];
-        let spelling = Spelling::fold(spelled, bytes.get_mut(..n)?);
+        let spelling = Spelling::fold(spelled, self.bytes.get_mut(..n)?);
         let flags = key_flags(view);
         let [t0, t1] = qtype.0.to_be_bytes();
         let [c0, c1] = qclass.0.to_be_bytes();
-        bytes
+        self.bytes
             .get_mut(n..n + 5)?
             .copy_from_slice(&[t0, t1, c0, c1, flags]);
-        Some((Key { bytes, len: n + 5 }, spelling))
+        self.len = n + 5;
+        Some(spelling)
     }
 
     /// A key from its octets (a cache entry's), if they have the shape of one.

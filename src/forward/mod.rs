@@ -479,6 +479,16 @@ impl Forwarder {
         self.pending.recycle(bytes);
     }
 
+    /// Forgets the cache without freeing its entries (the process is about to exit, which
+    /// takes the memory back at once); the cache is off from here on.
+    pub fn leak_cache(&mut self) {
+        let off = Cache::new(CacheConfig {
+            max_entries: 0,
+            ..CacheConfig::default()
+        });
+        std::mem::forget(std::mem::replace(&mut self.cache, off));
+    }
+
     /// Answers every query in flight with SERVFAIL (shutdown).
     pub fn fail_all(&mut self, now: Instant) {
         let all: Vec<Slot> = self.pending.slots().map(|(s, _)| s).collect();
@@ -559,7 +569,7 @@ impl Forwarder {
     fn start(
         &mut self,
         now: Instant,
-        key: Key,
+        key: &Key,
         hash: Option<u64>,
         waiters: Vec<Waiter>,
         stale: bool,
@@ -588,7 +598,7 @@ impl Forwarder {
             }
         };
         if !admitted {
-            self.overloaded(now, &key, &waiters, stale);
+            self.overloaded(now, key, &waiters, stale);
             self.recycle_waiters(waiters);
             return None;
         }
@@ -604,13 +614,13 @@ impl Forwarder {
         });
         let Some((spelling, id, via)) = drawn else {
             self.stats.rng_failures += 1;
-            self.answer_with_error(&key, &waiters, Rcode::SERVFAIL, NO_RANDOMNESS);
+            self.answer_with_error(key, &waiters, Rcode::SERVFAIL, NO_RANDOMNESS);
             self.recycle_waiters(waiters);
             return None;
         };
         let deadline = now + self.cfg.deadline;
         let p = Pending {
-            key,
+            key: key.clone(),
             inflight: None,
             next_inflight: None,
             spelling,

@@ -353,7 +353,9 @@ impl PendingTable {
         });
     }
 
-    /// Removes and returns the entry; the IDs of all its attempts become free.
+    /// Removes and returns the entry; the IDs of all its attempts become free (the
+    /// forwarder uses [`discard`](Self::discard), which does not move it out).
+    #[cfg(test)]
     pub fn remove(&mut self, slot: Slot) -> Option<Pending> {
         let p = self.slots.get_mut(slot)?.take()?;
         for a in p.attempts.iter() {
@@ -362,6 +364,25 @@ impl PendingTable {
         self.free.push(slot);
         self.len -= 1;
         Some(p)
+    }
+
+    /// Removes the entry in place (what [`remove`](Self::remove) does, without moving
+    /// it out); the IDs of all its attempts become free. Returns whether there was one.
+    pub fn discard(&mut self, slot: Slot) -> bool {
+        let Some(entry) = self.slots.get_mut(slot) else {
+            return false;
+        };
+        let Some(p) = entry.as_ref() else {
+            return false;
+        };
+        let ids = p.attempts;
+        *entry = None;
+        for a in ids.iter() {
+            self.unindex(a.id, slot);
+        }
+        self.free.push(slot);
+        self.len -= 1;
+        true
     }
 
     /// Gives memory back once the table has emptied out after a burst (an attack, or a
@@ -526,6 +547,25 @@ mod tests {
         assert_eq!(t.slot_of(8), None);
         assert_eq!(t.len(), 0);
         assert!(t.remove(slot).is_none());
+    }
+
+    #[test]
+    fn discard_frees_every_attempts_id_and_the_slot() {
+        let now = Instant::now();
+        let mut t = PendingTable::new(1);
+        let slot = t.insert(entry(now, 7), now);
+        t.add_attempt(slot, attempt(now, 8), now);
+        assert!(t.is_full());
+        assert!(t.discard(slot));
+        assert_eq!(t.slot_of(7), None);
+        assert_eq!(t.slot_of(8), None);
+        assert!(t.get(slot).is_none());
+        assert_eq!(t.len(), 0);
+        assert!(!t.discard(slot), "once only");
+        assert_eq!(t.len(), 0);
+        // The slot is reused, under a new ID.
+        assert_eq!(t.insert(entry(now, 9), now), slot);
+        assert_eq!(t.slot_of(9), Some(slot));
     }
 
     #[test]

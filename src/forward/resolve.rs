@@ -23,7 +23,8 @@ impl Forwarder {
         view: &MessageView<'_>,
         group: Option<usize>,
     ) {
-        let Some((key, spelling)) = Key::with_spelling(view) else {
+        let mut key = Key::EMPTY;
+        let Some(spelling) = key.read_spelled(view) else {
             // A question the view could not read into a key (it parsed, so this is a
             // name the key cannot hold): FORMERR, as for any unreadable question.
             return match group {
@@ -109,7 +110,7 @@ impl Forwarder {
         }
         let mut waiters = self.waiter_list();
         waiters.push(waiter);
-        if let (Some(slot), true) = (self.start(now, key, Some(hash), waiters, stale), stale) {
+        if let (Some(slot), true) = (self.start(now, &key, Some(hash), waiters, stale), stale) {
             self.arm_stale_timer(now, slot);
         }
     }
@@ -196,7 +197,7 @@ impl Forwarder {
         }
         self.stats.prefetches += 1;
         if self
-            .start(now, key.clone(), Some(hash), Vec::new(), false)
+            .start(now, &key, Some(hash), Vec::new(), false)
             .is_none()
         {
             // Not sent (table full): let a later hit try again.

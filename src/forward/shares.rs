@@ -4,7 +4,7 @@
 //! slot (its waiters get SERVFAIL). So a flood of never-answered names from one source
 //! costs that source its own queries, not everybody's.
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, BuildHasherDefault, RandomState};
+use std::hash::BuildHasherDefault;
 use std::time::{Duration, Instant};
 
 use super::pending::Slot;
@@ -46,7 +46,7 @@ const RESCAN_EVERY: Duration = Duration::from_millis(100);
 pub struct Shares {
     /// By the keyed hash of the client (see [`Shares::client`]): hashed once a query.
     owners: HashMap<u64, Owner, BuildHasherDefault<super::Prehashed>>,
-    hasher: RandomState,
+    hasher: crate::cache::Keyed,
     per_client: u32,
     /// The client with the most queries in flight, as last seen (kept cheaply: updated
     /// when a client passes it, rescanned at most every `RESCAN_EVERY`).
@@ -60,7 +60,7 @@ impl Shares {
     pub fn new(per_client: usize) -> Shares {
         Shares {
             owners: HashMap::default(),
-            hasher: RandomState::new(),
+            hasher: crate::cache::Keyed::random(),
             per_client: u32::try_from(per_client.max(1)).unwrap_or(u32::MAX),
             heaviest: None,
             rescanned: None,
@@ -76,7 +76,7 @@ impl Shares {
     /// The key a client (an address, IPv6 by /64) is counted under: a keyed hash, so
     /// spoofed sources cannot aim at one bucket of the map.
     pub fn client(&self, addr: u128) -> u64 {
-        self.hasher.hash_one(addr)
+        self.hasher.hash(&addr.to_le_bytes())
     }
 
     fn in_flight(&self, who: u64) -> u32 {

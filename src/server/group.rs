@@ -551,6 +551,11 @@ impl Group {
         }
     }
 
+    /// See [`Server::exit_after_run`]: for every loop.
+    pub fn exit_after_run(&mut self) {
+        self.loops.iter_mut().for_each(Server::exit_after_run);
+    }
+
     /// Runs loop 0 on this thread and each other loop on a thread of its own until a
     /// stop; returns each loop's counters, in loop order.
     pub fn run(mut self) -> io::Result<Vec<Stats>> {
