@@ -146,7 +146,11 @@ impl Fwd {
         };
         cfg.cache.max_entries = 0;
         tweak(&mut cfg);
-        let server = Server::bind(cfg).unwrap();
+        Fwd::run(Server::bind(cfg).unwrap())
+    }
+
+    /// Runs `server` in a thread.
+    fn run(server: Server) -> Fwd {
         let addr = server.local_addrs()[0];
         let tls_addr = server.tls_addrs().first().copied();
         let stop = server.stop_handle();
@@ -698,16 +702,7 @@ fn listener_with(
     cfg.listen = server.local_addrs();
     cfg.tls.listen = server.tls_addrs();
     before_run(&mut server, &cfg);
-    let addr = server.local_addrs()[0];
-    let tls_addr = server.tls_addrs().first().copied();
-    let stop = server.stop_handle();
-    let thread = Some(std::thread::spawn(move || server.run().unwrap()));
-    Fwd {
-        addr,
-        tls_addr,
-        stop,
-        thread,
-    }
+    Fwd::run(server)
 }
 
 #[test]
