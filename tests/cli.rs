@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::daemon::run_bounded;
 use common::*;
 use dnsfwd::wire::{parse_message, RType};
 
@@ -41,27 +42,6 @@ fn bad_flags_give_one_line_and_status_2() {
     // --listen without a port is IPv4 with port 53; this one must be a parse error.
     let out = run_bounded(&["--listen", "nowhere:53"]);
     assert_eq!(out.status.code(), Some(2));
-}
-
-/// Runs the binary, killing it if it has not exited within 5 s (a flag that was meant
-/// to be refused must never leave a server running).
-fn run_bounded(args: &[&str]) -> std::process::Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env("RUST_LOG", "off")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("dnsfwd {args:?} is still running");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().unwrap()
 }
 
 #[test]

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::daemon::run_bounded;
 use common::*;
 use dnsfwd::config::Config;
 use dnsfwd::policy::{parse_cidr, RateLimit};
@@ -485,26 +486,6 @@ fn an_upstream_that_is_our_own_listen_address_is_refused() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     assert_eq!(err.matches(&me.to_string()).count(), 2, "names both: {err}");
-}
-
-/// Runs the binary with `args`, killed if still running after 5 s.
-fn run_bounded(args: &[&str]) -> std::process::Output {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dnsfwd"))
-        .args(args)
-        .env("RUST_LOG", "off")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("dnsfwd {args:?} is still running");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().unwrap()
 }
 
 #[test]

@@ -5,10 +5,11 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::daemon::run_bounded;
 use common::*;
 use dnsfwd::config::Config;
 use dnsfwd::forward::routes::{attach, split, UpstreamSpec};
@@ -301,26 +302,6 @@ fn block_answer_null_gives_unspecified_addresses() {
     let m = ask(f.addr, "ads.example", RType::MX, None);
     assert_eq!((m.rcode(), m.answers.len()), (Rcode::NOERROR, 0));
     assert_eq!(asked(&up), 0);
-}
-
-/// Runs the binary, killed if still running after 5 s.
-fn run_bounded(args: &[&str]) -> std::process::Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env("RUST_LOG", "off")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("dnsfwd {args:?} is still running");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().unwrap()
 }
 
 #[test]

@@ -103,3 +103,24 @@ impl Drop for Daemon {
         let _ = self.child.wait();
     }
 }
+
+/// Runs the binary with `args` (log off), killing it if it has not exited within 5 s (a
+/// flag that was meant to be refused must never leave a server running).
+pub fn run_bounded(args: &[&str]) -> std::process::Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "off")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("dnsfwd {args:?} is still running");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}
