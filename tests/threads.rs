@@ -343,3 +343,48 @@ fn metrics_are_the_sum_over_the_loops() {
     let by_loop: Vec<u64> = stats.iter().map(|s| s.queries).collect();
     assert_eq!(by_loop.iter().sum::<u64>(), 22);
 }
+
+/// `--rate-limit` holds for the process, not per loop: a client asking names owned by
+/// every loop gets its burst once in all. (Per-loop tables would let 2 × 10 through:
+/// `policy::tests::loops_sharing_buckets_share_the_limits` is the control.)
+#[test]
+fn the_rate_limit_holds_across_loops() {
+    use dnsfwd::policy::RateLimit;
+    let up = MockUpstream::echo();
+    let loops = Loops::start(2, up.addr, |c| {
+        c.policy.rate_limit = Some(RateLimit {
+            qps: 1,
+            burst: 10,
+            slip: 0,
+        });
+    });
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut owners = [0; 2];
+    for i in 0..40u16 {
+        let q = query(i, &format!("r{i}.example"), RType::A, None);
+        owners[steer(&q, 2).unwrap() as usize] += 1;
+        s.send_to(&q, loops.addr).unwrap();
+    }
+    // More than the burst to each loop: if both loops let none through beyond it,
+    // both must have limited some.
+    assert!(
+        owners.iter().all(|&n| n > 11),
+        "both loops asked: {owners:?}"
+    );
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let mut answers = 0u64;
+    while s.recv(&mut buf).is_ok() {
+        answers += 1;
+    }
+    let stats = loops.stop();
+    let limited: u64 = stats.iter().map(|s| s.rate_limited).sum();
+    // The burst, plus at most one token that came back while the test ran.
+    assert!((10..=11).contains(&answers), "{answers} answered");
+    assert_eq!(limited, 40 - answers);
+    assert!(
+        stats.iter().all(|s| s.rate_limited > 0),
+        "both loops limited"
+    );
+}

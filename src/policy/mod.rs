@@ -10,7 +10,9 @@
 //! * with a rate limit, a client (IPv4 address or IPv6 /64) gets at most its rate
 //!   (plus the burst) of UDP queries through; one in `slip` of the rest gets TC=1;
 //! * memory is fixed: the rate table is allocated once, the TCP counts hold one entry
-//!   per address with a connection, the log limiter one per cause.
+//!   per address with a connection, the log limiter one per cause;
+//! * with `--threads N`, the rate table and the refusal bucket are one for the whole
+//!   process ([`Policy::share`]), so these limits hold in all, not per loop.
 pub mod acl;
 pub mod conns;
 pub mod loops;
@@ -18,6 +20,8 @@ pub mod ratelimit;
 pub mod refuse;
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use acl::{parse_cidr, Acl, Cidr};
@@ -90,17 +94,23 @@ pub struct Counters {
 /// A log line per cause at most this often.
 pub const LOG_PERIOD: Duration = Duration::from_secs(10);
 
+/// The buckets every loop of the process draws from: the per-client rate table and
+/// the refusal bucket, with the epoch their times count from.
+pub struct Buckets {
+    epoch: Instant,
+    refusals: Gcra,
+    refusal_tat: AtomicU64,
+    limiter: Option<RateTable>,
+}
+
 /// The policy's state (see the module docs).
 pub struct Policy {
     acl: Acl,
     /// Whether `acl` is the default (for the log lines).
     default_acl: bool,
-    refusals: Gcra,
-    refusal_tat: u64,
-    limiter: Option<RateTable>,
+    buckets: Arc<Buckets>,
     pub tcp: ConnCounts,
     pub max_tcp_per_client: usize,
-    epoch: Instant,
     log: LogLimiter,
     pub counters: Counters,
 }
@@ -116,21 +126,34 @@ impl Policy {
                 Acl::new(&cfg.allow)
             },
             default_acl,
-            refusals: Gcra::new(cfg.refusals_per_sec, cfg.refusals_per_sec),
-            refusal_tat: 0,
-            limiter: cfg
-                .rate_limit
-                .map(|r| RateTable::new(r.qps, r.burst, r.slip, secret)),
+            buckets: Arc::new(Buckets {
+                epoch: now,
+                refusals: Gcra::new(cfg.refusals_per_sec, cfg.refusals_per_sec),
+                refusal_tat: AtomicU64::new(0),
+                limiter: cfg
+                    .rate_limit
+                    .map(|r| RateTable::new(r.qps, r.burst, r.slip, secret)),
+            }),
             tcp: ConnCounts::default(),
             max_tcp_per_client: cfg.max_tcp_per_client.max(1),
-            epoch: now,
             log: LogLimiter::new(LOG_PERIOD),
             counters: Counters::default(),
         }
     }
 
+    /// This policy's buckets, for the other loops of the process to [`Policy::share`].
+    pub fn buckets(&self) -> Arc<Buckets> {
+        Arc::clone(&self.buckets)
+    }
+
+    /// Draws from `buckets` (another loop's, made from the same settings) instead of
+    /// this policy's own: one rate limit and one refusal pace for the whole process.
+    pub fn share(&mut self, buckets: Arc<Buckets>) {
+        self.buckets = buckets;
+    }
+
     fn nanos(&self, now: Instant) -> u64 {
-        now.saturating_duration_since(self.epoch).as_nanos() as u64
+        now.saturating_duration_since(self.buckets.epoch).as_nanos() as u64
     }
 
     /// Whether `ip` may be answered at all.
@@ -144,14 +167,10 @@ impl Policy {
             return self.refuse(now, src, query);
         }
         // No clock arithmetic unless a rate limit is set (off by default).
-        if self.limiter.is_none() {
-            return Admit::Pass;
-        }
-        let t = self.nanos(now);
-        let Some(limiter) = self.limiter.as_mut() else {
+        let Some(limiter) = self.buckets.limiter.as_ref() else {
             return Admit::Pass;
         };
-        let verdict = limiter.check(client_key(src.ip()), t);
+        let verdict = limiter.check(client_key(src.ip()), self.nanos(now));
         if verdict == Verdict::Pass {
             return Admit::Pass;
         }
@@ -173,7 +192,8 @@ impl Policy {
 
     fn refuse(&mut self, now: Instant, src: SocketAddr, query: &[u8]) -> Admit {
         let t = self.nanos(now);
-        let reply = if self.refusals.take(&mut self.refusal_tat, t) {
+        let b = &self.buckets;
+        let reply = if b.refusals.take_shared(&b.refusal_tat, t) {
             refuse::refused(query)
         } else {
             None
@@ -252,7 +272,7 @@ impl Policy {
 
     /// Octets of the rate table (0 without a rate limit).
     pub fn rate_table_memory(&self) -> usize {
-        self.limiter.as_ref().map_or(0, RateTable::memory)
+        self.buckets.limiter.as_ref().map_or(0, RateTable::memory)
     }
 
     /// Adds the policy's counters to the core's.
@@ -312,6 +332,45 @@ mod tests {
         let later = t0 + Duration::from_secs(1);
         let src = SocketAddr::from(([203, 0, 113, 1], 53));
         assert!(matches!(p.admit_udp(later, src, &query()), Admit::Reply(_)));
+    }
+
+    #[test]
+    fn loops_sharing_buckets_share_the_limits() {
+        let cfg = PolicyConfig {
+            allow: vec![parse_cidr("10.0.0.0/8").unwrap()],
+            rate_limit: Some(RateLimit {
+                qps: 1,
+                burst: 10,
+                slip: 0,
+            }),
+            refusals_per_sec: 5,
+            ..PolicyConfig::default()
+        };
+        let c: SocketAddr = "10.0.0.1:1".parse().unwrap();
+        let outside: SocketAddr = "198.51.100.1:1".parse().unwrap();
+        // What two loops let through, with their own buckets or with loop 0's.
+        let through = |shared: bool| {
+            let t0 = Instant::now();
+            let mut a = Policy::new(&cfg, t0, [1, 2, 3, 4]);
+            let mut b = Policy::new(&cfg, t0, [5, 6, 7, 8]);
+            if shared {
+                b.share(a.buckets());
+            }
+            let mut passed = 0;
+            let mut refused = 0;
+            for p in [&mut a, &mut b] {
+                passed += (0..30)
+                    .filter(|_| p.admit_udp(t0, c, &query()) == Admit::Pass)
+                    .count();
+                refused += (0..30)
+                    .filter(|_| matches!(p.admit_udp(t0, outside, &query()), Admit::Reply(_)))
+                    .count();
+            }
+            (passed, refused)
+        };
+        assert_eq!(through(true), (10, 5));
+        // The control: two separate tables give the client (and the refusals) twice.
+        assert_eq!(through(false), (20, 10));
     }
 
     #[test]

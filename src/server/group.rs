@@ -18,6 +18,11 @@
 //!   reload is applied by loop 0 and, once it succeeded there, by each other loop. Each
 //!   loop publishes its counters every sweep (100 ms); the metrics and SIGUSR1 show the
 //!   sum.
+//! - `--rate-limit` and the pace of ACL refusals hold for the process: the loops draw
+//!   from loop 0's buckets ([`crate::policy::Policy::share`]; a lock per set of four
+//!   buckets, taken only when a limit is set). Per loop, a client asking many names
+//!   would reach every loop and get N times its rate. `--max-pending` and
+//!   `--max-pending-per-client` stay per loop: they bound each loop's table.
 //! - `--threads 1` does not come here: the server runs as it always did.
 use std::io;
 use std::net::SocketAddr;
@@ -35,6 +40,7 @@ use crate::config::Config;
 use crate::forward::reply::error_reply;
 use crate::forward::Client;
 use crate::metrics::Snapshot;
+use crate::policy::Buckets;
 use crate::stats::Stats;
 use crate::wire::Rcode;
 
@@ -68,8 +74,9 @@ pub(super) enum Msg {
 struct Peer {
     tx: SyncSender<Msg>,
     stop: StopHandle,
-    /// The settings of the latest reload, for that loop to apply.
-    reload: Arc<Mutex<Option<Config>>>,
+    /// The settings of the latest reload, for that loop to apply, with loop 0's
+    /// rate-limit buckets to share.
+    reload: Arc<Mutex<Option<(Config, Arc<Buckets>)>>>,
 }
 
 /// A loop's place in the group.
@@ -197,11 +204,13 @@ impl Server {
         if msgs.len() == MESSAGES_PER_TURN {
             self.ready_again.push(WAKER);
         }
-        if let Some(cfg) = reload {
+        if let Some((cfg, buckets)) = reload {
             match self.reload(cfg) {
                 Ok(summary) => log::info!("reloaded (loop {}): {summary}", self.loop_index()),
                 Err(e) => log::error!("reload failed in loop {}: {e}", self.loop_index()),
             }
+            // Loop 0 applied the same policy settings: one set of buckets again.
+            self.policy.share(buckets);
         }
         for msg in msgs {
             match msg {
@@ -337,7 +346,7 @@ impl Server {
         if let Some(link) = &self.link {
             for (j, peer) in link.peers.iter().enumerate().skip(1) {
                 if let Ok(mut slot) = peer.reload.lock() {
-                    *slot = Some(per_loop(&cfg, j, n));
+                    *slot = Some((per_loop(&cfg, j, n), self.policy.buckets()));
                 }
                 let _ = peer.stop.waker.wake();
             }
@@ -483,9 +492,14 @@ impl Group {
                 first.tls.push(l);
             }
         }
-        let mut loops = Vec::with_capacity(n);
+        let mut loops: Vec<Server> = Vec::with_capacity(n);
         for (i, g) in given.into_iter().enumerate() {
-            loops.push(Server::build(per_loop(&cfg, i, n), Some(g))?);
+            let mut s = Server::build(per_loop(&cfg, i, n), Some(g))?;
+            // One rate limit and one refusal pace for the process, not one per loop.
+            if let Some(first) = loops.first() {
+                s.policy.share(first.policy.buckets());
+            }
+            loops.push(s);
         }
         let mut inboxes = Vec::with_capacity(n);
         let mut peers = Vec::with_capacity(n);
