@@ -69,6 +69,9 @@ pub(super) enum Msg {
     Dropped { conn: usize },
 }
 
+/// A reload for a loop: its settings and loop 0's rate-limit buckets to share.
+type Reload = (Config, Arc<Buckets>);
+
 /// Another loop as one loop sees it.
 #[derive(Clone)]
 struct Peer {
@@ -76,7 +79,7 @@ struct Peer {
     stop: StopHandle,
     /// The settings of the latest reload, for that loop to apply, with loop 0's
     /// rate-limit buckets to share.
-    reload: Arc<Mutex<Option<(Config, Arc<Buckets>)>>>,
+    reload: Arc<Mutex<Option<Reload>>>,
 }
 
 /// A loop's place in the group.
