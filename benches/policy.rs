@@ -83,7 +83,7 @@ fn bench(c: &mut Criterion) {
             big.allows(*black_box(&near[i]))
         })
     });
-    let mut table = RateTable::new(50, 100, 2, [1, 2, 3, 4]);
+    let table = RateTable::new(50, 100, 2, [1, 2, 3, 4]);
     let hot = client_key("10.0.0.1".parse().unwrap());
     let mut t = 1_000_000_000u64;
     g.bench_function("ratelimit_one_client", |b| {
@@ -125,7 +125,7 @@ fn bench(c: &mut Criterion) {
 
     // Memory: the table is allocated once; a million random sources change nothing.
     let before = rss_kib();
-    let mut table = RateTable::new(50, 100, 2, [5, 6, 7, 8]);
+    let table = RateTable::new(50, 100, 2, [5, 6, 7, 8]);
     let allocated = rss_kib();
     for (n, r) in randoms(1_000_000).into_iter().enumerate() {
         let ip = if r & 1 == 0 {
