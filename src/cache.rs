@@ -24,11 +24,12 @@ mod intake;
 mod key;
 mod render;
 mod sip;
+mod slab;
 mod store;
 #[cfg(test)]
 mod tests;
 use entry::heap_bytes;
-pub use entry::Entry;
+pub use entry::{Entry, Stored};
 pub use key::{key_flags, key_of, Asker};
 pub(crate) use sip::Keyed;
 pub use store::key_hash;
@@ -84,9 +85,9 @@ impl Default for CacheConfig {
 
 /// What a lookup found.
 pub enum Lookup<'a> {
-    Fresh(&'a mut Entry),
+    Fresh(Entry<'a>),
     /// Expired, but within the stale window.
-    Stale(&'a mut Entry),
+    Stale(Entry<'a>),
     Miss,
 }
 
@@ -97,6 +98,9 @@ pub struct Cache {
     store: Store,
     /// Answers that could be cached but were too big for a share of the budget.
     refused: u64,
+    /// The TTL table of the answer being stored (offset, clamped TTL), kept between
+    /// insertions so that storing allocates nothing.
+    rows: Vec<(u16, u32)>,
 }
 
 /// Seconds past expiry an entry may still be served.
@@ -120,6 +124,7 @@ impl Cache {
             cfg,
             store: Store::new(cfg.max_entries, cfg.max_bytes, stale_window(&cfg)),
             refused: 0,
+            rows: Vec::new(),
         }
     }
 
@@ -172,7 +177,7 @@ impl Cache {
     /// or [`key_hash`]).
     pub fn get_hashed(&mut self, key: &[u8], hash: u64, now: Instant) -> Lookup<'_> {
         let window = stale_window(&self.cfg);
-        let Some(e) = self.store.get_mut(key, hash) else {
+        let Some(mut e) = self.store.get_mut(key, hash) else {
             return Lookup::Miss;
         };
         let age = elapsed_secs(e.stored, now);
@@ -217,21 +222,46 @@ impl Cache {
         if !self.enabled() || key.len() > MAX_KEY_LEN {
             return false;
         }
-        let entry = match intake::intake(&self.cfg, key, view, now) {
-            intake::Intake::Entry(e) => e,
+        let decoded;
+        let plan = match intake::intake(&self.cfg, view, &mut self.rows) {
+            intake::Intake::Entry(plan) => plan,
             intake::Intake::No => return false,
             intake::Intake::Decode => {
                 let answer = view.bytes().get(..view.end).unwrap_or_default();
                 let Some((wire, ttl)) = self.cacheable(answer) else {
                     return false;
                 };
-                let Some(e) = Entry::new(key, &wire, ttl, now) else {
+                decoded = wire;
+                if decode::stored_rows(&decoded, &mut self.rows).is_none() {
                     return false;
-                };
-                e
+                }
+                intake::Plan::stored(&decoded, ttl)
             }
         };
-        if entry.size() > self.cfg.max_bytes / ENTRY_SHARE || !self.store.insert(entry, hash, now) {
+        let (Ok(key_len), Ok(wire_len), Ok(rows)) = (
+            u16::try_from(key.len()),
+            u16::try_from(plan.wire.len()),
+            u16::try_from(self.rows.len()),
+        ) else {
+            return false;
+        };
+        let entry = Stored {
+            place: entry::Place::Heap,
+            key_len,
+            wire_len,
+            rows,
+            stored: now,
+            ttl: plan.ttl,
+            prefetching: false,
+            queue: Queue::Small,
+            freq: 0,
+        };
+        let table = &self.rows;
+        if entry.size() > self.cfg.max_bytes / ENTRY_SHARE
+            || !self
+                .store
+                .insert(key, entry, hash, now, |out| plan.write(table, out))
+        {
             self.refused += 1;
             return false;
         }

@@ -37,6 +37,19 @@ fn patched_copy(response: &[u8], ttls: &[u32]) -> Option<Vec<u8>> {
     Some(wire)
 }
 
+/// The TTL table of `wire` (an answer in its stored form, its TTLs already clamped) into
+/// `rows` (emptied first): each TTL field's offset and value. `None` if it does not walk.
+pub(super) fn stored_rows(wire: &[u8], rows: &mut Vec<(u16, u32)>) -> Option<()> {
+    rows.clear();
+    for (at, _) in record_ttls(wire).ok()? {
+        let &[a, b, c, d] = wire.get(at..at + 4)? else {
+            return None;
+        };
+        rows.push((u16::try_from(at).ok()?, u32::from_be_bytes([a, b, c, d])));
+    }
+    Some(())
+}
+
 impl Cache {
     /// The stored form of `response` and its lifetime, if it may be cached, by decoding
     /// it and writing it again: for answers whose OPT record is not last (the common

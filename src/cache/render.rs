@@ -7,14 +7,14 @@ use crate::wire::{parse_message, set_id, CLASSIC_UDP_LEN, HEADER_LEN};
 impl Cache {
     /// The answer for `asker` from `entry` at `now` (see the module docs); with `stale`,
     /// every TTL is 30 (RFC 8767 §4).
-    pub fn render(entry: &Entry, now: Instant, asker: &Asker, stale: bool) -> Vec<u8> {
+    pub fn render(entry: &Entry<'_>, now: Instant, asker: &Asker, stale: bool) -> Vec<u8> {
         Cache::render_into(entry, now, asker, stale, Vec::new())
     }
 
     /// [`render`](Self::render) into `out` (a recycled buffer: its contents go), so
     /// that a hit need not allocate.
     pub fn render_into(
-        entry: &Entry,
+        entry: &Entry<'_>,
         now: Instant,
         asker: &Asker,
         stale: bool,
