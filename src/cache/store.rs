@@ -138,10 +138,15 @@ pub(super) struct Store {
 impl Store {
     pub(super) fn new(max_entries: usize, max_bytes: usize, stale_window: u32) -> Store {
         let ghost = Ghost::new(max_entries.min(max_bytes / TYPICAL_ENTRY) / SMALL_SHARE * 9);
+        // The index and the nodes sized at the start for as many entries as the bounds
+        // allow, so that they never grow while the cache fills (cachegrind: growing them
+        // cost a cold cache ~100 instructions a miss). Only what is written is resident:
+        // the index's control octets (one a slot), and the nodes as they are used.
+        let most = max_entries.min(max_bytes / (PER_ENTRY + super::slab::GRAIN));
         Store {
             hasher: super::Keyed::random(),
-            index: HashMap::default(),
-            nodes: Vec::new(),
+            index: HashMap::with_capacity_and_hasher(most, Default::default()),
+            nodes: Vec::with_capacity(most),
             slab: Slab::new(max_bytes),
             free: NIL,
             small: Fifo::EMPTY,
