@@ -55,8 +55,9 @@ pub const STALE_TTL_SERVED: u32 = 30;
 pub struct CacheConfig {
     /// Most entries; 0 turns the cache (and query coalescing) off.
     pub max_entries: usize,
-    /// Most octets the cache holds, everything counted: each entry as allocated, with its
-    /// node and index slot, and the ghost table. Both bounds apply.
+    /// Most octets the cache holds, everything counted: each entry's node and index
+    /// slot, the slab's pages as allocated (entries up to 1 KiB), entries' own
+    /// allocations (longer ones), and the ghost table. Both bounds apply.
     pub max_bytes: usize,
     /// TTLs below this are raised to it (positive answers only).
     pub min_ttl: u32,

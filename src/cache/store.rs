@@ -12,7 +12,8 @@
 //!
 //! An entry expired past the serve-stale window is evicted when reached, whatever its
 //! count. Both bounds (entries, octets) hold after every insertion; every entry is
-//! charged what it takes (`Entry::size`) and the ghost its fixed size.
+//! charged its node, index slot and octets (`Stored::size`: its block, or its own
+//! allocation), the slab its pages as allocated, and the ghost its fixed size.
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Instant;
