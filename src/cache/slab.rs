@@ -118,16 +118,20 @@ impl Slab {
     /// A block of `class` for node `owner` (a page more if the class has no room).
     pub(super) fn take(&mut self, class: u8, owner: u32) -> Option<Block> {
         let c = self.classes.get_mut(usize::from(class))?;
-        let index = u32::try_from(c.owners.len()).ok()?;
-        if c.spare() == 0 {
+        let index = c.owners.len();
+        let page = index >> c.shift;
+        if page == c.pages.len() {
             let bytes = c.page_bytes();
             c.pages.push(Vec::with_capacity(bytes));
             self.held += heap_bytes(bytes);
         }
-        let page = c.pages.get_mut(index as usize >> c.shift)?;
-        page.resize(page.len() + c.block, 0);
+        let p = c.pages.get_mut(page)?;
+        p.resize(p.len() + c.block, 0);
         c.owners.push(owner);
-        Some(Block { class, index })
+        Some(Block {
+            class,
+            index: u32::try_from(index).ok()?,
+        })
     }
 
     /// The octets of block `b` (the whole block; its entry says how many are its own).
