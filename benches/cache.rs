@@ -81,7 +81,7 @@ fn bench(c: &mut Criterion) {
             let n = key_of(&view, &mut kb).unwrap();
             let asker = Asker::from_query(&view, 1232);
             match cache.get(&kb[..n], now + Duration::from_secs(10)) {
-                Lookup::Fresh(e) => Cache::render(e, now, &asker, false),
+                Lookup::Fresh(e) => Cache::render(&e, now, &asker, false),
                 _ => unreachable!(),
             }
         })

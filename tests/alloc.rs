@@ -154,10 +154,13 @@ fn measure(cache: bool) -> (f64, f64) {
     (hits, misses)
 }
 
-/// Allocations a miss makes to store its answer in the cache: the entry's own storage,
-/// one (the answer is checked and copied into it in one walk; it was 12 when it was
-/// decoded into an owned `Message` and copied twice).
-const STORE_ALLOCATIONS: f64 = 1.0;
+/// Allocations a miss makes to store its answer in the cache: none of its own (the
+/// answer is checked, then copied into a block of the cache's slab, which a page holds
+/// by the hundred; it was one allocation an entry, and 12 when it was decoded into an
+/// owned `Message` and copied twice). What is left is a page now and then.
+const STORE_ALLOCATIONS: f64 = 0.0;
+/// At most one allocation in 50 misses: a 16 KiB page holds 128 of these answers.
+const PAGES: f64 = 0.02;
 
 /// Both configurations in one test: the counter is shared by the process.
 #[test]
@@ -167,7 +170,7 @@ fn hits_and_misses_do_not_allocate_after_warm_up() {
     let (hits, misses) = measure(true);
     assert_eq!(hits, 0.0, "a cache hit allocates");
     assert!(
-        misses <= STORE_ALLOCATIONS + 0.01,
+        misses <= STORE_ALLOCATIONS + PAGES,
         "a miss with the cache on allocates {misses} times, more than storing takes"
     );
 }

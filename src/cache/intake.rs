@@ -1,22 +1,70 @@
-//! An upstream's answer made into a cache entry in one walk, without decoding it: the
-//! walk ([`walk_records`]) checks everything the decoder would (so only what decodes is
-//! stored), and on the way each TTL is clamped in the copy and its offset noted. The
-//! answer is copied once, into the entry's own buffer. An answer whose OPT record is
-//! not last (rare, and legal) is decoded and written again instead
+//! An upstream's answer made ready for the cache in one walk, without decoding it: the
+//! walk ([`walk_viewed_records`]) checks everything the decoder would (so only what
+//! decodes is stored), and on the way each TTL is clamped and noted with its offset.
+//! Nothing is copied until the store has a place for the entry: then the answer is
+//! copied once, into it, and patched there ([`Plan::write`]). An answer whose OPT record
+//! is not last (rare, and legal) is decoded and written again instead
 //! ([`Intake::Decode`]).
-use std::time::Instant;
-
-use super::{CacheConfig, Entry, Queue, TTL_ROW};
+use super::CacheConfig;
 use crate::wire::{walk_viewed_records, MessageView, Opcode, RType, Rcode, HEADER_LEN};
 
 /// What an answer is to the cache.
-pub(super) enum Intake {
-    /// The entry to store.
-    Entry(Entry),
+pub(super) enum Intake<'m> {
+    /// What to store.
+    Entry(Plan<'m>),
     /// May not be cached (see [`super::Cache::insert`]).
     No,
     /// Its OPT record is not last: the caller decodes it and writes it again.
     Decode,
+}
+
+/// An answer found cacheable, with its TTLs (offset, clamped value) in the caller's
+/// table: what an entry's octets are made from.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Plan<'m> {
+    /// The answer as it will be stored, before the patches: without OPT.
+    pub(super) wire: &'m [u8],
+    /// The header counts an OPT record that `wire` leaves out.
+    cut_opt: bool,
+    /// Lifetime in seconds (not 0).
+    pub(super) ttl: u32,
+}
+
+impl<'m> Plan<'m> {
+    /// A plan for `wire`, already in its stored form (decoded and written again).
+    pub(super) fn stored(wire: &'m [u8], ttl: u32) -> Plan<'m> {
+        Plan {
+            wire,
+            cut_opt: false,
+            ttl,
+        }
+    }
+
+    /// Writes the stored answer and its TTL table into `out` (`wire.len()` + 2 octets
+    /// a row): ID 0, AA clear, OPT no longer counted, each TTL as in `rows`.
+    pub(super) fn write(&self, rows: &[(u16, u32)], out: &mut [u8]) {
+        let Some((wire, table)) = out.split_at_mut_checked(self.wire.len()) else {
+            return;
+        };
+        wire.copy_from_slice(self.wire);
+        if let Some(header) = wire.first_chunk_mut::<HEADER_LEN>() {
+            header[0] = 0;
+            header[1] = 0;
+            header[2] &= !0x04;
+            if self.cut_opt {
+                let ar = u16::from_be_bytes([header[10], header[11]]).saturating_sub(1);
+                [header[10], header[11]] = ar.to_be_bytes();
+            }
+        }
+        for (&(at, ttl), row) in rows.iter().zip(table.chunks_exact_mut(super::TTL_ROW)) {
+            let at16 = at;
+            let at = usize::from(at);
+            if let Some(field) = wire.get_mut(at..at + 4) {
+                field.copy_from_slice(&ttl.to_be_bytes());
+            }
+            row.copy_from_slice(&at16.to_be_bytes());
+        }
+    }
 }
 
 /// A TTL as the cache keeps it: top bit set counts as zero (RFC 2181 §8), raised to
@@ -27,17 +75,17 @@ pub(super) fn clamp(cfg: &CacheConfig, ttl: u32, positive: bool) -> u32 {
     ttl.min(cfg.max_ttl)
 }
 
-/// The entry for `view` (an upstream's answer, up to `view.end`) under `key`, stored at
-/// `now`: NOERROR with answers (lifetime: the smallest TTL of the answer and authority
-/// sections), or NXDOMAIN/NODATA with an SOA (RFC 2308 §5: min(SOA TTL, MINIMUM), and
-/// no longer than a CNAME in front of it); never truncated, never other RCODEs, never
-/// what does not decode, never with a lifetime of 0.
-pub(super) fn intake(
+/// The plan for `view` (an upstream's answer, up to `view.end`), its TTLs put in `rows`
+/// (emptied first): NOERROR with answers (lifetime: the smallest TTL of the answer and
+/// authority sections), or NXDOMAIN/NODATA with an SOA (RFC 2308 §5: min(SOA TTL,
+/// MINIMUM), and no longer than a CNAME in front of it); never truncated, never other
+/// RCODEs, never what does not decode, never with a lifetime of 0.
+pub(super) fn intake<'m>(
     cfg: &CacheConfig,
-    key: &[u8],
-    view: &MessageView<'_>,
-    now: Instant,
-) -> Intake {
+    view: &MessageView<'m>,
+    rows: &mut Vec<(u16, u32)>,
+) -> Intake<'m> {
+    rows.clear();
     let Some(msg) = view.bytes().get(..view.end) else {
         return Intake::No;
     };
@@ -58,14 +106,6 @@ pub(super) fn intake(
         Some(_) => return Intake::Decode,
     };
     let (answers, authority) = (usize::from(h.ancount), usize::from(h.nscount));
-    let records = answers + authority + usize::from(h.arcount) - usize::from(view.opt.is_some());
-    let (Ok(key_len), Ok(wire_len16)) = (u16::try_from(key.len()), u16::try_from(wire_len)) else {
-        return Intake::No;
-    };
-    let mut buf = Vec::with_capacity(key.len() + wire_len + records * TTL_ROW);
-    buf.extend_from_slice(key);
-    buf.extend_from_slice(msg.get(..wire_len).unwrap_or_default());
-    let base = key.len();
     // Lifetime: the smallest TTL of the answers (and of the authority section in a
     // positive answer); the SOA's in a negative one.
     let mut least = u32::MAX;
@@ -95,12 +135,8 @@ pub(super) fn intake(
         if r.index < answers || (positive && in_authority) {
             least = least.min(ttl);
         }
-        let at = base + r.ttl_at;
-        match (buf.get_mut(at..at + 4), u16::try_from(r.ttl_at)) {
-            (Some(field), Ok(row)) => {
-                field.copy_from_slice(&ttl.to_be_bytes());
-                buf.extend_from_slice(&row.to_be_bytes());
-            }
+        match u16::try_from(r.ttl_at) {
+            Ok(at) if r.ttl_at + 4 <= wire_len => rows.push((at, ttl)),
             _ => fits = false,
         }
     });
@@ -109,38 +145,20 @@ pub(super) fn intake(
     } else {
         soa.map_or(0, |s| s.min(least))
     };
-    if !decodes || !fits || ttl == 0 {
-        return Intake::No;
+    match msg.get(..wire_len) {
+        Some(wire) if decodes && fits && ttl != 0 => Intake::Entry(Plan {
+            wire,
+            cut_opt: view.opt.is_some(),
+            ttl,
+        }),
+        _ => Intake::No,
     }
-    // As stored: ID 0, AA clear, the OPT record no longer counted.
-    let Some(header) = buf
-        .get_mut(base..)
-        .and_then(|b| b.first_chunk_mut::<HEADER_LEN>())
-    else {
-        return Intake::No;
-    };
-    header[0] = 0;
-    header[1] = 0;
-    header[2] &= !0x04;
-    if view.opt.is_some() {
-        let ar = u16::from_be_bytes([header[10], header[11]]).saturating_sub(1);
-        [header[10], header[11]] = ar.to_be_bytes();
-    }
-    Intake::Entry(Entry {
-        buf: buf.into_boxed_slice(),
-        key_len,
-        wire_len: wire_len16,
-        stored: now,
-        ttl,
-        prefetching: false,
-        queue: Queue::Small,
-        freq: 0,
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::decode::stored_rows;
     use crate::cache::Cache;
     use crate::wire::{Class, Header, Message, Name, Question, RData, Record, Soa};
     use proptest::prelude::*;
@@ -230,20 +248,35 @@ mod tests {
 
     /// The entry (its buffer and lifetime) through decoding and writing again, the way
     /// the cache made them before the one walk.
-    fn decoded(c: &Cache, key: &[u8], answer: &[u8], now: Instant) -> Option<(Vec<u8>, u32)> {
-        let (wire, ttl) = c.cacheable(answer)?;
-        let e = Entry::new(key, &wire, ttl, now)?;
-        Some((e.buf.to_vec(), e.ttl))
+    /// An entry's octets: the key, then what `plan` writes.
+    fn octets(key: &[u8], plan: &Plan<'_>, rows: &[(u16, u32)]) -> Vec<u8> {
+        let mut out = key.to_vec();
+        out.resize(
+            key.len() + plan.wire.len() + rows.len() * super::super::TTL_ROW,
+            0,
+        );
+        plan.write(rows, &mut out[key.len()..]);
+        out
     }
 
-    fn walked(c: &Cache, key: &[u8], answer: &[u8], now: Instant) -> Option<(Vec<u8>, u32)> {
+    /// The entry (its octets and lifetime) through decoding and writing again, the way
+    /// the cache made them before the one walk.
+    fn decoded(c: &Cache, key: &[u8], answer: &[u8]) -> Option<(Vec<u8>, u32)> {
+        let (wire, ttl) = c.cacheable(answer)?;
+        let mut rows = Vec::new();
+        stored_rows(&wire, &mut rows)?;
+        Some((octets(key, &Plan::stored(&wire, ttl), &rows), ttl))
+    }
+
+    fn walked(c: &Cache, key: &[u8], answer: &[u8]) -> Option<(Vec<u8>, u32)> {
         let view = MessageView::parse(answer)
             .ok()
             .filter(|v| v.end == answer.len())?;
-        match intake(&c.cfg, key, &view, now) {
-            Intake::Entry(e) => Some((e.buf.to_vec(), e.ttl)),
+        let mut rows = Vec::new();
+        match intake(&c.cfg, &view, &mut rows) {
+            Intake::Entry(plan) => Some((octets(key, &plan, &rows), plan.ttl)),
             Intake::No => None,
-            Intake::Decode => decoded(c, key, answer, now),
+            Intake::Decode => decoded(c, key, answer),
         }
     }
 
@@ -257,14 +290,13 @@ mod tests {
 
     #[test]
     fn the_walk_stores_what_decoding_stored() {
-        let now = Instant::now();
         let key = b"\x03www\x07example\x03org\x00\x00\x01\x00\x01\x04";
         for (min, max) in [(0, 86_400), (60, 86_400), (0, 10), (100, 50)] {
             let c = cache(min, max);
             for ttls in [[300, 60, 3600, 900], [0, 5, 0x8000_0000, 7], [1, 1, 1, 0]] {
                 for m in answers(ttls) {
-                    let ours = walked(&c, key, &m, now);
-                    assert_eq!(ours, decoded(&c, key, &m, now), "{m:02x?}");
+                    let ours = walked(&c, key, &m);
+                    assert_eq!(ours, decoded(&c, key, &m), "{m:02x?}");
                     if ttls == [300, 60, 3600, 900] {
                         assert!(ours.is_some(), "cached: {m:02x?}");
                     }
@@ -282,15 +314,14 @@ mod tests {
             limits in (0u32..100, 0u32..100_000),
             changes in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..4),
         ) {
-            let now = Instant::now();
-            let key = b"\x03www\x07example\x03org\x00\x00\x01\x00\x01\x04";
+                let key = b"\x03www\x07example\x03org\x00\x00\x01\x00\x01\x04";
             let c = cache(limits.0, limits.1);
             let mut m = answers(ttls).swap_remove(which);
             for (at, v) in changes {
                 let len = m.len();
                 m[at % len] = v;
             }
-            prop_assert_eq!(walked(&c, key, &m, now), decoded(&c, key, &m, now));
+            prop_assert_eq!(walked(&c, key, &m), decoded(&c, key, &m));
         }
     }
 }

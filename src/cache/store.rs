@@ -12,13 +12,16 @@
 //!
 //! An entry expired past the serve-stale window is evicted when reached, whatever its
 //! count. Both bounds (entries, octets) hold after every insertion; every entry is
-//! charged what it takes (`Entry::size`) and the ghost its fixed size.
+//! charged its node, index slot and octets (`Stored::size`: its block, or its own
+//! allocation), the slab its pages as allocated, and the ghost its fixed size.
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Instant;
 
+use super::elapsed_secs;
+use super::entry::{key_of, Entry, Place, Stored};
 use super::ghost::Ghost;
-use super::{elapsed_secs, Entry};
+use super::slab::Slab;
 
 /// Which FIFO an entry is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,14 +40,16 @@ const TYPICAL_ENTRY: usize = 256;
 /// The index's cost per entry: a (u64, u32) bucket of 16 octets and one control octet,
 /// in a table between 7/16 and 7/8 full (hashbrown), so at most 39.
 const INDEX_BYTES: usize = 40;
-/// What an entry costs besides its one heap allocation.
+/// What an entry costs besides its octets.
 pub(super) const PER_ENTRY: usize = std::mem::size_of::<Node>() + INDEX_BYTES;
 
 const NIL: u32 = u32::MAX;
 
 #[derive(Debug)]
 struct Node {
-    entry: Option<Entry>,
+    entry: Option<Stored>,
+    /// The octets of an entry too long for a block (`Place::Heap`); else empty.
+    heap: Box<[u8]>,
     /// The hash the entry is indexed under (so that evicting it hashes nothing).
     hash: u64,
     /// Neighbours in its queue towards the head (newer) and the tail (older); NIL at the
@@ -71,7 +76,7 @@ impl Fifo {
     };
 }
 
-impl Entry {
+impl Stored {
     /// Counts a hit: all a hit does to the eviction state.
     pub(super) fn asked(&mut self) {
         self.freq = (self.freq + 1).min(MAX_FREQ);
@@ -112,6 +117,8 @@ pub(super) struct Store {
     hasher: super::Keyed,
     index: HashMap<u64, u32, BuildHasherDefault<Prehashed>>,
     nodes: Vec<Node>,
+    /// The octets of entries that fit in a block.
+    slab: Slab,
     /// First free node, or NIL.
     free: u32,
     small: Fifo,
@@ -123,6 +130,7 @@ pub(super) struct Store {
     /// Seconds past expiry an entry may still be served (0 without serve-stale).
     stale_window: u32,
     len: usize,
+    /// Octets of nodes, index slots and entries' own allocations (the slab's are its own).
     bytes: usize,
     /// Entries evicted to make room.
     pub(super) evictions: u64,
@@ -131,10 +139,16 @@ pub(super) struct Store {
 impl Store {
     pub(super) fn new(max_entries: usize, max_bytes: usize, stale_window: u32) -> Store {
         let ghost = Ghost::new(max_entries.min(max_bytes / TYPICAL_ENTRY) / SMALL_SHARE * 9);
+        // The index and the nodes sized at the start for as many entries as the bounds
+        // allow, so that they never grow while the cache fills (cachegrind: growing them
+        // cost a cold cache ~100 instructions a miss). Only what is written is resident:
+        // the index's control octets (one a slot), and the nodes as they are used.
+        let most = max_entries.min(max_bytes / (PER_ENTRY + super::slab::GRAIN));
         Store {
             hasher: super::Keyed::random(),
-            index: HashMap::default(),
-            nodes: Vec::new(),
+            index: HashMap::with_capacity_and_hasher(most, Default::default()),
+            nodes: Vec::with_capacity(most),
+            slab: Slab::new(max_bytes),
             free: NIL,
             small: Fifo::EMPTY,
             main: Fifo::EMPTY,
@@ -169,7 +183,12 @@ impl Store {
 
     /// Octets held: the entries and the ghost table.
     pub(super) fn bytes(&self) -> usize {
-        self.bytes + self.ghost.bytes()
+        self.held() + self.ghost.bytes()
+    }
+
+    /// Octets held by entries: nodes, index slots, blocks' pages, own allocations.
+    fn held(&self) -> usize {
+        self.bytes + self.slab.held()
     }
 
     fn find(&self, key: &[u8]) -> Option<u32> {
@@ -179,46 +198,103 @@ impl Store {
     /// [`find`](Self::find) with the key's hash already known.
     fn find_hashed(&self, key: &[u8], hash: u64) -> Option<u32> {
         let i = *self.index.get(&hash)?;
-        let e = self.nodes.get(i as usize)?.entry.as_ref()?;
-        (e.key() == key).then_some(i)
+        let node = self.nodes.get(i as usize)?;
+        let e = node.entry.as_ref()?;
+        (key_of(e, octets(&self.slab, node, e)) == key).then_some(i)
     }
 
-    pub(super) fn get(&self, key: &[u8]) -> Option<&Entry> {
+    pub(super) fn get(&self, key: &[u8]) -> Option<&Stored> {
         let i = self.find(key)?;
         self.nodes.get(i as usize)?.entry.as_ref()
     }
 
     /// The entry under `key`, whose hash is `hash` (from [`hash`](Self::hash)).
-    pub(super) fn get_mut(&mut self, key: &[u8], hash: u64) -> Option<&mut Entry> {
+    pub(super) fn get_mut(&mut self, key: &[u8], hash: u64) -> Option<Entry<'_>> {
         let i = self.find_hashed(key, hash)?;
-        self.nodes.get_mut(i as usize)?.entry.as_mut()
+        let Node { entry, heap, .. } = self.nodes.get_mut(i as usize)?;
+        let stored = entry.as_mut()?;
+        let octets = match stored.place {
+            Place::Block(b) => self.slab.get(b),
+            Place::Heap => heap,
+        }
+        .get(..stored.len())?;
+        Some(Entry {
+            meta: stored,
+            octets,
+        })
     }
 
-    /// Stores `entry` (replacing one under the same key, which keeps its queue and
-    /// count), evicting what must go; false if it cannot fit.
-    /// `hash` is the key's, from [`hash`](Self::hash).
-    pub(super) fn insert(&mut self, mut entry: Entry, hash: u64, now: Instant) -> bool {
-        if let Some(&old) = self.index.get(&hash) {
+    /// Stores an entry (replacing one under the same key, which keeps its queue and
+    /// count), evicting what must go; false if it cannot fit. `entry` says what it is
+    /// (its `place` is chosen here), `fill` writes its octets (`entry.len()` of them,
+    /// the key first). `hash` is the key's, from [`hash`](Self::hash).
+    pub(super) fn insert(
+        &mut self,
+        key: &[u8],
+        mut entry: Stored,
+        hash: u64,
+        now: Instant,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> bool {
+        let len = entry.len();
+        // The node is taken and indexed first, so that the index is probed once: an entry
+        // already under this hash comes back from the insertion. Until the entry is in
+        // place the node is in no queue, so the evictions below cannot reach it.
+        let Some(i) = self.alloc(hash) else {
+            return false;
+        };
+        if let Some(old) = self.index.insert(hash, i) {
+            let same = self.nodes.get(old as usize).is_some_and(|n| {
+                n.entry
+                    .as_ref()
+                    .is_some_and(|e| key_of(e, octets(&self.slab, n, e)) == key)
+            });
             match self.remove(old) {
-                Some(e) if e.key() == entry.key() => (entry.queue, entry.freq) = (e.queue, e.freq),
+                Some(e) if same => (entry.queue, entry.freq) = (e.queue, e.freq),
                 _ => {}
             }
         } else if self.ghost.take(hash) {
             entry.queue = Queue::Main;
         }
-        let (size, queue) = (entry.size(), entry.queue);
-        while self.len >= self.max_entries || self.bytes + size > self.max_bytes {
-            if !self.evict(now) {
+        let class = Slab::class_of(len);
+        let extra = |s: &Store| match class {
+            Some(c) => s.slab.cost(c),
+            None => super::entry::heap_bytes(len),
+        } + PER_ENTRY;
+        while self.len >= self.max_entries || self.held() + extra(self) > self.max_bytes {
+            if self.slab.release_spare() == 0 && !self.evict(now) {
+                self.unindex(hash, i);
+                self.release(i);
                 return false;
             }
         }
-        let Some(i) = self.alloc(entry, hash) else {
+        let Some(node) = self.nodes.get_mut(i as usize) else {
             return false;
         };
-        self.index.insert(hash, i);
+        let octets = match class.and_then(|c| self.slab.take(c, i)) {
+            Some(b) => {
+                entry.place = Place::Block(b);
+                self.slab.get_mut(b)
+            }
+            None => {
+                entry.place = Place::Heap;
+                self.bytes += super::entry::heap_bytes(len);
+                node.heap = vec![0; len].into_boxed_slice();
+                &mut node.heap
+            }
+        };
+        if let Some((k, rest)) = octets
+            .get_mut(..len)
+            .and_then(|o| o.split_at_mut_checked(key.len()))
+        {
+            k.copy_from_slice(key);
+            fill(rest);
+        }
+        let queue = entry.queue;
+        node.entry = Some(entry);
         self.link(i, queue);
         self.len += 1;
-        self.bytes += size;
+        self.bytes += PER_ENTRY;
         true
     }
 
@@ -274,23 +350,42 @@ impl Store {
         }
     }
 
-    /// A node for `entry`: a free one, or a new one.
-    fn alloc(&mut self, entry: Entry, hash: u64) -> Option<u32> {
+    /// A node for an entry under `hash`: a free one, or a new one (its entry not yet
+    /// in place).
+    fn alloc(&mut self, hash: u64) -> Option<u32> {
         if let Some(n) = self.nodes.get_mut(self.free as usize) {
             let i = self.free;
             self.free = n.older;
-            n.entry = Some(entry);
             n.hash = hash;
             return Some(i);
         }
         let i = u32::try_from(self.nodes.len()).ok().filter(|&i| i != NIL)?;
         self.nodes.push(Node {
-            entry: Some(entry),
+            entry: None,
+            heap: Box::default(),
             hash,
             newer: NIL,
             older: NIL,
         });
         Some(i)
+    }
+
+    /// Takes `hash` out of the index if it names node `i` (one probe).
+    fn unindex(&mut self, hash: u64, i: u32) {
+        if let std::collections::hash_map::Entry::Occupied(o) = self.index.entry(hash) {
+            if *o.get() == i {
+                o.remove();
+            }
+        }
+    }
+
+    /// Gives back node `i`, taken by [`alloc`](Self::alloc) and holding no entry.
+    fn release(&mut self, i: u32) {
+        let free = self.free;
+        if let Some(n) = self.nodes.get_mut(i as usize) {
+            (n.newer, n.older) = (NIL, free);
+            self.free = i;
+        }
     }
 
     /// Puts node `i` at the head of `queue`.
@@ -337,8 +432,8 @@ impl Store {
         f.bytes -= size;
     }
 
-    /// Removes the entry in node `i` and frees the node.
-    fn remove(&mut self, i: u32) -> Option<Entry> {
+    /// Removes the entry in node `i`, frees the node and the entry's octets.
+    fn remove(&mut self, i: u32) -> Option<Stored> {
         self.unlink(i);
         let free = self.free;
         let n = self.nodes.get_mut(i as usize)?;
@@ -346,11 +441,27 @@ impl Store {
         (n.newer, n.older) = (NIL, free);
         let hash = n.hash;
         self.free = i;
-        if self.index.get(&hash) == Some(&i) {
-            self.index.remove(&hash);
-        }
+        self.unindex(hash, i);
         self.len -= 1;
-        self.bytes -= entry.size();
+        self.bytes -= PER_ENTRY;
+        match entry.place {
+            Place::Block(b) => {
+                // The class's last block moved into this one: its node is told.
+                let moved = self.slab.free(b);
+                if let Some(e) = moved
+                    .and_then(|m| self.nodes.get_mut(m as usize))
+                    .and_then(|m| m.entry.as_mut())
+                {
+                    e.place = Place::Block(b);
+                }
+            }
+            Place::Heap => {
+                self.bytes -= super::entry::heap_bytes(entry.len());
+                if let Some(n) = self.nodes.get_mut(i as usize) {
+                    n.heap = Box::default();
+                }
+            }
+        }
         Some(entry)
     }
 
@@ -368,4 +479,14 @@ impl Store {
             (self.main.len, self.main.bytes),
         ]
     }
+}
+
+/// The octets of `e`, the entry of node `n`.
+fn octets<'a>(slab: &'a Slab, n: &'a Node, e: &Stored) -> &'a [u8] {
+    match e.place {
+        Place::Block(b) => slab.get(b),
+        Place::Heap => &n.heap,
+    }
+    .get(..e.len())
+    .unwrap_or_default()
 }

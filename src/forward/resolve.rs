@@ -72,9 +72,9 @@ impl Forwarder {
         if self.cache.enabled() {
             let cache_hash = crate::cache::key_hash(hash, key.flags());
             match self.cache.get_hashed(key.as_bytes(), cache_hash, now) {
-                Lookup::Fresh(e) => {
+                Lookup::Fresh(mut e) => {
                     let buf = self.pending.buffer();
-                    let bytes = Cache::render_into(e, now, &waiter.asker(&key), false, buf);
+                    let bytes = Cache::render_into(&e, now, &waiter.asker(&key), false, buf);
                     let refresh = e.wants_prefetch(now).then(|| {
                         e.prefetching = true;
                         e.key_bytes().to_vec()
@@ -201,7 +201,8 @@ impl Forwarder {
             .is_none()
         {
             // Not sent (table full): let a later hit try again.
-            if let Lookup::Fresh(e) | Lookup::Stale(e) = self.cache.get(key.as_bytes(), now) {
+            if let Lookup::Fresh(mut e) | Lookup::Stale(mut e) = self.cache.get(key.as_bytes(), now)
+            {
                 e.prefetching = false;
             }
         }
@@ -218,7 +219,7 @@ impl Forwarder {
         match self.cache.get(key.as_bytes(), now) {
             Lookup::Fresh(e) | Lookup::Stale(e) => {
                 let buf = self.pending.buffer();
-                Some(Cache::render_into(e, now, asker, stale, buf))
+                Some(Cache::render_into(&e, now, asker, stale, buf))
             }
             Lookup::Miss => None,
         }

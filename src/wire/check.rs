@@ -52,6 +52,7 @@ pub fn walk_records(msg: &[u8], on_record: impl FnMut(&RecordAt)) -> bool {
 /// [`walk_records`] for a message `view` has read (its octets up to `view.end`): with
 /// one question, the header and the question, which the view walked as the decoder
 /// does, are not walked again.
+#[inline]
 pub fn walk_viewed_records(view: &MessageView<'_>, on_record: impl FnMut(&RecordAt)) -> bool {
     let Some(msg) = view.bytes().get(..view.end) else {
         return false;
@@ -67,6 +68,7 @@ pub fn walk_viewed_records(view: &MessageView<'_>, on_record: impl FnMut(&Record
 
 /// The records from `i` (a slice of `msg`, just past the question section) to the end.
 /// `question`: a question was walked, so the name at offset 12 is whole and good.
+#[inline]
 fn records<'a>(
     msg: &'a [u8],
     mut i: &'a [u8],
@@ -137,7 +139,19 @@ fn records<'a>(
 /// Whether `rd` (exactly the RDATA, a slice of `msg`) decodes as `rtype` of `class`:
 /// the same rules as the record decoder, names in it followed against `msg` under the
 /// one pointer rule, the whole RDATA consumed.
+///
+/// Inline for the commonest answers (an address, whatever the class), so that a walk
+/// over them makes no call; the rest in [`rdata_ok_slow`].
+#[inline]
 pub fn rdata_ok(msg: &[u8], rd: &[u8], rtype: RType, class: Class) -> bool {
+    match rtype {
+        RType::A if rd.len() == 4 => true,
+        RType::AAAA if rd.len() == 16 => true,
+        _ => rdata_ok_slow(msg, rd, rtype, class),
+    }
+}
+
+fn rdata_ok_slow(msg: &[u8], rd: &[u8], rtype: RType, class: Class) -> bool {
     // RFC 2136 deletes and prerequisites; OPT's CLASS is a size, not a class.
     if rd.is_empty() && (class == Class::ANY || class == Class::NONE) && rtype != RType::OPT {
         return true;

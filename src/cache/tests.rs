@@ -1,0 +1,299 @@
+//! The cache as a whole: lifetimes, bounds and S3-FIFO behaviour.
+use super::*;
+use crate::wire::{Class, Header, Message, MessageView, Name, Question, RData, RType, Record};
+use std::time::{Duration, Instant};
+
+fn answer(ttls: &[u32]) -> Vec<u8> {
+    let name = Name::from_ascii("t.example").unwrap();
+    Message {
+        header: Header::from_parts(9, 0x8580, [0; 4]),
+        questions: vec![Question {
+            qname: name.clone(),
+            qtype: RType::A,
+            qclass: Class::IN,
+        }],
+        answers: ttls
+            .iter()
+            .enumerate()
+            .map(|(n, &ttl)| Record {
+                name: name.clone(),
+                rtype: RType::A,
+                class: Class::IN,
+                ttl,
+                rdata: RData::A([192, 0, 2, n as u8].into()),
+            })
+            .collect(),
+        ..Message::default()
+    }
+    .to_vec()
+}
+
+fn key() -> Vec<u8> {
+    let q = answer(&[]);
+    let v = MessageView::parse(&q).unwrap();
+    let mut k = [0u8; MAX_KEY_LEN];
+    let n = key_of(&v, &mut k).unwrap();
+    k[..n].to_vec()
+}
+
+#[test]
+fn lifetime_is_the_smallest_ttl_clamped() {
+    let now = Instant::now();
+    let cfg = CacheConfig {
+        min_ttl: 60,
+        max_ttl: 3600,
+        ..CacheConfig::default()
+    };
+    let mut c = Cache::new(cfg);
+    assert!(c.insert(&key(), &answer(&[7200, 30]), now));
+    assert_eq!(
+        c.lifetime(&key()),
+        Some(Duration::from_secs(60)),
+        "30 raised to the minimum"
+    );
+    assert!(c.insert(&key(), &answer(&[7200, 9000]), now));
+    assert_eq!(
+        c.lifetime(&key()),
+        Some(Duration::from_secs(3600)),
+        "lowered to the maximum"
+    );
+    assert_eq!(c.len(), 1, "replaced, not added");
+}
+
+#[test]
+fn ttl_with_top_bit_counts_as_zero_and_is_not_cached() {
+    let mut c = Cache::new(CacheConfig::default());
+    assert!(!c.insert(&key(), &answer(&[0x8000_0000]), Instant::now()));
+    assert!(c.is_empty());
+}
+
+/// The key of an A query for `n<n>.example` (RD set).
+fn key_n(n: usize) -> Vec<u8> {
+    let q = Message {
+        header: Header::from_parts(1, 0x0100, [0; 4]),
+        questions: vec![Question {
+            qname: Name::from_ascii(&format!("n{n}.example")).unwrap(),
+            qtype: RType::A,
+            qclass: Class::IN,
+        }],
+        ..Message::default()
+    }
+    .to_vec();
+    let v = MessageView::parse(&q).unwrap();
+    let mut k = [0u8; MAX_KEY_LEN];
+    let n = key_of(&v, &mut k).unwrap();
+    k[..n].to_vec()
+}
+
+/// What the forwarder does for a query: a lookup, and on a miss the upstream's
+/// answer stored. Returns whether it was a hit.
+fn ask(c: &mut Cache, key: &[u8], response: &[u8], now: Instant) -> bool {
+    if matches!(c.get(key, now), Lookup::Fresh(_)) {
+        return true;
+    }
+    c.insert(key, response, now);
+    false
+}
+
+/// Checks both bounds and that the queues add up.
+#[track_caller]
+fn check_bounds(c: &Cache) {
+    let [(sl, sb), (ml, mb)] = c.store.queues();
+    assert!(c.len() <= c.cfg.max_entries, "{} entries", c.len());
+    assert!(c.bytes() <= c.cfg.max_bytes, "{} bytes", c.bytes());
+    assert_eq!(sl + ml, c.len());
+    assert!(sb + mb <= c.bytes());
+}
+
+/// Names 0..50 asked for 5 times each (a miss, then 4 hits); the clock moves 1 ms a
+/// query. Returns the clock after.
+fn ask_popular(c: &mut Cache, t0: Instant) -> Instant {
+    let small = answer(&[300; 2]);
+    let mut now = t0;
+    for _ in 0..5 {
+        for n in 0..50 {
+            ask(c, &key_n(n), &small, now);
+            now += Duration::from_millis(1);
+        }
+    }
+    now
+}
+
+fn popular_cached(c: &Cache) -> usize {
+    (0..50).filter(|&n| c.lifetime(&key_n(n)).is_some()).count()
+}
+
+#[test]
+fn a_scan_of_one_off_names_does_not_flush_popular_ones() {
+    let t0 = Instant::now();
+    let mut c = Cache::new(CacheConfig {
+        max_entries: 1000,
+        ..CacheConfig::default()
+    });
+    let mut now = ask_popular(&mut c, t0);
+    let small = answer(&[300; 2]);
+    for n in 1000..21_000 {
+        assert!(!ask(&mut c, &key_n(n), &small, now));
+        now += Duration::from_millis(1);
+    }
+    check_bounds(&c);
+    assert_eq!(c.len(), 1000);
+    // The LRU this replaced (3666bd8) kept 0 of the 50.
+    let kept = popular_cached(&c);
+    assert!(kept >= 45, "{kept} of 50 popular names left");
+    assert!(c.evictions() >= 19_000);
+}
+
+#[test]
+fn large_answers_do_not_flush_popular_ones() {
+    let t0 = Instant::now();
+    // 10 MiB: what the LRU this replaced allowed for its default 10,000 entries.
+    let mut c = Cache::new(CacheConfig {
+        max_entries: 10_000,
+        max_bytes: 10 << 20,
+        ..CacheConfig::default()
+    });
+    let mut now = ask_popular(&mut c, t0);
+    let big = answer(&[300; 940]);
+    assert!(big.len() > 15_000);
+    for n in 1000..1700 {
+        assert!(!ask(&mut c, &key_n(n), &big, now));
+        check_bounds(&c);
+        now += Duration::from_millis(1);
+    }
+    assert!(c.len() < 700, "the budget binds: {} entries", c.len());
+    // The LRU this replaced (3666bd8) kept 0 of the 50.
+    let kept = popular_cached(&c);
+    assert!(kept >= 45, "{kept} of 50 popular names left");
+}
+
+#[test]
+fn both_bounds_hold_at_every_step_with_mixed_sizes() {
+    let t0 = Instant::now();
+    // Bound by octets (1/128 of 256 KiB: answers over 2 KiB refused), then by count.
+    for (max_entries, max_bytes) in [(1000, 256 << 10), (40, 16 << 20)] {
+        let mut c = Cache::new(CacheConfig {
+            max_entries,
+            max_bytes,
+            ..CacheConfig::default()
+        });
+        let answers: Vec<Vec<u8>> = (1..=150).map(|n| answer(&vec![300; n])).collect();
+        for step in 0..3000usize {
+            let now = t0 + Duration::from_millis(step as u64);
+            // Some names come back (promotions, turns in main), most do not.
+            let n = if step % 3 == 0 { step % 97 } else { step };
+            ask(&mut c, &key_n(n), &answers[step * 37 % answers.len()], now);
+            check_bounds(&c);
+        }
+        assert!(c.evictions() > 0);
+        let refused = c.refused();
+        assert_eq!(refused > 0, max_bytes < 1 << 20, "{refused} refused");
+    }
+}
+
+#[test]
+fn evicted_from_small_and_asked_again_goes_to_main() {
+    let t0 = Instant::now();
+    let mut c = Cache::new(CacheConfig {
+        max_entries: 100,
+        ..CacheConfig::default()
+    });
+    let small = answer(&[300; 1]);
+    let (x, y) = (key_n(0), key_n(1));
+    assert!(c.insert(&x, &small, t0));
+    assert!(c.insert(&y, &small, t0));
+    assert!(matches!(c.get(&y, t0), Lookup::Fresh(_)));
+    assert_eq!(
+        c.store.queue_of(&x),
+        Some(Queue::Small),
+        "new entries start small"
+    );
+    for n in 2..100 {
+        assert!(c.insert(&key_n(n), &small, t0));
+    }
+    // Full: the next one evicts x (oldest, never asked again) to the ghost; the one
+    // after moves y (asked for once) to main and evicts the name after it.
+    assert!(c.insert(&key_n(100), &small, t0));
+    assert_eq!(c.store.queue_of(&x), None);
+    assert_eq!(c.store.queue_of(&y), Some(Queue::Small));
+    assert!(c.insert(&key_n(101), &small, t0));
+    assert_eq!(c.store.queue_of(&y), Some(Queue::Main));
+    assert_eq!(c.store.queue_of(&key_n(2)), None);
+    // Asked again soon: x is admitted straight to main; a name never seen is not.
+    assert!(c.insert(&x, &small, t0));
+    assert_eq!(c.store.queue_of(&x), Some(Queue::Main));
+    assert!(c.insert(&key_n(5000), &small, t0));
+    assert_eq!(c.store.queue_of(&key_n(5000)), Some(Queue::Small));
+    // And a scan leaves both alone.
+    for n in 10_000..12_000 {
+        assert!(c.insert(&key_n(n), &small, t0));
+    }
+    assert!(c.lifetime(&x).is_some() && c.lifetime(&y).is_some());
+    check_bounds(&c);
+}
+
+#[test]
+fn a_refresh_keeps_its_queue_and_count() {
+    let t0 = Instant::now();
+    let mut c = Cache::new(CacheConfig {
+        max_entries: 10,
+        ..CacheConfig::default()
+    });
+    let small = answer(&[300; 1]);
+    assert!(c.insert(&key_n(0), &small, t0));
+    assert!(matches!(c.get(&key_n(0), t0), Lookup::Fresh(_)));
+    assert!(c.insert(&key_n(0), &answer(&[300; 3]), t0 + Duration::from_secs(1)));
+    assert_eq!(c.len(), 1);
+    // Still counted as asked for: the scan moves it to main instead of evicting it.
+    for n in 1..100 {
+        assert!(c.insert(&key_n(n), &small, t0));
+    }
+    assert_eq!(c.store.queue_of(&key_n(0)), Some(Queue::Main));
+}
+
+#[test]
+fn dead_entries_go_first_whatever_their_count() {
+    let t0 = Instant::now();
+    let mut c = Cache::new(CacheConfig {
+        max_entries: 20,
+        serve_stale: false,
+        ..CacheConfig::default()
+    });
+    let (x, y) = (key_n(0), key_n(1));
+    assert!(c.insert(&x, &answer(&[10]), t0));
+    assert!(c.insert(&y, &answer(&[300]), t0));
+    for k in [&x, &y] {
+        assert!(matches!(c.get(k, t0), Lookup::Fresh(_)));
+    }
+    for n in 2..=20 {
+        assert!(c.insert(&key_n(n), &answer(&[300]), t0));
+    }
+    // x and y moved to main (x at its tail); asked for 3 times there.
+    for k in [&x, &y, &x, &y, &x, &y] {
+        assert!(matches!(c.get(k, t0), Lookup::Fresh(_)));
+    }
+    assert_eq!(c.store.queue_of(&x), Some(Queue::Main));
+    // x expires. Everything in small is asked for, so the next insertion empties small
+    // into main and evicts from main: x, dead, before y, which goes round again.
+    let later = t0 + Duration::from_secs(11);
+    for n in 3..=20 {
+        assert!(matches!(c.get(&key_n(n), later), Lookup::Fresh(_)));
+    }
+    assert!(c.insert(&key_n(21), &answer(&[300]), later));
+    assert_eq!(c.lifetime(&x), None);
+    assert!(c.lifetime(&y).is_some());
+    assert_eq!(c.store.queues()[0].0, 1, "small holds only the new one");
+}
+
+#[test]
+fn an_answer_over_a_128th_of_the_budget_is_refused() {
+    let now = Instant::now();
+    let mut c = Cache::new(CacheConfig {
+        max_bytes: 1 << 20,
+        ..CacheConfig::default()
+    });
+    // 8 KiB allowed: 400 A records (6.4 KB and a 0.8 KB TTL table) fit, 600 do not.
+    assert!(c.insert(&key(), &answer(&[300; 400]), now));
+    assert!(!c.insert(&key_n(1), &answer(&[300; 600]), now));
+    assert_eq!((c.len(), c.refused()), (1, 1));
+}
