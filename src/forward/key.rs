@@ -125,8 +125,13 @@ impl Key {
 
     /// QTYPE and QCLASS as on the wire (4 octets).
     pub fn type_class(&self) -> &[u8] {
+        self.type_class_array().map_or(&[], |tc| &tc[..])
+    }
+
+    /// [`type_class`](Self::type_class) as an array, for fixed-size compares.
+    fn type_class_array(&self) -> Option<&[u8; 4]> {
         let n = self.name().len();
-        self.bytes.get(n..n + 4).unwrap_or_default()
+        self.bytes.get(n..)?.first_chunk::<4>()
     }
 
     pub fn flags(&self) -> u8 {
@@ -158,10 +163,11 @@ pub fn write_query(out: &mut Vec<u8>, id: u16, key: &Key, spelling: &Spelling, u
     let flags = u16::from(key.rd()) << 8 | u16::from(key.cd()) << 4;
     out.extend_from_slice(&Header::from_parts(id, flags, [1, 0, 0, 1]).to_bytes());
     spelling.write(key.name(), out);
-    out.extend_from_slice(key.type_class());
+    let [t0, t1, c0, c1] = key.type_class_array().copied().unwrap_or_default();
     let [hi, lo] = udp_size.to_be_bytes();
     let dnssec = u8::from(key.dnssec_ok()) << 7;
-    out.extend_from_slice(&[0, 0, 41, hi, lo, 0, 0, dnssec, 0, 0, 0]);
+    // QTYPE and QCLASS, then the OPT record (root owner, TYPE 41): one append.
+    out.extend_from_slice(&[t0, t1, c0, c1, 0, 0, 41, hi, lo, 0, 0, dnssec, 0, 0, 0]);
 }
 
 /// Whether `answer` asks exactly the question we sent: one question, the name octet for
@@ -170,22 +176,30 @@ pub fn write_query(out: &mut Vec<u8>, id: u16, key: &Key, spelling: &Spelling, u
 /// after the header and cannot be a pointer (pointers into the header are refused).
 pub fn same_question_exact(answer: &[u8], spelling: &Spelling, key: &Key) -> bool {
     let name = key.name();
-    let qd = answer.get(4..6) == Some(&[0, 1][..]);
     let at = HEADER_LEN + name.len();
-    qd && answer
-        .get(HEADER_LEN..at)
-        .is_some_and(|wire| spelling.matches(name, wire))
-        && answer.get(at..at + 4) == Some(key.type_class())
+    // QDCOUNT, QTYPE and QCLASS first: fixed-size compares, cheaper than the name's.
+    answer.get(4..6) == Some(&[0, 1][..])
+        && same_type_class(answer, at, key)
+        && answer
+            .get(HEADER_LEN..at)
+            .is_some_and(|wire| spelling.matches(name, wire))
+}
+
+/// Whether the QTYPE and QCLASS at offset `at` of `answer` are the key's.
+fn same_type_class(answer: &[u8], at: usize, key: &Key) -> bool {
+    let theirs = answer.get(at..).and_then(<[u8]>::first_chunk::<4>);
+    key.type_class_array()
+        .is_some_and(|ours| theirs == Some(ours))
 }
 
 /// Whether `answer`'s question is the key's question ignoring letter case.
 pub fn same_question_folded(answer: &[u8], key: &Key) -> bool {
     let name = key.name();
     let at = HEADER_LEN + name.len();
-    answer
-        .get(HEADER_LEN..at)
-        .is_some_and(|n| n.eq_ignore_ascii_case(name))
-        && answer.get(at..at + 4) == Some(key.type_class())
+    same_type_class(answer, at, key)
+        && answer
+            .get(HEADER_LEN..at)
+            .is_some_and(|n| n.eq_ignore_ascii_case(name))
 }
 
 #[cfg(test)]
@@ -295,5 +309,31 @@ mod tests {
             assert!(!same_question_exact(&lower, &s, &k), "case is checked");
         }
         assert!(same_question_folded(&lower, &k));
+    }
+
+    #[test]
+    fn an_answer_must_repeat_the_whole_question() {
+        let k = key("Www.Example.org", RD);
+        let mut rng = SeededRandom::new(5);
+        let s = Spelling::random(k.name(), true, &mut rng).unwrap();
+        let mut q = Vec::new();
+        write_query(&mut q, 7, &k, &s, 1232);
+        assert!(same_question_exact(&q, &s, &k) && same_question_folded(&q, &k));
+        let at = HEADER_LEN + k.name().len();
+        // Another QTYPE, another QCLASS, two questions: not ours, in any case.
+        for (i, v) in [(at + 1, 28), (at + 3, 3), (5, 2)] {
+            let mut other = q.clone();
+            other[i] = v;
+            assert!(!same_question_exact(&other, &s, &k), "octet {i} = {v}");
+            assert!(
+                i == 5 || !same_question_folded(&other, &k),
+                "octet {i} = {v}"
+            );
+        }
+        // Cut anywhere before the end of QCLASS: not ours, and no panic.
+        for n in 0..at + 4 {
+            assert!(!same_question_exact(&q[..n], &s, &k), "cut at {n}");
+            assert!(!same_question_folded(&q[..n], &k), "cut at {n}");
+        }
     }
 }

@@ -212,6 +212,8 @@ impl fmt::Display for Name {
 /// label, and returns the input after the name as it sits at `i` and the name's
 /// uncompressed wire length: [`walk`] for the `nom` parsers. The labels in place must
 /// lie within `i` (a name in RDATA ends inside it); pointers lead anywhere in `msg`.
+/// `#[inline]`, as `walk`: the cache's walk of every answer calls it per record.
+#[inline]
 pub(crate) fn walk_name<'a>(
     msg: &'a [u8],
     i: &'a [u8],

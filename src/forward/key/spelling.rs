@@ -175,7 +175,10 @@ impl Spelling {
         }
         map_words(name, out, |at, w| {
             let upper = ascii_in(w, b'A', b'Z');
-            set_bits_at(&mut s.upper, at, gather(upper));
+            // Most names come in lower case: no bits to gather.
+            if upper != 0 {
+                set_bits_at(&mut s.upper, at, gather(upper));
+            }
             // 0x80 >> 2 is the case bit.
             w | upper >> 2
         });
@@ -247,6 +250,7 @@ impl Spelling {
 
     /// Whether `wire` is the folded `name` spelled this way, octet for octet (compared
     /// in place, eight octets at a time).
+    #[inline]
     pub fn matches(&self, name: &[u8], wire: &[u8]) -> bool {
         let len = name.len();
         if len != wire.len() {
