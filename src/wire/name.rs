@@ -7,7 +7,9 @@
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
-use super::{fail, offset_in, ErrorKind, PResult, HEADER_LEN, MAX_LABEL_LEN, MAX_NAME_LEN};
+use super::{
+    offset_in, ErrorKind, PResult, ParseError, WireError, HEADER_LEN, MAX_LABEL_LEN, MAX_NAME_LEN,
+};
 
 /// A domain name, uncompressed. Valid values: a sequence of labels of 1..=63 octets
 /// ending with the root label, at most 255 octets in wire form.
@@ -208,7 +210,40 @@ impl fmt::Display for Name {
 
 /// Walks the name that starts at `i` (a slice of `msg`), calling `on_label` for each
 /// label, and returns the input after the name as it sits at `i` and the name's
-/// uncompressed wire length. This is the only function that follows compression pointers.
+/// uncompressed wire length: [`walk`] for the `nom` parsers. The labels in place must
+/// lie within `i` (a name in RDATA ends inside it); pointers lead anywhere in `msg`.
+/// `#[inline]`, as `walk`: the cache's walk of every answer calls it per record.
+#[inline]
+pub(crate) fn walk_name<'a>(
+    msg: &'a [u8],
+    i: &'a [u8],
+    on_label: impl FnMut(&'a [u8]),
+) -> PResult<'a, usize> {
+    let at = offset_in(msg, i);
+    match walk(msg, at, at + i.len(), true, on_label) {
+        Ok(w) => Ok((i.get(w.end - at..).unwrap_or_default(), w.wire_len)),
+        Err(e) => {
+            let rest = msg.get(e.offset..).unwrap_or_default();
+            Err(nom::Err::Error(WireError::new(rest, e.kind)))
+        }
+    }
+}
+
+/// A name that [`walk`] read: where it ends in place and its uncompressed wire length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Walked {
+    /// Offset just past the name as it sits in the message (past its first pointer).
+    pub end: usize,
+    /// Octets of the name uncompressed (root octet included); with `follow` false, of
+    /// the labels before the first pointer only.
+    pub wire_len: usize,
+}
+
+/// Walks the name at offset `at` of `msg`, calling `on_label` for each label; with
+/// `follow` false it stops at the first pointer (after checking it) instead of jumping.
+/// The labels in place must end by offset `limit` (the end of the RDATA that holds the
+/// name, or of the message); after a pointer, anywhere in `msg`. This is the only
+/// function that follows compression pointers.
 ///
 /// RFC 1035 §4.1.4: "In order to reduce the size of messages, the domain system utilizes
 /// a compression scheme which eliminates the repetition of domain names in a message. In
@@ -222,67 +257,79 @@ impl fmt::Display for Name {
 /// the message length. A pointer into the 12-octet header is refused too: no name
 /// occurs there, and a name made of header octets would change when the ID is
 /// rewritten in place (as Knot's parser, we call it malformed).
-pub(crate) fn walk_name<'a>(
-    msg: &'a [u8],
-    i: &'a [u8],
-    on_label: impl FnMut(&'a [u8]),
-) -> PResult<'a, usize> {
-    walk(msg, i, true, on_label)
-}
-
-/// The walk behind [`walk_name`] and [`skip_name`]; with `follow` false it stops at the
-/// first pointer (after checking it) instead of jumping. `#[inline]`: left to itself
-/// the compiler stopped inlining it into its hot callers in some builds (cachegrind:
-/// +400 instructions a forwarded miss; the hot-path view a tenth slower).
+///
+/// Offsets rather than `nom` slices: this loop runs for every label of every name the
+/// forwarder meets, and an offset is one register where a slice is two (cachegrind: a
+/// forwarded miss walks a dozen labels). Every read is a bounds-checked `get`; `at`
+/// past the end of `msg` is a truncated name. `#[inline]`: left to itself the compiler
+/// stopped inlining it into its hot callers in some builds (+400 instructions a miss).
 #[inline]
-fn walk<'a>(
+pub(crate) fn walk<'a>(
     msg: &'a [u8],
-    i: &'a [u8],
+    at: usize,
+    limit: usize,
     follow: bool,
     mut on_label: impl FnMut(&'a [u8]),
-) -> PResult<'a, usize> {
-    // Plain slice operations rather than nom primitives: this loop runs for every label
-    // of every name, and each step is a bounds-checked split.
-    let mut cur = i;
-    let mut after_first_run: Option<&'a [u8]> = None;
-    let mut run_start = offset_in(msg, i);
+) -> Result<Walked, ParseError> {
+    // What may be read: the message up to `limit` until the first jump, then all of it.
+    // A prefix of `msg`, so offsets in it are offsets in `msg`.
+    let mut run = msg.get(..limit).unwrap_or(msg);
+    let mut pos = at;
+    // Offset past the first pointer: where the name ends in place.
+    let mut end = None;
+    let mut run_start = at;
     let mut wire_len = 1; // the root octet
     loop {
-        let Some((&len, after)) = cur.split_first() else {
-            return fail(cur, ErrorKind::Truncated);
+        let Some(&len) = run.get(pos) else {
+            return Err(error_at(run, pos, ErrorKind::Truncated));
         };
-        match len & 0xC0 {
-            0x00 if len == 0 => return Ok((after_first_run.unwrap_or(after), wire_len)),
-            0x00 => {
-                let Some((label, after)) = after.split_at_checked(usize::from(len)) else {
-                    return fail(after, ErrorKind::Truncated);
-                };
-                wire_len += 1 + usize::from(len);
-                if wire_len > MAX_NAME_LEN {
-                    return fail(cur, ErrorKind::NameTooLong);
-                }
-                on_label(label);
-                cur = after;
-            }
-            0xC0 => {
-                let Some((&low, after)) = after.split_first() else {
-                    return fail(after, ErrorKind::Truncated);
-                };
-                let target = usize::from(len & 0x3F) << 8 | usize::from(low);
-                if target >= run_start || target < HEADER_LEN {
-                    let target = target as u16; // < 0x4000, fits
-                    return fail(cur, ErrorKind::BadPointer { target });
-                }
-                let rest = *after_first_run.get_or_insert(after);
-                if !follow {
-                    return Ok((rest, wire_len));
-                }
-                run_start = target;
-                // target < run_start <= msg.len(), so the slice exists.
-                cur = msg.get(target..).unwrap_or_default();
-            }
-            _ => return fail(cur, ErrorKind::BadLabelType(len)),
+        if len == 0 {
+            let end = end.unwrap_or(pos + 1);
+            return Ok(Walked { end, wire_len });
         }
+        if len <= MAX_LABEL_LEN as u8 {
+            let next = pos + 1 + usize::from(len);
+            let Some(label) = run.get(pos + 1..next) else {
+                return Err(error_at(run, pos + 1, ErrorKind::Truncated));
+            };
+            wire_len += 1 + usize::from(len);
+            if wire_len > MAX_NAME_LEN {
+                return Err(error_at(msg, pos, ErrorKind::NameTooLong));
+            }
+            on_label(label);
+            pos = next;
+            continue;
+        }
+        if len & 0xC0 != 0xC0 {
+            return Err(error_at(msg, pos, ErrorKind::BadLabelType(len)));
+        }
+        let Some(&low) = run.get(pos + 1) else {
+            return Err(error_at(run, pos + 1, ErrorKind::Truncated));
+        };
+        let target = usize::from(len & 0x3F) << 8 | usize::from(low);
+        if target >= run_start || target < HEADER_LEN {
+            let target = target as u16; // < 0x4000, fits
+            return Err(error_at(msg, pos, ErrorKind::BadPointer { target }));
+        }
+        let end = *end.get_or_insert(pos + 2);
+        if !follow {
+            return Ok(Walked { end, wire_len });
+        }
+        run_start = target;
+        run = msg;
+        pos = target;
+    }
+}
+
+/// The error `kind` at offset `at` of `msg` (an offset past the end counts as the end:
+/// `msg` is what the walk may read, a prefix of the message).
+/// Out of line: the walk's loop keeps its registers for the labels.
+#[cold]
+#[inline(never)]
+fn error_at(msg: &[u8], at: usize, kind: ErrorKind) -> ParseError {
+    ParseError {
+        offset: at.min(msg.len()),
+        kind,
     }
 }
 
@@ -298,158 +345,5 @@ pub fn parse_name<'a>(msg: &'a [u8], i: &'a [u8]) -> PResult<'a, Name> {
     Ok((rest, Name { wire }))
 }
 
-/// Skips a name in place without following its pointer (hot path): the labels up to
-/// the root octet or a pointer are bounds-checked, and a pointer must point before the
-/// name's start and past the header, so it could not loop or jump forward. Where the
-/// pointer leads is not read; [`parse_name`] is what checks that.
-pub(crate) fn skip_name<'a>(msg: &'a [u8], i: &'a [u8]) -> PResult<'a, ()> {
-    walk(msg, i, false, |_| ()).map(|(rest, _)| (rest, ()))
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::wire::ParseError;
-
-    fn parse_at(msg: &[u8], at: usize) -> Result<Name, ParseError> {
-        parse_name(msg, &msg[at..])
-            .map(|(_, n)| n)
-            .map_err(|e| crate::wire::to_parse_error(msg, e))
-    }
-
-    #[rustfmt::skip]
-    const TWO_NAMES: &[u8] = &[
-        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,        // header (zeroed)
-        3, b'w', b'w', b'w',                        // 12: www
-        7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', // 16: example
-        3, b'c', b'o', b'm', 0,                     // 24: com .
-        3, b'f', b't', b'p', 0xC0, 16,              // 29: ftp -> example.com
-    ];
-
-    #[test]
-    fn follows_backward_pointer() {
-        let n = parse_at(TWO_NAMES, 29).unwrap();
-        assert_eq!(n.to_string(), "ftp.example.com.");
-        assert_eq!(n.wire_len(), 17);
-        let (rest, _) = parse_name(TWO_NAMES, &TWO_NAMES[29..]).unwrap();
-        assert!(rest.is_empty(), "rest starts right after the pointer");
-    }
-
-    #[test]
-    fn rejects_pointer_to_itself() {
-        let msg = [&[0u8; 12][..], &[0xC0, 12]].concat();
-        let e = parse_at(&msg, 12).unwrap_err();
-        assert_eq!(e.kind, ErrorKind::BadPointer { target: 12 });
-        assert_eq!(e.offset, 12);
-    }
-
-    #[test]
-    fn rejects_forward_pointer() {
-        let msg = [&[0u8; 12][..], &[0xC0, 14, 1, b'a', 0]].concat();
-        let e = parse_at(&msg, 12).unwrap_err();
-        assert_eq!(e.kind, ErrorKind::BadPointer { target: 14 });
-    }
-
-    #[test]
-    fn rejects_pointer_cycle() {
-        // 12: "a" -> 16; 16: "b" -> 12. The second jump is not below the first target.
-        #[rustfmt::skip]
-        let msg = [&[0u8; 12][..], &[
-            1, b'a', 0xC0, 16,      // 12
-            1, b'b', 0xC0, 12,      // 16
-        ]].concat();
-        let e = parse_at(&msg, 16).unwrap_err();
-        assert_eq!(e.kind, ErrorKind::BadPointer { target: 16 });
-        assert_eq!(e.offset, 14);
-    }
-
-    #[test]
-    fn rejects_pointer_into_own_run() {
-        // "www" then a pointer back into the middle of the same name.
-        let msg = [&[0u8; 12][..], &[3, b'w', b'w', b'w', 0xC0, 13]].concat();
-        let e = parse_at(&msg, 12).unwrap_err();
-        assert_eq!(e.kind, ErrorKind::BadPointer { target: 13 });
-    }
-
-    #[test]
-    fn rejects_reserved_label_types() {
-        for t in [0x40u8, 0x80] {
-            let msg = [&[0u8; 12][..], &[t | 1, b'a', 0]].concat();
-            assert_eq!(
-                parse_at(&msg, 12).unwrap_err().kind,
-                ErrorKind::BadLabelType(t | 1)
-            );
-        }
-    }
-
-    #[test]
-    fn rejects_name_of_256_octets() {
-        // 4 labels of 63 = 256 octets, then a 1-octet label: 256 + ... too long.
-        let mut wire = Vec::new();
-        for _ in 0..4 {
-            wire.push(63);
-            wire.extend_from_slice(&[b'a'; 63]);
-        }
-        wire.push(0); // 4*64 + 1 = 257
-        let msg = [&[0u8; 12][..], &wire].concat();
-        assert_eq!(parse_at(&msg, 12).unwrap_err().kind, ErrorKind::NameTooLong);
-        // 3*64 + 62 + 1 = 255: the longest legal name.
-        let mut wire = Vec::new();
-        for _ in 0..3 {
-            wire.push(63);
-            wire.extend_from_slice(&[b'a'; 63]);
-        }
-        wire.push(61);
-        wire.extend_from_slice(&[b'b'; 61]);
-        wire.push(0);
-        assert_eq!(wire.len(), 255);
-        let msg = [&[0u8; 12][..], &wire].concat();
-        assert_eq!(parse_at(&msg, 12).unwrap().wire_len(), 255);
-    }
-
-    #[test]
-    fn running_off_the_end_is_truncated() {
-        // The name at 12 ends at 29; every shorter buffer cuts it.
-        for n in 12..29 {
-            let cut = &TWO_NAMES[..n];
-            let e = parse_at(cut, 12).unwrap_err();
-            assert_eq!(e.kind, ErrorKind::Truncated, "cut at {n}");
-        }
-    }
-
-    #[test]
-    fn equality_ignores_ascii_case_but_keeps_spelling() {
-        let a = Name::from_ascii("WwW.Example.COM").unwrap();
-        let b = Name::from_ascii("www.example.com.").unwrap();
-        assert_eq!(a, b);
-        assert!(!a.eq_exact(&b));
-        assert_eq!(a.to_string(), "WwW.Example.COM.");
-        use std::collections::hash_map::DefaultHasher;
-        let h = |n: &Name| {
-            let mut s = DefaultHasher::new();
-            n.hash(&mut s);
-            s.finish()
-        };
-        assert_eq!(h(&a), h(&b));
-        // Only ASCII letters fold: 0xC4 and 0xE4 are different octets.
-        let c = Name::from_labels([&[0xC4u8][..]]).unwrap();
-        let d = Name::from_labels([&[0xE4u8][..]]).unwrap();
-        assert_ne!(c, d);
-    }
-
-    #[test]
-    fn presentation_escapes_round_trip() {
-        let n = Name::from_labels([&b"a.b"[..], &[0x01, b' ', b'\\'][..], b"x"]).unwrap();
-        assert_eq!(n.to_string(), "a\\.b.\\001\\032\\\\.x.");
-        assert!(Name::from_ascii(&n.to_string()).unwrap().eq_exact(&n));
-        assert_eq!(Name::root().to_string(), ".");
-        assert!(Name::from_ascii(".").unwrap().is_root());
-        assert_eq!(Name::from_ascii("a..b"), Err(NameError::EmptyLabel));
-        assert_eq!(
-            Name::from_ascii(&"x".repeat(64)),
-            Err(NameError::LabelTooLong)
-        );
-        assert_eq!(Name::from_ascii("\\25"), Err(NameError::BadEscape));
-        assert_eq!(Name::from_ascii("\\256"), Err(NameError::BadEscape));
-    }
-}
+mod tests;

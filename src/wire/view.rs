@@ -7,14 +7,19 @@
 //! offsets into the message. Only the first question's name is followed through its
 //! compression pointers (when it is read or compared); other names are skipped in place,
 //! their pointers checked to point backwards but not followed.
-use super::name::{skip_name, walk_name};
-use super::{
-    offset_in, parse_header, to_parse_error, Class, ErrorKind, Header, ParseError, RType,
-    WireError, MAX_NAME_LEN,
-};
+use super::name::walk;
+use super::{parse_header, Class, ErrorKind, Header, ParseError, RType, HEADER_LEN, MAX_NAME_LEN};
 
-fn truncated(at: &[u8]) -> nom::Err<WireError<'_>> {
-    nom::Err::Error(WireError::new(at, ErrorKind::Truncated))
+fn truncated(at: usize) -> ParseError {
+    ParseError {
+        offset: at,
+        kind: ErrorKind::Truncated,
+    }
+}
+
+/// The `N` octets at offset `at` of `msg`, if it has them.
+fn fixed<const N: usize>(msg: &[u8], at: usize) -> Option<&[u8; N]> {
+    msg.get(at..)?.first_chunk::<N>()
 }
 
 /// Where the OPT record is and what it says.
@@ -65,87 +70,82 @@ impl<'a> MessageView<'a> {
     /// ignores trailing bytes (see `end`). So it accepts everything
     /// [`super::parse_message`] accepts, and some messages it rejects.
     pub fn parse(msg: &'a [u8]) -> Result<MessageView<'a>, ParseError> {
-        Self::walk(msg, |_, _| ()).map_err(|e| to_parse_error(msg, e))
+        Self::walk(msg, |_, _| ())
     }
 
     /// The one walk over the message, for the view and for [`record_ttls`]: `on_record`
-    /// gets the offset of each record's TTL field and its type.
+    /// gets the offset of each record's TTL field and its type. Offsets and bounds-checked
+    /// `get`s rather than `nom` slices, as in [`walk`]: every packet passes here.
     fn walk(
         msg: &'a [u8],
         mut on_record: impl FnMut(usize, RType),
-    ) -> Result<MessageView<'a>, nom::Err<WireError<'a>>> {
-        let (mut i, header) = parse_header(msg)?;
+    ) -> Result<MessageView<'a>, ParseError> {
+        let (_, header) = parse_header(msg).map_err(|_| truncated(0))?;
+        let mut at = HEADER_LEN;
         let mut question = None;
-        for n in 0..header.qdcount {
-            let name_at = offset_in(msg, i);
+        if header.qdcount > 0 {
             // The first QNAME is followed through its pointers (it is what gets read and
             // compared); the others are stepped over in place.
-            let (rest, whole_len) = if n == 0 {
-                let (rest, len) = walk_name(msg, i, |_| ())?;
-                let whole = offset_in(msg, rest) - name_at == len;
-                (rest, if whole { len } else { 0 })
-            } else {
-                (skip_name(msg, i)?.0, 0)
+            let name = walk(msg, at, msg.len(), true, |_| ())?;
+            let Some(&[t0, t1, c0, c1]) = fixed(msg, name.end) else {
+                return Err(truncated(name.end));
             };
-            let Some((fixed, rest)) = rest.split_first_chunk::<4>() else {
-                return Err(truncated(rest));
-            };
-            if n == 0 {
-                let [t0, t1, c0, c1] = *fixed;
-                question = Some(QuestionView {
-                    name_at,
-                    whole_len,
-                    qtype: RType(u16::from_be_bytes([t0, t1])),
-                    qclass: Class(u16::from_be_bytes([c0, c1])),
-                });
-            }
-            i = rest;
+            let whole = name.end - at == name.wire_len;
+            question = Some(QuestionView {
+                name_at: at,
+                whole_len: if whole { name.wire_len } else { 0 },
+                qtype: RType(u16::from_be_bytes([t0, t1])),
+                qclass: Class(u16::from_be_bytes([c0, c1])),
+            });
+            at = name.end + 4;
         }
-        let records_at = offset_in(msg, i);
+        for _ in 1..header.qdcount {
+            let end = walk(msg, at, msg.len(), false, |_| ())?.end;
+            if fixed::<4>(msg, end).is_none() {
+                return Err(truncated(end));
+            }
+            at = end + 4;
+        }
+        let records_at = at;
         let mut opt = None;
         let records = usize::from(header.ancount) + usize::from(header.nscount);
         for n in 0..records + usize::from(header.arcount) {
-            let start = i;
-            let (rest, ()) = skip_name(msg, i)?;
+            let start = at;
+            let end = walk(msg, at, msg.len(), false, |_| ())?.end;
             // TYPE, CLASS, TTL, RDLENGTH: 10 octets read at once (hot path).
-            let Some((fixed, rest)) = rest.split_first_chunk::<10>() else {
-                return Err(truncated(rest));
+            let Some(&[t0, t1, c0, c1, l0, l1, l2, _, r0, r1]) = fixed(msg, end) else {
+                return Err(truncated(end));
             };
-            let [t0, t1, c0, c1, l0, l1, l2, _, r0, r1] = *fixed;
-            // The TTL sits 4 octets into the 10 just read.
-            on_record(
-                offset_in(msg, rest) - 6,
-                RType(u16::from_be_bytes([t0, t1])),
-            );
-            let rdlength = usize::from(u16::from_be_bytes([r0, r1]));
-            let Some(rest) = rest.get(rdlength..) else {
-                return Err(truncated(rest));
-            };
-            if u16::from_be_bytes([t0, t1]) == RType::OPT.0 {
-                // The owner must be the root; it may be a pointer to one, so follow it
-                // (one OPT per message: cheap).
-                let mut labels = 0;
-                let root = walk_name(msg, start, |_| labels += 1).is_ok() && labels == 0;
-                if n < records || opt.is_some() || !root {
-                    return Err(nom::Err::Error(WireError::new(start, ErrorKind::BadOpt)));
+            let rtype = RType(u16::from_be_bytes([t0, t1]));
+            on_record(end + 4, rtype);
+            let rdata_at = end + 10;
+            at = rdata_at + usize::from(u16::from_be_bytes([r0, r1]));
+            if at > msg.len() {
+                return Err(truncated(rdata_at));
+            }
+            if rtype == RType::OPT {
+                if n < records || opt.is_some() || !owner_is_root(msg, start) {
+                    return Err(ParseError {
+                        offset: start,
+                        kind: ErrorKind::BadOpt,
+                    });
                 }
                 opt = Some(OptView {
-                    offset: offset_in(msg, start),
-                    len: start.len() - rest.len(),
+                    offset: start,
+                    len: at - start,
                     udp_size: u16::from_be_bytes([c0, c1]),
                     ext_rcode: l0,
                     version: l1,
                     dnssec_ok: l2 & 0x80 != 0,
                 });
             }
-            i = rest;
         }
         Ok(MessageView {
             msg,
             header,
             question,
             opt,
-            end: offset_in(msg, i),
+            end: at,
             records_at,
         })
     }
@@ -190,9 +190,6 @@ impl<'a> MessageView<'a> {
             }
             return name.len();
         }
-        let Some(start) = self.msg.get(q.name_at..) else {
-            return 0;
-        };
         let mut len = 0;
         let mut push = |b: u8| {
             if let Some(slot) = out.get_mut(len) {
@@ -200,7 +197,7 @@ impl<'a> MessageView<'a> {
                 len += 1;
             }
         };
-        let walked = walk_name(self.msg, start, |label| {
+        let walked = walk(self.msg, q.name_at, self.msg.len(), true, |label| {
             push(label.len() as u8);
             label.iter().for_each(|&b| push(b));
         });
@@ -234,11 +231,243 @@ impl<'a> MessageView<'a> {
     }
 }
 
+/// Whether the owner of the record at `at` (which the view stepped over) is the root:
+/// the root octet itself (what every sender writes), or a pointer that leads to it.
+#[inline]
+fn owner_is_root(msg: &[u8], at: usize) -> bool {
+    msg.get(at) == Some(&0) || pointer_to_root(msg, at)
+}
+
+/// [`owner_is_root`] for an owner that is not the root octet: followed (one OPT per
+/// message, and rarely compressed).
+#[cold]
+#[inline(never)]
+fn pointer_to_root(msg: &[u8], at: usize) -> bool {
+    let mut labels = 0;
+    walk(msg, at, msg.len(), true, |_| labels += 1).is_ok() && labels == 0
+}
+
 /// Where the TTL of every record (answer, authority and additional) sits in `msg`, with
 /// the record's type: the cache rewrites TTLs in place rather than re-encoding.
 pub fn record_ttls(msg: &[u8]) -> Result<Vec<(usize, RType)>, ParseError> {
     let mut out = Vec::new();
-    MessageView::walk(msg, |at, rtype| out.push((at, rtype)))
-        .map_err(|e| to_parse_error(msg, e))?;
+    MessageView::walk(msg, |at, rtype| out.push((at, rtype)))?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::name::walk_name;
+    use crate::wire::{offset_in, to_parse_error, PResult, WireError};
+    use proptest::prelude::*;
+
+    /// The view's walk as it was written with `nom` slices: the model the offset walk
+    /// must agree with, field for field and error for error.
+    fn model(msg: &[u8]) -> Result<(MessageView<'_>, Vec<(usize, RType)>), ParseError> {
+        fn skip<'a>(msg: &'a [u8], i: &'a [u8]) -> PResult<'a, ()> {
+            match walk(msg, offset_in(msg, i), msg.len(), false, |_| ()) {
+                Ok(w) => Ok((&msg[w.end..], ())),
+                Err(e) => Err(nom::Err::Error(WireError::new(&msg[e.offset..], e.kind))),
+            }
+        }
+        fn truncated(at: &[u8]) -> nom::Err<WireError<'_>> {
+            nom::Err::Error(WireError::new(at, ErrorKind::Truncated))
+        }
+        let mut ttls = Vec::new();
+        let walked = (|| {
+            let (mut i, header) = parse_header(msg)?;
+            let mut question = None;
+            for n in 0..header.qdcount {
+                let name_at = offset_in(msg, i);
+                let (rest, whole_len) = if n == 0 {
+                    let (rest, len) = walk_name(msg, i, |_| ())?;
+                    let whole = offset_in(msg, rest) - name_at == len;
+                    (rest, if whole { len } else { 0 })
+                } else {
+                    (skip(msg, i)?.0, 0)
+                };
+                let Some((fixed, rest)) = rest.split_first_chunk::<4>() else {
+                    return Err(truncated(rest));
+                };
+                if n == 0 {
+                    let [t0, t1, c0, c1] = *fixed;
+                    question = Some(QuestionView {
+                        name_at,
+                        whole_len,
+                        qtype: RType(u16::from_be_bytes([t0, t1])),
+                        qclass: Class(u16::from_be_bytes([c0, c1])),
+                    });
+                }
+                i = rest;
+            }
+            let records_at = offset_in(msg, i);
+            let mut opt = None;
+            let records = usize::from(header.ancount) + usize::from(header.nscount);
+            for n in 0..records + usize::from(header.arcount) {
+                let start = i;
+                let (rest, ()) = skip(msg, i)?;
+                let Some((fixed, rest)) = rest.split_first_chunk::<10>() else {
+                    return Err(truncated(rest));
+                };
+                let [t0, t1, c0, c1, l0, l1, l2, _, r0, r1] = *fixed;
+                ttls.push((
+                    offset_in(msg, rest) - 6,
+                    RType(u16::from_be_bytes([t0, t1])),
+                ));
+                let rdlength = usize::from(u16::from_be_bytes([r0, r1]));
+                let Some(rest) = rest.get(rdlength..) else {
+                    return Err(truncated(rest));
+                };
+                if u16::from_be_bytes([t0, t1]) == RType::OPT.0 {
+                    let mut labels = 0;
+                    let root = walk_name(msg, start, |_| labels += 1).is_ok() && labels == 0;
+                    if n < records || opt.is_some() || !root {
+                        return Err(nom::Err::Error(WireError::new(start, ErrorKind::BadOpt)));
+                    }
+                    opt = Some(OptView {
+                        offset: offset_in(msg, start),
+                        len: start.len() - rest.len(),
+                        udp_size: u16::from_be_bytes([c0, c1]),
+                        ext_rcode: l0,
+                        version: l1,
+                        dnssec_ok: l2 & 0x80 != 0,
+                    });
+                }
+                i = rest;
+            }
+            Ok(MessageView {
+                msg,
+                header,
+                question,
+                opt,
+                end: offset_in(msg, i),
+                records_at,
+            })
+        })();
+        walked
+            .map(|v| (v, ttls))
+            .map_err(|e| to_parse_error(msg, e))
+    }
+
+    fn fields(v: &MessageView<'_>) -> impl PartialEq + std::fmt::Debug {
+        (v.header, v.question, v.opt, v.end, v.records_at)
+    }
+
+    /// The view and `record_ttls` against the model.
+    fn agrees(msg: &[u8]) {
+        let ours = MessageView::parse(msg);
+        let theirs = model(msg);
+        match (&ours, &theirs) {
+            (Ok(a), Ok((b, ttls))) => {
+                assert_eq!(fields(a), fields(b), "{msg:02x?}");
+                assert_eq!(record_ttls(msg).as_ref(), Ok(ttls), "{msg:02x?}");
+            }
+            (Err(a), Err(b)) => {
+                assert_eq!(a, b, "{msg:02x?}");
+                assert_eq!(record_ttls(msg).as_ref().err(), Some(b), "{msg:02x?}");
+            }
+            _ => panic!(
+                "{msg:02x?}: view {:?}, model {:?}",
+                ours.map(|v| fields(&v)),
+                theirs.map(|(v, _)| fields(&v))
+            ),
+        }
+    }
+
+    /// An answer as the forwarder meets it: `n20836.bench.test A`, one A record whose
+    /// owner points at the question, an OPT record.
+    #[rustfmt::skip]
+    const ANSWER: &[u8] = &[
+        0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 1,     // header
+        6, b'n', b'2', b'0', b'8', b'3', b'6',             // 12: question
+        5, b'b', b'e', b'n', b'c', b'h', 4, b't', b'e', b's', b't', 0,
+        0, 1, 0, 1,                                         // A IN
+        0xC0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 10, 0, 0, 1, // 35: A 10.0.0.1
+        0, 0, 41, 4, 0xD0, 0, 0, 0x80, 0, 0, 0,             // 51: OPT, DO
+    ];
+
+    #[test]
+    fn reads_an_answer() {
+        let v = MessageView::parse(ANSWER).unwrap();
+        assert_eq!(v.header.id, 0x1234);
+        assert_eq!(v.qtype_qclass(), Some((RType::A, Class::IN)));
+        assert_eq!(v.qname(), Some(&ANSWER[12..31]));
+        assert_eq!(v.records_at(), 35);
+        assert_eq!(v.end, 62);
+        let opt = v.opt.unwrap();
+        assert_eq!(
+            (opt.offset, opt.len, opt.udp_size, opt.dnssec_ok),
+            (51, 11, 1232, true)
+        );
+        assert_eq!(
+            record_ttls(ANSWER).unwrap(),
+            [(41, RType::A), (56, RType::OPT)]
+        );
+        agrees(ANSWER);
+    }
+
+    #[test]
+    fn every_prefix_fails_cleanly() {
+        for n in 0..ANSWER.len() {
+            assert!(MessageView::parse(&ANSWER[..n]).is_err(), "cut at {n}");
+            agrees(&ANSWER[..n]);
+        }
+    }
+
+    #[test]
+    fn opt_rules() {
+        // An OPT owned by a pointer to a root label is owned by the root (a root to
+        // point at: the A record's address made to end in a zero octet, at 50).
+        let owned_by = |ptr: u8| [&ANSWER[..50], &[0, 0xC0, ptr], &ANSWER[52..]].concat();
+        let m = owned_by(50);
+        let v = MessageView::parse(&m).unwrap();
+        assert_eq!(v.opt.map(|o| (o.offset, o.len)), Some((51, 12)));
+        agrees(&m);
+        // Pointing at a name, it is not.
+        let e = MessageView::parse(&owned_by(12)).unwrap_err();
+        assert_eq!((e.offset, e.kind), (51, ErrorKind::BadOpt));
+        agrees(&owned_by(12));
+        // OPT in the answer section; two OPTs.
+        let mut in_answer = ANSWER.to_vec();
+        in_answer[38] = 41;
+        let e = MessageView::parse(&in_answer).unwrap_err();
+        assert_eq!((e.offset, e.kind), (35, ErrorKind::BadOpt));
+        let mut two = ANSWER.to_vec();
+        two[11] = 2;
+        two.extend_from_slice(&ANSWER[51..]);
+        let e = MessageView::parse(&two).unwrap_err();
+        assert_eq!((e.offset, e.kind), (62, ErrorKind::BadOpt));
+        for m in [in_answer, two] {
+            agrees(&m);
+        }
+    }
+
+    #[test]
+    fn agrees_with_the_model_after_each_change_of_one_octet() {
+        for at in 0..ANSWER.len() {
+            for v in [0u8, 1, 2, 3, 4, 10, 12, 41, 63, 64, 0x80, 0xC0, 0xFF] {
+                let mut m = ANSWER.to_vec();
+                m[at] = v;
+                agrees(&m);
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+        #[test]
+        fn agrees_with_the_model_after_random_changes(
+            changes in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6),
+            cut in any::<usize>(),
+        ) {
+            let mut m = ANSWER.to_vec();
+            for (at, v) in changes {
+                let len = m.len();
+                m[at % len] = v;
+            }
+            agrees(&m);
+            agrees(&m[..cut % (m.len() + 1)]);
+        }
+    }
 }

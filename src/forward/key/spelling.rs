@@ -1,0 +1,448 @@
+//! The letter case of a question name (draft-vixie-dnsext-dns0x20): a [`Spelling`] says
+//! which octets of a folded (lower-case) name are upper case, one bit each, so that a
+//! query in flight or a waiting client holds its spelling without a copy of the name;
+//! [`Letters`] says which octets are letters, for the random case of our queries.
+//!
+//! Every query passes through here several times (folded on arrival, spelled at random
+//! for the upstream, compared with the answer, spelled back for the client), so names
+//! are handled eight octets at a time. The words of a name of `len` ≥ 8 octets sit at
+//! 0, 8, 16, … and, when `len` is not a multiple of 8, one more word ends at `len`,
+//! overlapping the one before it ([`map_words`], [`all_words`]): no octet-at-a-time tail. That is
+//! sound because every operation here either gives an octet seen twice the same result
+//! (folding, marking letters: an OR of the same bits) or computes its output from an
+//! unchanged source (spelling, comparing). Names shorter than a word go octet by octet.
+//! Every access is a bounds-checked `get`: a short buffer gives a shorter result, never
+//! a panic.
+use super::super::ids::IdSource;
+use crate::wire::MAX_NAME_LEN;
+
+/// 0x80 in each octet of the little-endian word `w` that is an ASCII character in
+/// `lo..=hi` (1 ≤ lo ≤ hi < 0x7F), 0 elsewhere: eight octets compared at once (no octet
+/// sum carries into the next: each stays below 0x100).
+fn ascii_in(w: u64, lo: u8, hi: u8) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let low7 = w & !HIGH;
+    let at_least_lo = low7 + ONES * u64::from(0x80 - lo);
+    let above_hi = low7 + ONES * u64::from(0x7F - hi);
+    at_least_lo & !above_hi & !w & HIGH
+}
+
+/// 0x80 in each octet of `w` that is an ASCII letter, either case.
+fn letters_in(w: u64) -> u64 {
+    ascii_in(w | 0x2020_2020_2020_2020, b'a', b'z')
+}
+
+/// The top bits of the eight octets of `m` (each 0x80 or 0) as one octet, octet 0 in
+/// bit 0: the products land in distinct bits, so nothing carries into the top octet.
+fn gather(m: u64) -> u8 {
+    ((m >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u8
+}
+
+/// For each octet value `v` (8 bits of a [`Spelling`]): 0x20 in octet `b` of the result
+/// (little-endian order) where bit `b` of `v` is set.
+const CASE_FLIPS: [u64; 256] = {
+    let mut table = [0u64; 256];
+    let mut v = 0;
+    while v < 256 {
+        let mut b = 0;
+        while b < 8 {
+            if (v >> b) & 1 == 1 {
+                table[v] |= 0x20 << (8 * b);
+            }
+            b += 1;
+        }
+        v += 1;
+    }
+    table
+};
+
+/// The 0x20 flips for the eight octets whose bits `v` holds.
+fn flips_of(v: u8) -> u64 {
+    CASE_FLIPS.get(usize::from(v)).copied().unwrap_or(0)
+}
+
+/// Calls `f(at, word)` for each word of `src` (at least 8 octets, see the module
+/// docs) and writes what it returns at the same offset of `dst` (as long as `src`).
+#[inline(always)]
+fn map_words(src: &[u8], dst: &mut [u8], mut f: impl FnMut(usize, u64) -> u64) {
+    let words = src.chunks_exact(8).zip(dst.chunks_exact_mut(8));
+    for (n, (s, d)) in words.enumerate() {
+        if let (Ok(s), Ok(d)) = (<[u8; 8]>::try_from(s), <&mut [u8; 8]>::try_from(d)) {
+            *d = f(8 * n, u64::from_le_bytes(s)).to_le_bytes();
+        }
+    }
+    if !src.len().is_multiple_of(8) {
+        if let (Some(s), Some(d)) = (src.last_chunk::<8>(), dst.last_chunk_mut::<8>()) {
+            *d = f(src.len() - 8, u64::from_le_bytes(*s)).to_le_bytes();
+        }
+    }
+}
+
+/// Whether `f(at, a_word, b_word)` holds for each word of `a` and `b` (of one length, at
+/// least 8 octets, see the module docs).
+#[inline(always)]
+fn all_words(a: &[u8], b: &[u8], mut f: impl FnMut(usize, u64, u64) -> bool) -> bool {
+    let words = a.chunks_exact(8).zip(b.chunks_exact(8));
+    for (n, (x, y)) in words.enumerate() {
+        if let (Ok(x), Ok(y)) = (<[u8; 8]>::try_from(x), <[u8; 8]>::try_from(y)) {
+            if !f(8 * n, u64::from_le_bytes(x), u64::from_le_bytes(y)) {
+                return false;
+            }
+        }
+    }
+    match (a.last_chunk::<8>(), b.last_chunk::<8>()) {
+        _ if a.len().is_multiple_of(8) => true,
+        (Some(x), Some(y)) => f(a.len() - 8, u64::from_le_bytes(*x), u64::from_le_bytes(*y)),
+        _ => false,
+    }
+}
+
+/// One bit per octet of a name (bit `i % 8` of octet `i / 8` for octet `i` of the name):
+/// 256 bits, for names of up to 255 octets.
+type Bits = [u8; 32];
+
+/// The eight bits of `bits` from bit `at` on, as one octet (bit `at` in bit 0).
+fn bits_at(bits: &Bits, at: usize) -> u8 {
+    let (i, s) = (at / 8, at % 8);
+    let lo = bits.get(i).copied().unwrap_or(0);
+    let hi = bits.get(i + 1).copied().unwrap_or(0);
+    (u16::from_le_bytes([lo, hi]) >> s) as u8
+}
+
+/// Sets the bits of `v` in `bits` from bit `at` on (bit 0 of `v` at bit `at`).
+fn set_bits_at(bits: &mut Bits, at: usize, v: u8) {
+    let (i, s) = (at / 8, at % 8);
+    let [lo, hi] = (u16::from(v) << s).to_le_bytes();
+    if let Some(b) = bits.get_mut(i) {
+        *b |= lo;
+    }
+    if let Some(b) = bits.get_mut(i + 1) {
+        *b |= hi;
+    }
+}
+
+/// Whether bit `at` of `bits` is set.
+fn bit(bits: &Bits, at: usize) -> bool {
+    bits.get(at / 8).is_some_and(|b| b >> (at % 8) & 1 == 1)
+}
+
+/// The bits of octets `64 * n ..` as one word.
+fn bits_word(bits: &Bits, n: usize) -> u64 {
+    bits.get(8 * n..)
+        .and_then(<[u8]>::first_chunk::<8>)
+        .map_or(0, |w| u64::from_le_bytes(*w))
+}
+
+/// A spelling of a key's name: which octets of the folded name are upper case.
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub struct Spelling {
+    upper: Bits,
+}
+
+impl std::fmt::Debug for Spelling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Spelling({:x?})", self.upper)
+    }
+}
+
+impl Spelling {
+    /// Whether this is the folded name itself (all lower case).
+    pub fn is_lower(&self) -> bool {
+        self.upper == [0; 32]
+    }
+
+    /// The spelling of `name` (uncompressed wire form): where its letters are upper case.
+    pub fn of_name(name: &[u8]) -> Spelling {
+        let mut folded = [0u8; MAX_NAME_LEN];
+        Spelling::fold(name, &mut folded)
+    }
+
+    /// Copies `name` into `out` with its letters folded to lower case, and returns its
+    /// spelling (every query's name passes here). Copies as much as `out` holds.
+    pub fn fold(name: &[u8], out: &mut [u8]) -> Spelling {
+        let mut s = Spelling::default();
+        let len = name.len().min(out.len());
+        let (Some(name), Some(out)) = (name.get(..len), out.get_mut(..len)) else {
+            return s;
+        };
+        if len < 8 {
+            for (at, (b, o)) in name.iter().zip(out.iter_mut()).enumerate() {
+                *o = b.to_ascii_lowercase();
+                set_bits_at(&mut s.upper, at, u8::from(b.is_ascii_uppercase()));
+            }
+            return s;
+        }
+        map_words(name, out, |at, w| {
+            let upper = ascii_in(w, b'A', b'Z');
+            // Most names come in lower case: no bits to gather.
+            if upper != 0 {
+                set_bits_at(&mut s.upper, at, gather(upper));
+            }
+            // 0x80 >> 2 is the case bit.
+            w | upper >> 2
+        });
+        s
+    }
+
+    /// The 0x20 flips of the eight octets from `at` on, as a little-endian word.
+    fn flips(&self, at: usize) -> u64 {
+        flips_of(bits_at(&self.upper, at))
+    }
+
+    /// Random letter case for the folded `name` (0x20), one random bit per letter; with
+    /// `mix` false, all lower case. `None` if the generator failed.
+    pub fn random(name: &[u8], mix: bool, rng: &mut dyn IdSource) -> Option<Spelling> {
+        Spelling::random_for(&Letters::of(name), mix, rng)
+    }
+
+    /// [`random`](Self::random) for a name whose letters are already found.
+    pub fn random_for(letters: &Letters, mix: bool, rng: &mut dyn IdSource) -> Option<Spelling> {
+        let mut s = Spelling::default();
+        if !mix {
+            return Some(s);
+        }
+        let mut left = letters.len;
+        for (n, word) in s.upper.chunks_exact_mut(8).enumerate() {
+            if left == 0 {
+                break;
+            }
+            // One 16-bit draw per 16 octets of the name (or part of them).
+            let mut random = 0u64;
+            for _ in 0..left.min(64).div_ceil(16) {
+                random = random << 16 | u64::from(rng.next_u16()?);
+            }
+            word.copy_from_slice(&(bits_word(&letters.mask, n) & random).to_le_bytes());
+            left = left.saturating_sub(64);
+        }
+        Some(s)
+    }
+
+    /// Appends the folded `name`, spelled, to `out`.
+    pub fn write(&self, name: &[u8], out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(name);
+        if self.is_lower() {
+            return;
+        }
+        if let Some(spelled) = out.get_mut(start..) {
+            self.spell(name, spelled);
+        }
+    }
+
+    /// Writes the folded `name` spelled this way into `out` (as much as it holds).
+    fn spell(&self, name: &[u8], out: &mut [u8]) {
+        let len = name.len().min(out.len());
+        let (Some(name), Some(out)) = (name.get(..len), out.get_mut(..len)) else {
+            return;
+        };
+        if self.is_lower() {
+            out.copy_from_slice(name);
+        } else if len < 8 {
+            for (at, (b, o)) in name.iter().zip(out.iter_mut()).enumerate() {
+                *o = *b ^ if bit(&self.upper, at) { 0x20 } else { 0 };
+            }
+        } else {
+            // Only letters have their bit set: flipping 0x20 makes them upper case.
+            map_words(name, out, |at, w| w ^ self.flips(at));
+        }
+    }
+
+    /// Whether `wire` is the folded `name` spelled this way, octet for octet (compared
+    /// in place, eight octets at a time).
+    #[inline]
+    pub fn matches(&self, name: &[u8], wire: &[u8]) -> bool {
+        let len = name.len();
+        if len != wire.len() {
+            return false;
+        }
+        if len < 8 {
+            return name
+                .iter()
+                .enumerate()
+                .map(|(at, b)| b ^ if bit(&self.upper, at) { 0x20 } else { 0 })
+                .eq(wire.iter().copied());
+        }
+        all_words(name, wire, |at, x, y| x ^ self.flips(at) == y)
+    }
+
+    /// The folded `name` spelled, into `out`; returns the octets written.
+    pub fn copy_into(&self, name: &[u8], out: &mut [u8]) -> usize {
+        let n = name.len().min(out.len());
+        if let Some(dst) = out.get_mut(..n) {
+            self.spell(name, dst);
+        }
+        n
+    }
+}
+
+/// Where the ASCII letters of a wire-form name are, one bit an octet (length octets are
+/// at most 63, below every letter, so only letters are marked): found once a query,
+/// for its random case and for the bits a forger must guess.
+pub struct Letters {
+    mask: Bits,
+    len: usize,
+}
+
+impl Letters {
+    pub fn of(name: &[u8]) -> Letters {
+        let mut mask = [0u8; 32];
+        let len = name.len();
+        if len < 8 {
+            for (at, b) in name.iter().enumerate() {
+                set_bits_at(&mut mask, at, u8::from(b.is_ascii_alphabetic()));
+            }
+        } else {
+            all_words(name, name, |at, w, _| {
+                set_bits_at(&mut mask, at, gather(letters_in(w)));
+                true
+            });
+        }
+        Letters { mask, len }
+    }
+
+    /// How many (as [`letters`] counts them).
+    pub fn count(&self) -> u32 {
+        (0..4).map(|n| bits_word(&self.mask, n).count_ones()).sum()
+    }
+}
+
+/// ASCII letters in a wire-form name (length octets excluded).
+pub fn letters(name: &[u8]) -> u32 {
+    let mut count = 0;
+    let mut at = 0;
+    while let Some(&n) = name.get(at) {
+        if n == 0 {
+            break;
+        }
+        let end = (at + 1 + usize::from(n)).min(name.len());
+        count += name
+            .get(at + 1..end)
+            .unwrap_or_default()
+            .iter()
+            .filter(|b| b.is_ascii_alphabetic())
+            .count() as u32;
+        at = end;
+    }
+    count
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forward::SeededRandom;
+
+    /// The octet-at-a-time meaning of each operation, for names of every length from 0
+    /// to 255 (so every overlap of the last word) in a mix of cases and octet values.
+    #[test]
+    fn word_at_a_time_agrees_with_octet_at_a_time() {
+        // Every octet value in every position of a word, beside others.
+        for v in 0..=255u8 {
+            for at in 0..8 {
+                let mut run = *b"aZ.-9\xffQ@";
+                run[at] = v;
+                let w = u64::from_le_bytes(run);
+                for (j, b) in run.iter().enumerate() {
+                    let upper = gather(ascii_in(w, b'A', b'Z'));
+                    assert_eq!(upper >> j & 1 == 1, b.is_ascii_uppercase(), "{run:?}");
+                    let letters = gather(letters_in(w));
+                    assert_eq!(letters >> j & 1 == 1, b.is_ascii_alphabetic(), "{run:?}");
+                }
+            }
+        }
+        let mut rng = SeededRandom::new(11);
+        for len in 0..=255usize {
+            let name: Vec<u8> = (0..len)
+                .map(|i| [b'a', b'Q', 7, b'z', 0xC1, b'-', b'Z', b'`', b'{', b'@'][i % 10])
+                .collect();
+            let mut folded = vec![0u8; len];
+            let s = Spelling::fold(&name, &mut folded);
+            assert_eq!(folded, name.to_ascii_lowercase(), "len {len}");
+            let letters = Letters::of(&name);
+            assert_eq!(letters.len, len);
+            for (i, b) in name.iter().enumerate() {
+                assert_eq!(bit(&s.upper, i), b.is_ascii_uppercase(), "len {len} at {i}");
+                assert_eq!(
+                    bit(&letters.mask, i),
+                    b.is_ascii_alphabetic(),
+                    "len {len} at {i}"
+                );
+            }
+            // No bit past the name.
+            for i in len..256 {
+                assert!(
+                    !bit(&s.upper, i) && !bit(&letters.mask, i),
+                    "len {len} bit {i}"
+                );
+            }
+            assert_eq!(Spelling::of_name(&name), s);
+            let mut spelled = vec![0u8; len];
+            assert_eq!(s.copy_into(&folded, &mut spelled), len);
+            assert_eq!(spelled, name);
+            let mut out = b"prefix".to_vec();
+            s.write(&folded, &mut out);
+            assert_eq!(&out[6..], &name[..]);
+            assert!(s.matches(&folded, &name));
+            for at in 0..len {
+                // Any octet changed, case or not, is a mismatch.
+                for flip in [0x20u8, 0x01, 0x80] {
+                    let mut other = name.clone();
+                    other[at] ^= flip;
+                    assert!(!s.matches(&folded, &other), "len {len} at {at} ^{flip:x}");
+                }
+            }
+            assert!(!s.matches(&folded, &name[..len.saturating_sub(1)]) || len == 0);
+            // A random spelling flips letters only, and reads back as itself.
+            let r = Spelling::random_for(&letters, true, &mut rng).unwrap();
+            let mut wire = Vec::new();
+            r.write(&folded, &mut wire);
+            assert!(wire.eq_ignore_ascii_case(&folded));
+            for (a, b) in wire.iter().zip(&folded) {
+                if !b.is_ascii_alphabetic() {
+                    assert_eq!(a, b);
+                }
+            }
+            assert!(r.matches(&folded, &wire));
+            assert_eq!(Spelling::of_name(&wire), r);
+        }
+    }
+
+    #[test]
+    fn short_buffers_give_short_results() {
+        let name = b"\x07example\x03com\x00";
+        let s = Spelling::of_name(b"\x07ExAmple\x03COM\x00");
+        for n in 0..name.len() {
+            let mut out = vec![0u8; n];
+            assert_eq!(s.copy_into(name, &mut out), n);
+            assert_eq!(&out[..], &b"\x07ExAmple\x03COM\x00"[..n]);
+            let mut folded = vec![0u8; n];
+            let f = Spelling::fold(b"\x07ExAmple\x03COM\x00", &mut folded);
+            assert_eq!(&folded[..], &name[..n]);
+            for i in 0..name.len() {
+                assert_eq!(bit(&f.upper, i), i < n && bit(&s.upper, i));
+            }
+        }
+    }
+
+    #[test]
+    fn bits_straddle_words() {
+        let mut bits = [0u8; 32];
+        for at in [0, 1, 7, 8, 56, 57, 63, 64, 120, 127, 190, 247, 248] {
+            set_bits_at(&mut bits, at, 0xA5);
+            assert_eq!(bits_at(&bits, at), 0xA5, "at {at}");
+            for i in 0..256 {
+                assert_eq!(
+                    bit(&bits, i),
+                    (at..at + 8).contains(&i) && 0xA5 >> (i - at) & 1 == 1
+                );
+            }
+            bits = [0; 32];
+        }
+        // Past the last octet: dropped, not a panic.
+        set_bits_at(&mut bits, 300, 0xFF);
+        set_bits_at(&mut bits, 252, 0xFF);
+        assert_eq!(bits[..31], [0; 31]);
+        assert_eq!(bits[31], 0xF0);
+        assert_eq!(bits_at(&bits, 252), 0x0F);
+    }
+}
