@@ -210,8 +210,9 @@ pub struct Forwarder {
     shares: shares::Shares,
     /// Serial of the last query started (slots are reused; shares tell them apart).
     serial: u64,
-    /// When memory was last looked at for giving back.
-    shrunk: Option<Instant>,
+    /// When memory is next looked at for giving back (`SHRINK_EVERY` after the last
+    /// look; kept as the instant itself so that no turn adds a duration to compare).
+    next_shrink: Option<Instant>,
     /// Tables shrank since the shell last asked.
     gave_back: bool,
     /// Counters for `--metrics` and the `--log-queries` sink.
@@ -283,7 +284,7 @@ impl Forwarder {
             spare_waiters: Vec::new(),
             shares: shares::Shares::new(cfg.max_pending_per_client),
             serial: 0,
-            shrunk: None,
+            next_shrink: None,
             gave_back: false,
             events: Events::new(&cfg.upstreams, cfg.deadline),
             cfg,
@@ -314,9 +315,9 @@ impl Forwarder {
         }
         self.stats.queries += 1;
         self.events.arrived(now, client);
-        if self.shrunk.is_none() {
+        if self.next_shrink.is_none() {
             // The memory check's clock starts with the first query.
-            self.shrunk = Some(now);
+            self.next_shrink = Some(now + SHRINK_EVERY);
         }
         let view = match MessageView::parse(bytes) {
             Ok(v) => v,
@@ -438,8 +439,8 @@ impl Forwarder {
     /// Call when the instant from [`poll_timeout`](Self::poll_timeout) has come.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.handle_stale_timers(now);
-        if self.shrunk.is_none_or(|t| now >= t + SHRINK_EVERY) {
-            self.shrunk = Some(now);
+        if self.next_shrink.is_none_or(|t| now >= t) {
+            self.next_shrink = Some(now + SHRINK_EVERY);
             if self.worth_shrinking() {
                 self.give_memory_back();
             }
@@ -461,7 +462,7 @@ impl Forwarder {
         // After a burst, a look at the memory to give back once it has emptied out.
         let shrink = self
             .worth_shrinking()
-            .then(|| self.shrunk.map(|t| t + SHRINK_EVERY))
+            .then_some(self.next_shrink)
             .flatten();
         [self.pending.next_timer(), stale, shrink]
             .into_iter()
@@ -577,31 +578,17 @@ impl Forwarder {
         let owner = waiters
             .first()
             .filter(|_| self.cfg.max_pending_per_client > 0)
-            .and_then(|w| owner_of(w.client))
-            .map(|addr| self.shares.client(addr));
+            .and_then(|w| owner_of(w.client));
         let admitted = match owner {
-            _ if self.upstreams.is_empty() => false,
-            None => !self.pending.is_full(),
-            Some(who) => {
-                let pending = &self.pending;
-                let live = |(slot, serial): shares::Started| {
-                    pending.get(slot).is_some_and(|p| p.serial == serial)
-                };
-                match self.shares.admit(now, who, pending.is_full(), live) {
-                    shares::Admit::Yes => true,
-                    shares::Admit::No => false,
-                    shares::Admit::Evict((slot, _)) => {
-                        self.evict(now, slot);
-                        !self.pending.is_full()
-                    }
-                }
-            }
+            _ if self.upstreams.is_empty() => None,
+            None => (!self.pending.is_full()).then_some(None),
+            Some(addr) => self.admit_client(now, addr),
         };
-        if !admitted {
+        let Some(share) = admitted else {
             self.overloaded(now, key, &waiters, stale);
             self.recycle_waiters(waiters);
             return None;
-        }
+        };
         let allowed = self.routes.allowed(key.name());
         let upstream = self.upstreams.pick_in(now, 0, allowed, self.cfg.timeout);
         let mix = self.upstreams.mixes_case(upstream);
@@ -640,13 +627,14 @@ impl Forwarder {
             evicted: false,
             guess_bits,
             owner,
+            share,
             serial: self.serial + 1,
             // An upstream under attack is asked over TCP only, answers included.
             udp_closed: via == Via::Tcp,
         };
         let slot = self.pending.insert(p, self.attempt_timer(now, deadline));
         self.serial += 1;
-        if let Some(who) = owner {
+        if let Some(who) = share {
             let pending = &self.pending;
             let live = |(slot, serial): shares::Started| {
                 pending.get(slot).is_some_and(|p| p.serial == serial)
@@ -663,6 +651,48 @@ impl Forwarder {
         self.stats.forwarded += 1;
         self.transmit_query(slot);
         Some(slot)
+    }
+
+    /// Fair shares for a new query of the client `addr`: `None` if it may not start,
+    /// else the client's key in the counts if queries are counted now (see `shares`).
+    /// A query of the heaviest client may be ended to make room.
+    fn admit_client(&mut self, now: Instant, addr: u128) -> Option<Option<u64>> {
+        let capacity = self.pending.capacity();
+        if self.shares.must_start(self.pending.len(), capacity) {
+            self.start_counting();
+        }
+        if !self.shares.counting() {
+            // No client can hold a share's worth, and the table is not full.
+            return Some(None);
+        }
+        let who = self.shares.client(addr);
+        let pending = &self.pending;
+        let live =
+            |(slot, serial): shares::Started| pending.get(slot).is_some_and(|p| p.serial == serial);
+        let admitted = match self.shares.admit(now, who, pending.is_full(), live) {
+            shares::Admit::Yes => true,
+            shares::Admit::No => false,
+            shares::Admit::Evict((slot, _)) => {
+                self.evict(now, slot);
+                !self.pending.is_full()
+            }
+        };
+        admitted.then_some(Some(who))
+    }
+
+    /// Fair shares start counting: every query in flight with a client is counted.
+    fn start_counting(&mut self) {
+        let shares = &self.shares;
+        let live: Vec<(u64, shares::Started)> = self
+            .pending
+            .slots_mut()
+            .filter_map(|(slot, p)| {
+                let who = shares.client(p.owner?);
+                p.share = Some(who);
+                Some((who, (slot, p.serial)))
+            })
+            .collect();
+        self.shares.start_counting(live);
     }
 
     /// Bits a blind forger must guess for a UDP answer to `key`'s query: the ID, which

@@ -731,7 +731,6 @@ impl Server {
         let Some(addr) = self.cfg.upstreams.get(u).copied() else {
             return;
         };
-        let keep_until = now + self.cfg.deadline;
         let registry = self.poll.registry();
         let Some(slot) = self.upstream_udp.get_mut(u).and_then(|p| p.get_mut(s)) else {
             return;
@@ -739,6 +738,7 @@ impl Server {
         if slot.uses < ROTATE_AFTER || slot.retired.is_some() {
             return;
         }
+        let keep_until = now + self.cfg.deadline;
         let next_gen = 1 - slot.generation;
         let fresh = udp::upstream_socket(addr).and_then(|mut sock| {
             registry.register(
