@@ -35,8 +35,7 @@ mod tests;
 mod upstream;
 mod validate;
 
-use std::collections::{HashMap, VecDeque};
-use std::hash::BuildHasherDefault;
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -194,10 +193,13 @@ pub struct Forwarder {
     stats: Stats,
     cache: Cache,
     /// The queries in flight by the hash of their question (whether or not the cache
-    /// stores answers): the head of a chain through `Pending::next_inflight`. For each
-    /// key the one upstream query every client asking it waits on; for an answer, the
-    /// query it claims to answer, whatever its flags, in one lookup.
-    inflight: HashMap<u64, Slot, BuildHasherDefault<Prehashed>>,
+    /// stores answers): `inflight[hash & mask]` is the slot + 1 (0: none) heading a chain
+    /// through `Pending::next_inflight` of the queries whose hash falls in that bucket.
+    /// For each key the one upstream query every client asking it waits on; for an
+    /// answer, the query it claims to answer, whatever its flags, in one lookup. A fixed
+    /// array (twice the table's capacity, so chains hold about one query; the hash is
+    /// keyed, so nobody can aim at one bucket) costs no hashing, probing or growing.
+    inflight: Box<[u32]>,
     /// RFC 8767 client response timers: (when, slot), checked against `stale_at`.
     stale_timers: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, Slot)>>,
     /// When each transaction ID was last freed, in ms since `epoch` (+1; 0 = never), so
@@ -259,6 +261,12 @@ enum Outcome<'a> {
     Failed(Ede),
 }
 
+/// Buckets of the in-flight index for a table of `max_pending`: a power of two, at
+/// least twice as many.
+fn inflight_buckets(max_pending: usize) -> usize {
+    (2 * max_pending.clamp(1, pending::MAX_PENDING)).next_power_of_two()
+}
+
 /// Keys that are already a keyed hash (SipHash of a question or a client) are not
 /// hashed again (the cache's hasher for its index).
 pub(crate) use crate::cache::Prehashed;
@@ -277,7 +285,7 @@ impl Forwarder {
             rng,
             stats: Stats::default(),
             cache: Cache::new(cfg.cache),
-            inflight: HashMap::default(),
+            inflight: vec![0u32; inflight_buckets(cfg.max_pending)].into_boxed_slice(),
             stale_timers: std::collections::BinaryHeap::new(),
             freed_at: vec![0u32; 65536].into_boxed_slice(),
             epoch: None,
@@ -460,10 +468,7 @@ impl Forwarder {
     pub fn poll_timeout(&mut self) -> Option<Instant> {
         let stale = self.next_stale_timer();
         // After a burst, a look at the memory to give back once it has emptied out.
-        let shrink = self
-            .worth_shrinking()
-            .then_some(self.next_shrink)
-            .flatten();
+        let shrink = self.worth_shrinking().then_some(self.next_shrink).flatten();
         [self.pending.next_timer(), stale, shrink]
             .into_iter()
             .flatten()
@@ -642,11 +647,7 @@ impl Forwarder {
             self.shares.started(who, (slot, self.serial), live);
         }
         if let Some(h) = hash {
-            let next = self.inflight.insert(h, slot);
-            if let Some(p) = self.pending.get_mut(slot) {
-                p.inflight = Some(h);
-                p.next_inflight = next;
-            }
+            self.link_inflight(slot, h);
         }
         self.stats.forwarded += 1;
         self.transmit_query(slot);
@@ -845,7 +846,6 @@ impl Forwarder {
         self.gave_back |= self.pending.shrink();
         self.spare_waiters.truncate(64);
         self.spare_waiters.shrink_to_fit();
-        self.inflight.shrink_to(2 * self.pending.len());
         self.shares.shrink();
     }
 
