@@ -480,6 +480,13 @@ impl Forwarder {
         self.out.pop_front()
     }
 
+    /// Whether [`poll_transmit`](Self::poll_transmit) has something (a shell may skip
+    /// its sending path when not).
+    #[inline]
+    pub fn has_transmit(&self) -> bool {
+        !self.out.is_empty()
+    }
+
     /// Gives a sent buffer back for reuse (saves an allocation per query).
     pub fn release(&mut self, bytes: Vec<u8>) {
         self.pending.recycle(bytes);

@@ -213,6 +213,10 @@ pub struct PendingTable {
     queued: VecDeque<Timer>,
     /// Timers armed out of that order.
     timers: BinaryHeap<Reverse<Timer>>,
+    /// No armed timer, live or stale, is earlier than this (`None`: none is armed), so
+    /// a turn before it pops nothing without looking. Valid values: at most the
+    /// earliest armed timer.
+    earliest: Option<Instant>,
     /// The last attempt number handed out.
     attempts: u64,
     capacity: usize,
@@ -232,6 +236,7 @@ impl PendingTable {
             by_id: vec![0u32; 65536].into_boxed_slice(),
             queued: VecDeque::new(),
             timers: BinaryHeap::new(),
+            earliest: None,
             attempts: 0,
             capacity: capacity.clamp(1, MAX_PENDING),
             len: 0,
@@ -311,6 +316,7 @@ impl PendingTable {
     }
 
     fn arm(&mut self, t: Timer) {
+        self.earliest = Some(self.earliest.map_or(t.0, |e| e.min(t.0)));
         if self.queued.back().is_none_or(|last| last.0 <= t.0) {
             self.queued.push_back(t);
         } else {
@@ -338,6 +344,7 @@ impl PendingTable {
         Some(t)
     }
 
+    #[inline]
     fn is_live(&self, (_, slot, attempt): Timer) -> bool {
         self.get(slot).is_some_and(|p| p.attempt == attempt)
     }
@@ -470,7 +477,32 @@ impl PendingTable {
     }
 
     /// The earliest armed timer that is still live.
+    #[inline]
     pub fn next_timer(&mut self) -> Option<Instant> {
+        let next = if self.timers.is_empty() {
+            self.next_queued()
+        } else {
+            self.next_timer_merged()
+        };
+        // Everything still armed is at or after the timer found.
+        self.earliest = next;
+        next
+    }
+
+    /// The usual case: every timer is in the queue, and those in front are stale only
+    /// once (dropped here).
+    fn next_queued(&mut self) -> Option<Instant> {
+        while let Some(&t) = self.queued.front() {
+            if self.is_live(t) {
+                return Some(t.0);
+            }
+            self.queued.pop_front();
+        }
+        None
+    }
+
+    /// [`next_timer`](Self::next_timer) with timers in the heap too.
+    fn next_timer_merged(&mut self) -> Option<Instant> {
         while let Some((t, _)) = self.first() {
             if self.is_live(t) {
                 return Some(t.0);
@@ -481,7 +513,11 @@ impl PendingTable {
     }
 
     /// Pops one live timer that has expired at `now`.
+    #[inline]
     pub fn pop_expired(&mut self, now: Instant) -> Option<Slot> {
+        if self.earliest.is_none_or(|e| e > now) {
+            return None;
+        }
         let at = self.next_timer()?;
         if at > now {
             return None;
