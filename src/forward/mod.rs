@@ -343,8 +343,22 @@ impl Forwarder {
         self.complete(now, slot, Some(&view));
     }
 
-    /// Call when the instant from [`poll_timeout`](Self::poll_timeout) has come.
+    /// Call when the instant from [`poll_timeout`](Self::poll_timeout) has come (the
+    /// shell may call it every turn: most turns it only compares three instants).
+    #[inline]
     pub fn handle_timeout(&mut self, now: Instant) {
+        let due = self.pending.may_expire(now)
+            || self.next_shrink.is_none_or(|t| now >= t)
+            || self
+                .stale_timers
+                .peek()
+                .is_some_and(|&std::cmp::Reverse((at, _))| at <= now);
+        if due {
+            self.run_timers(now);
+        }
+    }
+
+    fn run_timers(&mut self, now: Instant) {
         self.handle_stale_timers(now);
         if self.next_shrink.is_none_or(|t| now >= t) {
             self.next_shrink = Some(now + SHRINK_EVERY);

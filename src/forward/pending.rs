@@ -512,10 +512,18 @@ impl PendingTable {
         None
     }
 
+    /// Whether a timer may have expired at `now` (if not, [`pop_expired`] has nothing).
+    ///
+    /// [`pop_expired`]: Self::pop_expired
+    #[inline]
+    pub fn may_expire(&self, now: Instant) -> bool {
+        self.earliest.is_some_and(|e| e <= now)
+    }
+
     /// Pops one live timer that has expired at `now`.
     #[inline]
     pub fn pop_expired(&mut self, now: Instant) -> Option<Slot> {
-        if self.earliest.is_none_or(|e| e > now) {
+        if !self.may_expire(now) {
             return None;
         }
         let at = self.next_timer()?;
