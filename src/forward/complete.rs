@@ -70,7 +70,7 @@ impl Forwarder {
         let waiters = std::mem::take(&mut p.waiters);
         let key = p.key.clone();
         let (attempts, inflight, next_inflight) = (p.attempts, p.inflight, p.next_inflight);
-        let (owner, deadline, upstream) = (p.owner, p.deadline, p.upstream());
+        let (share, deadline, upstream) = (p.share, p.deadline, p.upstream());
         let (evicted, network_error) = (p.evicted, p.network_error);
         self.pending.discard(slot);
         for a in attempts.iter() {
@@ -79,8 +79,10 @@ impl Forwarder {
         if let Some(h) = inflight {
             self.unlink_inflight(slot, h, next_inflight);
         }
-        if let Some(who) = owner {
+        if let Some(who) = share {
             self.shares.finished(who);
+            self.shares
+                .stop_if_quiet(self.pending.len(), self.pending.capacity());
         }
         self.events.finishing(now, deadline, upstream);
         if let Some(a) = answer {

@@ -289,7 +289,10 @@ pub trait QueryLog {
 #[derive(Debug, Clone, Copy)]
 struct Answering {
     now: Instant,
-    started: Instant,
+    /// The query started `less` before `since` (worked out only for the query log: a
+    /// pending query knows its deadline, and the subtraction is not paid per query).
+    since: Instant,
+    less: Duration,
     upstream: Option<usize>,
     source: AnswerSource,
 }
@@ -364,8 +367,13 @@ impl Events {
     /// The answers sent from now on finish the pending query with `deadline` whose
     /// current attempt went to `upstream`.
     pub fn finishing(&mut self, now: Instant, deadline: Instant, upstream: usize) {
-        let started = deadline.checked_sub(self.deadline).unwrap_or(now);
-        self.answering(now, started, Some(upstream), AnswerSource::Upstream);
+        self.answering = Some(Answering {
+            now,
+            since: deadline,
+            less: self.deadline,
+            upstream: Some(upstream),
+            source: AnswerSource::Upstream,
+        });
     }
 
     /// The answers sent from now on are for a query that started at `started` and
@@ -379,7 +387,8 @@ impl Events {
     ) {
         self.answering = Some(Answering {
             now,
-            started,
+            since: started,
+            less: Duration::ZERO,
             upstream,
             source,
         });
@@ -433,7 +442,8 @@ impl Events {
             .and_then(|a| a.upstream)
             .and_then(|u| self.upstream_addrs.get(u).copied());
         let elapsed = a.map_or(Duration::ZERO, |a| {
-            a.now.saturating_duration_since(a.started)
+            let started = a.since.checked_sub(a.less).unwrap_or(a.now);
+            a.now.saturating_duration_since(started)
         });
         log.answered(&QueryRecord {
             client,

@@ -6,10 +6,13 @@
 //! not allocate per query. Every attempt of a query (a re-send after a timeout, the TCP
 //! re-fetch of a truncated answer) has its own ID, and all of them stay registered
 //! until the query is done: an upstream slower than `--timeout` still answers it.
-//! Deadlines sit in a min-heap; an entry that was answered or re-sent leaves a stale
-//! heap item behind, recognised by its attempt number.
+//! Timers sit in a queue in the order armed while each is no earlier than the one
+//! before (a query's first timer is now + `--timeout`, so nearly all are: O(1) to arm
+//! and to pop), and in a min-heap otherwise (a re-send cut short by its deadline, a
+//! changed `--timeout`). An entry that was answered or re-sent leaves a stale timer
+//! behind, recognised by its attempt number.
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -164,8 +167,12 @@ pub struct Pending {
     pub guess_bits: u32,
     /// Ended to make room for another client's query (fair shares).
     pub evicted: bool,
-    /// The client it counts against (fair shares: its keyed hash); `None` for a prefetch.
-    pub owner: Option<u64>,
+    /// The client it counts against for fair shares (`policy::client_key`); `None`
+    /// for a prefetch, or with fair shares off.
+    pub owner: Option<u128>,
+    /// Its client's key in the fair shares' counts, if it is counted there (see
+    /// `shares`: queries are counted only while the table is busy).
+    pub share: Option<u64>,
     /// Unique per query started (slots are reused).
     pub serial: u64,
     /// An attempt failed at once (ICMP unreachable, TCP refused or reset): if the query
@@ -190,6 +197,9 @@ impl Pending {
 /// A slot's key: its index in the slab.
 pub type Slot = usize;
 
+/// An armed timer: when, for which slot, for which attempt number.
+type Timer = (Instant, Slot, u64);
+
 /// The table. Valid values: every live attempt's ID is indexed to its slot, and no
 /// other ID is.
 pub struct PendingTable {
@@ -199,7 +209,14 @@ pub struct PendingTable {
     free: Vec<Slot>,
     /// `by_id[txid]` = slot + 1, or 0.
     by_id: Box<[u32]>,
-    timers: BinaryHeap<Reverse<(Instant, Slot, u64)>>,
+    /// Timers armed in order: `(when, slot, attempt)`, each no earlier than the one before.
+    queued: VecDeque<Timer>,
+    /// Timers armed out of that order.
+    timers: BinaryHeap<Reverse<Timer>>,
+    /// No armed timer, live or stale, is earlier than this (`None`: none is armed), so
+    /// a turn before it pops nothing without looking. Valid values: at most the
+    /// earliest armed timer.
+    earliest: Option<Instant>,
     /// The last attempt number handed out.
     attempts: u64,
     capacity: usize,
@@ -217,7 +234,9 @@ impl PendingTable {
             spare: Vec::new(),
             free: Vec::new(),
             by_id: vec![0u32; 65536].into_boxed_slice(),
+            queued: VecDeque::new(),
             timers: BinaryHeap::new(),
+            earliest: None,
             attempts: 0,
             capacity: capacity.clamp(1, MAX_PENDING),
             len: 0,
@@ -235,6 +254,11 @@ impl PendingTable {
 
     pub fn is_full(&self) -> bool {
         self.len >= self.capacity
+    }
+
+    /// Most queries it holds.
+    pub fn capacity(&self) -> usize {
+        self.capacity
     }
 
     /// A buffer (recycled when possible).
@@ -286,9 +310,56 @@ impl PendingTable {
         for a in ids.iter() {
             self.index(a.id, slot);
         }
-        self.timers.push(Reverse((timer, slot, attempt)));
+        self.arm((timer, slot, attempt));
         self.len += 1;
         slot
+    }
+
+    fn arm(&mut self, t: Timer) {
+        self.earliest = Some(self.earliest.map_or(t.0, |e| e.min(t.0)));
+        if self.queued.back().is_none_or(|last| last.0 <= t.0) {
+            self.queued.push_back(t);
+        } else {
+            self.timers.push(Reverse(t));
+        }
+    }
+
+    /// The earliest armed timer (live or stale), and whether it is the queue's.
+    fn first(&self) -> Option<(Timer, bool)> {
+        match (self.queued.front(), self.timers.peek()) {
+            (Some(&q), Some(&Reverse(h))) if h.0 < q.0 => Some((h, false)),
+            (Some(&q), _) => Some((q, true)),
+            (None, Some(&Reverse(h))) => Some((h, false)),
+            (None, None) => None,
+        }
+    }
+
+    fn pop_first(&mut self) -> Option<Timer> {
+        let (t, queued) = self.first()?;
+        if queued {
+            self.queued.pop_front();
+        } else {
+            self.timers.pop();
+        }
+        Some(t)
+    }
+
+    #[inline]
+    fn is_live(&self, (_, slot, attempt): Timer) -> bool {
+        self.get(slot).is_some_and(|p| p.attempt == attempt)
+    }
+
+    /// Drops the stale timers.
+    fn retain_live_timers(&mut self) {
+        let slots = &self.slots;
+        let live = |&(_, slot, attempt): &Timer| {
+            slots
+                .get(slot)
+                .and_then(Option::as_ref)
+                .is_some_and(|p| p.attempt == attempt)
+        };
+        self.queued.retain(live);
+        self.timers.retain(|Reverse(t)| live(t));
     }
 
     fn index(&mut self, id: u16, slot: Slot) {
@@ -329,7 +400,8 @@ impl PendingTable {
         let retired = p.attempts.push(a);
         self.attempts += 1;
         p.attempt = self.attempts;
-        self.timers.push(Reverse((timer, slot, self.attempts)));
+        let attempt = self.attempts;
+        self.arm((timer, slot, attempt));
         if let Some(old) = retired {
             self.unindex(old.id, slot);
         }
@@ -341,16 +413,10 @@ impl PendingTable {
     /// Drops stale timers once they outnumber the live ones by far, so that a storm of
     /// re-sends cannot grow the heap without bound.
     fn compact_timers(&mut self) {
-        if self.timers.len() <= 4 * self.len + 1024 {
+        if self.timers.len() + self.queued.len() <= 4 * self.len + 1024 {
             return;
         }
-        let slots = &self.slots;
-        self.timers.retain(|Reverse((_, slot, attempt))| {
-            slots
-                .get(*slot)
-                .and_then(Option::as_ref)
-                .is_some_and(|p| p.attempt == *attempt)
-        });
+        self.retain_live_timers();
     }
 
     /// Removes and returns the entry; the IDs of all its attempts become free (the
@@ -404,35 +470,67 @@ impl PendingTable {
         self.free.shrink_to(2 * keep);
         self.spare.truncate(64);
         self.spare.shrink_to_fit();
-        let slots = &self.slots;
-        self.timers.retain(|Reverse((_, slot, attempt))| {
-            slots
-                .get(*slot)
-                .and_then(Option::as_ref)
-                .is_some_and(|p| p.attempt == *attempt)
-        });
+        self.retain_live_timers();
+        self.queued.shrink_to(2 * self.len + 64);
         self.timers.shrink_to(2 * self.len + 64);
         true
     }
 
     /// The earliest armed timer that is still live.
+    #[inline]
     pub fn next_timer(&mut self) -> Option<Instant> {
-        while let Some(Reverse((at, slot, attempt))) = self.timers.peek().copied() {
-            if self.get(slot).is_some_and(|p| p.attempt == attempt) {
-                return Some(at);
+        let next = if self.timers.is_empty() {
+            self.next_queued()
+        } else {
+            self.next_timer_merged()
+        };
+        // Everything still armed is at or after the timer found.
+        self.earliest = next;
+        next
+    }
+
+    /// The usual case: every timer is in the queue, and those in front are stale only
+    /// once (dropped here).
+    fn next_queued(&mut self) -> Option<Instant> {
+        while let Some(&t) = self.queued.front() {
+            if self.is_live(t) {
+                return Some(t.0);
             }
-            self.timers.pop();
+            self.queued.pop_front();
         }
         None
     }
 
+    /// [`next_timer`](Self::next_timer) with timers in the heap too.
+    fn next_timer_merged(&mut self) -> Option<Instant> {
+        while let Some((t, _)) = self.first() {
+            if self.is_live(t) {
+                return Some(t.0);
+            }
+            self.pop_first();
+        }
+        None
+    }
+
+    /// Whether a timer may have expired at `now` (if not, [`pop_expired`] has nothing).
+    ///
+    /// [`pop_expired`]: Self::pop_expired
+    #[inline]
+    pub fn may_expire(&self, now: Instant) -> bool {
+        self.earliest.is_some_and(|e| e <= now)
+    }
+
     /// Pops one live timer that has expired at `now`.
+    #[inline]
     pub fn pop_expired(&mut self, now: Instant) -> Option<Slot> {
+        if !self.may_expire(now) {
+            return None;
+        }
         let at = self.next_timer()?;
         if at > now {
             return None;
         }
-        self.timers.pop().map(|Reverse((_, slot, _))| slot)
+        self.pop_first().map(|(_, slot, _)| slot)
     }
 
     /// Slots of every entry (for shutdown and for failing a socket's queries).
@@ -441,6 +539,14 @@ impl PendingTable {
             .iter()
             .enumerate()
             .filter_map(|(s, p)| p.as_ref().map(|p| (s, p)))
+    }
+
+    /// [`slots`](Self::slots), to change the entries.
+    pub fn slots_mut(&mut self) -> impl Iterator<Item = (Slot, &mut Pending)> {
+        self.slots
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(s, p)| p.as_mut().map(|p| (s, p)))
     }
 }
 
@@ -482,6 +588,7 @@ mod tests {
             evicted: false,
             guess_bits: 32,
             owner: None,
+            share: None,
             serial: 0,
             udp_closed: false,
         }
@@ -509,12 +616,18 @@ mod tests {
             t.add_attempt(slot, attempt(now, new), now + Duration::from_millis(n));
             ids.push(new);
         }
-        assert!(t.timers.len() <= 1024 + 4 + 1, "{} timers", t.timers.len());
+        let armed = t.timers.len() + t.queued.len();
+        assert!(armed <= 1024 + 4 + 1, "{armed} timers");
         // The last MAX_ATTEMPTS IDs answer for the slot; older ones were freed.
         for id in &ids[ids.len() - MAX_ATTEMPTS..] {
             assert_eq!(t.slot_of(*id), Some(slot));
         }
         let live = (0..=u16::MAX).filter(|&id| t.slot_of(id).is_some()).count();
+        // Also out of order: a timer earlier than the last one armed still comes first.
+        let other = t.fresh_id(&mut rng).unwrap();
+        let early = t.insert(entry(now, other), now + Duration::from_micros(1));
+        assert_eq!(t.next_timer(), Some(now + Duration::from_micros(1)));
+        assert_eq!(t.pop_expired(now + Duration::from_secs(1)), Some(early));
         assert_eq!(live, MAX_ATTEMPTS);
         // Only the live timer fires.
         assert_eq!(t.pop_expired(now + Duration::from_secs(60)), Some(slot));

@@ -3,6 +3,13 @@
 //! with fewer queries in flight than the heaviest one takes the heaviest one's oldest
 //! slot (its waiters get SERVFAIL). So a flood of never-answered names from one source
 //! costs that source its own queries, not everybody's.
+//!
+//! Neither rule can bind while the table holds fewer queries than one share (a client
+//! would need `per_client` in flight) and is not full, so below half of that bound no
+//! query is counted: no keyed hash, no map update per query on a lightly loaded
+//! forwarder. Crossing it, the counts are rebuilt from the queries in flight, oldest
+//! first ([`Shares::start_counting`]), which is exactly what counting all along would
+//! have left; they are dropped again once the table is nearly empty.
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasherDefault;
 use std::time::{Duration, Instant};
@@ -54,6 +61,8 @@ pub struct Shares {
     rescanned: Option<Instant>,
     /// Entries of `owners` with nothing in flight.
     idle: usize,
+    /// Queries are being counted; when not, `owners` is empty (as the forwarder drives it).
+    counting: bool,
 }
 
 impl Shares {
@@ -65,6 +74,56 @@ impl Shares {
             heaviest: None,
             rescanned: None,
             idle: 0,
+            counting: false,
+        }
+    }
+
+    /// Whether queries are counted now (see the module docs).
+    pub fn counting(&self) -> bool {
+        self.counting
+    }
+
+    /// Whether counting must start before a query is admitted, with `in_flight`
+    /// queries in a table of `capacity`: at half the fewest in flight at which a rule
+    /// could bind (a whole share, or a full table).
+    pub fn must_start(&self, in_flight: usize, capacity: usize) -> bool {
+        !self.counting && in_flight >= self.bound(capacity) / 2
+    }
+
+    fn bound(&self, capacity: usize) -> usize {
+        usize::try_from(self.per_client)
+            .unwrap_or(usize::MAX)
+            .min(capacity)
+    }
+
+    /// Starts counting with the queries in flight: `live` holds each one's client
+    /// (its key from [`Shares::client`]) and how it was started, in any order.
+    pub fn start_counting(&mut self, mut live: Vec<(u64, Started)>) {
+        self.owners.clear();
+        self.idle = 0;
+        live.sort_unstable_by_key(|&(_, (_, serial))| serial);
+        for (who, s) in live {
+            let o = self.owners.entry(who).or_default();
+            o.in_flight += 1;
+            o.started.push_back(s);
+        }
+        self.heaviest = self
+            .owners
+            .iter()
+            .max_by_key(|(_, o)| o.in_flight)
+            .map(|(&k, _)| k);
+        self.counting = true;
+    }
+
+    /// Stops counting once the table holds few queries (`in_flight`, of `capacity`):
+    /// an eighth of the bound, far enough below where counting starts that the rebuild
+    /// is paid at most once per several hundred queries.
+    pub fn stop_if_quiet(&mut self, in_flight: usize, capacity: usize) {
+        if self.counting && in_flight < self.bound(capacity) / 8 {
+            self.owners.clear();
+            self.idle = 0;
+            self.heaviest = None;
+            self.counting = false;
         }
     }
 
@@ -269,5 +328,29 @@ mod tests {
             Admit::No,
             "1 vs 0: not heavier by 2"
         );
+    }
+
+    #[test]
+    fn counting_starts_from_the_queries_in_flight_oldest_first_and_stops_when_quiet() {
+        let now = Instant::now();
+        let all_live = |_: Started| true;
+        let mut s = Shares::new(16);
+        // Half a share (or half the table, if smaller) in flight: time to count.
+        assert!(!s.must_start(7, 1000));
+        assert!(s.must_start(8, 1000));
+        assert!(s.must_start(2, 4), "a table of 4 binds first");
+        // Uncounted in flight: client 1's serials 5 and 3, client 2's serial 4.
+        s.start_counting(vec![(1, (0, 5)), (2, (1, 4)), (1, (2, 3))]);
+        assert!(s.counting());
+        assert!(!s.must_start(100, 1000), "once");
+        assert_eq!((s.in_flight(1), s.in_flight(2)), (2, 1));
+        // Table full: client 3 takes client 1's oldest query (serial 3, slot 2).
+        assert_eq!(s.admit(now, 3, true, all_live), Admit::Evict((2, 3)));
+        s.finished(1);
+        s.stop_if_quiet(2, 1000);
+        assert!(s.counting(), "2 in flight: not below an eighth of 16");
+        s.stop_if_quiet(1, 1000);
+        assert!(!s.counting());
+        assert!(s.owners.is_empty() && s.heaviest.is_none());
     }
 }

@@ -1260,3 +1260,43 @@ fn a_stream_only_upstream_gets_every_attempt_over_the_stream_in_the_case_asked()
     let again = one(&mut f);
     assert_eq!(again.to, Dest::UpstreamTcp { upstream: 1 });
 }
+
+#[test]
+fn questions_sharing_a_bucket_of_the_in_flight_index_stay_apart() {
+    let now = Instant::now();
+    // 16 queries in flight in 32 buckets: some share one (a chain), almost surely.
+    let mut f = forwarder(1, 16);
+    let names: Vec<String> = (0..16).map(|n| format!("q{n}.example")).collect();
+    for (n, name) in names.iter().enumerate() {
+        f.handle_query(now, client(n as u16), &query_msg(n as u16, &[name], None));
+    }
+    let sent = drain(&mut f);
+    assert_eq!(sent.len(), 16);
+    // Each name again, from other clients: each joins its own question's query.
+    for (n, name) in names.iter().enumerate() {
+        let id = 100 + n as u16;
+        f.handle_query(now, client(id), &query_msg(id, &[name], None));
+    }
+    assert!(drain(&mut f).is_empty());
+    assert_eq!((f.stats().forwarded, f.stats().coalesced), (16, 16));
+    // Answered in reverse order (unlinked from the middle of chains too).
+    for t in sent.iter().rev() {
+        f.handle_response(now, udp_source(t), &answer_to(&t.bytes, 1, Rcode::NOERROR));
+        let out = drain(&mut f);
+        assert_eq!(out.len(), 2);
+        let asked = parse_message(&t.bytes).unwrap().questions[0].qname.clone();
+        for r in &out {
+            let m = parse_message(&r.bytes).unwrap();
+            let n = usize::from(m.header.id % 100);
+            assert_eq!(m.questions[0].qname, asked);
+            assert_eq!(m.questions[0].qname.to_string(), format!("{}.", names[n]));
+        }
+    }
+    assert_eq!(f.pending(), 0);
+    // Nothing left in the index: the same names go upstream again.
+    for (n, name) in names.iter().enumerate() {
+        f.handle_query(now, client(n as u16), &query_msg(n as u16, &[name], None));
+    }
+    assert_eq!(drain(&mut f).len(), 16);
+    assert_eq!(f.stats().coalesced, 16);
+}

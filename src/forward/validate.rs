@@ -95,15 +95,48 @@ impl Forwarder {
         self.cache.question_hash(key.question())
     }
 
+    /// The bucket of the in-flight index for question hash `h`.
+    fn bucket(&self, h: u64) -> usize {
+        // The array's length is a power of two; the hash is keyed, so its low bits are
+        // as good as any.
+        (h as usize) & self.inflight.len().saturating_sub(1)
+    }
+
+    /// The first query of the chain at `h`'s bucket.
+    fn inflight_head(&self, h: u64) -> Option<Slot> {
+        match self.inflight.get(self.bucket(h)).copied() {
+            Some(0) | None => None,
+            Some(n) => Some(n as usize - 1),
+        }
+    }
+
+    fn set_inflight_head(&mut self, h: u64, slot: Option<Slot>) {
+        let b = self.bucket(h);
+        if let Some(head) = self.inflight.get_mut(b) {
+            *head = slot.map_or(0, |s| s as u32 + 1);
+        }
+    }
+
+    /// Indexes the query in `slot` under question hash `h` (at the head of its chain).
+    pub(super) fn link_inflight(&mut self, slot: Slot, h: u64) {
+        let next = self.inflight_head(h);
+        if let Some(p) = self.pending.get_mut(slot) {
+            p.inflight = Some(h);
+            p.next_inflight = next;
+            self.set_inflight_head(h, Some(slot));
+        }
+    }
+
     /// The first query in flight under question hash `h` that `is` accepts.
     pub(super) fn find_inflight(&self, h: u64, is: impl Fn(&Pending) -> bool) -> Option<Slot> {
-        let mut at = self.inflight.get(&h).copied();
-        // A chain is as long as the queries in flight for one question (one per flag
-        // combination) plus 64-bit collisions; the bound only guards against a bug.
+        let mut at = self.inflight_head(h);
+        // A chain holds the queries in flight for one question (one per flag
+        // combination) and those whose hash shares the bucket, about one at most loads;
+        // the bound only guards against a bug.
         for _ in 0..64 {
             let slot = at?;
             let p = self.pending.get(slot)?;
-            if is(p) {
+            if p.inflight == Some(h) && is(p) {
                 return Some(slot);
             }
             at = p.next_inflight;
@@ -113,15 +146,11 @@ impl Forwarder {
 
     /// Takes `slot` (whose question hash is `h`, followed by `next`) out of the index.
     pub(super) fn unlink_inflight(&mut self, slot: Slot, h: u64, next: Option<Slot>) {
-        let Some(&head) = self.inflight.get(&h) else {
+        let Some(head) = self.inflight_head(h) else {
             return;
         };
         if head == slot {
-            match next {
-                Some(n) => self.inflight.insert(h, n),
-                None => self.inflight.remove(&h),
-            };
-            return;
+            return self.set_inflight_head(h, next);
         }
         let mut at = Some(head);
         for _ in 0..64 {
@@ -169,7 +198,8 @@ impl Forwarder {
         let Some(key) = self.pending.get(slot).map(|p| p.key.clone()) else {
             return;
         };
-        let mut at = self.inflight.get(&self.question_hash(&key)).copied();
+        let h = self.question_hash(&key);
+        let mut at = self.inflight_head(h);
         let mut hit = vec![slot];
         // Chains are short (see `find_inflight`); the bound only guards against a bug.
         for _ in 0..64 {
@@ -179,7 +209,11 @@ impl Forwarder {
             let Some(p) = self.pending.get(s) else {
                 break;
             };
-            if s != slot && p.key.question() == key.question() && hit.len() < 64 {
+            if s != slot
+                && p.inflight == Some(h)
+                && p.key.question() == key.question()
+                && hit.len() < 64
+            {
                 hit.push(s);
             }
             at = p.next_inflight;

@@ -8,7 +8,9 @@
 //! to poll at all. Every datagram and every accepted connection passes the admission
 //! policy ([`crate::policy`]: ACL, rate limit, TCP slots) before the core sees it.
 mod admission;
+mod bind;
 mod clients;
+mod datagrams;
 mod group;
 mod hints;
 mod limits;
@@ -37,14 +39,16 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook_mio::v1_0::Signals;
 
 use crate::config::Config;
-use crate::forward::{Client, Dest, Forwarder, OsRandom, Source, Transmit};
+use crate::forward::{Forwarder, OsRandom};
 use crate::lograte::LogLimiter;
-use crate::policy::{Admit, Policy};
+use crate::policy::Policy;
 use crate::stats::Stats;
 use metrics_http::{MetricsHttp, MAX_SCRAPERS, METRICS_CONN, METRICS_LISTENER};
 use mmsg::{Outgoing, RecvRing, SendBatch};
 use tcp::ClientConn;
 use upstream_tcp::UpstreamPool;
+
+use bind::bind_tcp_listener;
 
 const SIGNALS: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -263,55 +267,6 @@ impl Server {
         Ok(server)
     }
 
-    fn bind_listeners(&mut self) -> io::Result<()> {
-        let listen = self.cfg.listen.clone();
-        if listen.len() > MAX_LISTENERS {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "too many --listen addresses",
-            ));
-        }
-        for addr in listen {
-            let (mut udp, mut tcp) = bind_pair(addr)?;
-            let i = self.udp_listeners.len();
-            self.poll
-                .registry()
-                .register(&mut udp, Token(UDP_LISTENER + i), Interest::READABLE)?;
-            self.poll
-                .registry()
-                .register(&mut tcp, Token(TCP_LISTENER + i), Interest::READABLE)?;
-            self.udp_listeners.push(udp);
-            self.udp_out.push(Vec::with_capacity(mmsg::BATCH));
-            self.tcp_listeners.push(tcp);
-        }
-        Ok(())
-    }
-
-    fn bind_upstreams(&mut self) -> io::Result<()> {
-        for (u, &addr) in self.cfg.upstreams.iter().enumerate() {
-            let per = self.udp_pool_size(addr);
-            let mut pool = Vec::with_capacity(per);
-            for s in 0..per {
-                let mut current =
-                    udp::upstream_socket(addr).map_err(|e| hints::upstream(addr, e))?;
-                self.poll.registry().register(
-                    &mut current,
-                    upstream_token(u, s, 0),
-                    Interest::READABLE,
-                )?;
-                pool.push(UpstreamSocket {
-                    current,
-                    generation: 0,
-                    uses: 0,
-                    retired: None,
-                });
-            }
-            self.upstream_udp.push(pool);
-            self.upstream_tcp.push(UpstreamPool::default());
-        }
-        Ok(())
-    }
-
     /// The UDP addresses the server listens on (the TCP listeners use the same ones).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.udp_listeners
@@ -471,292 +426,11 @@ impl Server {
         // those to answers read from upstream sockets wait for the end of the turn's
         // events (or a full batch), to go out together.
         if (UPSTREAM_UDP..CLIENT_TCP).contains(&token.0) {
-            self.take_transmits(now);
+            if self.core.has_transmit() {
+                self.take_transmits(now);
+            }
         } else {
             self.flush(now);
-        }
-    }
-
-    fn on_signal(&mut self, now: Instant) {
-        let got: Vec<_> = self
-            .signals
-            .as_mut()
-            .map_or_else(Vec::new, |s| s.pending().collect());
-        for sig in got {
-            self.on_os_signal(now, sig);
-        }
-    }
-
-    /// Stops accepting: TCP listeners are closed and UDP listeners no longer read
-    /// (they stay open to send the answers still due); what is in flight gets a second.
-    fn begin_shutdown(&mut self, now: Instant) {
-        if self.shutdown_at.is_some() {
-            return;
-        }
-        self.stop_peers();
-        for l in &mut self.udp_listeners {
-            let _ = self.poll.registry().deregister(l);
-        }
-        for mut l in self.tcp_listeners.drain(..) {
-            let _ = self.poll.registry().deregister(&mut l);
-        }
-        for mut l in self.tls_listeners.drain(..) {
-            let _ = self.poll.registry().deregister(&mut l);
-        }
-        self.shutdown_at = Some(now + SHUTDOWN_GRACE);
-    }
-
-    fn finished(&mut self, now: Instant) -> bool {
-        let Some(at) = self.shutdown_at else {
-            return false;
-        };
-        let flushed = self.clients.iter().flatten().all(|c| c.io.backlog() == 0);
-        if self.core.pending() == 0 && flushed && self.handoffs_done() {
-            return true;
-        }
-        if now < at {
-            return false;
-        }
-        // Out of time: SERVFAIL for the rest, one last write attempt, done.
-        self.core.fail_all(now);
-        self.flush(now);
-        true
-    }
-
-    /// Reads a client listener in batches until a batch comes back short (the socket
-    /// is then empty: see mmsg.rs for why no read until EAGAIN is needed) or the
-    /// per-turn limit is reached (then it is read again next turn).
-    fn read_udp_listener(&mut self, now: Instant, i: usize) {
-        if self.shutdown_at.is_some() {
-            return; // no new queries once stopping (a re-queued read included)
-        }
-        let mut read = 0;
-        while read < MAX_DATAGRAMS_PER_TURN {
-            let Some(sock) = self.udp_listeners.get(i) else {
-                return;
-            };
-            match self.client_ring.recv(sock) {
-                Ok(n) => {
-                    read += n;
-                    for d in 0..n {
-                        self.take_query(now, i, d);
-                    }
-                    if n < self.client_ring.slots() {
-                        return;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    // Not expected on an unconnected socket; the datagrams queued
-                    // behind it are read on (counted as one read, so this stays bounded).
-                    read += 1;
-                    if let Some(n) = self.log.hit(now, "client-udp-recv") {
-                        log::debug!("client UDP socket {i}: {e}{n}");
-                    }
-                }
-            }
-        }
-        self.ready_again.push(Token(UDP_LISTENER + i));
-    }
-
-    /// Datagram `d` of the client ring, read on listener `i`: past the admission policy
-    /// to the core.
-    fn take_query(&mut self, now: Instant, i: usize, d: usize) {
-        let Some(dgram) = self.client_ring.get(d) else {
-            return;
-        };
-        let Some(addr) = dgram.from else {
-            return;
-        };
-        if dgram.truncated {
-            self.oversize.0 += 1;
-            return;
-        }
-        match self.policy.admit_udp(now, addr, dgram.bytes) {
-            Admit::Pass => {
-                let client = Client::Udp { listener: i, addr };
-                self.core.handle_query(now, client, dgram.bytes);
-            }
-            Admit::Reply(bytes) => self.queue_udp(i, Outgoing { to: addr, bytes }),
-            Admit::Drop => {}
-        }
-    }
-
-    /// Reads an upstream socket in batches, as a client listener. An error (ICMP port
-    /// unreachable: ECONNREFUSED) fails the queries on it; datagrams queued behind the
-    /// error are read next.
-    fn read_upstream_udp(&mut self, now: Instant, u: usize, s: usize, generation: usize) {
-        let Some(addr) = self.cfg.upstreams.get(u).copied() else {
-            return;
-        };
-        let source = Source::Udp {
-            upstream: u,
-            socket: s,
-            from: addr,
-        };
-        let mut read = 0;
-        while read < MAX_DATAGRAMS_PER_TURN {
-            let Some(slot) = self.upstream_udp.get(u).and_then(|p| p.get(s)) else {
-                return;
-            };
-            let sock = if slot.generation == generation {
-                &slot.current
-            } else {
-                match &slot.retired {
-                    Some((r, _)) => r,
-                    None => return,
-                }
-            };
-            match self.upstream_ring.recv(sock) {
-                Ok(n) => {
-                    read += n;
-                    for d in 0..n {
-                        match self.upstream_ring.get(d) {
-                            Some(g) if g.truncated => self.oversize.1 += 1,
-                            Some(g) => self.core.handle_response(now, source, g.bytes),
-                            None => {}
-                        }
-                    }
-                    if n < self.upstream_ring.slots() {
-                        return;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    log::debug!("upstream {addr} socket {s}: {e}");
-                    self.core.handle_upstream_error(now, u, s);
-                    if e.kind() != io::ErrorKind::ConnectionRefused {
-                        return;
-                    }
-                }
-            }
-        }
-        self.ready_again.push(upstream_token(u, s, generation));
-    }
-
-    /// Carries out everything the core asked for, and sends the gathered answers.
-    fn flush(&mut self, now: Instant) {
-        self.take_transmits(now);
-        for i in 0..self.udp_out.len() {
-            self.send_udp_batch(i);
-        }
-    }
-
-    /// Carries out what the core asked for; answers to UDP clients are only gathered
-    /// (a full batch goes out at once).
-    fn take_transmits(&mut self, now: Instant) {
-        while let Some(t) = self.core.poll_transmit() {
-            let Transmit { to, bytes } = t;
-            match to {
-                Dest::Client(Client::Udp { listener, addr }) => {
-                    self.queue_udp(listener, Outgoing { to: addr, bytes });
-                    continue;
-                }
-                Dest::Client(Client::Tcp { conn, .. }) => self.send_tcp_client(now, conn, &bytes),
-                // The core never sends to nobody; nothing to do if it did.
-                Dest::Client(Client::Prefetch) => {}
-                Dest::Upstream { upstream, socket } => {
-                    self.send_upstream_udp(now, upstream, socket, &bytes)
-                }
-                Dest::UpstreamTcp { upstream } => {
-                    // The pool keeps the buffer while the query waits, then releases it.
-                    self.send_upstream_tcp(now, upstream, bytes);
-                    continue;
-                }
-            }
-            self.core.release(bytes);
-        }
-    }
-
-    /// Adds an answer to listener `i`'s batch, sending the batch once it is full.
-    fn queue_udp(&mut self, i: usize, out: Outgoing) {
-        let Some(queue) = self.udp_out.get_mut(i) else {
-            self.core.release(out.bytes);
-            return;
-        };
-        queue.push(out);
-        if queue.len() >= mmsg::BATCH {
-            self.send_udp_batch(i);
-        }
-    }
-
-    /// Sends listener `i`'s gathered answers (sendmmsg) and gives their buffers back.
-    fn send_udp_batch(&mut self, i: usize) {
-        let Some(queue) = self.udp_out.get_mut(i) else {
-            return;
-        };
-        if queue.is_empty() {
-            return;
-        }
-        if let Some(sock) = self.udp_listeners.get(i) {
-            let report = self.sender.send(sock, queue);
-            if report.failed > 0 {
-                self.send_errors += report.failed as u64;
-                if let Some(e) = report.error {
-                    log::debug!("{} answers not sent on listener {i}: {e}", report.failed);
-                }
-            }
-        }
-        while let Some(out) = queue.pop() {
-            self.core.release(out.bytes);
-        }
-    }
-
-    fn send_upstream_udp(&mut self, now: Instant, u: usize, s: usize, bytes: &[u8]) {
-        let result = match self.upstream_udp.get_mut(u).and_then(|p| p.get_mut(s)) {
-            Some(slot) => {
-                slot.uses = slot.uses.saturating_add(1);
-                slot.current.send(bytes)
-            }
-            None => return,
-        };
-        match result {
-            Ok(_) => self.maybe_rotate(now, u, s),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                // The query is lost locally; its timer will move it to another attempt.
-                self.send_errors += 1;
-            }
-            Err(e) => {
-                log::debug!("send to upstream {u} socket {s}: {e}");
-                self.core.handle_upstream_error(now, u, s);
-            }
-        }
-    }
-
-    /// Replaces an upstream socket that has carried enough queries with a new one on a
-    /// new random port; the old one stays open until the query deadline has passed.
-    fn maybe_rotate(&mut self, now: Instant, u: usize, s: usize) {
-        let Some(addr) = self.cfg.upstreams.get(u).copied() else {
-            return;
-        };
-        let keep_until = now + self.cfg.deadline;
-        let registry = self.poll.registry();
-        let Some(slot) = self.upstream_udp.get_mut(u).and_then(|p| p.get_mut(s)) else {
-            return;
-        };
-        if slot.uses < ROTATE_AFTER || slot.retired.is_some() {
-            return;
-        }
-        let next_gen = 1 - slot.generation;
-        let fresh = udp::upstream_socket(addr).and_then(|mut sock| {
-            registry.register(
-                &mut sock,
-                upstream_token(u, s, next_gen),
-                Interest::READABLE,
-            )?;
-            Ok(sock)
-        });
-        match fresh {
-            Ok(sock) => {
-                let old = std::mem::replace(&mut slot.current, sock);
-                slot.retired = Some((old, keep_until));
-                self.retired_udp = true;
-                slot.generation = next_gen;
-                slot.uses = 0;
-            }
-            Err(e) => log::warn!("cannot open a new socket for upstream {addr}: {e}"),
         }
     }
 
@@ -767,21 +441,9 @@ impl Server {
         self.sweep_upstream_tcp(now);
         self.close_drained_upstreams();
         self.sweep_metrics(now);
-        let registry = self.poll.registry();
-        let mut still_retired = false;
-        for slot in self.upstream_udp.iter_mut().flatten() {
-            if slot
-                .retired
-                .as_ref()
-                .is_some_and(|(_, until)| now >= *until)
-            {
-                if let Some((mut sock, _)) = slot.retired.take() {
-                    let _ = registry.deregister(&mut sock);
-                }
-            }
-            still_retired |= slot.retired.is_some();
+        if self.retired_udp {
+            self.close_retired_udp(now);
         }
-        self.retired_udp = still_retired;
         self.publish();
     }
 }
@@ -807,38 +469,4 @@ const PADDED_QUERY: usize = 1 << 16;
 /// The slot of a connection identity, and the identity without [`PADDED_QUERY`].
 fn split_conn_id(id: usize) -> (usize, usize) {
     (id & 0xFFFF, id & !PADDED_QUERY)
-}
-
-/// A UDP and a TCP listener on the same address; with port 0, the TCP listener takes
-/// the port the kernel gave the UDP socket (retried a few times if it is taken).
-fn bind_pair(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> {
-    let mut last = None;
-    for _ in 0..16 {
-        let udp = udp::bind_listener(addr).map_err(|e| hints::listen(addr, "UDP", e))?;
-        let actual = udp.local_addr()?;
-        match bind_tcp_listener(actual) {
-            Ok(tcp) => return Ok((udp, tcp)),
-            Err(e) if addr.port() == 0 => last = Some(e),
-            Err(e) => return Err(hints::listen(actual, "TCP", e)),
-        }
-    }
-    let e = last.unwrap_or_else(|| io::Error::other("no free port"));
-    Err(hints::listen(addr, "TCP", e))
-}
-
-fn bind_tcp_listener(addr: SocketAddr) -> io::Result<TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
-    // SO_REUSEADDR (TCP only) allows a restart while old connections are in TIME_WAIT,
-    // and never two listeners on one port. No SO_REUSEPORT: with it a second dnsfwd on
-    // the same port would silently share the traffic instead of failing (until a
-    // `--threads` asks for several loops on one port).
-    socket.set_reuse_address(true)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(1024)?;
-    Ok(TcpListener::from_std(socket.into()))
 }

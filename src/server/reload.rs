@@ -301,4 +301,50 @@ impl Server {
         }
         self.reload.retiring = left;
     }
+
+    pub(super) fn on_signal(&mut self, now: Instant) {
+        let got: Vec<_> = self
+            .signals
+            .as_mut()
+            .map_or_else(Vec::new, |s| s.pending().collect());
+        for sig in got {
+            self.on_os_signal(now, sig);
+        }
+    }
+
+    /// Stops accepting: TCP listeners are closed and UDP listeners no longer read
+    /// (they stay open to send the answers still due); what is in flight gets a second.
+    pub(super) fn begin_shutdown(&mut self, now: Instant) {
+        if self.shutdown_at.is_some() {
+            return;
+        }
+        self.stop_peers();
+        for l in &mut self.udp_listeners {
+            let _ = self.poll.registry().deregister(l);
+        }
+        for mut l in self.tcp_listeners.drain(..) {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        for mut l in self.tls_listeners.drain(..) {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        self.shutdown_at = Some(now + super::SHUTDOWN_GRACE);
+    }
+
+    pub(super) fn finished(&mut self, now: Instant) -> bool {
+        let Some(at) = self.shutdown_at else {
+            return false;
+        };
+        let flushed = self.clients.iter().flatten().all(|c| c.io.backlog() == 0);
+        if self.core.pending() == 0 && flushed && self.handoffs_done() {
+            return true;
+        }
+        if now < at {
+            return false;
+        }
+        // Out of time: SERVFAIL for the rest, one last write attempt, done.
+        self.core.fail_all(now);
+        self.flush(now);
+        true
+    }
 }

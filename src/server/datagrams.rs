@@ -1,0 +1,284 @@
+//! The UDP path of the loop: client listeners and upstream sockets read in batches
+//! (recvmmsg), past the admission policy to the core; what the core asks for carried
+//! out, answers to UDP clients gathered and sent in batches (sendmmsg); upstream
+//! sockets replaced after `ROTATE_AFTER` queries and closed once their grace is over.
+use std::io;
+use std::time::Instant;
+
+use mio::{Interest, Token};
+
+use super::mmsg::{self, Outgoing};
+use super::{udp, upstream_token, Server, MAX_DATAGRAMS_PER_TURN, ROTATE_AFTER, UDP_LISTENER};
+use crate::forward::{Client, Dest, Source, Transmit};
+use crate::policy::Admit;
+
+impl Server {
+    /// Reads a client listener in batches until a batch comes back short (the socket
+    /// is then empty: see mmsg.rs for why no read until EAGAIN is needed) or the
+    /// per-turn limit is reached (then it is read again next turn).
+    pub(super) fn read_udp_listener(&mut self, now: Instant, i: usize) {
+        if self.shutdown_at.is_some() {
+            return; // no new queries once stopping (a re-queued read included)
+        }
+        let mut read = 0;
+        while read < MAX_DATAGRAMS_PER_TURN {
+            let Some(sock) = self.udp_listeners.get(i) else {
+                return;
+            };
+            match self.client_ring.recv(sock) {
+                Ok(n) => {
+                    read += n;
+                    for d in 0..n {
+                        self.take_query(now, i, d);
+                    }
+                    if n < self.client_ring.slots() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // Not expected on an unconnected socket; the datagrams queued
+                    // behind it are read on (counted as one read, so this stays bounded).
+                    read += 1;
+                    if let Some(n) = self.log.hit(now, "client-udp-recv") {
+                        log::debug!("client UDP socket {i}: {e}{n}");
+                    }
+                }
+            }
+        }
+        self.ready_again.push(Token(UDP_LISTENER + i));
+    }
+
+    /// Datagram `d` of the client ring, read on listener `i`: past the admission policy
+    /// to the core.
+    fn take_query(&mut self, now: Instant, i: usize, d: usize) {
+        let Some(dgram) = self.client_ring.get(d) else {
+            return;
+        };
+        let Some(addr) = dgram.from else {
+            return;
+        };
+        if dgram.truncated {
+            self.oversize.0 += 1;
+            return;
+        }
+        match self.policy.admit_udp(now, addr, dgram.bytes) {
+            Admit::Pass => {
+                let client = Client::Udp { listener: i, addr };
+                self.core.handle_query(now, client, dgram.bytes);
+            }
+            Admit::Reply(bytes) => self.queue_udp(i, Outgoing { to: addr, bytes }),
+            Admit::Drop => {}
+        }
+    }
+
+    /// Reads an upstream socket in batches, as a client listener. An error (ICMP port
+    /// unreachable: ECONNREFUSED) fails the queries on it; datagrams queued behind the
+    /// error are read next.
+    pub(super) fn read_upstream_udp(
+        &mut self,
+        now: Instant,
+        u: usize,
+        s: usize,
+        generation: usize,
+    ) {
+        let Some(addr) = self.cfg.upstreams.get(u).copied() else {
+            return;
+        };
+        let source = Source::Udp {
+            upstream: u,
+            socket: s,
+            from: addr,
+        };
+        let mut read = 0;
+        while read < MAX_DATAGRAMS_PER_TURN {
+            let Some(slot) = self.upstream_udp.get(u).and_then(|p| p.get(s)) else {
+                return;
+            };
+            let sock = if slot.generation == generation {
+                &slot.current
+            } else {
+                match &slot.retired {
+                    Some((r, _)) => r,
+                    None => return,
+                }
+            };
+            match self.upstream_ring.recv(sock) {
+                Ok(n) => {
+                    read += n;
+                    for d in 0..n {
+                        match self.upstream_ring.get(d) {
+                            Some(g) if g.truncated => self.oversize.1 += 1,
+                            Some(g) => self.core.handle_response(now, source, g.bytes),
+                            None => {}
+                        }
+                    }
+                    if n < self.upstream_ring.slots() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::debug!("upstream {addr} socket {s}: {e}");
+                    self.core.handle_upstream_error(now, u, s);
+                    if e.kind() != io::ErrorKind::ConnectionRefused {
+                        return;
+                    }
+                }
+            }
+        }
+        self.ready_again.push(upstream_token(u, s, generation));
+    }
+
+    /// Carries out everything the core asked for, and sends the gathered answers.
+    /// Checked here, inlined, before anything is called: most turns have nothing to
+    /// carry out or send, and entering the senders costs a stack frame each time.
+    #[inline]
+    pub(super) fn flush(&mut self, now: Instant) {
+        if self.core.has_transmit() {
+            self.take_transmits(now);
+        }
+        for i in 0..self.udp_out.len() {
+            if self.udp_out.get(i).is_some_and(|q| !q.is_empty()) {
+                self.send_udp_batch(i);
+            }
+        }
+    }
+
+    /// Carries out what the core asked for; answers to UDP clients are only gathered
+    /// (a full batch goes out at once).
+    pub(super) fn take_transmits(&mut self, now: Instant) {
+        while let Some(t) = self.core.poll_transmit() {
+            let Transmit { to, bytes } = t;
+            match to {
+                Dest::Client(Client::Udp { listener, addr }) => {
+                    self.queue_udp(listener, Outgoing { to: addr, bytes });
+                    continue;
+                }
+                Dest::Client(Client::Tcp { conn, .. }) => self.send_tcp_client(now, conn, &bytes),
+                // The core never sends to nobody; nothing to do if it did.
+                Dest::Client(Client::Prefetch) => {}
+                Dest::Upstream { upstream, socket } => {
+                    self.send_upstream_udp(now, upstream, socket, &bytes)
+                }
+                Dest::UpstreamTcp { upstream } => {
+                    // The pool keeps the buffer while the query waits, then releases it.
+                    self.send_upstream_tcp(now, upstream, bytes);
+                    continue;
+                }
+            }
+            self.core.release(bytes);
+        }
+    }
+
+    /// Adds an answer to listener `i`'s batch, sending the batch once it is full.
+    fn queue_udp(&mut self, i: usize, out: Outgoing) {
+        let Some(queue) = self.udp_out.get_mut(i) else {
+            self.core.release(out.bytes);
+            return;
+        };
+        queue.push(out);
+        if queue.len() >= mmsg::BATCH {
+            self.send_udp_batch(i);
+        }
+    }
+
+    /// Sends listener `i`'s gathered answers (sendmmsg) and gives their buffers back.
+    fn send_udp_batch(&mut self, i: usize) {
+        let Some(queue) = self.udp_out.get_mut(i) else {
+            return;
+        };
+        if queue.is_empty() {
+            return;
+        }
+        if let Some(sock) = self.udp_listeners.get(i) {
+            let report = self.sender.send(sock, queue);
+            if report.failed > 0 {
+                self.send_errors += report.failed as u64;
+                if let Some(e) = report.error {
+                    log::debug!("{} answers not sent on listener {i}: {e}", report.failed);
+                }
+            }
+        }
+        while let Some(out) = queue.pop() {
+            self.core.release(out.bytes);
+        }
+    }
+
+    fn send_upstream_udp(&mut self, now: Instant, u: usize, s: usize, bytes: &[u8]) {
+        let result = match self.upstream_udp.get_mut(u).and_then(|p| p.get_mut(s)) {
+            Some(slot) => {
+                slot.uses = slot.uses.saturating_add(1);
+                slot.current.send(bytes)
+            }
+            None => return,
+        };
+        match result {
+            Ok(_) => self.maybe_rotate(now, u, s),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // The query is lost locally; its timer will move it to another attempt.
+                self.send_errors += 1;
+            }
+            Err(e) => {
+                log::debug!("send to upstream {u} socket {s}: {e}");
+                self.core.handle_upstream_error(now, u, s);
+            }
+        }
+    }
+
+    /// Replaces an upstream socket that has carried enough queries with a new one on a
+    /// new random port; the old one stays open until the query deadline has passed.
+    fn maybe_rotate(&mut self, now: Instant, u: usize, s: usize) {
+        let Some(addr) = self.cfg.upstreams.get(u).copied() else {
+            return;
+        };
+        let registry = self.poll.registry();
+        let Some(slot) = self.upstream_udp.get_mut(u).and_then(|p| p.get_mut(s)) else {
+            return;
+        };
+        if slot.uses < ROTATE_AFTER || slot.retired.is_some() {
+            return;
+        }
+        let keep_until = now + self.cfg.deadline;
+        let next_gen = 1 - slot.generation;
+        let fresh = udp::upstream_socket(addr).and_then(|mut sock| {
+            registry.register(
+                &mut sock,
+                upstream_token(u, s, next_gen),
+                Interest::READABLE,
+            )?;
+            Ok(sock)
+        });
+        match fresh {
+            Ok(sock) => {
+                let old = std::mem::replace(&mut slot.current, sock);
+                slot.retired = Some((old, keep_until));
+                self.retired_udp = true;
+                slot.generation = next_gen;
+                slot.uses = 0;
+            }
+            Err(e) => log::warn!("cannot open a new socket for upstream {addr}: {e}"),
+        }
+    }
+
+    /// Closes the retired upstream sockets whose grace time is over.
+    pub(super) fn close_retired_udp(&mut self, now: Instant) {
+        let registry = self.poll.registry();
+        let mut still_retired = false;
+        for slot in self.upstream_udp.iter_mut().flatten() {
+            if slot
+                .retired
+                .as_ref()
+                .is_some_and(|(_, until)| now >= *until)
+            {
+                if let Some((mut sock, _)) = slot.retired.take() {
+                    let _ = registry.deregister(&mut sock);
+                }
+            }
+            still_retired |= slot.retired.is_some();
+        }
+        self.retired_udp = still_retired;
+    }
+}
