@@ -27,6 +27,10 @@ const MAX_PAGE: usize = 16 << 10;
 pub(super) struct Block {
     pub(super) class: u8,
     pub(super) index: u32,
+    /// Where it is, from `index` (so that a lookup does no arithmetic): its page in the
+    /// class, and its offset in the page.
+    page: u32,
+    at: u32,
 }
 
 /// One size class. Valid values: `owners.len()` blocks are in use, the first ones;
@@ -53,6 +57,7 @@ impl Class {
         (self.pages.len() << self.shift) - self.owners.len()
     }
 
+    #[inline]
     fn range(&self, index: u32) -> Option<(usize, std::ops::Range<usize>)> {
         let index = index as usize;
         let mask = (1 << self.shift) - 1;
@@ -128,22 +133,24 @@ impl Slab {
         let p = c.pages.get_mut(page)?;
         p.resize(p.len() + c.block, 0);
         c.owners.push(owner);
+        let (_, r) = c.range(u32::try_from(index).ok()?)?;
         Some(Block {
             class,
             index: u32::try_from(index).ok()?,
+            page: u32::try_from(page).ok()?,
+            at: u32::try_from(r.start).ok()?,
         })
     }
 
-    /// The octets of block `b` (the whole block; its entry says how many are its own).
-    pub(super) fn get(&self, b: Block) -> &[u8] {
-        let Some(c) = self.classes.get(usize::from(b.class)) else {
-            return &[];
-        };
-        match c.range(b.index) {
-            Some((page, r)) => c.pages.get(page).and_then(|p| p.get(r)),
-            None => None,
-        }
-        .unwrap_or_default()
+    /// The first `len` octets of block `b` (what its entry holds).
+    #[inline]
+    pub(super) fn get(&self, b: Block, len: usize) -> Option<&[u8]> {
+        let at = b.at as usize;
+        self.classes
+            .get(usize::from(b.class))?
+            .pages
+            .get(b.page as usize)?
+            .get(at..at + len)
     }
 
     pub(super) fn get_mut(&mut self, b: Block) -> &mut [u8] {
@@ -241,7 +248,7 @@ mod tests {
         assert_eq!(s.held(), 5 * heap_bytes(48));
         // Block 1 freed: block 4 (owner 104) moves into it.
         assert_eq!(s.free(blocks[1]), Some(104));
-        assert!(s.get(blocks[1]).iter().all(|&v| v == 4));
+        assert!(s.get(blocks[1], 48).unwrap().iter().all(|&v| v == 4));
         // The last one freed: nothing moves.
         assert_eq!(s.free(blocks[3]), None);
         // Two pages spare at most one: one went back, the other goes when asked.
@@ -264,7 +271,11 @@ mod tests {
         }
         // The first freed takes the last one's octets, from another page.
         assert_eq!(s.free(blocks[0]), Some(999));
-        assert!(s.get(blocks[0]).iter().all(|&v| v == (999 % 256) as u8));
+        assert!(s
+            .get(blocks[0], 80)
+            .unwrap()
+            .iter()
+            .all(|&v| v == (999 % 256) as u8));
         for &b in blocks[..999].iter().rev() {
             s.free(b);
         }
