@@ -41,7 +41,9 @@ use store::{Queue, Store};
 pub const MAX_KEY_LEN: usize = MAX_NAME_LEN + 5;
 /// An entry may take at most this fraction of the byte budget; bigger answers are
 /// relayed but not cached. 1/128 keeps one entry under a tenth of the small queue, so
-/// one insertion evicts a few entries at most; at the default 32 MiB it is 256 KiB, so
+/// one insertion evicts at most about its own size in other entries (an entry whose
+/// slab class needs a fresh page is charged the page, 1/2048 of the budget, at most
+/// 16 KiB: `tests::one_insertion_evicts_at_most_a_pages_worth`); at the default 32 MiB it is 256 KiB, so
 /// every DNS message (at most 64 KiB) can be cached, large DNSSEC answers included.
 const ENTRY_SHARE: usize = 128;
 /// Octets of one row of an entry's TTL table: a TTL field's offset in the answer (u16,
