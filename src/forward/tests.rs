@@ -1300,3 +1300,99 @@ fn questions_sharing_a_bucket_of_the_in_flight_index_stay_apart() {
     assert_eq!(drain(&mut f).len(), 16);
     assert_eq!(f.stats().coalesced, 16);
 }
+
+/// (From a review.) Churn through the in-flight index and the timers (slots reused, answers,
+/// re-sends and deadlines in random order): a query for a name in flight always joins
+/// it, and every client gets exactly one answer, for its own name, with the others
+/// waiting on that name.
+#[test]
+fn in_flight_index_and_timers_under_churn() {
+    use std::collections::HashMap;
+    let t0 = Instant::now();
+    let mut now = t0;
+    let mut f = forwarder(1, 1000);
+    let names: Vec<String> = (0..40).map(|n| format!("c{n}.example")).collect();
+    let mut waiting: HashMap<usize, Vec<u16>> = HashMap::new();
+    let mut asked: HashMap<u16, usize> = HashMap::new();
+    let mut answered: HashMap<u16, usize> = HashMap::new();
+    let mut sent: Vec<Transmit> = Vec::new();
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut next_client = 0u16;
+    let take = |out: Vec<Transmit>,
+                waiting: &mut HashMap<usize, Vec<u16>>,
+                answered: &mut HashMap<u16, usize>,
+                sent: &mut Vec<Transmit>,
+                asked: &HashMap<u16, usize>| {
+        let mut done: HashMap<usize, usize> = HashMap::new();
+        for t in out {
+            match t.to {
+                Dest::Client(Client::Udp { addr, .. }) => {
+                    let c = addr.port() - 40000;
+                    *answered.entry(c).or_default() += 1;
+                    let m = parse_message(&t.bytes).unwrap();
+                    let n = asked[&c];
+                    assert_eq!(m.questions[0].qname.to_string(), format!("{}.", names[n]));
+                    *done.entry(n).or_default() += 1;
+                }
+                _ => sent.push(t),
+            }
+        }
+        for (n, k) in done {
+            let w = waiting.remove(&n).unwrap_or_default();
+            assert_eq!(w.len(), k, "name {n}: {} waiting, {k} answered", w.len());
+        }
+    };
+    for _ in 0..20_000 {
+        match rnd() % 10 {
+            0..=4 => {
+                let n = (rnd() % names.len() as u64) as usize;
+                let c = next_client;
+                next_client += 1;
+                asked.insert(c, n);
+                let in_flight = waiting.contains_key(&n);
+                f.handle_query(now, client(c), &query_msg(c, &[&names[n]], None));
+                let out = drain(&mut f);
+                assert_eq!(
+                    out.len(),
+                    usize::from(!in_flight),
+                    "name {n}: in flight {in_flight}"
+                );
+                waiting.entry(n).or_default().push(c);
+                take(out, &mut waiting, &mut answered, &mut sent, &asked);
+            }
+            5..=7 if !sent.is_empty() => {
+                let i = (rnd() % sent.len() as u64) as usize;
+                let t = sent.swap_remove(i);
+                if let Dest::Upstream { .. } = t.to {
+                    f.handle_response(now, udp_source(&t), &answer_to(&t.bytes, 1, Rcode::NOERROR));
+                    let out = drain(&mut f);
+                    take(out, &mut waiting, &mut answered, &mut sent, &asked);
+                }
+            }
+            _ => {
+                now += Duration::from_millis(rnd() % 400);
+                f.handle_timeout(now);
+                let out = drain(&mut f);
+                take(out, &mut waiting, &mut answered, &mut sent, &asked);
+            }
+        }
+        if next_client >= 20_000 {
+            break;
+        }
+    }
+    now += DEADLINE * 2;
+    f.handle_timeout(now);
+    let out = drain(&mut f);
+    take(out, &mut waiting, &mut answered, &mut sent, &asked);
+    assert!(waiting.is_empty(), "still waiting: {waiting:?}");
+    assert_eq!(f.pending(), 0);
+    for c in 0..next_client {
+        assert_eq!(answered.get(&c), Some(&1), "client {c}");
+    }
+}
