@@ -9,12 +9,17 @@
 #   benches/run-bench.sh dnsfwd dnsdist   some rows
 #
 # Rows: reflector direct dnsfwd-nocache dnsfwd dnsdist dnsdist-pc dnsmasq dnsmasq-nocache
-#   reflector        the shared reflector (echo, QR set) on CPU 1: the most dnsperf can drive
+#       reflector-cpu0 dnsfwd-cpu0
+#   reflector        the shared reflector (echo, QR set) on CPU 1: the most dnsperf can drive,
+#                    and at 10k q/s the latency floor of any server on a CPU of its own
+#                    (one recvfrom and one sendto a datagram: what one hop and one wake-up cost)
 #   direct           dnsperf straight to knotd: the ceiling of a forwarded miss
 #   dnsfwd-nocache   target/release/dnsfwd --cache-size 0: every query forwarded (miss)
 #   dnsfwd           target/release/dnsfwd (defaults): miss = one pass of distinct names,
 #                    hit = 100 names looped
 #   dnsdist(-pc), dnsmasq(-nocache)   the anchors as configured in ../shared/bench/anchors
+#   reflector-cpu0, dnsfwd-cpu0   latency at 10k q/s with the server on CPU 0, beside dnsperf
+#                    and knotd, as the direct row is: no cross-CPU wake-up per hop
 # Scenarios: miss (100k distinct names, one pass), hit (100 names, --duration s), and
 # miss@10000 / hit@10000 (latency at a fixed 10,000 q/s: p50/p99 from dnsperf -v).
 #
@@ -42,7 +47,7 @@ LOAD_MAX=${LOAD_MAX:-1.0}
 LOAD_WAIT=${LOAD_WAIT:-600}
 [[ -x $BENCH/run-bench.sh ]] || { echo "run-bench.sh: $BENCH/run-bench.sh not found (set BENCH)" >&2; exit 1; }
 ROWS=("$@")
-[[ ${#ROWS[@]} -gt 0 ]] || ROWS=(reflector direct dnsfwd-nocache dnsfwd dnsdist dnsdist-pc dnsmasq dnsmasq-nocache)
+[[ ${#ROWS[@]} -gt 0 ]] || ROWS=(reflector direct dnsfwd-nocache dnsfwd dnsdist dnsdist-pc dnsmasq dnsmasq-nocache reflector-cpu0 dnsfwd-cpu0)
 mkdir -p "$OUTDIR"
 
 [[ -x $BIN ]] || cargo build --release
@@ -85,8 +90,12 @@ anchor() { # anchor NAME SCENARIOS
 FAILED=()
 for row in "${ROWS[@]}"; do
     if ! case $row in
-        reflector) rb --name reflector --no-upstream --no-verify --scenarios hit \
+        reflector) rb --name reflector --no-upstream --no-verify --scenarios hit,hit@10000 \
                       --cmd "$REFLECTOR {LISTEN_ADDR}:{LISTEN_PORT} 600" ;;
+        reflector-cpu0) rb --name reflector-cpu0 --fwd-cpus 0 --no-upstream --no-verify --scenarios hit@10000 \
+                           --cmd "$REFLECTOR {LISTEN_ADDR}:{LISTEN_PORT} 600" ;;
+        dnsfwd-cpu0) rb --name dnsfwd-cpu0 --fwd-cpus 0 --scenarios hit@10000,miss@10000 \
+                        --cmd "$BIN --listen 127.0.0.1:{LISTEN_PORT} --upstream {UPSTREAM}" ;;
         direct) rb --name direct --direct --scenarios miss,hit,miss@10000,hit@10000 ;;
         dnsfwd-nocache) rb --name dnsfwd-nocache --scenarios miss,miss@10000 \
                            --cmd "$BIN --listen 127.0.0.1:{LISTEN_PORT} --upstream {UPSTREAM} --cache-size 0" ;;
