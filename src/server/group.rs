@@ -19,7 +19,7 @@
 //!   loop publishes its counters every sweep (100 ms); the metrics and SIGUSR1 show the
 //!   sum.
 //! - `--rate-limit` and the pace of ACL refusals hold for the process: the loops draw
-//!   from loop 0's buckets ([`crate::policy::Policy::share`]; a lock per set of four
+//!   from loop 0's buckets ([`crate::policy::Policy::with_buckets`]; a lock per set of four
 //!   buckets, taken only when a limit is set). Per loop, a client asking many names
 //!   would reach every loop and get N times its rate. `--max-pending` and
 //!   `--max-pending-per-client` stay per loop: they bound each loop's table.
@@ -40,7 +40,7 @@ use crate::config::Config;
 use crate::forward::reply::error_reply;
 use crate::forward::Client;
 use crate::metrics::Snapshot;
-use crate::policy::Buckets;
+use crate::policy::{Buckets, Policy};
 use crate::stats::Stats;
 use crate::wire::Rcode;
 
@@ -208,11 +208,13 @@ impl Server {
             self.ready_again.push(WAKER);
         }
         if let Some((cfg, buckets)) = reload {
-            match self.reload(cfg) {
+            // A new policy draws from loop 0's buckets at once (no table of its own).
+            match self.reload_sharing(cfg, Some(Arc::clone(&buckets))) {
                 Ok(summary) => log::info!("reloaded (loop {}): {summary}", self.loop_index()),
                 Err(e) => log::error!("reload failed in loop {}: {e}", self.loop_index()),
             }
-            // Loop 0 applied the same policy settings: one set of buckets again.
+            // Loop 0 applied the same policy settings: one set of buckets again, also
+            // when the reload failed here (a no-op when it made a policy above).
             self.policy.share(buckets);
         }
         for msg in msgs {
@@ -458,6 +460,20 @@ fn bind_shared(addr: SocketAddr, n: usize) -> io::Result<(Vec<UdpSocket>, TcpLis
     Err(hints::listen(addr, "UDP", e))
 }
 
+/// A loop other than loop 0, drawing from loop 0's `buckets`. [`Server::build`] makes
+/// a policy from `cfg`; it is given no rate limit there, so that it builds no rate
+/// table only to drop it (576 KiB a loop), and the policy is then made with `buckets`
+/// from the settings as they are.
+fn build_sharing(cfg: Config, given: Listeners, buckets: Arc<Buckets>) -> io::Result<Server> {
+    let policy = cfg.policy.clone();
+    let mut without_table = cfg;
+    without_table.policy.rate_limit = None;
+    let mut s = Server::build(without_table, Some(given))?;
+    s.policy = Policy::with_buckets(&policy, buckets);
+    s.cfg.policy = policy;
+    Ok(s)
+}
+
 /// N loops bound and linked; [`Group::run`] runs them.
 pub struct Group {
     loops: Vec<Server>,
@@ -497,11 +513,12 @@ impl Group {
         }
         let mut loops: Vec<Server> = Vec::with_capacity(n);
         for (i, g) in given.into_iter().enumerate() {
-            let mut s = Server::build(per_loop(&cfg, i, n), Some(g))?;
+            let c = per_loop(&cfg, i, n);
             // One rate limit and one refusal pace for the process, not one per loop.
-            if let Some(first) = loops.first() {
-                s.policy.share(first.policy.buckets());
-            }
+            let s = match loops.first() {
+                None => Server::build(c, Some(g))?,
+                Some(first) => build_sharing(c, g, first.policy.buckets())?,
+            };
             loops.push(s);
         }
         let mut inboxes = Vec::with_capacity(n);
