@@ -4,12 +4,13 @@
 //! EtherType, an 802.2 LLC header, a PPP frame, an MPLS label stack, or bare IP), and
 //! [`chain`] walks those shapes, at most [`MAX_LAYERS`] of them, so that VLAN stacks, MPLS,
 //! PPPoE, LLC/SNAP and Ethernet bridged inside a tunnel are decoded once, in one place.
-//! The link-type-specific headers are peeled here (Ethernet, raw IP, Linux cooked v1/v2,
-//! BSD null/loopback, PPP and its framings, Cisco HDLC, MPLS), in [`wlan`] (IEEE 802.11
-//! bare and behind radiotap, Prism, AVS and PPI headers) and in [`other`] (OpenBSD pflog
-//! and enc, Linux NFLOG, macOS PKTAP, Frame Relay, ATM RFC 1483, IPoIB, FDDI, Token Ring,
-//! ARCnet). Anything else is "no IP packet"; the caller skips it. Pure functions: no
-//! state, no panic, only checked slicing, bounded work per frame.
+//! The link-type-specific headers are peeled here (Ethernet, raw IP, PPP and its
+//! framings, Cisco HDLC, MPLS), in [`host`] (Linux cooked v1/v2, BSD null/loopback), in
+//! [`wlan`] (IEEE 802.11 bare and behind radiotap, Prism, AVS and PPI headers) and in
+//! [`other`] (OpenBSD pflog and enc, Linux NFLOG, macOS PKTAP, Frame Relay, ATM RFC
+//! 1483, IPoIB, FDDI, Token Ring, ARCnet). Anything else is "no IP packet"; the caller
+//! skips it. Pure functions: no state, no panic, only checked slicing, bounded work per
+//! frame.
 
 mod host;
 mod other;
