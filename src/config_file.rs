@@ -13,16 +13,22 @@
 //! `value_parser`), and one line to [`merge`]; the exhaustive destructuring there makes
 //! the compiler point at the missing line. `dnsfwd.example.toml` documents every key
 //! (the test `example_config_parses` reads it).
+mod locate;
+mod values;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use crate::cli::ServeArgs;
-use crate::config::{parse_bytes, parse_listen, parse_metrics, Config, ConfigError};
-use crate::forward::routes::{parse_spec, UpstreamSpec};
-use crate::local::{parse_block_answer, BlockAnswer};
-use crate::policy::{parse_cidr, Cidr};
+use crate::config::{Config, ConfigError};
+use crate::forward::routes::UpstreamSpec;
+use crate::local::BlockAnswer;
+use crate::policy::Cidr;
+use locate::{file_error, key_before, key_line, line_of};
+use values::{de_allow, de_block_answer, de_bytes, de_listen, de_listen_tls, de_metrics};
+use values::{de_paths, de_threads, de_upstream};
 
 /// The keys of a config file, one per flag of [`ServeArgs`].
 #[derive(Debug, Default, Deserialize)]
@@ -237,143 +243,9 @@ fn list<T>(
     opt(used, key, None, file).unwrap_or_default()
 }
 
-fn file_error(
-    path: &Path,
-    line: Option<usize>,
-    key: Option<&str>,
-    why: impl ToString,
-) -> ConfigError {
-    ConfigError::File {
-        path: path.display().to_string(),
-        line,
-        key: key.map(str::to_owned),
-        why: why.to_string(),
-    }
-}
-
-/// The 1-based line holding octet `at` of `text`.
-fn line_of(text: &str, at: usize) -> usize {
-    let at = at.min(text.len());
-    text.as_bytes()
-        .iter()
-        .take(at)
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
-}
-
-/// The key a span at `at` belongs to: that of the nearest `key = ` line at or above it
-/// (a value may sit on a later line of a multi-line array). For an unknown key the span
-/// is the key itself.
-fn key_before(text: &str, at: usize) -> Option<String> {
-    let head = text.get(..at.min(text.len()))?;
-    let line_start = head.rfind('\n').map_or(0, |i| i + 1);
-    let rest = text.get(line_start..)?.lines().next().unwrap_or("");
-    std::iter::once(rest)
-        .chain(head.get(..line_start)?.lines().rev())
-        .find_map(assigned_key)
-        .map(str::to_owned)
-}
-
-/// `cache-size` for a line `cache-size = 1` (bare or quoted key), else `None`.
-fn assigned_key(line: &str) -> Option<&str> {
-    let (key, _) = line.split_once('=')?;
-    let key = key.trim().trim_matches('"');
-    let bare = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
-    (!key.is_empty() && key.chars().all(bare)).then_some(key)
-}
-
-/// The line where `key` is set in `text`.
-fn key_line(text: &str, key: &str) -> Option<usize> {
-    text.lines()
-        .position(|l| assigned_key(l) == Some(key))
-        .map(|i| i + 1)
-}
-
-/// A list of strings, each through a flag's own parser.
-fn de_list<'de, D: Deserializer<'de>, T>(
-    d: D,
-    parse: fn(&str) -> Result<T, String>,
-) -> Result<Option<Vec<T>>, D::Error> {
-    let items = Vec::<String>::deserialize(d)?;
-    items
-        .iter()
-        .map(|s| parse(s).map_err(serde::de::Error::custom))
-        .collect::<Result<Vec<T>, _>>()
-        .map(Some)
-}
-
-fn de_listen<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<SocketAddr>>, D::Error> {
-    de_list(d, parse_listen)
-}
-
-fn de_listen_tls<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<SocketAddr>>, D::Error> {
-    de_list(d, crate::config::parse_listen_tls)
-}
-
-fn de_upstream<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<UpstreamSpec>>, D::Error> {
-    de_list(d, parse_spec)
-}
-
-fn de_paths<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<PathBuf>>, D::Error> {
-    Vec::<PathBuf>::deserialize(d).map(Some)
-}
-
-fn de_block_answer<'de, D: Deserializer<'de>>(d: D) -> Result<Option<BlockAnswer>, D::Error> {
-    let s = String::deserialize(d)?;
-    parse_block_answer(&s)
-        .map(Some)
-        .map_err(serde::de::Error::custom)
-}
-
-fn de_metrics<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
-    let s = String::deserialize(d)?;
-    parse_metrics(&s)
-        .map(Some)
-        .map_err(serde::de::Error::custom)
-}
-
-fn de_allow<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Cidr>>, D::Error> {
-    de_list(d, parse_cidr)
-}
-
-/// `cache-memory = 33554432` or `cache-memory = "32M"`.
-fn de_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Size {
-        Octets(u64),
-        Text(String),
-    }
-    match Size::deserialize(d) {
-        Ok(Size::Octets(n)) => Ok(Some(n)),
-        Ok(Size::Text(s)) => parse_bytes(&s).map(Some).map_err(serde::de::Error::custom),
-        Err(_) => Err(serde::de::Error::custom(
-            "expected a size such as 33554432, \"512K\", \"32M\" or \"1G\"",
-        )),
-    }
-}
-
-/// `threads = 2` or `threads = "auto"`.
-fn de_threads<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Threads {
-        Count(u64),
-        Text(String),
-    }
-    let text = match Threads::deserialize(d) {
-        Ok(Threads::Count(n)) => n.to_string(),
-        Ok(Threads::Text(s)) => s,
-        Err(_) => return Err(serde::de::Error::custom("expected a number or \"auto\"")),
-    };
-    crate::config::parse_threads(&text)
-        .map(Some)
-        .map_err(serde::de::Error::custom)
-}
-
 #[cfg(test)]
 mod tests {
+    use super::locate::assigned_key;
     use super::*;
 
     fn parse_str(text: &str) -> Result<FileArgs, ConfigError> {

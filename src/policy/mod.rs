@@ -12,7 +12,7 @@
 //! * memory is fixed: the rate table is allocated once, the TCP counts hold one entry
 //!   per address with a connection, the log limiter one per cause;
 //! * with `--threads N`, the rate table and the refusal bucket are one for the whole
-//!   process ([`Policy::share`]), so these limits hold in all, not per loop.
+//!   process ([`Policy::with_buckets`]), so these limits hold in all, not per loop.
 pub mod acl;
 pub mod conns;
 pub mod loops;
@@ -115,9 +115,32 @@ pub struct Policy {
     pub counters: Counters,
 }
 
+impl Buckets {
+    /// The buckets of `cfg`: the refusal bucket, and the rate table if a rate limit is
+    /// set. `secret` keys the table's hash (from the OS CSPRNG in the shell).
+    pub fn new(cfg: &PolicyConfig, now: Instant, secret: [u64; 4]) -> Buckets {
+        Buckets {
+            epoch: now,
+            refusals: Gcra::new(cfg.refusals_per_sec, cfg.refusals_per_sec),
+            refusal_tat: AtomicU64::new(0),
+            limiter: cfg
+                .rate_limit
+                .map(|r| RateTable::new(r.qps, r.burst, r.slip, secret)),
+        }
+    }
+}
+
 impl Policy {
-    /// `secret` keys the rate table's hash (from the OS CSPRNG in the shell).
+    /// A policy with buckets of its own; `secret` keys the rate table's hash (from
+    /// the OS CSPRNG in the shell).
     pub fn new(cfg: &PolicyConfig, now: Instant, secret: [u64; 4]) -> Policy {
+        Policy::with_buckets(cfg, Arc::new(Buckets::new(cfg, now, secret)))
+    }
+
+    /// A policy drawing from `buckets` (another loop's, made from the same settings):
+    /// one rate limit and one refusal pace for the whole process. It builds no rate
+    /// table of its own.
+    pub fn with_buckets(cfg: &PolicyConfig, buckets: Arc<Buckets>) -> Policy {
         let default_acl = cfg.allow.is_empty();
         Policy {
             acl: if default_acl {
@@ -126,14 +149,7 @@ impl Policy {
                 Acl::new(&cfg.allow)
             },
             default_acl,
-            buckets: Arc::new(Buckets {
-                epoch: now,
-                refusals: Gcra::new(cfg.refusals_per_sec, cfg.refusals_per_sec),
-                refusal_tat: AtomicU64::new(0),
-                limiter: cfg
-                    .rate_limit
-                    .map(|r| RateTable::new(r.qps, r.burst, r.slip, secret)),
-            }),
+            buckets,
             tcp: ConnCounts::default(),
             max_tcp_per_client: cfg.max_tcp_per_client.max(1),
             log: LogLimiter::new(LOG_PERIOD),
@@ -141,13 +157,15 @@ impl Policy {
         }
     }
 
-    /// This policy's buckets, for the other loops of the process to [`Policy::share`].
+    /// This policy's buckets, for the other loops of the process to share
+    /// ([`Policy::with_buckets`], [`Policy::share`]).
     pub fn buckets(&self) -> Arc<Buckets> {
         Arc::clone(&self.buckets)
     }
 
     /// Draws from `buckets` (another loop's, made from the same settings) instead of
-    /// this policy's own: one rate limit and one refusal pace for the whole process.
+    /// the ones this policy has now. [`Policy::with_buckets`] is the way to start
+    /// sharing (it builds no table); this is for a policy already running.
     pub fn share(&mut self, buckets: Arc<Buckets>) {
         self.buckets = buckets;
     }
@@ -352,10 +370,11 @@ mod tests {
         let through = |shared: bool| {
             let t0 = Instant::now();
             let mut a = Policy::new(&cfg, t0, [1, 2, 3, 4]);
-            let mut b = Policy::new(&cfg, t0, [5, 6, 7, 8]);
-            if shared {
-                b.share(a.buckets());
-            }
+            let mut b = if shared {
+                Policy::with_buckets(&cfg, a.buckets())
+            } else {
+                Policy::new(&cfg, t0, [5, 6, 7, 8])
+            };
             let mut passed = 0;
             let mut refused = 0;
             for p in [&mut a, &mut b] {
@@ -371,6 +390,25 @@ mod tests {
         assert_eq!(through(true), (10, 5));
         // The control: two separate tables give the client (and the refusals) twice.
         assert_eq!(through(false), (20, 10));
+    }
+
+    #[test]
+    fn a_sharing_policy_builds_no_table_of_its_own() {
+        let cfg = PolicyConfig {
+            rate_limit: Some(RateLimit {
+                qps: 1,
+                burst: 10,
+                slip: 0,
+            }),
+            ..PolicyConfig::default()
+        };
+        let a = Policy::new(&cfg, Instant::now(), [1, 2, 3, 4]);
+        let b = Policy::with_buckets(&cfg, a.buckets());
+        // One set of buckets, held by the two policies and nothing else: `b` made none.
+        assert!(Arc::ptr_eq(&a.buckets, &b.buckets));
+        assert_eq!(Arc::strong_count(&a.buckets), 2);
+        assert_eq!(b.rate_table_memory(), a.rate_table_memory());
+        assert!(a.rate_table_memory() > 0);
     }
 
     #[test]

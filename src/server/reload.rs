@@ -31,6 +31,7 @@
 //! A reload is all or nothing: see [`Server::reload`].
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use mio::net::UdpSocket;
@@ -41,7 +42,7 @@ use super::upstream_tcp::UpstreamPool;
 use super::{admission, udp, upstream_token, Server, UpstreamSocket};
 use crate::config::{Config, ConfigError};
 use crate::forward::ForwarderConfig;
-use crate::policy::Policy;
+use crate::policy::{Buckets, Policy};
 
 /// The signals the loop handles (see the module docs).
 pub(super) const SIGNALS: [std::ffi::c_int; 5] = [SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2];
@@ -138,7 +139,17 @@ impl Server {
     /// core's checks) is done before anything is applied, and the core's reconfigure,
     /// the last step that can fail, changes nothing when it does. So a reload whose
     /// certificate loads but whose upstreams do not (or the reverse) leaves no mix.
-    pub fn reload(&mut self, mut new: Config) -> Result<String, String> {
+    pub fn reload(&mut self, new: Config) -> Result<String, String> {
+        self.reload_sharing(new, None)
+    }
+
+    /// [`Server::reload`]; with `shared`, a new policy draws from those buckets (loop
+    /// 0's, made from the same settings, in a group) and builds none of its own.
+    pub(super) fn reload_sharing(
+        &mut self,
+        mut new: Config,
+        shared: Option<Arc<Buckets>>,
+    ) -> Result<String, String> {
         let notes = self.keep_restart_only(&mut new);
         admission::check_self_loop(&self.local_addrs(), &new.upstreams)
             .map_err(|e| e.to_string())?;
@@ -157,7 +168,10 @@ impl Server {
             self.reload.retiring |= !live;
         }
         if new.policy != self.cfg.policy {
-            let mut policy = Policy::new(&new.policy, now, admission::hash_secret());
+            let mut policy = match shared {
+                Some(buckets) => Policy::with_buckets(&new.policy, buckets),
+                None => Policy::new(&new.policy, now, admission::hash_secret()),
+            };
             policy.tcp = std::mem::take(&mut self.policy.tcp);
             policy.counters = std::mem::take(&mut self.policy.counters);
             self.policy = policy;
