@@ -151,6 +151,8 @@ pub struct Forwarder {
     epoch: Option<Instant>,
     /// Waiter lists of finished queries, kept for reuse.
     spare_waiters: Vec<Vec<Waiter>>,
+    /// The key the last query was read into, kept for the next (see `resolve`).
+    spare_key: Option<Box<Key>>,
     /// Each client's share of the pending table.
     shares: shares::Shares,
     /// Serial of the last query started (slots are reused; shares tell them apart).
@@ -233,6 +235,7 @@ impl Forwarder {
             freed_at: vec![0u32; 65536].into_boxed_slice(),
             epoch: None,
             spare_waiters: Vec::new(),
+            spare_key: None,
             shares: shares::Shares::new(cfg.max_pending_per_client),
             serial: 0,
             next_shrink: None,
