@@ -5,7 +5,8 @@ use std::time::Instant;
 use super::{Attempt, Attempts, Pending, Via, Waiter};
 use crate::forward::key::{Key, Spelling};
 
-/// What a new query starts with besides its key (see [`PendingTable::insert_new`](super::PendingTable::insert_new)).
+/// What a new query starts with besides its key (see
+/// [`PendingTable::insert_new`](super::PendingTable::insert_new)).
 pub struct Fresh {
     pub spelling: Spelling,
     /// Its first attempt.
