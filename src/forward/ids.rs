@@ -11,6 +11,17 @@ pub trait IdSource: Send {
     /// 16 random bits, or `None` if the generator failed.
     fn next_u16(&mut self) -> Option<u16>;
 
+    /// 64 random bits, or `None` if the generator failed: one call for all a new
+    /// upstream query needs (its ID, socket and letter case), where each call through
+    /// the `dyn` generator costs as much as the bits it hands out.
+    fn next_u64(&mut self) -> Option<u64> {
+        let mut w = 0u64;
+        for _ in 0..4 {
+            w = w << 16 | u64::from(self.next_u16()?);
+        }
+        Some(w)
+    }
+
     /// A number in `0..n` (`n` > 0), uniform enough for choosing among a few sockets.
     fn below(&mut self, n: usize) -> Option<usize> {
         self.next_u16().map(|r| usize::from(r) % n.max(1))
@@ -41,33 +52,48 @@ impl Default for OsRandom {
     }
 }
 
-impl IdSource for OsRandom {
-    fn next_u16(&mut self) -> Option<u16> {
-        if self.used.saturating_add(2) > self.buf.len() {
-            if let Err(e) = getrandom::fill(&mut self.buf) {
-                // The kernel's generator does not fail once booted; if it ever does, no
-                // query may go out with a predictable ID. Said once.
-                if !self.failed {
-                    log::error!(
-                        "getrandom failed: {e}; queries are answered SERVFAIL until it works"
-                    );
-                }
-                self.failed = true;
-                self.used = usize::MAX;
-                return None;
-            }
-            if self.failed {
-                log::info!("getrandom works again");
-                self.failed = false;
-            }
-            self.used = 0;
+impl OsRandom {
+    /// The next `N` octets of the buffer, refilled from the kernel when it runs short
+    /// (what is left over is dropped: fresh octets only); `None` if that failed.
+    #[inline]
+    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+        if self.used.saturating_add(N) > self.buf.len() {
+            self.refill()?;
         }
         let at = self.used;
-        self.used += 2;
-        match self.buf.get(at..at + 2) {
-            Some(&[a, b]) => Some(u16::from_be_bytes([a, b])),
-            _ => None,
+        let octets = self.buf.get(at..)?.first_chunk::<N>().copied();
+        self.used = at + N;
+        octets
+    }
+
+    #[cold]
+    fn refill(&mut self) -> Option<()> {
+        if let Err(e) = getrandom::fill(&mut self.buf) {
+            // The kernel's generator does not fail once booted; if it ever does, no
+            // query may go out with a predictable ID. Said once.
+            if !self.failed {
+                log::error!("getrandom failed: {e}; queries are answered SERVFAIL until it works");
+            }
+            self.failed = true;
+            self.used = usize::MAX;
+            return None;
         }
+        if self.failed {
+            log::info!("getrandom works again");
+            self.failed = false;
+        }
+        self.used = 0;
+        Some(())
+    }
+}
+
+impl IdSource for OsRandom {
+    fn next_u16(&mut self) -> Option<u16> {
+        self.take().map(u16::from_be_bytes)
+    }
+
+    fn next_u64(&mut self) -> Option<u64> {
+        self.take().map(u64::from_be_bytes)
     }
 }
 
@@ -82,11 +108,15 @@ impl SeededRandom {
 
 impl IdSource for SeededRandom {
     fn next_u16(&mut self) -> Option<u16> {
+        self.next_u64().map(|z| z as u16)
+    }
+
+    fn next_u64(&mut self) -> Option<u64> {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        Some((z ^ (z >> 31)) as u16)
+        Some(z ^ (z >> 31))
     }
 }
 
@@ -95,6 +125,10 @@ pub struct BrokenRandom;
 
 impl IdSource for BrokenRandom {
     fn next_u16(&mut self) -> Option<u16> {
+        None
+    }
+
+    fn next_u64(&mut self) -> Option<u64> {
         None
     }
 }

@@ -14,7 +14,7 @@ use crate::cache::{key_flags, key_of, MAX_KEY_LEN};
 use crate::wire::{Header, MessageView, HEADER_LEN};
 
 mod spelling;
-pub use spelling::{letters, Letters, Spelling};
+pub use spelling::{case_bits, letters, Spelling};
 
 /// Flag bits of a key's last octet (as [`crate::cache::key_of`] writes them).
 const RD: u8 = 4;
@@ -22,12 +22,46 @@ const DO: u8 = 2;
 const CD: u8 = 1;
 
 /// A question as a key: folded name (uncompressed wire form), QTYPE, QCLASS, flags.
-/// The same octets are the cache's key.
-#[derive(Clone, PartialEq, Eq)]
+/// The same octets are the cache's key. Valid values: `len` ≤ `MAX_KEY_LEN`; the octets
+/// past `len` mean nothing (a key read or copied into a used one keeps them), so
+/// equality and copies look at the first `len` only.
 pub struct Key {
     bytes: [u8; MAX_KEY_LEN],
     len: usize,
 }
+
+impl Clone for Key {
+    fn clone(&self) -> Key {
+        Key {
+            bytes: self.bytes,
+            len: self.len,
+        }
+    }
+
+    /// Copies only `source`'s octets (a key is mostly unused room: a new query's key
+    /// goes into its slot at the cost of its name's length, not of 260 octets).
+    fn clone_from(&mut self, source: &Key) {
+        let src = source.as_bytes();
+        if let Some(dst) = self.bytes.get_mut(..src.len()) {
+            dst.copy_from_slice(src);
+            self.len = src.len();
+        }
+    }
+}
+
+impl Default for Key {
+    fn default() -> Key {
+        Key::EMPTY
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Key {}
 
 impl std::fmt::Debug for Key {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -58,9 +92,10 @@ impl Key {
         len: 0,
     };
 
-    /// [`with_spelling`](Self::with_spelling) into `self` (an [`EMPTY`](Self::EMPTY)
-    /// key), where the caller keeps it: the key (268 octets) is not moved on return.
-    /// `None` (and `self` left unspecified) if the query has no question.
+    /// [`with_spelling`](Self::with_spelling) into `self` (any key: what it held is
+    /// overwritten), where the caller keeps it: the key (268 octets) is not moved on
+    /// return, nor zeroed first when reused. `None` (and `self` left unspecified) if the
+    /// query has no question.
     pub fn read_spelled(&mut self, view: &MessageView<'_>) -> Option<Spelling> {
         let (qtype, qclass) = view.qtype_qclass()?;
         // The question as it sits in the query: one copy, folded in place.
@@ -246,6 +281,35 @@ mod tests {
     }
 
     #[test]
+    fn a_reused_key_is_the_key_read_fresh() {
+        let long = key("a-much-longer-name.example.org", RD | DO);
+        for (name, flags) in [("x.org", 0), ("WWW.Example.COM", CD)] {
+            let q = crate::wire::Message {
+                header: crate::wire::Header::from_parts(1, u16::from(flags) << 4, [0; 4]),
+                questions: vec![crate::wire::Question {
+                    qname: Name::from_ascii(name).unwrap(),
+                    qtype: RType::A,
+                    qclass: crate::wire::Class::IN,
+                }],
+                ..Default::default()
+            }
+            .to_vec();
+            let v = MessageView::parse(&q).unwrap();
+            let fresh = Key::of(&v).unwrap();
+            // Read over a longer key: its leftover octets do not count.
+            let mut used = long.clone();
+            used.read_spelled(&v).unwrap();
+            assert_eq!(used, fresh);
+            assert_eq!(used.as_bytes(), fresh.as_bytes());
+            // Copied over a longer key: the same.
+            let mut copy = long.clone();
+            copy.clone_from(&fresh);
+            assert_eq!(copy, fresh);
+            assert_ne!(copy, long);
+        }
+    }
+
+    #[test]
     fn key_parts() {
         let k = key("WWW.Example.COM", RD | DO);
         assert_eq!(k.name(), b"\x03www\x07example\x03com\x00");
@@ -281,7 +345,7 @@ mod tests {
         let n = plain.copy_into(k.name(), &mut out);
         assert_eq!(&out[..n], k.name());
         assert_eq!(letters(k.name()), 11);
-        assert_eq!(Letters::of(k.name()).count(), 11);
+        assert_eq!(Spelling::random_case(k.name(), &[0; 32]).1, 11);
     }
 
     #[test]

@@ -151,6 +151,8 @@ pub struct Forwarder {
     epoch: Option<Instant>,
     /// Waiter lists of finished queries, kept for reuse.
     spare_waiters: Vec<Vec<Waiter>>,
+    /// The key the last query was read into, kept for the next (see `resolve`).
+    spare_key: Option<Box<Key>>,
     /// Each client's share of the pending table.
     shares: shares::Shares,
     /// Serial of the last query started (slots are reused; shares tell them apart).
@@ -233,6 +235,7 @@ impl Forwarder {
             freed_at: vec![0u32; 65536].into_boxed_slice(),
             epoch: None,
             spare_waiters: Vec::new(),
+            spare_key: None,
             shares: shares::Shares::new(cfg.max_pending_per_client),
             serial: 0,
             next_shrink: None,
@@ -270,24 +273,24 @@ impl Forwarder {
             // The memory check's clock starts with the first query.
             self.next_shrink = Some(now + SHRINK_EVERY);
         }
-        let view = match MessageView::parse(bytes) {
-            Ok(v) => v,
-            Err(_) => {
-                self.refuse(client, bytes, None, Rcode::FORMERR);
-                return true;
-            }
+        // The view is used where it was returned (matched by reference): moving it out
+        // of the `Result` cost a copy of it per query.
+        let parsed = MessageView::parse(bytes);
+        let Ok(view) = &parsed else {
+            self.refuse(client, bytes, None, Rcode::FORMERR);
+            return true;
         };
         if header.opcode != Opcode::QUERY {
-            self.refuse(client, bytes, Some(&view), Rcode::NOTIMP);
+            self.refuse(client, bytes, Some(view), Rcode::NOTIMP);
         } else if view.opt.is_some_and(|o| o.version > 0) {
             // RFC 6891 §6.1.3: an EDNS version we do not implement gets BADVERS, with an
             // OPT record of the version we do (0).
-            self.refuse(client, bytes, Some(&view), Rcode::BADVERS);
+            self.refuse(client, bytes, Some(view), Rcode::BADVERS);
         } else {
             match header.qdcount {
-                0 => self.refuse(client, bytes, Some(&view), Rcode::FORMERR),
-                1 => self.resolve(now, client, &view, None),
-                _ => self.split(now, client, &view),
+                0 => self.refuse(client, bytes, Some(view), Rcode::FORMERR),
+                1 => self.resolve(now, client, view, None),
+                _ => self.split(now, client, view),
             }
         }
         true
@@ -296,7 +299,8 @@ impl Forwarder {
     /// Call when an upstream sent `bytes` (a UDP datagram on one of its sockets, or a
     /// message on a TCP connection to it).
     pub fn handle_response(&mut self, now: Instant, source: Source, bytes: &[u8]) {
-        let Ok(view) = MessageView::parse(bytes) else {
+        let parsed = MessageView::parse(bytes);
+        let Ok(view) = &parsed else {
             self.stats.dropped_responses += 1;
             return;
         };
@@ -304,7 +308,7 @@ impl Forwarder {
             self.stats.dropped_responses += 1;
             return;
         }
-        let (slot, attempt, exact) = match self.judge(now, source, &view) {
+        let (slot, attempt, exact) = match self.judge(now, source, view) {
             Verdict::Accept(slot, attempt, exact) => (slot, attempt, exact),
             Verdict::NearMiss(slot) => return self.near_miss(now, slot, source.upstream()),
             Verdict::Late => {
@@ -330,7 +334,7 @@ impl Forwarder {
             self.upstreams.case_echoed(a.upstream);
         }
         if view.header.tc && matches!(source, Source::Udp { .. }) {
-            return self.truncated(now, slot, &view);
+            return self.truncated(now, slot, view);
         }
         let rcode = view.header.rcode;
         let retryable =
@@ -340,7 +344,7 @@ impl Forwarder {
             // time, the waiters get SERVFAIL (or a stale answer).
             return self.retry(now, slot);
         }
-        self.complete(now, slot, Some(&view));
+        self.complete(now, slot, Some(view));
     }
 
     /// Call when the instant from [`poll_timeout`](Self::poll_timeout) has come (the

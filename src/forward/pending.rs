@@ -22,8 +22,10 @@ use super::IdSource;
 /// retires the oldest one's ID.
 pub const MAX_ATTEMPTS: usize = 3;
 
+mod fresh;
 mod parts;
 
+pub use fresh::Fresh;
 pub use parts::{Attempt, Attempts, Client, Via, Waiter};
 
 /// One question in flight.
@@ -91,10 +93,17 @@ pub type Slot = usize;
 /// An armed timer: when, for which slot, for which attempt number.
 type Timer = (Instant, Slot, u64);
 
+/// A slot of the table. A free slot keeps its last entry (not live, never handed out;
+/// its waiter list emptied), for the next query to be written over in place.
+struct Entry {
+    live: bool,
+    p: Pending,
+}
+
 /// The table. Valid values: every live attempt's ID is indexed to its slot, and no
 /// other ID is.
 pub struct PendingTable {
-    slots: Vec<Option<Pending>>,
+    slots: Vec<Entry>,
     /// Spare buffers, kept for reuse.
     spare: Vec<Vec<u8>>,
     free: Vec<Slot>,
@@ -172,34 +181,56 @@ impl PendingTable {
         // draw succeeds with p > 8%; 512 failures in a row mean a broken generator.
         for _ in 0..512 {
             let id = rng.next_u16()?;
-            if self.by_id.get(usize::from(id)) == Some(&0) {
+            if self.is_free(id) {
                 return Some(id);
             }
         }
         None
     }
 
-    /// Inserts `p` (whose one attempt has an ID from [`fresh_id`](Self::fresh_id)) with a
+    /// Whether no live attempt uses the transaction ID `id`.
+    pub fn is_free(&self, id: u16) -> bool {
+        self.by_id.get(usize::from(id)) == Some(&0)
+    }
+
+    /// Inserts `p` (whose attempts have IDs from [`fresh_id`](Self::fresh_id)) with a
     /// timer at `timer`.
-    pub fn insert(&mut self, mut p: Pending, timer: Instant) -> Slot {
-        self.attempts += 1;
-        let attempt = self.attempts;
-        p.attempt = attempt;
-        let ids = p.attempts;
+    #[cfg(test)]
+    pub fn insert(&mut self, p: Pending, timer: Instant) -> Slot {
+        self.insert_with(timer, |slot| *slot = p)
+    }
+
+    /// Inserts the new query `f` for `key` (its first attempt's ID from
+    /// [`fresh_id`](Self::fresh_id)) with a timer at `timer`, written into its slot in
+    /// place.
+    pub fn insert_new(&mut self, key: &Key, f: Fresh, timer: Instant) -> Slot {
+        self.insert_with(timer, |p| p.renew(key, f))
+    }
+
+    /// Takes a free slot (or a new one), has `fill` write the entry there, and indexes
+    /// its attempts' IDs and arms its timer.
+    #[inline]
+    fn insert_with(&mut self, timer: Instant, fill: impl FnOnce(&mut Pending)) -> Slot {
         let slot = match self.free.pop() {
-            Some(s) => {
-                if let Some(entry) = self.slots.get_mut(s) {
-                    *entry = Some(p);
-                }
-                s
-            }
-            None => {
-                self.slots.push(Some(p));
+            Some(s) if s < self.slots.len() => s,
+            _ => {
+                self.slots.push(Entry {
+                    live: false,
+                    p: Pending::vacant(timer),
+                });
                 self.slots.len() - 1
             }
         };
-        for a in ids.iter() {
-            self.index(a.id, slot);
+        self.attempts += 1;
+        let attempt = self.attempts;
+        let Some(e) = self.slots.get_mut(slot) else {
+            return slot; // just taken or pushed: there
+        };
+        fill(&mut e.p);
+        e.p.attempt = attempt;
+        e.live = true;
+        for a in e.p.attempts.iter() {
+            index(&mut self.by_id, a.id, slot);
         }
         self.arm((timer, slot, attempt));
         self.len += 1;
@@ -246,25 +277,18 @@ impl PendingTable {
         let live = |&(_, slot, attempt): &Timer| {
             slots
                 .get(slot)
-                .and_then(Option::as_ref)
-                .is_some_and(|p| p.attempt == attempt)
+                .is_some_and(|e| e.live && e.p.attempt == attempt)
         };
         self.queued.retain(live);
         self.timers.retain(|Reverse(t)| live(t));
     }
 
     fn index(&mut self, id: u16, slot: Slot) {
-        if let Some(ix) = self.by_id.get_mut(usize::from(id)) {
-            *ix = slot as u32 + 1;
-        }
+        index(&mut self.by_id, id, slot);
     }
 
     fn unindex(&mut self, id: u16, slot: Slot) {
-        if let Some(ix) = self.by_id.get_mut(usize::from(id)) {
-            if *ix == slot as u32 + 1 {
-                *ix = 0;
-            }
-        }
+        unindex(&mut self.by_id, id, slot);
     }
 
     /// The slot an ID belongs to.
@@ -276,18 +300,25 @@ impl PendingTable {
     }
 
     pub fn get(&self, slot: Slot) -> Option<&Pending> {
-        self.slots.get(slot).and_then(Option::as_ref)
+        self.slots.get(slot).filter(|e| e.live).map(|e| &e.p)
     }
 
     pub fn get_mut(&mut self, slot: Slot) -> Option<&mut Pending> {
-        self.slots.get_mut(slot).and_then(Option::as_mut)
+        self.slots
+            .get_mut(slot)
+            .filter(|e| e.live)
+            .map(|e| &mut e.p)
     }
 
     /// Adds an attempt (a re-send, with an ID from `fresh_id`) and arms its timer under
     /// a new attempt number. Earlier attempts stay valid, except the oldest once there
     /// are `MAX_ATTEMPTS`, which is returned (its ID is no longer indexed).
     pub fn add_attempt(&mut self, slot: Slot, a: Attempt, timer: Instant) -> Option<Attempt> {
-        let p = self.slots.get_mut(slot).and_then(Option::as_mut)?;
+        let p = self
+            .slots
+            .get_mut(slot)
+            .filter(|e| e.live)
+            .map(|e| &mut e.p)?;
         let retired = p.attempts.push(a);
         self.attempts += 1;
         p.attempt = self.attempts;
@@ -314,7 +345,10 @@ impl PendingTable {
     /// forwarder uses [`discard`](Self::discard), which does not move it out).
     #[cfg(test)]
     pub fn remove(&mut self, slot: Slot) -> Option<Pending> {
-        let p = self.slots.get_mut(slot)?.take()?;
+        let e = self.slots.get_mut(slot).filter(|e| e.live)?;
+        e.live = false;
+        let vacant = Pending::vacant(e.p.deadline);
+        let p = std::mem::replace(&mut e.p, vacant);
         for a in p.attempts.iter() {
             self.unindex(a.id, slot);
         }
@@ -326,16 +360,14 @@ impl PendingTable {
     /// Removes the entry in place (what [`remove`](Self::remove) does, without moving
     /// it out); the IDs of all its attempts become free. Returns whether there was one.
     pub fn discard(&mut self, slot: Slot) -> bool {
-        let Some(entry) = self.slots.get_mut(slot) else {
+        let Some(e) = self.slots.get_mut(slot).filter(|e| e.live) else {
             return false;
         };
-        let Some(p) = entry.as_ref() else {
-            return false;
-        };
-        let ids = p.attempts;
-        *entry = None;
-        for a in ids.iter() {
-            self.unindex(a.id, slot);
+        e.live = false;
+        // The rest stays for the next query in this slot to write over.
+        drop(std::mem::take(&mut e.p.waiters));
+        for a in e.p.attempts.iter() {
+            unindex(&mut self.by_id, a.id, slot);
         }
         self.free.push(slot);
         self.len -= 1;
@@ -350,7 +382,7 @@ impl PendingTable {
         let keep = self
             .slots
             .iter()
-            .rposition(Option::is_some)
+            .rposition(|e| e.live)
             .map_or(0, |last| last + 1);
         if self.slots.capacity() <= 2 * keep + 256 {
             return false;
@@ -429,7 +461,8 @@ impl PendingTable {
         self.slots
             .iter()
             .enumerate()
-            .filter_map(|(s, p)| p.as_ref().map(|p| (s, p)))
+            .filter(|(_, e)| e.live)
+            .map(|(s, e)| (s, &e.p))
     }
 
     /// [`slots`](Self::slots), to change the entries.
@@ -437,7 +470,25 @@ impl PendingTable {
         self.slots
             .iter_mut()
             .enumerate()
-            .filter_map(|(s, p)| p.as_mut().map(|p| (s, p)))
+            .filter(|(_, e)| e.live)
+            .map(|(s, e)| (s, &mut e.p))
+    }
+}
+
+/// Indexes `id` to `slot` in `by_id` (a function of the index alone, so that the table
+/// can index an entry's attempts while it holds the entry, without copying them out).
+fn index(by_id: &mut [u32], id: u16, slot: Slot) {
+    if let Some(ix) = by_id.get_mut(usize::from(id)) {
+        *ix = slot as u32 + 1;
+    }
+}
+
+/// Takes `id` out of `by_id` if it is indexed to `slot`.
+fn unindex(by_id: &mut [u32], id: u16, slot: Slot) {
+    if let Some(ix) = by_id.get_mut(usize::from(id)) {
+        if *ix == slot as u32 + 1 {
+            *ix = 0;
+        }
     }
 }
 

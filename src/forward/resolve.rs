@@ -23,7 +23,22 @@ impl Forwarder {
         view: &MessageView<'_>,
         group: Option<usize>,
     ) {
-        let mut key = Key::EMPTY;
+        // The key is read into the last query's: a new one would be 260 octets zeroed
+        // first, for the few a name uses.
+        let mut key = self.spare_key.take().unwrap_or_default();
+        self.resolve_key(now, client, view, group, &mut key);
+        self.spare_key = Some(key);
+    }
+
+    /// [`resolve`](Self::resolve), with `key` to read the question into.
+    fn resolve_key(
+        &mut self,
+        now: Instant,
+        client: Client,
+        view: &MessageView<'_>,
+        group: Option<usize>,
+        key: &mut Key,
+    ) {
         let Some(spelling) = key.read_spelled(view) else {
             // A question the view could not read into a key (it parsed, so this is a
             // name the key cannot hold): FORMERR, as for any unreadable question.
@@ -32,7 +47,7 @@ impl Forwarder {
                 None => self.refuse(client, view.bytes(), Some(view), Rcode::FORMERR),
             };
         };
-        if self.is_our_own(view, &key, &spelling) {
+        if self.is_our_own(view, key, &spelling) {
             // A forwarding loop: our upstream query came back as a client query. Answer
             // it SERVFAIL at once (so the query in flight fails over instead of looping).
             self.stats.loops += 1;
@@ -62,19 +77,19 @@ impl Forwarder {
             max_response: max,
             spelling,
         };
-        if self.answer_locally(&key, &waiter) {
+        if self.answer_locally(key, &waiter) {
             return;
         }
         let mut stale = false;
         // One keyed hash a query: the question's, for the queries in flight, and with
         // the flags folded in, for the cache.
-        let hash = self.question_hash(&key);
+        let hash = self.question_hash(key);
         if self.cache.enabled() {
             let cache_hash = crate::cache::key_hash(hash, key.flags());
             match self.cache.get_hashed(key.as_bytes(), cache_hash, now) {
                 Lookup::Fresh(mut e) => {
                     let buf = self.pending.buffer();
-                    let bytes = Cache::render_into(&e, now, &waiter.asker(&key), false, buf);
+                    let bytes = Cache::render_into(&e, now, &waiter.asker(key), false, buf);
                     let refresh = e.wants_prefetch(now).then(|| {
                         e.prefetching = true;
                         e.key_bytes().to_vec()
@@ -92,7 +107,7 @@ impl Forwarder {
             }
             self.stats.cache_misses += 1;
         }
-        if let Some(slot) = self.find_inflight(hash, |p| p.key == key) {
+        if let Some(slot) = self.find_inflight(hash, |p| p.key == *key) {
             if let Some(p) = self.pending.get_mut(slot) {
                 if p.waiters.len() < super::MAX_WAITERS {
                     p.waiters.push(waiter);
@@ -103,14 +118,14 @@ impl Forwarder {
                         self.arm_stale_timer(now, slot);
                     }
                 } else {
-                    self.overloaded(now, &key, &[waiter], stale);
+                    self.overloaded(now, key, &[waiter], stale);
                 }
                 return;
             }
         }
         let mut waiters = self.waiter_list();
         waiters.push(waiter);
-        if let (Some(slot), true) = (self.start(now, &key, Some(hash), waiters, stale), stale) {
+        if let (Some(slot), true) = (self.start(now, key, Some(hash), waiters, stale), stale) {
             self.arm_stale_timer(now, slot);
         }
     }

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use super::events::FailKind;
 use super::key::{self, write_query, Key, Spelling};
-use super::pending::{Attempt, Attempts, Pending, Slot, Via, Waiter};
+use super::pending::{Attempt, Fresh, Pending, Slot, Via, Waiter};
 use super::{owner_of, shares, Dest, Forwarder, Transmit, NO_RANDOMNESS};
 use crate::wire::Rcode;
 
@@ -38,49 +38,31 @@ impl Forwarder {
         };
         let allowed = self.routes.allowed(key.name());
         let upstream = self.upstreams.pick_in(now, 0, allowed, self.cfg.timeout);
-        let mix = self.upstreams.mixes_case(upstream);
-        let letters = key::Letters::of(key.name());
-        let guess_bits = self.guess_bits(&letters, mix);
-        let drawn = Spelling::random_for(&letters, mix, self.rng.as_mut()).and_then(|s| {
-            let id = self.fresh_id(now)?;
-            let via = self.via(now, upstream, false, guess_bits)?;
-            Some((s, id, via))
-        });
-        let Some((spelling, id, via)) = drawn else {
+        let Some((spelling, id, via, guess_bits)) = self.draw(now, key, upstream) else {
             self.stats.rng_failures += 1;
             self.answer_with_error(key, &waiters, Rcode::SERVFAIL, NO_RANDOMNESS);
             self.recycle_waiters(waiters);
             return None;
         };
         let deadline = now + self.cfg.deadline;
-        let p = Pending {
-            key: key.clone(),
-            inflight: None,
-            next_inflight: None,
+        self.serial += 1;
+        let fresh = Fresh {
             spelling,
-            attempts: Attempts::one(Attempt {
+            first: Attempt {
                 id,
                 upstream,
                 via,
                 sent_at: now,
-            }),
+            },
             deadline,
-            attempt: 0,
-            tried: 1u64 << upstream.min(63),
             waiters,
-            stale_at: None,
-            near_misses: 0,
-            network_error: false,
-            evicted: false,
             guess_bits,
             owner,
             share,
-            serial: self.serial + 1,
-            // An upstream under attack is asked over TCP only, answers included.
-            udp_closed: via == Via::Tcp,
+            serial: self.serial,
         };
-        let slot = self.pending.insert(p, self.attempt_timer(now, deadline));
-        self.serial += 1;
+        let timer = self.attempt_timer(now, deadline);
+        let slot = self.pending.insert_new(key, fresh, timer);
         if let Some(who) = share {
             let pending = &self.pending;
             let live = |(slot, serial): shares::Started| {
@@ -138,32 +120,86 @@ impl Forwarder {
         self.shares.start_counting(live);
     }
 
-    /// Bits a blind forger must guess for a UDP answer to `key`'s query: the ID, which
-    /// socket of the pool, and the case of each letter if the name goes in random case.
-    fn guess_bits(&self, letters: &key::Letters, mix_case: bool) -> u32 {
+    /// The random parts of a new query for `key` to `upstream`: its letter case, ID and
+    /// path (RFC 5452 §9, 0x20), and the bits a blind forger must guess for a UDP answer
+    /// (see [`guess_bits`](Self::guess_bits)). One 64-bit draw serves them all (its low
+    /// 16 bits the ID, the next 16 the socket, the top 32 the case of a name of up to 32
+    /// octets); a used ID or a longer name draws more. `None` if the generator failed.
+    fn draw(
+        &mut self,
+        now: Instant,
+        key: &Key,
+        upstream: usize,
+    ) -> Option<(Spelling, u16, Via, u32)> {
+        let r = self.rng.next_u64()?;
+        let name = key.name();
+        let (spelling, letters) = if self.upstreams.mixes_case(upstream) {
+            let bits = key::case_bits(name.len(), (r >> 32) as u32, self.rng.as_mut())?;
+            Spelling::random_case(name, &bits)
+        } else {
+            (Spelling::default(), 0)
+        };
+        let guess_bits = self.guess_bits(letters);
+        let id = self.fresh_id(now, Some(r as u16))?;
+        let via = self.via(now, upstream, false, guess_bits, Some((r >> 16) as u16))?;
+        Some((spelling, id, via, guess_bits))
+    }
+
+    /// Bits a blind forger must guess for a UDP answer to a query: the ID, which socket
+    /// of the pool, and the case of each of its `letters` if the name goes in random
+    /// case (0 if not).
+    fn guess_bits(&self, letters: u32) -> u32 {
         let pool = self.cfg.sockets_per_upstream.max(1).ilog2();
-        let case = if mix_case { letters.count() } else { 0 };
-        16 + pool + case
+        16 + pool + letters
     }
 
     /// How the next attempt to `upstream` goes: TCP if the query's UDP path is closed,
     /// the upstream is under attack, or a UDP answer would offer a forger fewer than
-    /// `min_guess_bits` to guess; else a random socket of its pool. `None` if the
-    /// generator failed.
-    fn via(&mut self, now: Instant, upstream: usize, udp_closed: bool, bits: u32) -> Option<Via> {
+    /// `min_guess_bits` to guess; else a random socket of its pool, chosen by `random`
+    /// if given (16 bits drawn already), else by a new draw. `None` if the generator
+    /// failed.
+    fn via(
+        &mut self,
+        now: Instant,
+        upstream: usize,
+        udp_closed: bool,
+        bits: u32,
+        random: Option<u16>,
+    ) -> Option<Via> {
         if udp_closed || self.upstreams.tcp_only(upstream, now) || bits < self.cfg.min_guess_bits {
             return Some(Via::Tcp);
         }
-        let socket = self.rng.below(self.cfg.sockets_per_upstream)?;
+        let n = self.cfg.sockets_per_upstream;
+        let socket = match random {
+            Some(r) => usize::from(r) % n.max(1),
+            None => self.rng.below(n)?,
+        };
         Some(Via::Udp { socket })
     }
 
     /// A transaction ID no live attempt uses, preferably one not freed within the last
     /// deadline either (a late answer to a finished attempt must not fit a new query of
-    /// the same question); `None` if the generator failed.
-    fn fresh_id(&mut self, now: Instant) -> Option<u16> {
+    /// the same question); `first` is the first candidate if given (16 bits drawn
+    /// already), then new draws. `None` if the generator failed.
+    #[inline]
+    fn fresh_id(&mut self, now: Instant, first: Option<u16>) -> Option<u16> {
+        let id = match first {
+            Some(id) if self.pending.is_free(id) => id,
+            _ => self.pending.fresh_id(self.rng.as_mut())?,
+        };
+        // The usual case on its own, so that the clock arithmetic of the loop below is
+        // not done before it is needed (the compiler hoists it out of the loop).
+        if !self.recently_freed(now, id) {
+            return Some(id);
+        }
+        self.fresh_id_again(now)
+    }
+
+    /// [`fresh_id`](Self::fresh_id) after a draw that was freed too recently.
+    #[inline(never)]
+    fn fresh_id_again(&mut self, now: Instant) -> Option<u16> {
         let mut id = self.pending.fresh_id(self.rng.as_mut())?;
-        for _ in 0..8 {
+        for _ in 0..7 {
             if !self.recently_freed(now, id) {
                 break;
             }
@@ -239,7 +275,7 @@ impl Forwarder {
         let upstream = self
             .upstreams
             .pick_in(now, tried, allowed, self.cfg.timeout);
-        match self.via(now, upstream, udp_closed, bits) {
+        match self.via(now, upstream, udp_closed, bits, None) {
             Some(via) => self.resend(now, slot, upstream, via),
             None => {
                 self.stats.rng_failures += 1;
@@ -250,7 +286,7 @@ impl Forwarder {
 
     /// A new attempt: a new ID and timer, the given path. Earlier attempts stay live.
     pub(super) fn resend(&mut self, now: Instant, slot: Slot, upstream: usize, via: Via) {
-        let Some(id) = self.fresh_id(now) else {
+        let Some(id) = self.fresh_id(now, None) else {
             self.stats.rng_failures += 1;
             return self.complete(now, slot, None);
         };

@@ -1207,8 +1207,11 @@ fn a_recently_freed_id_is_not_given_to_the_next_query() {
     cfg.cache.max_entries = 0;
     cfg.min_guess_bits = 0;
     cfg.sockets_per_upstream = 4;
-    // Each query draws its case bits (one word for a short name), an ID, then a socket.
-    let script = [0, 0xAAAA, 1, 0, 0xAAAA, 0xBBBB, 2].into_iter().collect();
+    // Each query draws one 64-bit word (four 16-bit draws here, the first on top): case
+    // bits, socket, ID; then more IDs as needed.
+    let script = [0, 0, 1, 0xAAAA, 0, 0, 2, 0xAAAA, 0xBBBB]
+        .into_iter()
+        .collect();
     let mut f = Forwarder::new(cfg, Box::new(ScriptedRandom(script)));
     f.handle_query(now, client(1), &query_msg(1, &["1.2"], None));
     let t = one(&mut f);

@@ -116,12 +116,21 @@ impl Upstreams {
     /// [`pick`](Self::pick) among the upstreams in `allowed` (a zone's route) only.
     pub fn pick_in(&mut self, now: Instant, tried: u64, allowed: u64, hold: Duration) -> usize {
         let tried = tried | !allowed;
-        let probe = self.list.iter_mut().enumerate().find(|(i, u)| {
+        let due = |i: usize, u: &Upstream| {
             !u.retired
                 && tried & (1u64 << i) == 0
                 && u.failures >= DOWN_AFTER
                 && u.down_until.is_some_and(|t| t <= now)
-        });
+        };
+        if let [only] = self.list.as_mut_slice() {
+            // One upstream (a common setup): it is the choice whatever its state (as
+            // `choose` falls back to 0); only a probe's hold is to be set.
+            if due(0, only) {
+                only.down_until = Some(now + hold);
+            }
+            return 0;
+        }
+        let probe = self.list.iter_mut().enumerate().find(|(i, u)| due(*i, u));
         if let Some((i, u)) = probe {
             u.down_until = Some(now + hold);
             return i;

@@ -1,7 +1,7 @@
 //! The letter case of a question name (draft-vixie-dnsext-dns0x20): a [`Spelling`] says
 //! which octets of a folded (lower-case) name are upper case, one bit each, so that a
 //! query in flight or a waiting client holds its spelling without a copy of the name;
-//! [`Letters`] says which octets are letters, for the random case of our queries.
+//! [`Spelling::random_case`] finds the letters and spells them at random for our queries.
 //!
 //! Every query passes through here several times (folded on arrival, spelled at random
 //! for the upstream, compared with the answer, spelled back for the client), so names
@@ -31,6 +31,13 @@ fn ascii_in(w: u64, lo: u8, hi: u8) -> u64 {
 /// 0x80 in each octet of `w` that is an ASCII letter, either case.
 fn letters_in(w: u64) -> u64 {
     ascii_in(w | 0x2020_2020_2020_2020, b'a', b'z')
+}
+
+/// How many octets of `m` (each 0x80 or 0) are marked: one multiply sums them into the
+/// top octet (at most 8, so no carry), where `count_ones` without the POPCNT
+/// instruction (not in baseline x86-64) takes a dozen steps.
+fn octets_marked(m: u64) -> u32 {
+    ((m >> 7).wrapping_mul(0x0101_0101_0101_0101) >> 56) as u32
 }
 
 /// The top bits of the eight octets of `m` (each 0x80 or 0) as one octet, octet 0 in
@@ -100,7 +107,7 @@ fn all_words(a: &[u8], b: &[u8], mut f: impl FnMut(usize, u64, u64) -> bool) -> 
 
 /// One bit per octet of a name (bit `i % 8` of octet `i / 8` for octet `i` of the name):
 /// 256 bits, for names of up to 255 octets.
-type Bits = [u8; 32];
+pub type Bits = [u8; 32];
 
 /// The eight bits of `bits` from bit `at` on, as one octet (bit `at` in bit 0).
 fn bits_at(bits: &Bits, at: usize) -> u8 {
@@ -125,13 +132,6 @@ fn set_bits_at(bits: &mut Bits, at: usize, v: u8) {
 /// Whether bit `at` of `bits` is set.
 fn bit(bits: &Bits, at: usize) -> bool {
     bits.get(at / 8).is_some_and(|b| b >> (at % 8) & 1 == 1)
-}
-
-/// The bits of octets `64 * n ..` as one word.
-fn bits_word(bits: &Bits, n: usize) -> u64 {
-    bits.get(8 * n..)
-        .and_then(<[u8]>::first_chunk::<8>)
-        .map_or(0, |w| u64::from_le_bytes(*w))
 }
 
 /// A spelling of a key's name: which octets of the folded name are upper case.
@@ -192,30 +192,51 @@ impl Spelling {
 
     /// Random letter case for the folded `name` (0x20), one random bit per letter; with
     /// `mix` false, all lower case. `None` if the generator failed.
+    #[cfg(test)]
     pub fn random(name: &[u8], mix: bool, rng: &mut dyn IdSource) -> Option<Spelling> {
-        Spelling::random_for(&Letters::of(name), mix, rng)
+        if !mix {
+            return Some(Spelling::default());
+        }
+        let spare = rng.next_u64()? as u32;
+        Some(Spelling::random_case(name, &case_bits(name.len(), spare, rng)?).0)
     }
 
-    /// [`random`](Self::random) for a name whose letters are already found.
-    pub fn random_for(letters: &Letters, mix: bool, rng: &mut dyn IdSource) -> Option<Spelling> {
+    /// Random letter case for the folded `name` (0x20): a letter is upper case where
+    /// its octet's bit in `random` (from [`case_bits`]) is set. Also returns how many
+    /// letters the name has: the bits a forger must guess. One pass, eight octets at a
+    /// time; whole words of the name fill whole octets of the bitmap.
+    pub fn random_case(name: &[u8], random: &Bits) -> (Spelling, u32) {
         let mut s = Spelling::default();
-        if !mix {
-            return Some(s);
-        }
-        let mut left = letters.len;
-        for (n, word) in s.upper.chunks_exact_mut(8).enumerate() {
-            if left == 0 {
-                break;
+        let mut count = 0;
+        let name = name.get(..MAX_NAME_LEN).unwrap_or(name);
+        let len = name.len();
+        if len < 8 {
+            for (at, b) in name.iter().enumerate() {
+                let letter = b.is_ascii_alphabetic();
+                count += u32::from(letter);
+                set_bits_at(&mut s.upper, at, u8::from(letter && bit(random, at)));
             }
-            // One 16-bit draw per 16 octets of the name (or part of them).
-            let mut random = 0u64;
-            for _ in 0..left.min(64).div_ceil(16) {
-                random = random << 16 | u64::from(rng.next_u16()?);
-            }
-            word.copy_from_slice(&(bits_word(&letters.mask, n) & random).to_le_bytes());
-            left = left.saturating_sub(64);
+            return (s, count);
         }
-        Some(s)
+        let words = name.chunks_exact(8).zip(s.upper.iter_mut().zip(random));
+        for (w, (upper, random)) in words {
+            if let Ok(w) = <[u8; 8]>::try_from(w) {
+                let letters = letters_in(u64::from_le_bytes(w));
+                count += octets_marked(letters);
+                *upper = gather(letters) & random;
+            }
+        }
+        // The last `tail` octets: the word ending at `len`, less its first 8 - `tail`
+        // octets (its low ones), seen in the last whole word.
+        let tail = len % 8;
+        if let (true, Some(w)) = (tail != 0, name.last_chunk::<8>()) {
+            let letters = letters_in(u64::from_le_bytes(*w)) >> (8 * (8 - tail));
+            count += octets_marked(letters);
+            if let (Some(upper), Some(random)) = (s.upper.get_mut(len / 8), random.get(len / 8)) {
+                *upper = gather(letters) & random;
+            }
+        }
+        (s, count)
     }
 
     /// Appends the folded `name`, spelled, to `out`.
@@ -276,35 +297,22 @@ impl Spelling {
     }
 }
 
-/// Where the ASCII letters of a wire-form name are, one bit an octet (length octets are
-/// at most 63, below every letter, so only letters are marked): found once a query,
-/// for its random case and for the bits a forger must guess.
-pub struct Letters {
-    mask: Bits,
-    len: usize,
-}
-
-impl Letters {
-    pub fn of(name: &[u8]) -> Letters {
-        let mut mask = [0u8; 32];
-        let len = name.len();
-        if len < 8 {
-            for (at, b) in name.iter().enumerate() {
-                set_bits_at(&mut mask, at, u8::from(b.is_ascii_alphabetic()));
-            }
-        } else {
-            all_words(name, name, |at, w, _| {
-                set_bits_at(&mut mask, at, gather(letters_in(w)));
-                true
-            });
+/// Random bits for the letter case of a name of `len` octets, one per octet (as
+/// [`Spelling::random_case`] takes them): `spare`, 32 bits of a draw made for the query
+/// anyway, if they cover the name (most names), else one fresh 64-bit draw per 64 octets.
+/// `None` if the generator failed.
+pub fn case_bits(len: usize, spare: u32, rng: &mut dyn IdSource) -> Option<Bits> {
+    let mut bits = [0u8; 32];
+    if len <= 32 {
+        if let Some(b) = bits.first_chunk_mut::<4>() {
+            *b = spare.to_le_bytes();
         }
-        Letters { mask, len }
+        return Some(bits);
     }
-
-    /// How many (as [`letters`] counts them).
-    pub fn count(&self) -> u32 {
-        (0..4).map(|n| bits_word(&self.mask, n).count_ones()).sum()
+    for word in bits.chunks_exact_mut(8).take(len.div_ceil(64)) {
+        word.copy_from_slice(&rng.next_u64()?.to_le_bytes());
     }
+    Some(bits)
 }
 
 /// ASCII letters in a wire-form name (length octets excluded).
@@ -348,6 +356,8 @@ mod tests {
                     let letters = gather(letters_in(w));
                     assert_eq!(letters >> j & 1 == 1, b.is_ascii_alphabetic(), "{run:?}");
                 }
+                let letters = run.iter().filter(|b| b.is_ascii_alphabetic()).count();
+                assert_eq!(octets_marked(letters_in(w)) as usize, letters, "{run:?}");
             }
         }
         let mut rng = SeededRandom::new(11);
@@ -358,12 +368,13 @@ mod tests {
             let mut folded = vec![0u8; len];
             let s = Spelling::fold(&name, &mut folded);
             assert_eq!(folded, name.to_ascii_lowercase(), "len {len}");
-            let letters = Letters::of(&name);
-            assert_eq!(letters.len, len);
+            // With every random bit set, the random case is the letters themselves.
+            let (letters, count) = Spelling::random_case(&name, &[0xFF; 32]);
+            assert_eq!(count, super::letters(&name_with_length(&name)), "len {len}");
             for (i, b) in name.iter().enumerate() {
                 assert_eq!(bit(&s.upper, i), b.is_ascii_uppercase(), "len {len} at {i}");
                 assert_eq!(
-                    bit(&letters.mask, i),
+                    bit(&letters.upper, i),
                     b.is_ascii_alphabetic(),
                     "len {len} at {i}"
                 );
@@ -371,7 +382,7 @@ mod tests {
             // No bit past the name.
             for i in len..256 {
                 assert!(
-                    !bit(&s.upper, i) && !bit(&letters.mask, i),
+                    !bit(&s.upper, i) && !bit(&letters.upper, i),
                     "len {len} bit {i}"
                 );
             }
@@ -393,7 +404,7 @@ mod tests {
             }
             assert!(!s.matches(&folded, &name[..len.saturating_sub(1)]) || len == 0);
             // A random spelling flips letters only, and reads back as itself.
-            let r = Spelling::random_for(&letters, true, &mut rng).unwrap();
+            let r = Spelling::random(&folded, true, &mut rng).unwrap();
             let mut wire = Vec::new();
             r.write(&folded, &mut wire);
             assert!(wire.eq_ignore_ascii_case(&folded));
@@ -405,6 +416,46 @@ mod tests {
             assert!(r.matches(&folded, &wire));
             assert_eq!(Spelling::of_name(&wire), r);
         }
+    }
+
+    /// `name` as the one label of a wire-form name (for [`letters`], which walks labels),
+    /// cut to 63 octets a label.
+    fn name_with_length(name: &[u8]) -> Vec<u8> {
+        let mut wire = Vec::new();
+        for label in name.chunks(63) {
+            wire.push(label.len() as u8);
+            wire.extend_from_slice(label);
+        }
+        wire.push(0);
+        wire
+    }
+
+    #[test]
+    fn random_case_uses_the_bits_of_letters_only() {
+        let name = b"\x03www\x07example\x03com\x00";
+        let (all, count) = Spelling::random_case(name, &[0xFF; 32]);
+        assert_eq!(count, 13);
+        let mut out = [0u8; 255];
+        let n = all.copy_into(name, &mut out);
+        assert_eq!(&out[..n], b"\x03WWW\x07EXAMPLE\x03COM\x00");
+        let (none, count) = Spelling::random_case(name, &[0; 32]);
+        assert!(none.is_lower() && count == 13);
+        // Bit i decides octet i: every other octet.
+        let (some, _) = Spelling::random_case(name, &[0x55; 32]);
+        let n = some.copy_into(name, &mut out);
+        assert_eq!(&out[..n], b"\x03wWw\x07eXaMpLe\x03cOm\x00");
+        // The spare bits cover 32 octets; longer names draw words of their own.
+        let mut rng = SeededRandom::new(1);
+        let short = case_bits(32, 0xDEAD_BEEF, &mut rng).unwrap();
+        assert_eq!(short[..4], 0xDEAD_BEEFu32.to_le_bytes());
+        assert_eq!(short[4..], [0; 28]);
+        let long = case_bits(33, 0xDEAD_BEEF, &mut rng).unwrap();
+        assert_ne!(long[..8], [0; 8]);
+        assert_eq!(long[8..], [0; 24]);
+        assert!(case_bits(33, 0, &mut crate::forward::BrokenRandom).is_none());
+        assert!(case_bits(255, 0, &mut rng).unwrap()[24..]
+            .iter()
+            .any(|&b| b != 0));
     }
 
     #[test]

@@ -50,9 +50,11 @@ pub struct Attempts {
 
 impl Attempts {
     pub fn one(a: Attempt) -> Attempts {
-        let mut list = Attempts::default();
-        list.push(a);
-        list
+        let mut slots = [None; MAX_ATTEMPTS];
+        if let Some(first) = slots.first_mut() {
+            *first = Some(a);
+        }
+        Attempts { slots }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Attempt> {

@@ -154,3 +154,56 @@ fn shrinks_after_a_burst_and_keeps_what_is_in_use() {
     assert_eq!(t.slot_of(id), Some(s));
     assert_eq!(t.len(), 2);
 }
+
+#[test]
+fn a_reused_slot_keeps_nothing_of_its_last_query() {
+    let now = Instant::now();
+    let mut t = PendingTable::new(4);
+    let slot = t.insert(entry(now, 1), now);
+    let p = t.get_mut(slot).unwrap();
+    p.near_misses = 3;
+    p.stale_at = Some(now);
+    p.evicted = true;
+    p.network_error = true;
+    p.udp_closed = true;
+    p.inflight = Some(9);
+    p.next_inflight = Some(2);
+    p.owner = Some(5);
+    assert!(t.discard(slot));
+    assert!(t.get(slot).is_none() && t.slots().next().is_none());
+    assert_eq!(t.slot_of(1), None);
+    // A shorter key than the last one, over it.
+    let key = Key::from_bytes(b"\x01x\x00\x00\x01\x00\x01\x04").unwrap();
+    let fresh = Fresh {
+        spelling: Spelling::default(),
+        first: Attempt {
+            via: Via::Tcp,
+            ..attempt(now, 2)
+        },
+        deadline: now + Duration::from_secs(1),
+        waiters: Vec::new(),
+        guess_bits: 20,
+        owner: None,
+        share: Some(4),
+        serial: 7,
+    };
+    let again = t.insert_new(&key, fresh, now);
+    assert_eq!(again, slot, "the slot is reused");
+    let p = t.get(again).unwrap();
+    assert_eq!(p.key, key);
+    assert_eq!(p.key.as_bytes(), key.as_bytes());
+    assert_eq!(
+        (p.near_misses, p.stale_at, p.inflight, p.next_inflight),
+        (0, None, None, None)
+    );
+    assert!(!p.evicted && !p.network_error);
+    assert!(p.udp_closed, "a TCP first attempt closes the UDP path");
+    assert_eq!(
+        (p.owner, p.share, p.serial, p.guess_bits),
+        (None, Some(4), 7, 20)
+    );
+    assert_eq!((p.tried, p.attempts.iter().count()), (1, 1));
+    assert_eq!(p.deadline, now + Duration::from_secs(1));
+    assert_eq!(t.slot_of(2), Some(slot));
+    assert_eq!(t.len(), 1);
+}
