@@ -104,6 +104,17 @@ pub struct Cache {
     /// The TTL table of the answer being stored (offset, clamped TTL), kept between
     /// insertions so that storing allocates nothing.
     rows: Vec<(u16, u32)>,
+    /// Bumped whenever `rows` is filled: the table belongs to the [`Noted`] of this stamp.
+    stamp: u64,
+}
+
+/// What [`Cache::parse_answer`] noted of an answer on the view's walk, for
+/// [`Cache::insert_noted`]: whether and how it may be stored, with its TTL table in
+/// the cache's (while nothing else fills it).
+#[derive(Debug, Clone, Copy)]
+pub struct Noted<'m> {
+    intake: intake::Intake<'m>,
+    stamp: u64,
 }
 
 /// Seconds past expiry an entry may still be served.
@@ -128,6 +139,7 @@ impl Cache {
             store: Store::new(cfg.max_entries, cfg.max_bytes, stale_window(&cfg)),
             refused: 0,
             rows: Vec::new(),
+            stamp: 0,
         }
     }
 
@@ -180,10 +192,10 @@ impl Cache {
     /// or [`key_hash`]).
     pub fn get_hashed(&mut self, key: &[u8], hash: u64, now: Instant) -> Lookup<'_> {
         let window = stale_window(&self.cfg);
-        let Some(mut e) = self.store.get_mut(key, hash) else {
+        let Some(mut e) = self.store.get_mut(key, hash, now) else {
             return Lookup::Miss;
         };
-        let age = elapsed_secs(e.stored, now);
+        let age = e.age;
         if age < e.ttl {
             e.asked();
             Lookup::Fresh(e)
@@ -222,11 +234,66 @@ impl Cache {
         view: &MessageView<'_>,
         now: Instant,
     ) -> bool {
+        self.insert_noted(key, hash, view, None, now)
+    }
+
+    /// [`MessageView::parse`] of an upstream's answer, noting on the same walk what
+    /// storing it needs (each record checked as the decoder would, each TTL clamped and
+    /// placed, the lifetime), so that [`insert_noted`](Self::insert_noted) does not walk
+    /// it again. The view is [`MessageView::parse`]'s, whatever the cache makes of it.
+    pub fn parse_answer<'m>(
+        &mut self,
+        msg: &'m [u8],
+    ) -> Result<(MessageView<'m>, Noted<'m>), crate::wire::ParseError> {
+        self.stamp += 1;
+        let checks = crate::wire::RecordChecks::new(msg);
+        let mut noter = intake::Noter::new(&self.cfg, &mut self.rows, msg);
+        let mut decodes = true;
+        let view = MessageView::parse_with(msg, |r| {
+            // The decoder stops at the first record that does not decode.
+            if decodes {
+                decodes = checks.check(msg, r);
+                if decodes {
+                    noter.record(msg, r);
+                }
+            }
+        })?;
+        let intake = if view.end == msg.len() {
+            noter.finish(&view, decodes)
+        } else {
+            // Trailing octets: names in the records were followed over all of `msg`,
+            // not just the answer (`view.end`) that is stored; the intake walks that.
+            intake::Intake::Unknown
+        };
+        let stamp = self.stamp;
+        Ok((view, Noted { intake, stamp }))
+    }
+
+    /// [`insert_hashed`](Self::insert_hashed) for an answer `view` from
+    /// [`parse_answer`](Self::parse_answer), with what it `noted` (`None`: not parsed
+    /// so, and walked here).
+    pub fn insert_noted(
+        &mut self,
+        key: &[u8],
+        hash: u64,
+        view: &MessageView<'_>,
+        noted: Option<Noted<'_>>,
+        now: Instant,
+    ) -> bool {
         if !self.enabled() || key.len() > MAX_KEY_LEN {
             return false;
         }
         let decoded;
-        let plan = match intake::intake(&self.cfg, view, &mut self.rows) {
+        let noted = noted
+            .filter(|n| n.stamp == self.stamp)
+            .map_or(intake::Intake::Unknown, |n| n.intake);
+        self.stamp += 1;
+        let intake = match noted {
+            intake::Intake::Unknown => intake::intake(&self.cfg, view, &mut self.rows),
+            known => known,
+        };
+        let plan = match intake {
+            intake::Intake::Unknown => return false,
             intake::Intake::Entry(plan) => plan,
             intake::Intake::No => return false,
             intake::Intake::Decode => {

@@ -15,6 +15,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 
+use dnsfwd::cache::{key_of, Asker, Cache, CacheConfig, Lookup, MAX_KEY_LEN};
 use dnsfwd::present::{message_problem, rdata_text, rdata_wire};
 use dnsfwd::wire::{parse_message, parse_typed, MessageView, RData, Record};
 use serde_json::Value;
@@ -330,4 +331,53 @@ fn no_prefix_of_any_corpus_message_panics() {
             }
         }
     }
+}
+
+/// What the cache stores of an answer parsed with `Cache::parse_answer` (its checks and
+/// TTLs noted on the view's own walk) is what it stores walking the answer after the
+/// view: every corpus message, whole and with its last octet cut off or an octet of
+/// trailing garbage, taken as the answer to its own question.
+#[test]
+fn the_cache_stores_the_same_noting_on_the_view() {
+    let Some(lines) = oracle() else { return };
+    let cfg = CacheConfig {
+        max_entries: 64,
+        max_bytes: 1 << 20,
+        ..CacheConfig::default()
+    };
+    let (mut noting, mut walking) = (Cache::new(cfg), Cache::new(cfg));
+    let now = std::time::Instant::now();
+    let mut stored = 0;
+    for v in &lines {
+        let whole = bytes_of(v);
+        let cut = &whole[..whole.len().saturating_sub(1)];
+        let trailing = [&whole[..], &[0][..]].concat();
+        for wire in [&whole[..], cut, &trailing[..]] {
+            let Ok(view) = MessageView::parse(wire) else {
+                assert!(noting.parse_answer(wire).is_err());
+                continue;
+            };
+            let (seen, noted) = noting.parse_answer(wire).unwrap();
+            assert_eq!(format!("{seen:?}"), format!("{view:?}"));
+            let mut key = [0u8; MAX_KEY_LEN];
+            let Some(n) = key_of(&view, &mut key) else {
+                continue;
+            };
+            let key = &key[..n];
+            let ours = noting.insert_noted(key, noting.hash(key), &seen, Some(noted), now);
+            let theirs = walking.insert_hashed(key, walking.hash(key), &view, now);
+            assert_eq!(ours, theirs, "{}#{}", v["file"], v["index"]);
+            if !ours {
+                continue;
+            }
+            stored += 1;
+            let asker = Asker::from_query(&view, 65535);
+            let render = |c: &mut Cache| match c.get(key, now) {
+                Lookup::Fresh(e) => Cache::render(&e, now, &asker, false),
+                _ => panic!("stored, then not found"),
+            };
+            assert_eq!(render(&mut noting), render(&mut walking));
+        }
+    }
+    assert!(stored > 0, "no corpus answer was cacheable");
 }

@@ -86,6 +86,11 @@ pub struct Entry<'a> {
     pub(super) meta: &'a mut Stored,
     /// Exactly its octets (`meta.len()` of them).
     pub(super) octets: &'a [u8],
+    /// When it was looked up, and its age then in seconds: the lookup, the answer
+    /// rendered from it and the prefetch check all ask its age at that instant, and
+    /// `Instant` arithmetic is the dearest part of a hit.
+    pub(super) looked_up: Instant,
+    pub(super) age: u32,
 }
 
 impl Deref for Entry<'_> {
@@ -102,6 +107,26 @@ impl DerefMut for Entry<'_> {
 }
 
 impl Entry<'_> {
+    /// Seconds since it was stored, at `now`.
+    pub(super) fn age_at(&self, now: Instant) -> u32 {
+        if now == self.looked_up {
+            self.age
+        } else {
+            elapsed_secs(self.meta.stored, now)
+        }
+    }
+
+    /// Seconds of freshness left at `now` (0 once expired).
+    pub fn remaining(&self, now: Instant) -> u32 {
+        self.meta.ttl.saturating_sub(self.age_at(now))
+    }
+
+    /// [`Stored::wants_prefetch`], with the age known since the lookup.
+    pub fn wants_prefetch(&self, now: Instant) -> bool {
+        let ttl = self.meta.ttl;
+        !self.meta.prefetching && ttl >= 10 && self.remaining(now).saturating_mul(10) < ttl
+    }
+
     pub(super) fn key(&self) -> &[u8] {
         key_of(self.meta, self.octets)
     }

@@ -80,8 +80,17 @@ impl Ghost {
 
     /// Whether `hash` was evicted recently; forgets it if so (it is back in the cache).
     pub(super) fn take(&mut self, hash: u64) -> bool {
+        if self.clock == 0 {
+            // Nothing evicted yet (or 2^32 evictions ago, which only admits an entry to
+            // the small queue rather than main): the common case of a cache filling up.
+            return false;
+        }
         let (clock, capacity) = (self.clock, self.capacity);
         let (slots, fingerprint) = self.bucket(hash);
+        // A bucket of fixed size: the search is unrolled.
+        let Some(slots) = slots.first_chunk_mut::<WAYS>() else {
+            return false;
+        };
         let live = |s: u64| s >> 32 == fingerprint && clock.wrapping_sub(s as u32) <= capacity;
         match slots.iter_mut().find(|s| live(**s)) {
             Some(s) => {

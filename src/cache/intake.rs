@@ -6,9 +6,10 @@
 //! is not last (rare, and legal) is decoded and written again instead
 //! ([`Intake::Decode`]).
 use super::CacheConfig;
-use crate::wire::{walk_viewed_records, MessageView, Opcode, RType, Rcode, HEADER_LEN};
+use crate::wire::{walk_viewed_records, MessageView, Opcode, RType, Rcode, RecordAt, HEADER_LEN};
 
 /// What an answer is to the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Intake<'m> {
     /// What to store.
     Entry(Plan<'m>),
@@ -16,11 +17,13 @@ pub(super) enum Intake<'m> {
     No,
     /// Its OPT record is not last: the caller decodes it and writes it again.
     Decode,
+    /// Not known yet: [`intake`] finds out.
+    Unknown,
 }
 
 /// An answer found cacheable, with its TTLs (offset, clamped value) in the caller's
 /// table: what an entry's octets are made from.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Plan<'m> {
     /// The answer as it will be stored, before the patches: without OPT.
     pub(super) wire: &'m [u8],
@@ -75,84 +78,146 @@ pub(super) fn clamp(cfg: &CacheConfig, ttl: u32, positive: bool) -> u32 {
     ttl.min(cfg.max_ttl)
 }
 
-/// The plan for `view` (an upstream's answer, up to `view.end`), its TTLs put in `rows`
-/// (emptied first): NOERROR with answers (lifetime: the smallest TTL of the answer and
-/// authority sections), or NXDOMAIN/NODATA with an SOA (RFC 2308 §5: min(SOA TTL,
-/// MINIMUM), and no longer than a CNAME in front of it); never truncated, never other
-/// RCODEs, never what does not decode, never with a lifetime of 0.
-pub(super) fn intake<'m>(
-    cfg: &CacheConfig,
-    view: &MessageView<'m>,
-    rows: &mut Vec<(u16, u32)>,
-) -> Intake<'m> {
-    rows.clear();
+/// What the header and the OPT record settle before any record is looked at: `Err`
+/// with the outcome, or the answer as it will be stored (without OPT) and whether the
+/// header counts an OPT record it leaves out. Only NOERROR and NXDOMAIN answers of one
+/// question, not truncated, may be cached.
+fn settle<'m>(view: &MessageView<'m>) -> Result<(&'m [u8], bool), Intake<'m>> {
     let Some(msg) = view.bytes().get(..view.end) else {
-        return Intake::No;
+        return Err(Intake::No);
     };
     let h = view.header;
     if !h.qr || h.tc || h.opcode != Opcode::QUERY || h.qdcount != 1 {
-        return Intake::No;
+        return Err(Intake::No);
     }
     let ext = view.opt.map_or(0, |o| u16::from(o.ext_rcode));
     let rcode = Rcode(ext << 4 | (h.rcode.0 & 0xF));
-    let positive = rcode == Rcode::NOERROR && h.ancount > 0;
     if rcode != Rcode::NOERROR && rcode != Rcode::NXDOMAIN {
-        return Intake::No;
+        return Err(Intake::No);
     }
     // The OPT record is per hop (RFC 6891 §6.1.1): cut off, so it must be last.
     let wire_len = match view.opt {
         None => msg.len(),
         Some(o) if o.offset + o.len == msg.len() => o.offset,
-        Some(_) => return Intake::Decode,
+        Some(_) => return Err(Intake::Decode),
     };
-    let (answers, authority) = (usize::from(h.ancount), usize::from(h.nscount));
-    // Lifetime: the smallest TTL of the answers (and of the authority section in a
-    // positive answer); the SOA's in a negative one.
-    let mut least = u32::MAX;
-    let mut soa: Option<u32> = None;
-    let mut fits = true;
-    let decodes = walk_viewed_records(view, |r| {
-        if r.rtype == RType::OPT {
-            return; // the last record (checked above), cut off
+    Ok((msg.get(..wire_len).unwrap_or_default(), view.opt.is_some()))
+}
+
+/// The intake's work on each record as a walk meets it (the view's own walk with the
+/// cache on, see [`super::Cache::parse_answer`]; else [`walk_viewed_records`]): its TTL
+/// clamped and noted with its offset in `rows`, the lifetime found. Records after an
+/// OPT record that is not last are noted too, to no effect: such an answer is
+/// [`Intake::Decode`]'s. Without OPT, or with OPT last, every other record's TTL lies
+/// in the stored answer.
+pub(super) struct Noter<'c> {
+    cfg: &'c CacheConfig,
+    rows: &'c mut Vec<(u16, u32)>,
+    /// NOERROR with answers (an extended RCODE is never cached: not looked at here).
+    positive: bool,
+    answers: usize,
+    authority: usize,
+    /// The smallest TTL of the answers (and of the authority section in a positive
+    /// answer).
+    least: u32,
+    /// The negative TTL from the first SOA of the authority section (RFC 2308 §5).
+    soa: Option<u32>,
+    /// Every row fits the table (offsets below 2^16; no empty SOA).
+    fits: bool,
+}
+
+impl<'c> Noter<'c> {
+    /// A noter for the answer whose header octets are `msg`'s first 12, `rows` emptied.
+    pub(super) fn new(cfg: &'c CacheConfig, rows: &'c mut Vec<(u16, u32)>, msg: &[u8]) -> Self {
+        rows.clear();
+        let count = |n: usize| match msg.get(n..n + 2) {
+            Some(&[hi, lo]) => usize::from(u16::from_be_bytes([hi, lo])),
+            _ => 0,
+        };
+        let noerror = msg.get(3).is_some_and(|b| b & 0x0F == 0);
+        Noter {
+            cfg,
+            rows,
+            positive: noerror && count(6) > 0,
+            answers: count(6),
+            authority: count(8),
+            least: u32::MAX,
+            soa: None,
+            fits: true,
         }
-        let in_authority = (answers..answers + authority).contains(&r.index);
-        let ttl = if !positive && in_authority && r.rtype == RType::SOA && soa.is_none() {
+    }
+
+    /// Notes record `r` of `msg`.
+    #[inline]
+    pub(super) fn record(&mut self, msg: &[u8], r: &RecordAt) {
+        if r.rtype == RType::OPT {
+            return; // cut off (see `settle`)
+        }
+        let (answers, positive) = (self.answers, self.positive);
+        let in_authority = (answers..answers + self.authority).contains(&r.index);
+        let ttl = if !positive && in_authority && r.rtype == RType::SOA && self.soa.is_none() {
             // RFC 2308 §5: the negative TTL is min(SOA TTL, SOA MINIMUM), the last field.
             let minimum = match msg.get(r.rdata.end.saturating_sub(4)..r.rdata.end) {
                 Some(&[a, b, c, d]) if r.rdata.len() > 4 => u32::from_be_bytes([a, b, c, d]),
                 // An empty SOA (an update's delete) is no SOA.
                 _ => {
-                    fits = false;
+                    self.fits = false;
                     0
                 }
             };
-            let ttl = clamp(cfg, r.ttl.min(minimum), false);
-            soa = Some(ttl);
+            let ttl = clamp(self.cfg, r.ttl.min(minimum), false);
+            self.soa = Some(ttl);
             ttl
         } else {
-            clamp(cfg, r.ttl, positive)
+            clamp(self.cfg, r.ttl, positive)
         };
         if r.index < answers || (positive && in_authority) {
-            least = least.min(ttl);
+            self.least = self.least.min(ttl);
         }
         match u16::try_from(r.ttl_at) {
-            Ok(at) if r.ttl_at + 4 <= wire_len => rows.push((at, ttl)),
-            _ => fits = false,
+            Ok(at) => self.rows.push((at, ttl)),
+            Err(_) => self.fits = false,
         }
-    });
-    let ttl = if positive {
-        least
-    } else {
-        soa.map_or(0, |s| s.min(least))
-    };
-    match msg.get(..wire_len) {
-        Some(wire) if decodes && fits && ttl != 0 => Intake::Entry(Plan {
-            wire,
-            cut_opt: view.opt.is_some(),
-            ttl,
-        }),
-        _ => Intake::No,
     }
+
+    /// The outcome for `view` (the answer noted, whose records all decode if `decodes`):
+    /// see [`intake`].
+    pub(super) fn finish<'m>(self, view: &MessageView<'m>, decodes: bool) -> Intake<'m> {
+        let (wire, cut_opt) = match settle(view) {
+            Ok(settled) => settled,
+            Err(outcome) => return outcome,
+        };
+        let ttl = if self.positive {
+            self.least
+        } else {
+            self.soa.map_or(0, |s| s.min(self.least))
+        };
+        if decodes && self.fits && ttl != 0 {
+            Intake::Entry(Plan { wire, cut_opt, ttl })
+        } else {
+            Intake::No
+        }
+    }
+}
+
+/// The plan for `view` (an upstream's answer, up to `view.end`), its TTLs put in `rows`
+/// (emptied first): NOERROR with answers (lifetime: the smallest TTL of the answer and
+/// authority sections), or NXDOMAIN/NODATA with an SOA (RFC 2308 §5: min(SOA TTL,
+/// MINIMUM), and no longer than a CNAME in front of it); never truncated, never other
+/// RCODEs, never what does not decode, never with a lifetime of 0. Walks the records;
+/// [`super::Cache::parse_answer`] comes to the same on the view's own walk.
+pub(super) fn intake<'m>(
+    cfg: &CacheConfig,
+    view: &MessageView<'m>,
+    rows: &mut Vec<(u16, u32)>,
+) -> Intake<'m> {
+    let msg = view.bytes();
+    let mut noter = Noter::new(cfg, rows, msg);
+    if let Err(outcome) = settle(view) {
+        return outcome;
+    }
+    let decodes = walk_viewed_records(view, |r| noter.record(msg, r));
+    noter.finish(view, decodes)
 }
 
 #[cfg(test)]
@@ -277,6 +342,7 @@ mod tests {
             Intake::Entry(plan) => Some((octets(key, &plan, &rows), plan.ttl)),
             Intake::No => None,
             Intake::Decode => decoded(c, key, answer),
+            Intake::Unknown => unreachable!("the intake's walk finds out"),
         }
     }
 
@@ -305,8 +371,68 @@ mod tests {
         }
     }
 
+    /// What the cache notes on the view's walk ([`Cache::parse_answer`]) against the
+    /// view alone and the intake's own walk after it: the same view, the same outcome,
+    /// the same TTL table.
+    fn noted_agrees(c: &mut Cache, m: &[u8]) {
+        let Ok(view) = MessageView::parse(m) else {
+            assert!(c.parse_answer(m).is_err(), "{m:02x?}");
+            return;
+        };
+        let mut rows = Vec::new();
+        let walked = intake(&c.cfg, &view, &mut rows);
+        let (ours, noted) = c.parse_answer(m).unwrap();
+        assert_eq!(format!("{ours:?}"), format!("{view:?}"));
+        match noted.intake {
+            Intake::Unknown => assert_ne!(view.end, m.len(), "{m:02x?}"),
+            n => {
+                assert_eq!(n, walked, "{m:02x?}");
+                if let Intake::Entry(_) = n {
+                    assert_eq!(c.rows, rows, "{m:02x?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_view_notes_what_the_walk_finds() {
+        let mut c = cache(0, 86_400);
+        for ttls in [[300, 60, 3600, 900], [0, 5, 0x8000_0000, 7]] {
+            for m in answers(ttls) {
+                noted_agrees(&mut c, &m);
+                noted_agrees(&mut c, &[&m[..], &[0, 1]].concat());
+                // TSIG 250, SOA 6, OPT 41, CNAME 5, MX 15, TXT 16; pointers and labels.
+                for at in 0..m.len() {
+                    for v in [0u8, 1, 4, 5, 6, 12, 15, 16, 41, 63, 64, 0xC0, 0xFA, 0xFF] {
+                        let mut x = m.clone();
+                        x[at] = v;
+                        noted_agrees(&mut c, &x);
+                    }
+                }
+            }
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(3000))]
+        #[test]
+        fn the_view_notes_what_the_walk_finds_after_random_changes(
+            which in 0usize..5,
+            ttls in proptest::array::uniform4(prop_oneof![Just(0u32), Just(30), Just(0x8000_0001), any::<u32>()]),
+            limits in (0u32..100, 0u32..100_000),
+            changes in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..4),
+            trailing in proptest::collection::vec(any::<u8>(), 0..3),
+        ) {
+            let mut c = cache(limits.0, limits.1);
+            let mut m = answers(ttls).swap_remove(which);
+            for (at, v) in changes {
+                let len = m.len();
+                m[at % len] = v;
+            }
+            m.extend_from_slice(&trailing);
+            noted_agrees(&mut c, &m);
+        }
+
         #[test]
         fn the_walk_stores_what_decoding_stored_after_random_changes(
             which in 0usize..5,

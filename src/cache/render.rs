@@ -1,7 +1,7 @@
 //! A cached answer served: a copy and a few patches (see the module docs of [`super`]).
 use std::time::Instant;
 
-use super::{elapsed_secs, Asker, Cache, Entry, STALE_TTL_SERVED};
+use super::{Asker, Cache, Entry, STALE_TTL_SERVED};
 use crate::wire::{parse_message, set_id, CLASSIC_UDP_LEN, HEADER_LEN};
 
 impl Cache {
@@ -37,7 +37,7 @@ impl Cache {
                 name.copy_from_slice(spelling);
             }
         }
-        let age = elapsed_secs(entry.stored, now);
+        let age = entry.age_at(now);
         for at in entry.ttl_offsets() {
             if let Some(field) = out.get_mut(at..at + 4) {
                 // The copy still holds the TTL as stored.

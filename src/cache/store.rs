@@ -209,10 +209,10 @@ impl Store {
         self.nodes.get(i as usize)?.entry.as_ref()
     }
 
-    /// The entry under `key`, whose hash is `hash` (from [`hash`](Self::hash)). The
-    /// hit path: one probe, and the octets found once.
+    /// The entry under `key`, whose hash is `hash` (from [`hash`](Self::hash)), looked
+    /// up at `now`. The hit path: one probe, and the octets and the age found once.
     #[inline]
-    pub(super) fn get_mut(&mut self, key: &[u8], hash: u64) -> Option<Entry<'_>> {
+    pub(super) fn get_mut(&mut self, key: &[u8], hash: u64, now: Instant) -> Option<Entry<'_>> {
         let i = *self.index.get(&hash)?;
         let Node { entry, heap, .. } = self.nodes.get_mut(i as usize)?;
         let stored = entry.as_mut()?;
@@ -224,8 +224,10 @@ impl Store {
             return None;
         }
         Some(Entry {
+            age: elapsed_secs(stored.stored, now),
             meta: stored,
             octets,
+            looked_up: now,
         })
     }
 

@@ -7,9 +7,11 @@ use std::time::Instant;
 use super::events::AnswerSource;
 use super::key::Key;
 use super::pending::{Slot, Via, Waiter};
-use super::{reply, Client, Forwarder, Outcome, EVICTED, NO_ANSWER, UNDECODABLE, UNREACHABLE};
+use super::{
+    reply, Answer, Client, Forwarder, Outcome, EVICTED, NO_ANSWER, UNDECODABLE, UNREACHABLE,
+};
 use crate::cache::Lookup;
-use crate::wire::{MessageView, Rcode};
+use crate::wire::Rcode;
 
 impl Forwarder {
     /// A UDP answer with TC=1. Waiters that can take no more than UDP from this upstream
@@ -17,8 +19,9 @@ impl Forwarder {
     /// truncated; if any waiter can use more, or the cache wants the whole answer (the
     /// truncated clients retry over TCP and find it in flight or cached), it is fetched
     /// once over TCP for all that remain.
-    pub(super) fn truncated(&mut self, now: Instant, slot: Slot, answer: &MessageView<'_>) {
+    pub(super) fn truncated(&mut self, now: Instant, slot: Slot, answer: Answer<'_>) {
         let upstream_limit = answer
+            .view
             .opt
             .map_or(crate::wire::CLASSIC_UDP_LEN, |o| usize::from(o.udp_size));
         let edns = upstream_limit.clamp(
@@ -42,7 +45,7 @@ impl Forwarder {
         let key = p.key.clone();
         let upstream = p.upstream();
         self.events.finishing(now, p.deadline, upstream);
-        self.answer_waiters(now, &key, &done, Outcome::Answer(answer));
+        self.answer_waiters(now, &key, &done, Outcome::Answer(answer.view));
         self.stats.tcp_retries += 1;
         self.resend(now, slot, upstream, Via::Tcp);
     }
@@ -61,7 +64,7 @@ impl Forwarder {
     /// cached if it may be; a failure (or a final SERVFAIL) is answered from a stale
     /// cache entry if there is one (RFC 8767), else with SERVFAIL. Every waiter gets the
     /// answer shaped for it.
-    pub(super) fn complete(&mut self, now: Instant, slot: Slot, answer: Option<&MessageView<'_>>) {
+    pub(super) fn complete(&mut self, now: Instant, slot: Slot, answer: Option<Answer<'_>>) {
         // What the rest needs is copied out and the entry dropped where it lies: moving
         // the whole entry (~600 octets) out of the table cost two copies of it.
         let Some(p) = self.pending.get_mut(slot) else {
@@ -92,9 +95,11 @@ impl Forwarder {
                     Some(h) => crate::cache::key_hash(h, key.flags()),
                     None => self.cache.hash(key.as_bytes()),
                 };
-                self.cache.insert_hashed(key.as_bytes(), hash, a, now);
+                self.cache
+                    .insert_noted(key.as_bytes(), hash, a.view, a.noted, now);
             }
         }
+        let answer = answer.map(|a| a.view);
         let failed = answer.is_none_or(|a| a.header.rcode == Rcode::SERVFAIL);
         let stale = failed
             && self.cache.enabled()
@@ -123,7 +128,6 @@ impl Forwarder {
             if w.client == Client::Prefetch {
                 continue;
             }
-            let asker = w.asker(key);
             self.events.source(match outcome {
                 Outcome::Stale => AnswerSource::Stale,
                 Outcome::Answer(_) => AnswerSource::Upstream,
@@ -132,11 +136,18 @@ impl Forwarder {
             let shaped = match outcome {
                 Outcome::Stale => {
                     self.stats.stale_served += 1;
-                    self.render_cached(now, key, &asker, true)
+                    self.render_cached(now, key, &w.asker(key), true)
                 }
                 Outcome::Answer(a) => {
                     let out = self.pending.buffer();
-                    reply::shape(a, &asker, out)
+                    let head = reply::Head {
+                        id: w.id,
+                        rd: w.rd,
+                        cd: w.cd,
+                        edns: w.edns,
+                        max_response: w.max_response,
+                    };
+                    reply::shape_for(a, &head, key.name(), &w.spelling, || w.asker(key), out)
                 }
                 Outcome::Failed(_) => None,
             };

@@ -196,6 +196,14 @@ fn owner_of(client: Client) -> Option<u128> {
     }
 }
 
+/// An upstream's answer as looked at on arrival: the view (its octets up to `end`), and
+/// what the cache noted of it on the same walk (with the cache on).
+#[derive(Clone, Copy)]
+struct Answer<'a> {
+    view: &'a MessageView<'a>,
+    noted: Option<crate::cache::Noted<'a>>,
+}
+
 /// How a query in flight ended, for its waiters.
 #[derive(Clone, Copy)]
 enum Outcome<'a> {
@@ -299,11 +307,17 @@ impl Forwarder {
     /// Call when an upstream sent `bytes` (a UDP datagram on one of its sockets, or a
     /// message on a TCP connection to it).
     pub fn handle_response(&mut self, now: Instant, source: Source, bytes: &[u8]) {
-        let parsed = MessageView::parse(bytes);
-        let Ok(view) = &parsed else {
+        // With the cache on, what storing the answer needs is noted on the view's walk.
+        let parsed = if self.cache.enabled() {
+            self.cache.parse_answer(bytes).map(|(v, n)| (v, Some(n)))
+        } else {
+            MessageView::parse(bytes).map(|v| (v, None))
+        };
+        let Ok((view, noted)) = parsed else {
             self.stats.dropped_responses += 1;
             return;
         };
+        let answer = Answer { view: &view, noted };
         if !view.header.qr {
             self.stats.dropped_responses += 1;
             return;
@@ -334,7 +348,7 @@ impl Forwarder {
             self.upstreams.case_echoed(a.upstream);
         }
         if view.header.tc && matches!(source, Source::Udp { .. }) {
-            return self.truncated(now, slot, view);
+            return self.truncated(now, slot, answer);
         }
         let rcode = view.header.rcode;
         let retryable =
@@ -344,7 +358,7 @@ impl Forwarder {
             // time, the waiters get SERVFAIL (or a stale answer).
             return self.retry(now, slot);
         }
-        self.complete(now, slot, Some(view));
+        self.complete(now, slot, Some(answer));
     }
 
     /// Call when the instant from [`poll_timeout`](Self::poll_timeout) has come (the

@@ -16,6 +16,8 @@ pub struct RecordAt {
     /// Which record: 0 is the first answer; the additional section starts at
     /// ANCOUNT + NSCOUNT.
     pub index: usize,
+    /// Offset of its owner name.
+    pub owner: usize,
     pub rtype: RType,
     pub class: Class,
     /// Offset of the TTL field (the RDLENGTH follows it, then the RDATA).
@@ -87,6 +89,7 @@ fn records<'a>(
     let question_is_root = msg.get(HEADER_LEN) == Some(&0);
     let mut seen_opt = false;
     for index in 0..total {
+        let owner = msg.len() - i.len();
         let (rest, root) = match i.strip_prefix(&to_question[..]) {
             Some(rest) if question => (rest, question_is_root),
             _ => {
@@ -125,6 +128,7 @@ fn records<'a>(
         let rdata_at = msg.len() - rd.len() - rest.len();
         on_record(&RecordAt {
             index,
+            owner,
             rtype,
             class,
             ttl_at: rdata_at - 6,
@@ -134,6 +138,63 @@ fn records<'a>(
         i = rest;
     }
     i.is_empty()
+}
+
+/// What [`walk_records`] checks of each record beyond what [`MessageView::parse`]
+/// does, for a walk that the view makes once for both (the cache's intake, see
+/// `MessageView::parse_with`): the owner name followed under the pointer rule (the view
+/// only steps over it), TSIG last, the RDATA by [`rdata_ok`]. The view checks the rest:
+/// framing, labels, OPT's place and owner. So a message of one question that the view
+/// reads to its last octet decodes exactly when every record passes [`check`](Self::check)
+/// (`MessageView::parse_with`'s tests hold it to [`walk_viewed_records`]).
+#[derive(Debug, Clone, Copy)]
+pub struct RecordChecks {
+    /// The message has a question: an owner that points at offset 12 points at a name
+    /// the view walked (followed) already.
+    question: bool,
+    /// Index of the first additional record, and of one past the last record.
+    additional: usize,
+    total: usize,
+}
+
+impl RecordChecks {
+    /// The checks for `msg` (its header's counts; zero counts if it has no header, when
+    /// the view fails anyway).
+    pub fn new(msg: &[u8]) -> RecordChecks {
+        let count = |n: usize| match msg.get(n..n + 2) {
+            Some(&[hi, lo]) => usize::from(u16::from_be_bytes([hi, lo])),
+            _ => 0,
+        };
+        let additional = count(6) + count(8);
+        RecordChecks {
+            question: count(4) > 0,
+            additional,
+            total: additional + count(10),
+        }
+    }
+
+    /// Whether record `r` of `msg` (as the view stepped over it) decodes.
+    #[inline]
+    pub fn check(&self, msg: &[u8], r: &RecordAt) -> bool {
+        let Some(at_owner) = msg.get(r.owner..) else {
+            return false;
+        };
+        // As in `records`: an owner pointing at the question's name (the commonest) is
+        // not walked again. Nor is the root (an OPT record's owner; the view followed
+        // any other owner of OPT to the root): the view stepped over it, and there is
+        // no pointer to follow.
+        let owner_ok = (self.question && at_owner.starts_with(&[0xC0, HEADER_LEN as u8]))
+            || at_owner.first() == Some(&0)
+            || r.rtype == RType::OPT
+            || walk_name(msg, at_owner, |_| ()).is_ok();
+        let tsig_ok =
+            r.rtype != RType::TSIG || (r.index >= self.additional && r.index + 1 == self.total);
+        owner_ok
+            && tsig_ok
+            && msg
+                .get(r.rdata.clone())
+                .is_some_and(|rd| rdata_ok(msg, rd, r.rtype, r.class))
+    }
 }
 
 /// Whether `rd` (exactly the RDATA, a slice of `msg`) decodes as `rtype` of `class`:

@@ -8,7 +8,9 @@
 //! compression pointers (when it is read or compared); other names are skipped in place,
 //! their pointers checked to point backwards but not followed.
 use super::name::walk;
-use super::{parse_header, Class, ErrorKind, Header, ParseError, RType, HEADER_LEN, MAX_NAME_LEN};
+use super::{
+    parse_header, Class, ErrorKind, Header, ParseError, RType, RecordAt, HEADER_LEN, MAX_NAME_LEN,
+};
 
 fn truncated(at: usize) -> ParseError {
     ParseError {
@@ -70,15 +72,18 @@ impl<'a> MessageView<'a> {
     /// ignores trailing bytes (see `end`). So it accepts everything
     /// [`super::parse_message`] accepts, and some messages it rejects.
     pub fn parse(msg: &'a [u8]) -> Result<MessageView<'a>, ParseError> {
-        Self::walk(msg, |_, _| ())
+        Self::parse_with(msg, |_| ())
     }
 
-    /// The one walk over the message, for the view and for [`record_ttls`]: `on_record`
-    /// gets the offset of each record's TTL field and its type. Offsets and bounds-checked
-    /// `get`s rather than `nom` slices, as in [`walk`]: every packet passes here.
-    fn walk(
+    /// [`parse`](Self::parse), showing `on_record` each record as it is stepped over
+    /// (the view's checks of it passed; the message may still fail later), so that what
+    /// else needs a walk of the records (the cache's intake, [`record_ttls`]) rides on
+    /// this one. Offsets and bounds-checked `get`s rather than `nom` slices, as in
+    /// [`walk`]: every packet passes here.
+    #[inline]
+    pub fn parse_with(
         msg: &'a [u8],
-        mut on_record: impl FnMut(usize, RType),
+        mut on_record: impl FnMut(&RecordAt),
     ) -> Result<MessageView<'a>, ParseError> {
         let (_, header) = parse_header(msg).map_err(|_| truncated(0))?;
         let mut at = HEADER_LEN;
@@ -113,11 +118,10 @@ impl<'a> MessageView<'a> {
             let start = at;
             let end = walk(msg, at, msg.len(), false, |_| ())?.end;
             // TYPE, CLASS, TTL, RDLENGTH: 10 octets read at once (hot path).
-            let Some(&[t0, t1, c0, c1, l0, l1, l2, _, r0, r1]) = fixed(msg, end) else {
+            let Some(&[t0, t1, c0, c1, l0, l1, l2, l3, r0, r1]) = fixed(msg, end) else {
                 return Err(truncated(end));
             };
             let rtype = RType(u16::from_be_bytes([t0, t1]));
-            on_record(end + 4, rtype);
             let rdata_at = end + 10;
             at = rdata_at + usize::from(u16::from_be_bytes([r0, r1]));
             if at > msg.len() {
@@ -139,6 +143,15 @@ impl<'a> MessageView<'a> {
                     dnssec_ok: l2 & 0x80 != 0,
                 });
             }
+            on_record(&RecordAt {
+                index: n,
+                owner: start,
+                rtype,
+                class: Class(u16::from_be_bytes([c0, c1])),
+                ttl_at: end + 4,
+                ttl: u32::from_be_bytes([l0, l1, l2, l3]),
+                rdata: rdata_at..at,
+            });
         }
         Ok(MessageView {
             msg,
@@ -251,7 +264,7 @@ fn pointer_to_root(msg: &[u8], at: usize) -> bool {
 /// the record's type: the cache rewrites TTLs in place rather than re-encoding.
 pub fn record_ttls(msg: &[u8]) -> Result<Vec<(usize, RType)>, ParseError> {
     let mut out = Vec::new();
-    MessageView::walk(msg, |at, rtype| out.push((at, rtype)))?;
+    MessageView::parse_with(msg, |r| out.push((r.ttl_at, r.rtype)))?;
     Ok(out)
 }
 
