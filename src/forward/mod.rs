@@ -322,7 +322,7 @@ impl Forwarder {
             self.stats.dropped_responses += 1;
             return;
         }
-        let (slot, attempt, exact) = match self.judge(now, source, view) {
+        let (slot, attempt, exact) = match self.judge(now, source, &view) {
             Verdict::Accept(slot, attempt, exact) => (slot, attempt, exact),
             Verdict::NearMiss(slot) => return self.near_miss(now, slot, source.upstream()),
             Verdict::Late => {
