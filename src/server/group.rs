@@ -113,9 +113,9 @@ fn bind_shared(addr: SocketAddr, n: usize) -> io::Result<(Vec<UdpSocket>, TcpLis
 }
 
 /// A loop other than loop 0, drawing from loop 0's `buckets`. [`Server::build`] makes
-/// a policy from `cfg`; it is given no rate limit there, so that it builds no rate
-/// table only to drop it (576 KiB a loop), and the policy is then made with `buckets`
-/// from the settings as they are.
+/// a policy from `cfg` (it takes no buckets); it is given no rate limit there, so that
+/// it builds no rate table only to drop it (576 KiB a loop), and the policy is then
+/// made with `buckets` from the settings as they are.
 fn build_sharing(cfg: Config, given: Listeners, buckets: Arc<Buckets>) -> io::Result<Server> {
     let policy = cfg.policy.clone();
     let mut without_table = cfg;
