@@ -240,14 +240,11 @@ impl Cache {
     /// [`MessageView::parse`] of an upstream's answer, noting on the same walk what
     /// storing it needs (each record checked as the decoder would, each TTL clamped and
     /// placed, the lifetime), so that [`insert_noted`](Self::insert_noted) does not walk
-    /// it again. The view is [`MessageView::parse`]'s, whatever the cache makes of it;
-    /// what was noted goes to `noted` (an out-parameter: a view is returned as
-    /// [`MessageView::parse`] returns it, not moved again through a tuple).
+    /// it again. The view is [`MessageView::parse`]'s, whatever the cache makes of it.
     pub fn parse_answer<'m>(
         &mut self,
         msg: &'m [u8],
-        noted: &mut Option<Noted<'m>>,
-    ) -> Result<MessageView<'m>, crate::wire::ParseError> {
+    ) -> Result<(MessageView<'m>, Noted<'m>), crate::wire::ParseError> {
         self.stamp += 1;
         let checks = crate::wire::RecordChecks::new(msg);
         let mut noter = intake::Noter::new(&self.cfg, &mut self.rows, msg);
@@ -268,11 +265,8 @@ impl Cache {
             // not just the answer (`view.end`) that is stored; the intake walks that.
             intake::Intake::Unknown
         };
-        *noted = Some(Noted {
-            intake,
-            stamp: self.stamp,
-        });
-        Ok(view)
+        let stamp = self.stamp;
+        Ok((view, Noted { intake, stamp }))
     }
 
     /// [`insert_hashed`](Self::insert_hashed) for an answer `view` from

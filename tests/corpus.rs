@@ -354,18 +354,17 @@ fn the_cache_stores_the_same_noting_on_the_view() {
         let trailing = [&whole[..], &[0][..]].concat();
         for wire in [&whole[..], cut, &trailing[..]] {
             let Ok(view) = MessageView::parse(wire) else {
-                assert!(noting.parse_answer(wire, &mut None).is_err());
+                assert!(noting.parse_answer(wire).is_err());
                 continue;
             };
-            let mut noted = None;
-            let seen = noting.parse_answer(wire, &mut noted).unwrap();
+            let (seen, noted) = noting.parse_answer(wire).unwrap();
             assert_eq!(format!("{seen:?}"), format!("{view:?}"));
             let mut key = [0u8; MAX_KEY_LEN];
             let Some(n) = key_of(&view, &mut key) else {
                 continue;
             };
             let key = &key[..n];
-            let ours = noting.insert_noted(key, noting.hash(key), &seen, noted, now);
+            let ours = noting.insert_noted(key, noting.hash(key), &seen, Some(noted), now);
             let theirs = walking.insert_hashed(key, walking.hash(key), &view, now);
             assert_eq!(ours, theirs, "{}#{}", v["file"], v["index"]);
             if !ours {

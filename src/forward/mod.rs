@@ -308,13 +308,12 @@ impl Forwarder {
     /// message on a TCP connection to it).
     pub fn handle_response(&mut self, now: Instant, source: Source, bytes: &[u8]) {
         // With the cache on, what storing the answer needs is noted on the view's walk.
-        let mut noted = None;
         let parsed = if self.cache.enabled() {
-            self.cache.parse_answer(bytes, &mut noted)
+            self.cache.parse_answer(bytes).map(|(v, n)| (v, Some(n)))
         } else {
-            MessageView::parse(bytes)
+            MessageView::parse(bytes).map(|v| (v, None))
         };
-        let Ok(view) = parsed else {
+        let Ok((view, noted)) = parsed else {
             self.stats.dropped_responses += 1;
             return;
         };
