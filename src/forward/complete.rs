@@ -66,12 +66,15 @@ impl Forwarder {
     /// answer shaped for it.
     pub(super) fn complete(&mut self, now: Instant, slot: Slot, answer: Option<Answer<'_>>) {
         // What the rest needs is copied out and the entry dropped where it lies: moving
-        // the whole entry (~600 octets) out of the table cost two copies of it.
+        // the whole entry (~600 octets) out of the table cost two copies of it. The key
+        // goes into the spare one `resolve` reads questions into: its name's octets are
+        // copied, not the whole 276.
         let Some(p) = self.pending.get_mut(slot) else {
             return;
         };
+        let mut key = self.spare_key.take().unwrap_or_default();
+        Key::clone_from(&mut key, &p.key);
         let waiters = std::mem::take(&mut p.waiters);
-        let key = p.key.clone();
         let (attempts, inflight, next_inflight) = (p.attempts, p.inflight, p.next_inflight);
         let (share, deadline, upstream) = (p.share, p.deadline, p.upstream());
         let (evicted, network_error) = (p.evicted, p.network_error);
@@ -113,6 +116,7 @@ impl Forwarder {
         };
         self.answer_waiters(now, &key, &waiters, outcome);
         self.recycle_waiters(waiters);
+        self.spare_key = Some(key);
     }
 
     /// Answers each waiter: with the upstream's answer shaped for it, from the stale

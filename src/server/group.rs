@@ -29,7 +29,6 @@ mod handoff;
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use mio::net::{TcpListener, UdpSocket};
 use mio::{Interest, Token};
@@ -37,7 +36,6 @@ use mio::{Interest, Token};
 use super::{bind_tcp_listener, hints, steer, udp, Server, StopHandle};
 use super::{TCP_LISTENER, TLS_LISTENER, UDP_LISTENER};
 use crate::config::Config;
-use crate::policy::{Buckets, Policy};
 use crate::stats::Stats;
 
 pub(super) use handoff::{refuse, route, Link, Route};
@@ -112,20 +110,6 @@ fn bind_shared(addr: SocketAddr, n: usize) -> io::Result<(Vec<UdpSocket>, TcpLis
     Err(hints::listen(addr, "UDP", e))
 }
 
-/// A loop other than loop 0, drawing from loop 0's `buckets`. [`Server::build`] makes
-/// a policy from `cfg` (it takes no buckets); it is given no rate limit there, so that
-/// it builds no rate table only to drop it (576 KiB a loop), and the policy is then
-/// made with `buckets` from the settings as they are.
-fn build_sharing(cfg: Config, given: Listeners, buckets: Arc<Buckets>) -> io::Result<Server> {
-    let policy = cfg.policy.clone();
-    let mut without_table = cfg;
-    without_table.policy.rate_limit = None;
-    let mut s = Server::build(without_table, Some(given))?;
-    s.policy = Policy::with_buckets(&policy, buckets);
-    s.cfg.policy = policy;
-    Ok(s)
-}
-
 /// N loops bound and linked; [`Group::run`] runs them.
 pub struct Group {
     loops: Vec<Server>,
@@ -168,8 +152,8 @@ impl Group {
             let c = per_loop(&cfg, i, n);
             // One rate limit and one refusal pace for the process, not one per loop.
             let s = match loops.first() {
-                None => Server::build(c, Some(g))?,
-                Some(first) => build_sharing(c, g, first.policy.buckets())?,
+                None => Server::build(c, Some(g), None)?,
+                Some(first) => Server::build(c, Some(g), Some(first.policy.buckets()))?,
             };
             loops.push(s);
         }

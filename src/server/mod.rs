@@ -204,11 +204,17 @@ impl Server {
     /// Binds every listening and upstream socket. A listen port of 0 picks a free port,
     /// the same for UDP and TCP.
     pub fn bind(cfg: Config) -> io::Result<Server> {
-        Server::build(cfg, None)
+        Server::build(cfg, None, None)
     }
 
     /// [`Server::bind`], or with the client sockets `given` (a loop of a [`Group`]).
-    fn build(mut cfg: Config, given: Option<group::Listeners>) -> io::Result<Server> {
+    /// A loop other than loop 0 draws from loop 0's rate `buckets`: one rate limit and
+    /// one refusal pace for the process, and no table of its own built to be dropped.
+    fn build(
+        mut cfg: Config,
+        given: Option<group::Listeners>,
+        buckets: Option<Arc<crate::policy::Buckets>>,
+    ) -> io::Result<Server> {
         // Room for the upstream socket pools: raise the descriptor limit, and size the
         // pools to it (the core's guessing floor then sends more over TCP if they shrink).
         let fd_limit = limits::raise_fd_limit();
@@ -257,7 +263,10 @@ impl Server {
             horizon: Horizon::new(Instant::now()),
             send_errors: 0,
             retired_udp: false,
-            policy: Policy::new(&cfg.policy, Instant::now(), admission::hash_secret()),
+            policy: match buckets {
+                Some(b) => Policy::with_buckets(&cfg.policy, b),
+                None => Policy::new(&cfg.policy, Instant::now(), admission::hash_secret()),
+            },
             log: LogLimiter::new(crate::policy::LOG_PERIOD),
             reload: reload::Reloader::default(),
             metrics: None,
