@@ -77,18 +77,13 @@ fn records<'a>(
     question: bool,
     mut on_record: impl FnMut(&RecordAt),
 ) -> bool {
-    let count = |n: usize| match msg.get(n..n + 2) {
-        Some(&[hi, lo]) => usize::from(u16::from_be_bytes([hi, lo])),
-        _ => 0,
-    };
-    let (answers, authority) = (count(6), count(8));
-    let total = answers + authority + count(10);
+    let checks = RecordChecks::new(msg);
     // Owners are most often a pointer to the question's name: walking it again would
     // meet the same labels, which the question's walk found good (it holds no pointer).
     let to_question = [0xC0, HEADER_LEN as u8];
     let question_is_root = msg.get(HEADER_LEN) == Some(&0);
     let mut seen_opt = false;
-    for index in 0..total {
+    for index in 0..checks.total {
         let owner = msg.len() - i.len();
         let (rest, root) = match i.strip_prefix(&to_question[..]) {
             Some(rest) if question => (rest, question_is_root),
@@ -112,14 +107,13 @@ fn records<'a>(
         let Some((rd, rest)) = rest.split_at_checked(rdlength) else {
             return false;
         };
-        let additional = index >= answers + authority;
         if rtype == RType::OPT {
-            if !additional || seen_opt || !root {
+            if index < checks.additional || seen_opt || !root {
                 return false;
             }
             seen_opt = true;
         }
-        if rtype == RType::TSIG && !(additional && index + 1 == total) {
+        if !checks.tsig_ok(index, rtype) {
             return false;
         }
         if !rdata_ok(msg, rd, rtype, class) {
@@ -173,6 +167,12 @@ impl RecordChecks {
         }
     }
 
+    /// A TSIG record only as the last one, in the additional section (RFC 8945 §5.1).
+    #[inline]
+    fn tsig_ok(&self, index: usize, rtype: RType) -> bool {
+        rtype != RType::TSIG || (index >= self.additional && index + 1 == self.total)
+    }
+
     /// Whether record `r` of `msg` (as the view stepped over it) decodes.
     #[inline]
     pub fn check(&self, msg: &[u8], r: &RecordAt) -> bool {
@@ -187,10 +187,8 @@ impl RecordChecks {
             || at_owner.first() == Some(&0)
             || r.rtype == RType::OPT
             || walk_name(msg, at_owner, |_| ()).is_ok();
-        let tsig_ok =
-            r.rtype != RType::TSIG || (r.index >= self.additional && r.index + 1 == self.total);
         owner_ok
-            && tsig_ok
+            && self.tsig_ok(r.index, r.rtype)
             && msg
                 .get(r.rdata.clone())
                 .is_some_and(|rd| rdata_ok(msg, rd, r.rtype, r.class))
