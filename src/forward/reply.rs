@@ -177,34 +177,10 @@ fn add_to_arcount(out: &mut [u8], delta: i32) -> Option<()> {
 /// (the forwarder checked it). `view` is the answer as looked at on arrival (its octets
 /// up to `view.end`). Written into `out` (a recycled buffer). `None` if the answer does
 /// not decode far enough.
-pub fn shape(view: &MessageView<'_>, asker: &Asker, out: Vec<u8>) -> Option<Vec<u8>> {
-    let spelling = asker.qname.get(..asker.qname_len)?;
-    let head = Head {
-        id: asker.id,
-        rd: asker.rd,
-        cd: asker.cd,
-        edns: asker.edns,
-        max_response: asker.max_response,
-    };
-    let spell = |name: &mut [u8]| {
-        if let Some(name) = name.get_mut(..spelling.len()) {
-            if name.eq_ignore_ascii_case(spelling) {
-                name.copy_from_slice(spelling);
-            }
-        }
-    };
-    shape_with(
-        view,
-        &head,
-        spell,
-        |answer| shape_decoded(answer, asker),
-        out,
-    )
-}
-
-/// [`shape`] for one waiter of the query for `key`, whose question the answer's was
-/// found to be (letter case aside) when it was accepted: the waiter's `spelling` of the
-/// key's name written over the answer's, without making an [`Asker`] (a 255-octet
+///
+/// For one waiter of the query for `key`, whose question the answer's was found to be
+/// (letter case aside) when it was accepted: the waiter's `spelling` of the key's name
+/// is written over the answer's, without making an [`Asker`] (a 255-octet
 /// name) but for the rare answer that must be decoded (`asker`).
 pub fn shape_for(
     view: &MessageView<'_>,
@@ -212,23 +188,38 @@ pub fn shape_for(
     key_name: &[u8],
     spelling: &crate::forward::key::Spelling,
     asker: impl FnOnce() -> Asker,
-    out: Vec<u8>,
+    mut out: Vec<u8>,
 ) -> Option<Vec<u8>> {
+    let answer = view.bytes().get(..view.end)?;
+    let (end, ext_rcode, ede) = match view.opt {
+        None => (view.end, 0, Vec::new()),
+        Some(o) if o.offset + o.len == view.end => (o.offset, o.ext_rcode, ede_options(answer, &o)),
+        // An OPT record that is not last: rare enough to decode and re-encode.
+        Some(_) => return shape_decoded(answer, &asker()),
+    };
+    out.clear();
+    out.extend_from_slice(answer.get(..end)?);
+    set_id(&mut out, head.id);
+    let flags = out.get_mut(2..4)?;
+    flags[0] = (flags[0] & 0xFE) | u8::from(head.rd);
+    flags[1] = (flags[1] & 0xEF) | u8::from(head.cd) << 4;
+    if view.opt.is_some() {
+        add_to_arcount(&mut out, -1)?;
+    }
     // The first question sits whole at offset 12; checked equal to the key's name
     // (ignoring case), so of the same length.
-    let whole = view.qname().is_some_and(|n| n.len() == key_name.len());
-    let spell = |name: &mut [u8]| {
-        if whole {
+    if view.qname().is_some_and(|n| n.len() == key_name.len()) {
+        if let Some(name) = out.get_mut(HEADER_LEN..) {
             spelling.copy_into(key_name, name);
         }
-    };
-    shape_with(
-        view,
-        head,
-        spell,
-        |answer| shape_decoded(answer, &asker()),
-        out,
-    )
+    }
+    if let Some(dnssec_ok) = head.edns {
+        push_opt(&mut out, ext_rcode, dnssec_ok, &ede);
+    }
+    if out.len() > head.max_response {
+        return Some(cut(&out, head.max_response));
+    }
+    Some(out)
 }
 
 /// What of a client's query shapes an answer to it, its spelling of the name aside.
@@ -243,45 +234,7 @@ pub struct Head {
     pub max_response: usize,
 }
 
-/// The body of [`shape`]: `spell` writes the client's spelling over the name at offset
-/// 12 (given the rest of the message from there); `decoded` makes the answer from its
-/// octets (up to `view.end`) when its OPT record is not last.
-fn shape_with(
-    view: &MessageView<'_>,
-    head: &Head,
-    spell: impl FnOnce(&mut [u8]),
-    decoded: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
-    mut out: Vec<u8>,
-) -> Option<Vec<u8>> {
-    let answer = view.bytes().get(..view.end)?;
-    let (end, ext_rcode, ede) = match view.opt {
-        None => (view.end, 0, Vec::new()),
-        Some(o) if o.offset + o.len == view.end => (o.offset, o.ext_rcode, ede_options(answer, &o)),
-        // An OPT record that is not last: rare enough to decode and re-encode.
-        Some(_) => return decoded(answer),
-    };
-    out.clear();
-    out.extend_from_slice(answer.get(..end)?);
-    set_id(&mut out, head.id);
-    let flags = out.get_mut(2..4)?;
-    flags[0] = (flags[0] & 0xFE) | u8::from(head.rd);
-    flags[1] = (flags[1] & 0xEF) | u8::from(head.cd) << 4;
-    if view.opt.is_some() {
-        add_to_arcount(&mut out, -1)?;
-    }
-    if let Some(name) = out.get_mut(HEADER_LEN..) {
-        spell(name);
-    }
-    if let Some(dnssec_ok) = head.edns {
-        push_opt(&mut out, ext_rcode, dnssec_ok, &ede);
-    }
-    if out.len() > head.max_response {
-        return Some(cut(&out, head.max_response));
-    }
-    Some(out)
-}
-
-/// `shape` for an answer whose OPT record is not last: decoded and written again.
+/// [`shape_for`] for an answer whose OPT record is not last: decoded and written again.
 fn shape_decoded(answer: &[u8], asker: &Asker) -> Option<Vec<u8>> {
     let mut m = parse_message(answer).ok()?;
     let ext_rcode = m.edns().map_or(0, |e| e.ext_rcode);
