@@ -13,6 +13,7 @@ mod clients;
 mod datagrams;
 mod group;
 mod hints;
+mod horizon;
 mod limits;
 mod memory;
 mod metrics_http;
@@ -87,8 +88,6 @@ const UPSTREAM_SLOT: usize = 65535;
 const UPSTREAM_BATCH: usize = 8;
 /// How often idle connections and retired sockets are looked at.
 const SWEEP_EVERY: Duration = Duration::from_millis(100);
-/// The poll's sleep when the next deadline is far (see [`Horizon`]).
-const FAR_WAIT: Duration = Duration::from_millis(250);
 /// Time given to queries in flight when a shutdown is asked for.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
@@ -100,25 +99,6 @@ struct UpstreamSocket {
     uses: u32,
     /// The socket replaced last, open until the instant given.
     retired: Option<(UdpSocket, Instant)>,
-}
-
-/// Spares most turns the subtraction of two instants (a call into std, ~55
-/// instructions) when timing the poll: while a turn begins before `until`, a deadline
-/// at or after `far` is more than [`FAR_WAIT`] away, and the poll sleeps `FAR_WAIT`
-/// (waking early is harmless; it is never late). Under load the next deadline is
-/// usually a query's `--timeout` (1.5 s) ahead. Moved on when a turn reaches `until`.
-struct Horizon {
-    until: Instant,
-    far: Instant,
-}
-
-impl Horizon {
-    fn new(now: Instant) -> Horizon {
-        Horizon {
-            until: now + FAR_WAIT,
-            far: now + 2 * FAR_WAIT,
-        }
-    }
 }
 
 /// Stops a running server from another thread (tests, embedding).
@@ -174,7 +154,7 @@ pub struct Server {
     stop: StopHandle,
     shutdown_at: Option<Instant>,
     next_sweep: Instant,
-    horizon: Horizon,
+    horizon: horizon::Horizon,
     /// Datagrams we could not send (socket buffer full) and similar local failures.
     send_errors: u64,
     /// Some upstream socket was replaced and is kept open for late answers (the sweep
@@ -260,7 +240,7 @@ impl Server {
             stop,
             shutdown_at: None,
             next_sweep: Instant::now(),
-            horizon: Horizon::new(Instant::now()),
+            horizon: horizon::Horizon::new(Instant::now()),
             send_errors: 0,
             retired_udp: false,
             policy: match buckets {
@@ -421,14 +401,7 @@ impl Server {
         if self.has_connections() {
             next = earlier(next, Some(self.next_sweep));
         }
-        let t = next?;
-        if now >= self.horizon.until {
-            self.horizon = Horizon::new(now);
-        }
-        if t >= self.horizon.far {
-            return Some(FAR_WAIT);
-        }
-        Some(t.saturating_duration_since(now))
+        Some(self.horizon.sleep(now, next?))
     }
 
     fn has_connections(&self) -> bool {
@@ -545,23 +518,6 @@ fn split_conn_id(id: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The coarse poll timeout never sleeps past a deadline: whenever it is used (a
-    /// turn before `until`, a deadline at or after `far`), the deadline is further
-    /// away than `FAR_WAIT`.
-    #[test]
-    fn horizon_never_sleeps_past_a_deadline() {
-        let start = Instant::now();
-        let h = Horizon::new(start);
-        for now_ms in [0, 1, 100, 249] {
-            let now = start + Duration::from_millis(now_ms);
-            assert!(now < h.until);
-            for extra_ms in [0, 1, 1000] {
-                let deadline = h.far + Duration::from_millis(extra_ms);
-                assert!(deadline.saturating_duration_since(now) > FAR_WAIT);
-            }
-        }
-    }
 
     #[test]
     fn earlier_ignores_none() {
