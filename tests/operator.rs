@@ -344,12 +344,12 @@ fn threads_two_loops_reload_count_and_stop_together() {
     // SIGHUP: loop 0 reads the file and both loops switch upstreams.
     cfg.write(&text(b.addr));
     d.signal("HUP");
-    let line = d.wait_line("reloaded: ");
+    let lines = d.wait_lines(&["reloaded: ", "reloaded (loop 1)"]);
+    let line = &lines[0];
     assert!(
         line.contains(&b.addr.to_string()) && line.contains("2 loops"),
         "{line}"
     );
-    d.wait_line("reloaded (loop 1)");
     for owner in 0..2 {
         let name = owned_by("after", owner, 2);
         assert_eq!(rcode(&d.ask(2, &name)), Rcode::NOERROR);
@@ -366,6 +366,50 @@ fn threads_two_loops_reload_count_and_stop_together() {
     assert!(line.contains(" queries=4 "), "{line}");
     let status = d.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+/// A reload that changes `--rate-limit` in a group: loop 0 makes the new buckets and
+/// hands them to the other loops with the settings, so a client still gets one burst
+/// for the whole process, not one per loop. (Control: with loop 1 keeping buckets of its
+/// own after the reload — `reload_sharing` ignoring `shared` and `on_wake` not calling
+/// `Policy::share` — the 2 × 20 queries below got 24 answers and this test failed.)
+#[test]
+fn threads_a_reloaded_rate_limit_holds_for_the_process() {
+    let up = MockUpstream::echo();
+    let text = |burst: u32| {
+        format!(
+            "listen = [\"127.0.0.1:0\"]\nupstream = [\"{}\"]\nthreads = 2\ncache-size = 0\n\
+             rate-limit = 1\nrate-limit-burst = {burst}\nrate-limit-slip = 0\n",
+            up.addr
+        )
+    };
+    let cfg = TempConfig::new("threads-rate", &text(4));
+    let mut d = Daemon::start(&["--config", cfg.path()]);
+    cfg.write(&text(12));
+    d.signal("HUP");
+    d.wait_lines(&["reloaded: ", "reloaded (loop 1)"]);
+    // 20 names owned by each loop, from one client.
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut id = 0;
+    for owner in 0..2 {
+        for k in 0..20 {
+            let name = owned_by(&format!("o{owner}k{k}-"), owner, 2);
+            id += 1;
+            s.send_to(&query(id, &name, RType::A, None), d.addr)
+                .unwrap();
+        }
+    }
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let mut answers = 0;
+    while s.recv(&mut buf).is_ok() {
+        answers += 1;
+    }
+    // The new burst, plus at most a token or two that came back while the test ran.
+    assert!((12..=14).contains(&answers), "{answers} answered");
+    assert_eq!(up.udp_queries.load(Ordering::SeqCst), answers);
+    d.assert_alive();
 }
 
 #[test]

@@ -86,6 +86,32 @@ impl Daemon {
         panic!("no line with {pattern:?} within {WAIT:?}; saw {seen:?}");
     }
 
+    /// The next stderr lines containing each of `patterns`, in whatever order they come
+    /// (within `WAIT`), in the order of `patterns`: the loops of a group log on their own
+    /// threads, so loop 1 may say it reloaded before loop 0 does.
+    #[track_caller]
+    pub fn wait_lines(&mut self, patterns: &[&str]) -> Vec<String> {
+        let until = Instant::now() + WAIT;
+        let mut found: Vec<Option<String>> = vec![None; patterns.len()];
+        let mut seen = Vec::new();
+        while found.iter().any(Option::is_none) {
+            let Some(left) = until.checked_duration_since(Instant::now()) else {
+                break;
+            };
+            let Ok(line) = self.lines.recv_timeout(left) else {
+                break;
+            };
+            match (0..patterns.len()).find(|&i| found[i].is_none() && line.contains(patterns[i])) {
+                Some(i) => found[i] = Some(line),
+                None => seen.push(line),
+            }
+        }
+        match found.into_iter().collect::<Option<Vec<String>>>() {
+            Some(lines) => lines,
+            None => panic!("not all of {patterns:?} within {WAIT:?}; saw {seen:?}"),
+        }
+    }
+
     #[track_caller]
     pub fn assert_alive(&mut self) {
         assert!(self.child.try_wait().unwrap().is_none(), "dnsfwd died");
