@@ -136,7 +136,12 @@ impl Cache {
     pub fn new(cfg: CacheConfig) -> Cache {
         Cache {
             cfg,
-            store: Store::new(cfg.max_entries, cfg.max_bytes, stale_window(&cfg)),
+            store: Store::new(
+                cfg.max_entries,
+                cfg.max_bytes,
+                cfg.max_bytes / ENTRY_SHARE,
+                stale_window(&cfg),
+            ),
             refused: 0,
             rows: Vec::new(),
             stamp: 0,
@@ -327,10 +332,10 @@ impl Cache {
             freq: 0,
         };
         let table = &self.rows;
-        if entry.size() > self.cfg.max_bytes / ENTRY_SHARE
-            || !self
-                .store
-                .insert(key, entry, hash, now, |out| plan.write(table, out))
+        // Bigger than its share of the budget, or no room: refused (see `Store::insert`).
+        if !self
+            .store
+            .insert(key, entry, hash, now, |out| plan.append(table, out))
         {
             self.refused += 1;
             return false;

@@ -43,13 +43,15 @@ impl<'m> Plan<'m> {
         }
     }
 
-    /// Writes the stored answer and its TTL table into `out` (`wire.len()` + 2 octets
-    /// a row): ID 0, AA clear, OPT no longer counted, each TTL as in `rows`.
-    pub(super) fn write(&self, rows: &[(u16, u32)], out: &mut [u8]) {
-        let Some((wire, table)) = out.split_at_mut_checked(self.wire.len()) else {
+    /// Appends the stored answer and its TTL table to `out` (`wire.len()` + 2 octets a
+    /// row): ID 0, AA clear, OPT no longer counted, each TTL as in `rows`. The answer is
+    /// copied once and patched where it lands.
+    pub(super) fn append(&self, rows: &[(u16, u32)], out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(self.wire);
+        let Some(wire) = out.get_mut(start..) else {
             return;
         };
-        wire.copy_from_slice(self.wire);
         if let Some(header) = wire.first_chunk_mut::<HEADER_LEN>() {
             header[0] = 0;
             header[1] = 0;
@@ -59,13 +61,14 @@ impl<'m> Plan<'m> {
                 [header[10], header[11]] = ar.to_be_bytes();
             }
         }
-        for (&(at, ttl), row) in rows.iter().zip(table.chunks_exact_mut(super::TTL_ROW)) {
-            let at16 = at;
+        for &(at, ttl) in rows {
             let at = usize::from(at);
             if let Some(field) = wire.get_mut(at..at + 4) {
                 field.copy_from_slice(&ttl.to_be_bytes());
             }
-            row.copy_from_slice(&at16.to_be_bytes());
+        }
+        for &(at, _) in rows {
+            out.extend_from_slice(&at.to_be_bytes());
         }
     }
 }
@@ -316,11 +319,11 @@ mod tests {
     /// An entry's octets: the key, then what `plan` writes.
     fn octets(key: &[u8], plan: &Plan<'_>, rows: &[(u16, u32)]) -> Vec<u8> {
         let mut out = key.to_vec();
-        out.resize(
-            key.len() + plan.wire.len() + rows.len() * super::super::TTL_ROW,
-            0,
+        plan.append(rows, &mut out);
+        assert_eq!(
+            out.len(),
+            key.len() + plan.wire.len() + rows.len() * super::super::TTL_ROW
         );
-        plan.write(rows, &mut out[key.len()..]);
         out
     }
 

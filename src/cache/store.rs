@@ -127,6 +127,8 @@ pub(super) struct Store {
     max_entries: usize,
     /// The octet budget less the ghost's table.
     max_bytes: usize,
+    /// The most one entry may be charged (its `Stored::size`): bigger ones are refused.
+    max_entry: usize,
     /// Seconds past expiry an entry may still be served (0 without serve-stale).
     stale_window: u32,
     len: usize,
@@ -137,7 +139,14 @@ pub(super) struct Store {
 }
 
 impl Store {
-    pub(super) fn new(max_entries: usize, max_bytes: usize, stale_window: u32) -> Store {
+    /// A store of at most `max_entries` entries and `max_bytes` octets, none of them
+    /// charged (`Stored::size`) more than `max_entry`.
+    pub(super) fn new(
+        max_entries: usize,
+        max_bytes: usize,
+        max_entry: usize,
+        stale_window: u32,
+    ) -> Store {
         let ghost = Ghost::new(max_entries.min(max_bytes / TYPICAL_ENTRY) / SMALL_SHARE * 9);
         // The index and the nodes sized at the start for as many entries as the bounds
         // allow, so that they never grow while the cache fills (cachegrind: growing them
@@ -155,6 +164,7 @@ impl Store {
             main: Fifo::EMPTY,
             max_entries,
             max_bytes: max_bytes.saturating_sub(ghost.bytes()),
+            max_entry,
             ghost,
             stale_window,
             len: 0,
@@ -232,22 +242,33 @@ impl Store {
     }
 
     /// Stores an entry (replacing one under the same key, which keeps its queue and
-    /// count), evicting what must go; false if it cannot fit. `entry` says what it is
-    /// (its `place` is chosen here), `fill` writes its octets (`entry.len()` of them,
-    /// the key first). `hash` is the key's, from [`hash`](Self::hash).
+    /// count), evicting what must go; false if it cannot fit or is charged more than
+    /// `max_entry`. `entry` says what it is (its `place` is chosen here), `fill` appends
+    /// its answer and TTL table (`entry.len()` octets in all, after the key, which is
+    /// written here). `hash` is the key's, from [`hash`](Self::hash).
     pub(super) fn insert(
         &mut self,
         key: &[u8],
         mut entry: Stored,
         hash: u64,
         now: Instant,
-        fill: impl FnOnce(&mut [u8]),
+        fill: impl FnOnce(&mut Vec<u8>),
     ) -> bool {
         let len = entry.len();
+        // The class is found once; what the entry is charged follows from it.
+        let class = Slab::class_of(len);
+        let charge = match class {
+            Some(c) => Slab::block_bytes(c),
+            None => super::entry::heap_bytes(len),
+        };
+        if charge + PER_ENTRY > self.max_entry {
+            return false;
+        }
         // The node is taken and indexed first, so that the index is probed once: an entry
         // already under this hash comes back from the insertion. Until the entry is in
-        // place the node is in no queue, so the evictions below cannot reach it.
-        let Some(i) = self.alloc(hash) else {
+        // place the node is in no queue (nor written), so the evictions below cannot
+        // reach it.
+        let Some(i) = self.alloc() else {
             return false;
         };
         if let Some(old) = self.index.insert(hash, i) {
@@ -263,45 +284,79 @@ impl Store {
         } else if self.ghost.take(hash) {
             entry.queue = Queue::Main;
         }
-        let class = Slab::class_of(len);
+        // What the entry adds: its node and index slot, and a page if its class has no
+        // room (else its block costs nothing more), or its own allocation.
+        let extra = PER_ENTRY
+            + match class {
+                Some(c) => self.slab.cost(c),
+                None => charge,
+            };
+        if (self.len >= self.max_entries || self.held() + extra > self.max_bytes)
+            && !self.make_room(class, len, now)
+        {
+            self.unindex(hash, i);
+            self.release(i);
+            return false;
+        }
+        let mut write = Some(|out: &mut Vec<u8>| {
+            out.extend_from_slice(key);
+            fill(out);
+        });
+        let block = class.and_then(|c| {
+            self.slab.take(c, i, |page| {
+                if let Some(w) = write.take() {
+                    w(page)
+                }
+            })
+        });
+        let heap = match block {
+            Some(b) => {
+                entry.place = Place::Block(b);
+                Box::default()
+            }
+            None => {
+                entry.place = Place::Heap;
+                self.bytes += super::entry::heap_bytes(len);
+                let mut own = Vec::with_capacity(len);
+                if let Some(w) = write.take() {
+                    w(&mut own)
+                }
+                own.resize(len, 0);
+                own.into_boxed_slice()
+            }
+        };
+        let queue = entry.queue;
+        let node = Node {
+            entry: Some(entry),
+            heap,
+            hash,
+            newer: NIL,
+            older: NIL,
+        };
+        match self.nodes.get_mut(i as usize) {
+            Some(n) => *n = node,
+            None => self.nodes.push(node),
+        }
+        self.link(i, queue);
+        self.len += 1;
+        self.bytes += PER_ENTRY;
+        true
+    }
+
+    /// Evicts (or gives back spare pages) until an entry of `len` octets in `class` (or
+    /// its own allocation) fits both bounds; false if it cannot.
+    #[cold]
+    #[inline(never)]
+    fn make_room(&mut self, class: Option<u8>, len: usize, now: Instant) -> bool {
         let extra = |s: &Store| match class {
             Some(c) => s.slab.cost(c),
             None => super::entry::heap_bytes(len),
         } + PER_ENTRY;
         while self.len >= self.max_entries || self.held() + extra(self) > self.max_bytes {
             if self.slab.release_spare() == 0 && !self.evict(now) {
-                self.unindex(hash, i);
-                self.release(i);
                 return false;
             }
         }
-        let Some(node) = self.nodes.get_mut(i as usize) else {
-            return false;
-        };
-        let octets = match class.and_then(|c| self.slab.take(c, i)) {
-            Some(b) => {
-                entry.place = Place::Block(b);
-                self.slab.get_mut(b)
-            }
-            None => {
-                entry.place = Place::Heap;
-                self.bytes += super::entry::heap_bytes(len);
-                node.heap = vec![0; len].into_boxed_slice();
-                &mut node.heap
-            }
-        };
-        if let Some((k, rest)) = octets
-            .get_mut(..len)
-            .and_then(|o| o.split_at_mut_checked(key.len()))
-        {
-            k.copy_from_slice(key);
-            fill(rest);
-        }
-        let queue = entry.queue;
-        node.entry = Some(entry);
-        self.link(i, queue);
-        self.len += 1;
-        self.bytes += PER_ENTRY;
         true
     }
 
@@ -357,24 +412,15 @@ impl Store {
         }
     }
 
-    /// A node for an entry under `hash`: a free one, or a new one (its entry not yet
-    /// in place).
-    fn alloc(&mut self, hash: u64) -> Option<u32> {
-        if let Some(n) = self.nodes.get_mut(self.free as usize) {
+    /// A node for an entry: a free one (taken off the free list), or the next new one
+    /// (pushed when its entry is in place). Its contents are not touched.
+    fn alloc(&mut self) -> Option<u32> {
+        if let Some(n) = self.nodes.get(self.free as usize) {
             let i = self.free;
             self.free = n.older;
-            n.hash = hash;
             return Some(i);
         }
-        let i = u32::try_from(self.nodes.len()).ok().filter(|&i| i != NIL)?;
-        self.nodes.push(Node {
-            entry: None,
-            heap: Box::default(),
-            hash,
-            newer: NIL,
-            older: NIL,
-        });
-        Some(i)
+        u32::try_from(self.nodes.len()).ok().filter(|&i| i != NIL)
     }
 
     /// Takes `hash` out of the index if it names node `i` (one probe).
@@ -386,7 +432,8 @@ impl Store {
         }
     }
 
-    /// Gives back node `i`, taken by [`alloc`](Self::alloc) and holding no entry.
+    /// Gives back node `i`, taken by [`alloc`](Self::alloc) and holding no entry (a new
+    /// one, never pushed, needs nothing).
     fn release(&mut self, i: u32) {
         let free = self.free;
         if let Some(n) = self.nodes.get_mut(i as usize) {
