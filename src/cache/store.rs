@@ -252,7 +252,7 @@ impl Store {
         mut entry: Stored,
         hash: u64,
         now: Instant,
-        fill: impl FnOnce(&mut Vec<u8>),
+        fill: impl Fn(&mut Vec<u8>),
     ) -> bool {
         let len = entry.len();
         // The class is found once; what the entry is charged follows from it.
@@ -298,17 +298,11 @@ impl Store {
             self.release(i);
             return false;
         }
-        let mut write = Some(|out: &mut Vec<u8>| {
+        let write = |out: &mut Vec<u8>| {
             out.extend_from_slice(key);
             fill(out);
-        });
-        let block = class.and_then(|c| {
-            self.slab.take(c, i, |page| {
-                if let Some(w) = write.take() {
-                    w(page)
-                }
-            })
-        });
+        };
+        let block = class.and_then(|c| self.slab.take(c, i, write));
         let heap = match block {
             Some(b) => {
                 entry.place = Place::Block(b);
@@ -318,9 +312,7 @@ impl Store {
                 entry.place = Place::Heap;
                 self.bytes += super::entry::heap_bytes(len);
                 let mut own = Vec::with_capacity(len);
-                if let Some(w) = write.take() {
-                    w(&mut own)
-                }
+                write(&mut own);
                 own.resize(len, 0);
                 own.into_boxed_slice()
             }
