@@ -133,17 +133,15 @@ impl<'c> Noter<'c> {
     /// A noter for the answer whose header octets are `msg`'s first 12, `rows` emptied.
     pub(super) fn new(cfg: &'c CacheConfig, rows: &'c mut Vec<(u16, u32)>, msg: &[u8]) -> Self {
         rows.clear();
-        let count = |n: usize| match msg.get(n..n + 2) {
-            Some(&[hi, lo]) => usize::from(u16::from_be_bytes([hi, lo])),
-            _ => 0,
-        };
-        let noerror = msg.get(3).is_some_and(|b| b & 0x0F == 0);
+        // The header read once (no header: zero counts, and the view fails anyway).
+        let h = msg.first_chunk::<HEADER_LEN>().unwrap_or(&[0; HEADER_LEN]);
+        let answers = usize::from(u16::from_be_bytes([h[6], h[7]]));
         Noter {
             cfg,
             rows,
-            positive: noerror && count(6) > 0,
-            answers: count(6),
-            authority: count(8),
+            positive: h[3] & 0x0F == 0 && answers > 0,
+            answers,
+            authority: usize::from(u16::from_be_bytes([h[8], h[9]])),
             least: u32::MAX,
             soa: None,
             fits: true,
