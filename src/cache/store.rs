@@ -317,19 +317,22 @@ impl Store {
                 own.into_boxed_slice()
             }
         };
-        let queue = entry.queue;
-        let node = Node {
+        // The node written once, already linked at the head of its queue; built where it
+        // goes (a free node, or a new one) rather than moved there.
+        let (queue, size) = (entry.queue, entry.size());
+        let head = self.fifo(queue).head;
+        let node = move || Node {
             entry: Some(entry),
             heap,
             hash,
             newer: NIL,
-            older: NIL,
+            older: head,
         };
         match self.nodes.get_mut(i as usize) {
-            Some(n) => *n = node,
-            None => self.nodes.push(node),
+            Some(n) => *n = node(),
+            None => self.nodes.push(node()),
         }
-        self.link(i, queue);
+        self.became_head(i, queue, size);
         self.len += 1;
         self.bytes += PER_ENTRY;
         true
@@ -446,6 +449,13 @@ impl Store {
         e.queue = queue;
         let size = e.size();
         (n.newer, n.older) = (NIL, head);
+        self.became_head(i, queue, size);
+    }
+
+    /// Counts node `i`, of `size` octets, as the head of `queue`: its `older` is the
+    /// queue's head already, its `newer` NIL.
+    fn became_head(&mut self, i: u32, queue: Queue, size: usize) {
+        let head = self.fifo(queue).head;
         match self.nodes.get_mut(head as usize) {
             Some(h) => h.newer = i,
             None => self.fifo(queue).tail = i,
