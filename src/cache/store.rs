@@ -533,6 +533,51 @@ impl Store {
         self.get(key).map(|e| e.queue)
     }
 
+    /// Checks what the store's totals say against its nodes (for tests): every entry
+    /// indexed under its node's hash and found by its key; the queues' counts and octets
+    /// exactly their entries' (each charged its block, the block of its length's class,
+    /// or its own allocation); `bytes` its nodes, index slots and own allocations; no
+    /// block owned twice; the free list only nodes without an entry.
+    #[cfg(test)]
+    pub(super) fn audit(&self) {
+        let mut queues = [(0, 0); 2];
+        let (mut len, mut own, mut blocks) = (0, 0, std::collections::HashSet::new());
+        for (i, n) in self.nodes.iter().enumerate() {
+            let Some(e) = n.entry.as_ref() else {
+                continue;
+            };
+            len += 1;
+            assert_eq!(
+                self.index.get(&n.hash),
+                Some(&(i as u32)),
+                "node {i} indexed"
+            );
+            assert_eq!(
+                self.find_hashed(key_of(e, octets(&self.slab, n, e)), n.hash),
+                Some(i as u32)
+            );
+            match e.place {
+                Place::Block(b) => {
+                    assert_eq!(Some(b.class), Slab::class_of(e.len()), "node {i}'s class");
+                    assert!(blocks.insert((b.class, b.index)), "block owned twice");
+                }
+                Place::Heap => own += super::entry::heap_bytes(e.len()),
+            }
+            let q = &mut queues[usize::from(e.queue == Queue::Main)];
+            q.0 += 1;
+            q.1 += e.size();
+        }
+        assert_eq!(queues, self.queues());
+        assert_eq!(len, self.len);
+        assert_eq!(self.index.len(), self.len);
+        assert_eq!(self.bytes, len * PER_ENTRY + own);
+        let mut free = self.free;
+        while let Some(n) = self.nodes.get(free as usize) {
+            assert!(n.entry.is_none(), "free node {free} holds an entry");
+            free = n.older;
+        }
+    }
+
     /// Entries and octets in the small queue, then in main (for tests).
     #[cfg(test)]
     pub(super) fn queues(&self) -> [(usize, usize); 2] {
