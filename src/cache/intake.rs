@@ -2,7 +2,7 @@
 //! walk ([`walk_viewed_records`]) checks everything the decoder would (so only what
 //! decodes is stored), and on the way each TTL is clamped and noted with its offset.
 //! Nothing is copied until the store has a place for the entry: then the answer is
-//! copied once, into it, and patched there ([`Plan::write`]). An answer whose OPT record
+//! copied once, into it, and patched there ([`Plan::append`]). An answer whose OPT record
 //! is not last (rare, and legal) is decoded and written again instead
 //! ([`Intake::Decode`]).
 use super::CacheConfig;
