@@ -136,7 +136,12 @@ impl Cache {
     pub fn new(cfg: CacheConfig) -> Cache {
         Cache {
             cfg,
-            store: Store::new(cfg.max_entries, cfg.max_bytes, stale_window(&cfg)),
+            store: Store::new(
+                cfg.max_entries,
+                cfg.max_bytes,
+                cfg.max_bytes / ENTRY_SHARE,
+                stale_window(&cfg),
+            ),
             refused: 0,
             rows: Vec::new(),
             stamp: 0,
@@ -283,31 +288,55 @@ impl Cache {
         if !self.enabled() || key.len() > MAX_KEY_LEN {
             return false;
         }
-        let decoded;
-        let noted = noted
-            .filter(|n| n.stamp == self.stamp)
-            .map_or(intake::Intake::Unknown, |n| n.intake);
-        self.stamp += 1;
-        let intake = match noted {
-            intake::Intake::Unknown => intake::intake(&self.cfg, view, &mut self.rows),
-            known => known,
+        // What the view's walk noted holds while the TTL table is the one it filled.
+        let noted = match noted {
+            Some(n) if n.stamp == self.stamp => n.intake,
+            _ => intake::Intake::Unknown,
         };
-        let plan = match intake {
-            intake::Intake::Unknown => return false,
+        self.stamp += 1;
+        let plan = match noted {
             intake::Intake::Entry(plan) => plan,
             intake::Intake::No => return false,
-            intake::Intake::Decode => {
-                let answer = view.bytes().get(..view.end).unwrap_or_default();
-                let Some((wire, ttl)) = self.cacheable(answer) else {
-                    return false;
-                };
-                decoded = wire;
-                if decode::stored_rows(&decoded, &mut self.rows).is_none() {
-                    return false;
-                }
-                intake::Plan::stored(&decoded, ttl)
-            }
+            intake::Intake::Decode => return self.insert_decoded(key, hash, view, now),
+            intake::Intake::Unknown => match intake::intake(&self.cfg, view, &mut self.rows) {
+                intake::Intake::Entry(plan) => plan,
+                intake::Intake::Decode => return self.insert_decoded(key, hash, view, now),
+                intake::Intake::No | intake::Intake::Unknown => return false,
+            },
         };
+        self.insert_plan(key, hash, &plan, now)
+    }
+
+    /// [`insert_noted`](Self::insert_noted) for an answer whose OPT record is not last:
+    /// decoded and written again (rare).
+    #[cold]
+    #[inline(never)]
+    fn insert_decoded(
+        &mut self,
+        key: &[u8],
+        hash: u64,
+        view: &MessageView<'_>,
+        now: Instant,
+    ) -> bool {
+        let answer = view.bytes().get(..view.end).unwrap_or_default();
+        let Some((decoded, ttl)) = self.cacheable(answer) else {
+            return false;
+        };
+        if decode::stored_rows(&decoded, &mut self.rows).is_none() {
+            return false;
+        }
+        self.insert_plan(key, hash, &intake::Plan::stored(&decoded, ttl), now)
+    }
+
+    /// Stores what `plan` makes, with the TTL table in `rows`; counts it refused if it is
+    /// too big for its share of the budget or finds no room.
+    fn insert_plan(
+        &mut self,
+        key: &[u8],
+        hash: u64,
+        plan: &intake::Plan<'_>,
+        now: Instant,
+    ) -> bool {
         let (Ok(key_len), Ok(wire_len), Ok(rows)) = (
             u16::try_from(key.len()),
             u16::try_from(plan.wire.len()),
@@ -327,10 +356,10 @@ impl Cache {
             freq: 0,
         };
         let table = &self.rows;
-        if entry.size() > self.cfg.max_bytes / ENTRY_SHARE
-            || !self
-                .store
-                .insert(key, entry, hash, now, |out| plan.write(table, out))
+        // Bigger than its share of the budget, or no room: refused (see `Store::insert`).
+        if !self
+            .store
+            .insert(key, entry, hash, now, |out| plan.append(table, out))
         {
             self.refused += 1;
             return false;

@@ -54,23 +54,20 @@ impl Stored {
     }
 
     /// Octets this entry is charged for its octets, node and index slot: its block, or
-    /// its allocation rounded up as malloc does.
+    /// its allocation rounded up as malloc does (known from its place, so no class is
+    /// found again).
     pub(super) fn size(&self) -> usize {
-        charge(self.len()) + store::PER_ENTRY
+        let octets = match self.place {
+            Place::Block(b) => Slab::block_bytes(b.class),
+            Place::Heap => heap_bytes(self.len()),
+        };
+        octets + store::PER_ENTRY
     }
 }
 
 /// Octets of an entry's key, answer and TTL table.
 pub(super) fn octets_len(key_len: u16, wire_len: u16, rows: u16) -> usize {
     usize::from(key_len) + usize::from(wire_len) + usize::from(rows) * TTL_ROW
-}
-
-/// Octets `len` octets of an entry take: a block of the slab, or an allocation.
-pub(super) fn charge(len: usize) -> usize {
-    match Slab::class_of(len) {
-        Some(class) => Slab::block_bytes(class),
-        None => heap_bytes(len),
-    }
 }
 
 /// Octets an allocation of `n` takes from glibc's malloc: an 8-octet header, rounded up

@@ -2,7 +2,7 @@
 //! walk ([`walk_viewed_records`]) checks everything the decoder would (so only what
 //! decodes is stored), and on the way each TTL is clamped and noted with its offset.
 //! Nothing is copied until the store has a place for the entry: then the answer is
-//! copied once, into it, and patched there ([`Plan::write`]). An answer whose OPT record
+//! copied once, into it, and patched there ([`Plan::append`]). An answer whose OPT record
 //! is not last (rare, and legal) is decoded and written again instead
 //! ([`Intake::Decode`]).
 use super::CacheConfig;
@@ -43,13 +43,15 @@ impl<'m> Plan<'m> {
         }
     }
 
-    /// Writes the stored answer and its TTL table into `out` (`wire.len()` + 2 octets
-    /// a row): ID 0, AA clear, OPT no longer counted, each TTL as in `rows`.
-    pub(super) fn write(&self, rows: &[(u16, u32)], out: &mut [u8]) {
-        let Some((wire, table)) = out.split_at_mut_checked(self.wire.len()) else {
+    /// Appends the stored answer and its TTL table to `out` (`wire.len()` + 2 octets a
+    /// row): ID 0, AA clear, OPT no longer counted, each TTL as in `rows`. The answer is
+    /// copied once and patched where it lands.
+    pub(super) fn append(&self, rows: &[(u16, u32)], out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(self.wire);
+        let Some(wire) = out.get_mut(start..) else {
             return;
         };
-        wire.copy_from_slice(self.wire);
         if let Some(header) = wire.first_chunk_mut::<HEADER_LEN>() {
             header[0] = 0;
             header[1] = 0;
@@ -59,13 +61,14 @@ impl<'m> Plan<'m> {
                 [header[10], header[11]] = ar.to_be_bytes();
             }
         }
-        for (&(at, ttl), row) in rows.iter().zip(table.chunks_exact_mut(super::TTL_ROW)) {
-            let at16 = at;
+        for &(at, ttl) in rows {
             let at = usize::from(at);
             if let Some(field) = wire.get_mut(at..at + 4) {
                 field.copy_from_slice(&ttl.to_be_bytes());
             }
-            row.copy_from_slice(&at16.to_be_bytes());
+        }
+        for &(at, _) in rows {
+            out.extend_from_slice(&at.to_be_bytes());
         }
     }
 }
@@ -130,17 +133,15 @@ impl<'c> Noter<'c> {
     /// A noter for the answer whose header octets are `msg`'s first 12, `rows` emptied.
     pub(super) fn new(cfg: &'c CacheConfig, rows: &'c mut Vec<(u16, u32)>, msg: &[u8]) -> Self {
         rows.clear();
-        let count = |n: usize| match msg.get(n..n + 2) {
-            Some(&[hi, lo]) => usize::from(u16::from_be_bytes([hi, lo])),
-            _ => 0,
-        };
-        let noerror = msg.get(3).is_some_and(|b| b & 0x0F == 0);
+        // The header read once (no header: zero counts, and the view fails anyway).
+        let h = msg.first_chunk::<HEADER_LEN>().unwrap_or(&[0; HEADER_LEN]);
+        let answers = usize::from(u16::from_be_bytes([h[6], h[7]]));
         Noter {
             cfg,
             rows,
-            positive: noerror && count(6) > 0,
-            answers: count(6),
-            authority: count(8),
+            positive: h[3] & 0x0F == 0 && answers > 0,
+            answers,
+            authority: usize::from(u16::from_be_bytes([h[8], h[9]])),
             least: u32::MAX,
             soa: None,
             fits: true,
@@ -316,11 +317,11 @@ mod tests {
     /// An entry's octets: the key, then what `plan` writes.
     fn octets(key: &[u8], plan: &Plan<'_>, rows: &[(u16, u32)]) -> Vec<u8> {
         let mut out = key.to_vec();
-        out.resize(
-            key.len() + plan.wire.len() + rows.len() * super::super::TTL_ROW,
-            0,
+        plan.append(rows, &mut out);
+        assert_eq!(
+            out.len(),
+            key.len() + plan.wire.len() + rows.len() * super::super::TTL_ROW
         );
-        plan.write(rows, &mut out[key.len()..]);
         out
     }
 

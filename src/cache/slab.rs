@@ -120,26 +120,36 @@ impl Slab {
         }
     }
 
-    /// A block of `class` for node `owner` (a page more if the class has no room).
-    pub(super) fn take(&mut self, class: u8, owner: u32) -> Option<Block> {
+    /// A block of `class` for node `owner` (a page more if the class has no room), its
+    /// octets appended by `write` to the page (at most a block of them, the rest of the
+    /// block zeroed), so that they are written once. `write` is called only if a block
+    /// is taken.
+    pub(super) fn take(
+        &mut self,
+        class: u8,
+        owner: u32,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) -> Option<Block> {
         let c = self.classes.get_mut(usize::from(class))?;
         let index = c.owners.len();
-        let page = index >> c.shift;
+        let (page, r) = c.range(u32::try_from(index).ok()?)?;
+        let block = Block {
+            class,
+            index: u32::try_from(index).ok()?,
+            page: u32::try_from(page).ok()?,
+            at: u32::try_from(r.start).ok()?,
+        };
         if page == c.pages.len() {
             let bytes = c.page_bytes();
             c.pages.push(Vec::with_capacity(bytes));
             self.held += heap_bytes(bytes);
         }
-        let p = c.pages.get_mut(page)?;
-        p.resize(p.len() + c.block, 0);
+        // The blocks in use are the first ones, so the new one starts where its page ends.
+        let p = c.pages.get_mut(page).filter(|p| p.len() == r.start)?;
+        write(p);
+        p.resize(r.end, 0);
         c.owners.push(owner);
-        let (_, r) = c.range(u32::try_from(index).ok()?)?;
-        Some(Block {
-            class,
-            index: u32::try_from(index).ok()?,
-            page: u32::try_from(page).ok()?,
-            at: u32::try_from(r.start).ok()?,
-        })
+        Some(block)
     }
 
     /// The first `len` octets of block `b` (what its entry holds).
@@ -153,6 +163,7 @@ impl Slab {
             .get(at..at + len)
     }
 
+    #[cfg(test)]
     pub(super) fn get_mut(&mut self, b: Block) -> &mut [u8] {
         let Some(c) = self.classes.get_mut(usize::from(b.class)) else {
             return &mut [];
@@ -241,7 +252,9 @@ mod tests {
     fn a_freed_block_is_filled_with_the_last_one() {
         // 4 KiB budget: 2-octet pages, so one block a page.
         let mut s = Slab::new(4 << 10);
-        let blocks: Vec<Block> = (0..5).map(|n| s.take(2, 100 + n).unwrap()).collect();
+        let blocks: Vec<Block> = (0..5)
+            .map(|n| s.take(2, 100 + n, |_| ()).unwrap())
+            .collect();
         for (n, &b) in blocks.iter().enumerate() {
             fill(&mut s, b, n as u8);
         }
@@ -264,7 +277,9 @@ mod tests {
         let mut s = Slab::new(32 << 20);
         let class = Slab::class_of(80).unwrap();
         // 16 KiB pages hold 204 blocks of 80: 128, a power of two, are used.
-        let blocks: Vec<Block> = (0..1000).map(|n| s.take(class, n).unwrap()).collect();
+        let blocks: Vec<Block> = (0..1000)
+            .map(|n| s.take(class, n, |_| ()).unwrap())
+            .collect();
         assert_eq!(s.held(), 1000usize.div_ceil(128) * heap_bytes(80 * 128));
         for (n, &b) in blocks.iter().enumerate() {
             fill(&mut s, b, n as u8);

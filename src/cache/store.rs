@@ -127,6 +127,8 @@ pub(super) struct Store {
     max_entries: usize,
     /// The octet budget less the ghost's table.
     max_bytes: usize,
+    /// The most one entry may be charged (its `Stored::size`): bigger ones are refused.
+    max_entry: usize,
     /// Seconds past expiry an entry may still be served (0 without serve-stale).
     stale_window: u32,
     len: usize,
@@ -137,7 +139,14 @@ pub(super) struct Store {
 }
 
 impl Store {
-    pub(super) fn new(max_entries: usize, max_bytes: usize, stale_window: u32) -> Store {
+    /// A store of at most `max_entries` entries and `max_bytes` octets, none of them
+    /// charged (`Stored::size`) more than `max_entry`.
+    pub(super) fn new(
+        max_entries: usize,
+        max_bytes: usize,
+        max_entry: usize,
+        stale_window: u32,
+    ) -> Store {
         let ghost = Ghost::new(max_entries.min(max_bytes / TYPICAL_ENTRY) / SMALL_SHARE * 9);
         // The index and the nodes sized at the start for as many entries as the bounds
         // allow, so that they never grow while the cache fills (cachegrind: growing them
@@ -155,6 +164,7 @@ impl Store {
             main: Fifo::EMPTY,
             max_entries,
             max_bytes: max_bytes.saturating_sub(ghost.bytes()),
+            max_entry,
             ghost,
             stale_window,
             len: 0,
@@ -232,22 +242,33 @@ impl Store {
     }
 
     /// Stores an entry (replacing one under the same key, which keeps its queue and
-    /// count), evicting what must go; false if it cannot fit. `entry` says what it is
-    /// (its `place` is chosen here), `fill` writes its octets (`entry.len()` of them,
-    /// the key first). `hash` is the key's, from [`hash`](Self::hash).
+    /// count), evicting what must go; false if it cannot fit or is charged more than
+    /// `max_entry`. `entry` says what it is (its `place` is chosen here), `fill` appends
+    /// its answer and TTL table (`entry.len()` octets in all, after the key, which is
+    /// written here). `hash` is the key's, from [`hash`](Self::hash).
     pub(super) fn insert(
         &mut self,
         key: &[u8],
         mut entry: Stored,
         hash: u64,
         now: Instant,
-        fill: impl FnOnce(&mut [u8]),
+        fill: impl Fn(&mut Vec<u8>),
     ) -> bool {
         let len = entry.len();
+        // The class is found once; what the entry is charged follows from it.
+        let class = Slab::class_of(len);
+        let charge = match class {
+            Some(c) => Slab::block_bytes(c),
+            None => super::entry::heap_bytes(len),
+        };
+        if charge + PER_ENTRY > self.max_entry {
+            return false;
+        }
         // The node is taken and indexed first, so that the index is probed once: an entry
         // already under this hash comes back from the insertion. Until the entry is in
-        // place the node is in no queue, so the evictions below cannot reach it.
-        let Some(i) = self.alloc(hash) else {
+        // place the node is in no queue (nor written), so the evictions below cannot
+        // reach it.
+        let Some(i) = self.alloc() else {
             return false;
         };
         if let Some(old) = self.index.insert(hash, i) {
@@ -263,45 +284,74 @@ impl Store {
         } else if self.ghost.take(hash) {
             entry.queue = Queue::Main;
         }
-        let class = Slab::class_of(len);
+        // What the entry adds: its node and index slot, and a page if its class has no
+        // room (else its block costs nothing more), or its own allocation.
+        let extra = PER_ENTRY
+            + match class {
+                Some(c) => self.slab.cost(c),
+                None => charge,
+            };
+        if (self.len >= self.max_entries || self.held() + extra > self.max_bytes)
+            && !self.make_room(class, len, now)
+        {
+            self.unindex(hash, i);
+            self.release(i);
+            return false;
+        }
+        let write = |out: &mut Vec<u8>| {
+            out.extend_from_slice(key);
+            fill(out);
+        };
+        let block = class.and_then(|c| self.slab.take(c, i, write));
+        let heap = match block {
+            Some(b) => {
+                entry.place = Place::Block(b);
+                Box::default()
+            }
+            None => {
+                entry.place = Place::Heap;
+                self.bytes += super::entry::heap_bytes(len);
+                let mut own = Vec::with_capacity(len);
+                write(&mut own);
+                own.resize(len, 0);
+                own.into_boxed_slice()
+            }
+        };
+        // The node written once, already linked at the head of its queue; built where it
+        // goes (a free node, or a new one) rather than moved there.
+        let (queue, size) = (entry.queue, entry.size());
+        let head = self.fifo(queue).head;
+        let node = move || Node {
+            entry: Some(entry),
+            heap,
+            hash,
+            newer: NIL,
+            older: head,
+        };
+        match self.nodes.get_mut(i as usize) {
+            Some(n) => *n = node(),
+            None => self.nodes.push(node()),
+        }
+        self.became_head(i, queue, size);
+        self.len += 1;
+        self.bytes += PER_ENTRY;
+        true
+    }
+
+    /// Evicts (or gives back spare pages) until an entry of `len` octets in `class` (or
+    /// its own allocation) fits both bounds; false if it cannot.
+    #[cold]
+    #[inline(never)]
+    fn make_room(&mut self, class: Option<u8>, len: usize, now: Instant) -> bool {
         let extra = |s: &Store| match class {
             Some(c) => s.slab.cost(c),
             None => super::entry::heap_bytes(len),
         } + PER_ENTRY;
         while self.len >= self.max_entries || self.held() + extra(self) > self.max_bytes {
             if self.slab.release_spare() == 0 && !self.evict(now) {
-                self.unindex(hash, i);
-                self.release(i);
                 return false;
             }
         }
-        let Some(node) = self.nodes.get_mut(i as usize) else {
-            return false;
-        };
-        let octets = match class.and_then(|c| self.slab.take(c, i)) {
-            Some(b) => {
-                entry.place = Place::Block(b);
-                self.slab.get_mut(b)
-            }
-            None => {
-                entry.place = Place::Heap;
-                self.bytes += super::entry::heap_bytes(len);
-                node.heap = vec![0; len].into_boxed_slice();
-                &mut node.heap
-            }
-        };
-        if let Some((k, rest)) = octets
-            .get_mut(..len)
-            .and_then(|o| o.split_at_mut_checked(key.len()))
-        {
-            k.copy_from_slice(key);
-            fill(rest);
-        }
-        let queue = entry.queue;
-        node.entry = Some(entry);
-        self.link(i, queue);
-        self.len += 1;
-        self.bytes += PER_ENTRY;
         true
     }
 
@@ -357,24 +407,15 @@ impl Store {
         }
     }
 
-    /// A node for an entry under `hash`: a free one, or a new one (its entry not yet
-    /// in place).
-    fn alloc(&mut self, hash: u64) -> Option<u32> {
-        if let Some(n) = self.nodes.get_mut(self.free as usize) {
+    /// A node for an entry: a free one (taken off the free list), or the next new one
+    /// (pushed when its entry is in place). Its contents are not touched.
+    fn alloc(&mut self) -> Option<u32> {
+        if let Some(n) = self.nodes.get(self.free as usize) {
             let i = self.free;
             self.free = n.older;
-            n.hash = hash;
             return Some(i);
         }
-        let i = u32::try_from(self.nodes.len()).ok().filter(|&i| i != NIL)?;
-        self.nodes.push(Node {
-            entry: None,
-            heap: Box::default(),
-            hash,
-            newer: NIL,
-            older: NIL,
-        });
-        Some(i)
+        u32::try_from(self.nodes.len()).ok().filter(|&i| i != NIL)
     }
 
     /// Takes `hash` out of the index if it names node `i` (one probe).
@@ -386,7 +427,8 @@ impl Store {
         }
     }
 
-    /// Gives back node `i`, taken by [`alloc`](Self::alloc) and holding no entry.
+    /// Gives back node `i`, taken by [`alloc`](Self::alloc) and holding no entry (a new
+    /// one, never pushed, needs nothing).
     fn release(&mut self, i: u32) {
         let free = self.free;
         if let Some(n) = self.nodes.get_mut(i as usize) {
@@ -407,6 +449,13 @@ impl Store {
         e.queue = queue;
         let size = e.size();
         (n.newer, n.older) = (NIL, head);
+        self.became_head(i, queue, size);
+    }
+
+    /// Counts node `i`, of `size` octets, as the head of `queue`: its `older` is the
+    /// queue's head already, its `newer` NIL.
+    fn became_head(&mut self, i: u32, queue: Queue, size: usize) {
+        let head = self.fifo(queue).head;
         match self.nodes.get_mut(head as usize) {
             Some(h) => h.newer = i,
             None => self.fifo(queue).tail = i,
@@ -482,6 +531,51 @@ impl Store {
     #[cfg(test)]
     pub(super) fn queue_of(&self, key: &[u8]) -> Option<Queue> {
         self.get(key).map(|e| e.queue)
+    }
+
+    /// Checks what the store's totals say against its nodes (for tests): every entry
+    /// indexed under its node's hash and found by its key; the queues' counts and octets
+    /// exactly their entries' (each charged its block, the block of its length's class,
+    /// or its own allocation); `bytes` its nodes, index slots and own allocations; no
+    /// block owned twice; the free list only nodes without an entry.
+    #[cfg(test)]
+    pub(super) fn audit(&self) {
+        let mut queues = [(0, 0); 2];
+        let (mut len, mut own, mut blocks) = (0, 0, std::collections::HashSet::new());
+        for (i, n) in self.nodes.iter().enumerate() {
+            let Some(e) = n.entry.as_ref() else {
+                continue;
+            };
+            len += 1;
+            assert_eq!(
+                self.index.get(&n.hash),
+                Some(&(i as u32)),
+                "node {i} indexed"
+            );
+            assert_eq!(
+                self.find_hashed(key_of(e, octets(&self.slab, n, e)), n.hash),
+                Some(i as u32)
+            );
+            match e.place {
+                Place::Block(b) => {
+                    assert_eq!(Some(b.class), Slab::class_of(e.len()), "node {i}'s class");
+                    assert!(blocks.insert((b.class, b.index)), "block owned twice");
+                }
+                Place::Heap => own += super::entry::heap_bytes(e.len()),
+            }
+            let q = &mut queues[usize::from(e.queue == Queue::Main)];
+            q.0 += 1;
+            q.1 += e.size();
+        }
+        assert_eq!(queues, self.queues());
+        assert_eq!(len, self.len);
+        assert_eq!(self.index.len(), self.len);
+        assert_eq!(self.bytes, len * PER_ENTRY + own);
+        let mut free = self.free;
+        while let Some(n) = self.nodes.get(free as usize) {
+            assert!(n.entry.is_none(), "free node {free} holds an entry");
+            free = n.older;
+        }
     }
 
     /// Entries and octets in the small queue, then in main (for tests).

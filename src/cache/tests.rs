@@ -402,3 +402,37 @@ fn the_node_array_does_not_grow_at_the_entry_bound() {
     assert_eq!(c.len(), 1000);
     assert_eq!(c.store.node_capacity(), before, "the node array grew");
 }
+
+/// The store's totals stay what its entries add up to (`Store::audit`) through
+/// insertions into blocks and into allocations of their own, replacements, refusals,
+/// and evictions that reuse nodes: an insertion finds an entry's class once and charges
+/// it from its place.
+#[test]
+fn the_totals_stay_what_the_entries_add_up_to() {
+    let t0 = Instant::now();
+    let mut c = Cache::new(CacheConfig {
+        max_entries: 60,
+        max_bytes: 256 << 10,
+        ..CacheConfig::default()
+    });
+    // 1, 3, 20 records: blocks of three classes; 100: past MAX_SLAB, its own
+    // allocation; 200: over a 128th of the budget, refused.
+    let sizes = [1, 3, 20, 100, 200];
+    let answers: Vec<Vec<u8>> = sizes.iter().map(|&n| answer(&vec![300; n])).collect();
+    assert!(c.insert(&key_n(500), &answers[3], t0), "its own allocation");
+    assert!(!c.insert(&key_n(501), &answers[4], t0), "refused");
+    c.store.audit();
+    let mut now = t0;
+    for n in 0..600usize {
+        let k = key_n(n % 97);
+        let a = &answers[(n * 7 + n / 13) % answers.len()];
+        c.insert(&k, a, now);
+        if n % 5 == 0 {
+            c.get(&k, now);
+        }
+        c.store.audit();
+        check_bounds(&c);
+        now += Duration::from_millis(50);
+    }
+    assert!(c.evictions() > 0 && c.refused() > 0);
+}

@@ -155,7 +155,8 @@ impl RecordChecks {
     /// The checks for `msg` (its header's counts; zero counts if it has no header, when
     /// the view fails anyway).
     pub fn new(msg: &[u8]) -> RecordChecks {
-        let count = |n: usize| match msg.get(n..n + 2) {
+        let h = msg.first_chunk::<HEADER_LEN>().unwrap_or(&[0; HEADER_LEN]);
+        let count = |at: usize| match h.get(at..at + 2) {
             Some(&[hi, lo]) => usize::from(u16::from_be_bytes([hi, lo])),
             _ => 0,
         };
@@ -199,13 +200,16 @@ impl RecordChecks {
 /// the same rules as the record decoder, names in it followed against `msg` under the
 /// one pointer rule, the whole RDATA consumed.
 ///
-/// Inline for the commonest answers (an address, whatever the class), so that a walk
-/// over them makes no call; the rest in [`rdata_ok_slow`].
+/// Inline for the commonest records (an address, whatever the class, and the OPT record
+/// that nearly every answer carries), so that a walk over them makes no call; the rest
+/// in [`rdata_ok_slow`].
 #[inline]
 pub fn rdata_ok(msg: &[u8], rd: &[u8], rtype: RType, class: Class) -> bool {
     match rtype {
         RType::A if rd.len() == 4 => true,
         RType::AAAA if rd.len() == 16 => true,
+        // As in `rdata_ok_slow`: OPT's CLASS is a size, so an empty OPT is no delete.
+        RType::OPT => options_fill(rd),
         _ => rdata_ok_slow(msg, rd, rtype, class),
     }
 }
@@ -303,6 +307,7 @@ fn caa_ok(rd: &[u8]) -> bool {
 }
 
 /// EDNS options (code, length, data) filling the RDATA exactly (RFC 6891 §6.1.2).
+#[inline]
 fn options_fill(mut rd: &[u8]) -> bool {
     while !rd.is_empty() {
         let Some((&[_, _, l0, l1], rest)) = rd.split_first_chunk::<4>() else {
