@@ -79,8 +79,10 @@ impl Forwarder {
         let (share, deadline, upstream) = (p.share, p.deadline, p.upstream());
         let (evicted, network_error) = (p.evicted, p.network_error);
         self.pending.discard(slot);
+        // The clock is read once for all the attempts (an instant subtraction each).
+        let freed = self.freed_stamp(now);
         for a in attempts.iter() {
-            self.mark_freed(now, a.id);
+            self.mark_freed_at(freed, a.id);
         }
         if let Some(h) = inflight {
             self.unlink_inflight(slot, h, next_inflight);
