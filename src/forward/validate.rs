@@ -172,22 +172,15 @@ impl Forwarder {
 
     pub(super) fn mark_freed(&mut self, now: Instant, id: u16) {
         let stamp = self.freed_stamp(now);
-        self.mark_freed_at(stamp, id);
-    }
-
-    /// What [`mark_freed_at`](Self::mark_freed_at) records for an ID freed at `now`.
-    pub(super) fn freed_stamp(&mut self, now: Instant) -> u32 {
-        self.ms_since_epoch(now).wrapping_add(1)
-    }
-
-    /// [`mark_freed`](Self::mark_freed) with the clock read ([`freed_stamp`]): several
-    /// IDs freed together cost one reading.
-    ///
-    /// [`freed_stamp`]: Self::freed_stamp
-    pub(super) fn mark_freed_at(&mut self, stamp: u32, id: u16) {
         if let Some(at) = self.freed_at.get_mut(usize::from(id)) {
             *at = stamp;
         }
+    }
+
+    /// What `freed_at` records for an ID freed at `now` (read once for several IDs
+    /// freed together).
+    pub(super) fn freed_stamp(&mut self, now: Instant) -> u32 {
+        self.ms_since_epoch(now).wrapping_add(1)
     }
 
     /// Whether `id` belonged to an attempt that ended within the last deadline.
