@@ -1,7 +1,8 @@
 //! The UDP path of the loop: client listeners and upstream sockets read in batches
 //! (recvmmsg), past the admission policy to the core; what the core asks for carried
-//! out, answers to UDP clients gathered and sent in batches (sendmmsg); upstream
-//! sockets replaced after `ROTATE_AFTER` queries and closed once their grace is over.
+//! out, answers to UDP clients gathered and sent in batches (sendmmsg; a lone answer
+//! with sendto); upstream sockets replaced after `ROTATE_AFTER` queries and closed
+//! once their grace is over.
 use std::io;
 use std::time::Instant;
 
@@ -196,7 +197,8 @@ impl Server {
         }
     }
 
-    /// Sends listener `i`'s gathered answers (sendmmsg) and gives their buffers back.
+    /// Sends listener `i`'s gathered answers (sendmmsg; one alone with sendto) and
+    /// gives their buffers back.
     fn send_udp_batch(&mut self, i: usize) {
         let Some(queue) = self.udp_out.get_mut(i) else {
             return;
@@ -205,7 +207,20 @@ impl Server {
             return;
         }
         self.udp_queued = self.udp_queued.saturating_sub(queue.len());
-        if let Some(sock) = self.udp_listeners.get(i) {
+        if let (Some(sock), [out]) = (self.udp_listeners.get(i), queue.as_slice()) {
+            // One answer (most turns below a burst): the same datagram, without filling
+            // the batch's headers and address slots for it.
+            let sent = loop {
+                match sock.send_to(&out.bytes, out.to) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    sent => break sent,
+                }
+            };
+            if let Err(e) = sent {
+                self.send_errors += 1;
+                log::debug!("1 answers not sent on listener {i}: {e}");
+            }
+        } else if let Some(sock) = self.udp_listeners.get(i) {
             let report = self.sender.send(sock, queue);
             if report.failed > 0 {
                 self.send_errors += report.failed as u64;

@@ -141,7 +141,8 @@ pub struct Server {
     /// Datagrams from upstreams, likewise.
     upstream_ring: RecvRing,
     /// Answers to clients over UDP, by listener, gathered during a dispatch (or a turn)
-    /// and sent together (sendmmsg); their buffers then go back to the core.
+    /// and sent together (sendmmsg, or sendto for one alone); their buffers then go
+    /// back to the core.
     udp_out: Vec<Vec<Outgoing>>,
     /// Answers waiting in `udp_out`, all listeners together (so that a flush with
     /// nothing to send looks at one number). Valid values: the sum of their lengths.
