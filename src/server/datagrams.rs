@@ -235,15 +235,18 @@ impl Server {
     }
 
     fn send_upstream_udp(&mut self, now: Instant, u: usize, s: usize, bytes: &[u8]) {
-        let result = match self.upstream_udp.get_mut(u).and_then(|p| p.get_mut(s)) {
+        let (result, rotate) = match self.upstream_udp.get_mut(u).and_then(|p| p.get_mut(s)) {
             Some(slot) => {
                 slot.uses = slot.uses.saturating_add(1);
-                slot.current.send(bytes)
+                // Looked at here, where the slot is in hand: most sends rotate nothing.
+                let rotate = slot.uses >= ROTATE_AFTER && slot.retired.is_none();
+                (slot.current.send(bytes), rotate)
             }
             None => return,
         };
         match result {
-            Ok(_) => self.maybe_rotate(now, u, s),
+            Ok(_) if rotate => self.maybe_rotate(now, u, s),
+            Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 // The query is lost locally; its timer will move it to another attempt.
                 self.send_errors += 1;
