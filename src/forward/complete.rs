@@ -68,9 +68,8 @@ impl Forwarder {
         // What the rest needs is copied out and the entry dropped where it lies: moving
         // the whole entry (~600 octets) out of the table cost two copies of it. The key
         // goes into the spare one `resolve` reads questions into: its name's octets are
-        // copied, not the whole 276.
-        // The attempts' IDs are marked freed where they lie (not copied out), the clock
-        // read once for all of them.
+        // copied, not the whole 276. The attempts' IDs are marked freed where they lie
+        // (not copied out), with one reading of the clock for all of them.
         let freed = self.freed_stamp(now);
         let Some(p) = self.pending.get_mut(slot) else {
             return;

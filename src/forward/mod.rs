@@ -318,8 +318,8 @@ impl Forwarder {
     /// message on a TCP connection to it).
     pub fn handle_response(&mut self, now: Instant, source: Source, bytes: &[u8]) {
         // With the cache on, what storing the answer needs is noted on the view's walk.
-        // Each view is used where it was returned (matched by reference): moving it out
-        // of its `Result` (into a tuple with the notes) cost ~70 instructions an answer.
+        // The view is used where it was returned (matched by reference): moving it out
+        // of its `Result` into a tuple with the notes cost a copy of it per answer.
         if self.cache.enabled() {
             match &self.cache.parse_answer(bytes) {
                 Ok((view, noted)) => self.take_response(now, source, view, Some(*noted)),

@@ -218,7 +218,7 @@ impl Server {
             };
             if let Err(e) = sent {
                 self.send_errors += 1;
-                log::debug!("1 answers not sent on listener {i}: {e}");
+                log::debug!("an answer not sent on listener {i}: {e}");
             }
         } else if let Some(sock) = self.udp_listeners.get(i) {
             let report = self.sender.send(sock, queue);
