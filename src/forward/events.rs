@@ -425,8 +425,11 @@ impl Events {
 
     /// An answer is going to `client`: counted, and logged if a sink is installed.
     pub fn answered(&mut self, client: Client, answer: &[u8]) {
-        let a = self.answering;
-        let source = a.map_or(AnswerSource::Error, |a| a.source);
+        // The provenance is copied only for the query log: counting needs its source.
+        let source = self
+            .answering
+            .as_ref()
+            .map_or(AnswerSource::Error, |a| a.source);
         let rcode = answer.get(3).map_or(0, |b| usize::from(b & 0x0F));
         if let Some(n) = self
             .answers
@@ -438,6 +441,7 @@ impl Events {
         let Some(log) = self.log.as_mut() else {
             return;
         };
+        let a = self.answering;
         let upstream = a
             .and_then(|a| a.upstream)
             .and_then(|u| self.upstream_addrs.get(u).copied());

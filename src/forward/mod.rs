@@ -220,6 +220,16 @@ fn inflight_buckets(max_pending: usize) -> usize {
     (2 * max_pending.clamp(1, pending::MAX_PENDING)).next_power_of_two()
 }
 
+/// The earlier of two optional instants (`None`: never).
+#[inline]
+fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
 /// Keys that are already a keyed hash (SipHash of a question or a client) are not
 /// hashed again (the cache's hasher for its index).
 pub(crate) use crate::cache::Prehashed;
@@ -308,21 +318,35 @@ impl Forwarder {
     /// message on a TCP connection to it).
     pub fn handle_response(&mut self, now: Instant, source: Source, bytes: &[u8]) {
         // With the cache on, what storing the answer needs is noted on the view's walk.
-        let parsed = if self.cache.enabled() {
-            self.cache.parse_answer(bytes).map(|(v, n)| (v, Some(n)))
+        // The view is used where it was returned (matched by reference): moving it out
+        // of its `Result` into a tuple with the notes cost a copy of it per answer.
+        if self.cache.enabled() {
+            match &self.cache.parse_answer(bytes) {
+                Ok((view, noted)) => self.take_response(now, source, view, Some(*noted)),
+                Err(_) => self.stats.dropped_responses += 1,
+            }
         } else {
-            MessageView::parse(bytes).map(|v| (v, None))
-        };
-        let Ok((view, noted)) = parsed else {
-            self.stats.dropped_responses += 1;
-            return;
-        };
-        let answer = Answer { view: &view, noted };
+            match &MessageView::parse(bytes) {
+                Ok(view) => self.take_response(now, source, view, None),
+                Err(_) => self.stats.dropped_responses += 1,
+            }
+        }
+    }
+
+    /// [`handle_response`](Self::handle_response) once the message is looked at.
+    fn take_response(
+        &mut self,
+        now: Instant,
+        source: Source,
+        view: &MessageView<'_>,
+        noted: Option<crate::cache::Noted<'_>>,
+    ) {
+        let answer = Answer { view, noted };
         if !view.header.qr {
             self.stats.dropped_responses += 1;
             return;
         }
-        let (slot, attempt, exact) = match self.judge(now, source, &view) {
+        let (slot, attempt, exact) = match self.judge(now, source, view) {
             Verdict::Accept(slot, attempt, exact) => (slot, attempt, exact),
             Verdict::NearMiss(slot) => return self.near_miss(now, slot, source.upstream()),
             Verdict::Late => {
@@ -397,13 +421,17 @@ impl Forwarder {
 
     /// The next instant [`handle_timeout`](Self::handle_timeout) has work.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
-        let stale = self.next_stale_timer();
+        // Folded by hand, the usual empty cases first: an array of three options,
+        // flattened, cost several times the comparisons (the shell asks every turn).
+        let mut next = self.pending.next_timer();
+        if !self.stale_timers.is_empty() {
+            next = earlier(next, self.next_stale_timer());
+        }
         // After a burst, a look at the memory to give back once it has emptied out.
-        let shrink = self.worth_shrinking().then_some(self.next_shrink).flatten();
-        [self.pending.next_timer(), stale, shrink]
-            .into_iter()
-            .flatten()
-            .min()
+        if self.worth_shrinking() {
+            next = earlier(next, self.next_shrink);
+        }
+        next
     }
 
     /// The next thing to send, if any. Call until `None` after every `handle_*`.

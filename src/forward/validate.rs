@@ -171,10 +171,16 @@ impl Forwarder {
     }
 
     pub(super) fn mark_freed(&mut self, now: Instant, id: u16) {
-        let ms = self.ms_since_epoch(now).wrapping_add(1);
+        let stamp = self.freed_stamp(now);
         if let Some(at) = self.freed_at.get_mut(usize::from(id)) {
-            *at = ms;
+            *at = stamp;
         }
+    }
+
+    /// What `freed_at` records for an ID freed at `now` (read once for several IDs
+    /// freed together).
+    pub(super) fn freed_stamp(&mut self, now: Instant) -> u32 {
+        self.ms_since_epoch(now).wrapping_add(1)
     }
 
     /// Whether `id` belonged to an attempt that ended within the last deadline.

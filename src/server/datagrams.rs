@@ -1,7 +1,8 @@
 //! The UDP path of the loop: client listeners and upstream sockets read in batches
 //! (recvmmsg), past the admission policy to the core; what the core asks for carried
-//! out, answers to UDP clients gathered and sent in batches (sendmmsg); upstream
-//! sockets replaced after `ROTATE_AFTER` queries and closed once their grace is over.
+//! out, answers to UDP clients gathered and sent in batches (sendmmsg; a lone answer
+//! with sendto); upstream sockets replaced after `ROTATE_AFTER` queries and closed
+//! once their grace is over.
 use std::io;
 use std::time::Instant;
 
@@ -196,7 +197,8 @@ impl Server {
         }
     }
 
-    /// Sends listener `i`'s gathered answers (sendmmsg) and gives their buffers back.
+    /// Sends listener `i`'s gathered answers (sendmmsg; one alone with sendto) and
+    /// gives their buffers back.
     fn send_udp_batch(&mut self, i: usize) {
         let Some(queue) = self.udp_out.get_mut(i) else {
             return;
@@ -205,7 +207,20 @@ impl Server {
             return;
         }
         self.udp_queued = self.udp_queued.saturating_sub(queue.len());
-        if let Some(sock) = self.udp_listeners.get(i) {
+        if let (Some(sock), [out]) = (self.udp_listeners.get(i), queue.as_slice()) {
+            // One answer (most turns below a burst): the same datagram, without filling
+            // the batch's headers and address slots for it.
+            let sent = loop {
+                match sock.send_to(&out.bytes, out.to) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    sent => break sent,
+                }
+            };
+            if let Err(e) = sent {
+                self.send_errors += 1;
+                log::debug!("an answer not sent on listener {i}: {e}");
+            }
+        } else if let Some(sock) = self.udp_listeners.get(i) {
             let report = self.sender.send(sock, queue);
             if report.failed > 0 {
                 self.send_errors += report.failed as u64;
@@ -220,15 +235,18 @@ impl Server {
     }
 
     fn send_upstream_udp(&mut self, now: Instant, u: usize, s: usize, bytes: &[u8]) {
-        let result = match self.upstream_udp.get_mut(u).and_then(|p| p.get_mut(s)) {
+        let (result, rotate) = match self.upstream_udp.get_mut(u).and_then(|p| p.get_mut(s)) {
             Some(slot) => {
                 slot.uses = slot.uses.saturating_add(1);
-                slot.current.send(bytes)
+                // Looked at here, where the slot is in hand: most sends rotate nothing.
+                let rotate = slot.uses >= ROTATE_AFTER && slot.retired.is_none();
+                (slot.current.send(bytes), rotate)
             }
             None => return,
         };
         match result {
-            Ok(_) => self.maybe_rotate(now, u, s),
+            Ok(_) if rotate => self.maybe_rotate(now, u, s),
+            Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 // The query is lost locally; its timer will move it to another attempt.
                 self.send_errors += 1;

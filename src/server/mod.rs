@@ -141,7 +141,8 @@ pub struct Server {
     /// Datagrams from upstreams, likewise.
     upstream_ring: RecvRing,
     /// Answers to clients over UDP, by listener, gathered during a dispatch (or a turn)
-    /// and sent together (sendmmsg); their buffers then go back to the core.
+    /// and sent together (sendmmsg, or sendto for one alone); their buffers then go
+    /// back to the core.
     udp_out: Vec<Vec<Outgoing>>,
     /// Answers waiting in `udp_out`, all listeners together (so that a flush with
     /// nothing to send looks at one number). Valid values: the sum of their lengths.
@@ -396,8 +397,11 @@ impl Server {
         }
         // Folded by hand: an array of four options, flattened, costs several times the
         // comparisons (this runs every turn).
-        let mut next = earlier(self.core.poll_timeout(), self.shutdown_at);
-        next = earlier(next, self.log_due);
+        let mut next = self.core.poll_timeout();
+        // Both are `None` on nearly every turn (no shutdown, no query log).
+        if self.shutdown_at.is_some() || self.log_due.is_some() {
+            next = earlier(earlier(next, self.shutdown_at), self.log_due);
+        }
         if self.has_connections() {
             next = earlier(next, Some(self.next_sweep));
         }
