@@ -7,10 +7,12 @@
 //! for the upstream, compared with the answer, spelled back for the client), so names
 //! are handled eight octets at a time. The words of a name of `len` ≥ 8 octets sit at
 //! 0, 8, 16, … and, when `len` is not a multiple of 8, one more word ends at `len`,
-//! overlapping the one before it ([`map_words`], [`all_words`]): no octet-at-a-time tail. That is
-//! sound because every operation here either gives an octet seen twice the same result
-//! (folding, marking letters: an OR of the same bits) or computes its output from an
-//! unchanged source (spelling, comparing). Names shorter than a word go octet by octet.
+//! overlapping the one before it ([`map_words`]): no octet-at-a-time tail. That is sound
+//! because every operation here either gives an octet seen twice the same result
+//! (folding, marking letters: an OR of the same bits), computes its output from an
+//! unchanged source (spelling), or uses only the top octets of that last word, those
+//! past the last whole word (spelling in place, comparing). Names shorter than a word
+//! go octet by octet.
 //! Every access is a bounds-checked `get`: a short buffer gives a shorter result, never
 //! a panic.
 use super::super::ids::IdSource;
@@ -83,25 +85,6 @@ fn map_words(src: &[u8], dst: &mut [u8], mut f: impl FnMut(usize, u64) -> u64) {
         if let (Some(s), Some(d)) = (src.last_chunk::<8>(), dst.last_chunk_mut::<8>()) {
             *d = f(src.len() - 8, u64::from_le_bytes(*s)).to_le_bytes();
         }
-    }
-}
-
-/// Whether `f(at, a_word, b_word)` holds for each word of `a` and `b` (of one length, at
-/// least 8 octets, see the module docs).
-#[inline(always)]
-fn all_words(a: &[u8], b: &[u8], mut f: impl FnMut(usize, u64, u64) -> bool) -> bool {
-    let words = a.chunks_exact(8).zip(b.chunks_exact(8));
-    for (n, (x, y)) in words.enumerate() {
-        if let (Ok(x), Ok(y)) = (<[u8; 8]>::try_from(x), <[u8; 8]>::try_from(y)) {
-            if !f(8 * n, u64::from_le_bytes(x), u64::from_le_bytes(y)) {
-                return false;
-            }
-        }
-    }
-    match (a.last_chunk::<8>(), b.last_chunk::<8>()) {
-        _ if a.len().is_multiple_of(8) => true,
-        (Some(x), Some(y)) => f(a.len() - 8, u64::from_le_bytes(*x), u64::from_le_bytes(*y)),
-        _ => false,
     }
 }
 
@@ -247,7 +230,31 @@ impl Spelling {
             return;
         }
         if let Some(spelled) = out.get_mut(start..) {
-            self.spell(name, spelled);
+            self.respell(spelled);
+        }
+    }
+
+    /// Spells the folded name in `name` this way, in place. Whole words first, each
+    /// with its own octet of the bitmap; then the octets past the last whole word, as
+    /// the top of the word that ends the name (its low octets are spelled already).
+    fn respell(&self, name: &mut [u8]) {
+        let len = name.len();
+        if len < 8 {
+            for (at, o) in name.iter_mut().enumerate() {
+                *o ^= if bit(&self.upper, at) { 0x20 } else { 0 };
+            }
+            return;
+        }
+        for (w, &v) in name.chunks_exact_mut(8).zip(&self.upper) {
+            if let Ok(w) = <&mut [u8; 8]>::try_from(w) {
+                *w = (u64::from_le_bytes(*w) ^ flips_of(v)).to_le_bytes();
+            }
+        }
+        let tail = len % 8;
+        let last = self.upper.get(len / 8).copied().unwrap_or(0);
+        if let (true, Some(w)) = (tail != 0, name.last_chunk_mut::<8>()) {
+            let flips = flips_of(last) << (8 * (8 - tail));
+            *w = (u64::from_le_bytes(*w) ^ flips).to_le_bytes();
         }
     }
 
@@ -284,7 +291,29 @@ impl Spelling {
                 .map(|(at, b)| b ^ if bit(&self.upper, at) { 0x20 } else { 0 })
                 .eq(wire.iter().copied());
         }
-        all_words(name, wire, |at, x, y| x ^ self.flips(at) == y)
+        let words = name
+            .chunks_exact(8)
+            .zip(wire.chunks_exact(8))
+            .zip(&self.upper);
+        for ((x, y), &v) in words {
+            if let (Ok(x), Ok(y)) = (<[u8; 8]>::try_from(x), <[u8; 8]>::try_from(y)) {
+                if u64::from_le_bytes(x) ^ flips_of(v) != u64::from_le_bytes(y) {
+                    return false;
+                }
+            }
+        }
+        // The octets past the last whole word: the top of the word ending the name.
+        let tail = len % 8;
+        let last = self.upper.get(len / 8).copied().unwrap_or(0);
+        match (name.last_chunk::<8>(), wire.last_chunk::<8>()) {
+            _ if tail == 0 => true,
+            (Some(x), Some(y)) => {
+                let top = 8 * (8 - tail);
+                let differ = u64::from_le_bytes(*x) ^ u64::from_le_bytes(*y);
+                (differ ^ flips_of(last) << top) >> top == 0
+            }
+            _ => false,
+        }
     }
 
     /// The folded `name` spelled, into `out`; returns the octets written.
