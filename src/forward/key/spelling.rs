@@ -35,11 +35,11 @@ fn letters_in(w: u64) -> u64 {
     ascii_in(w | 0x2020_2020_2020_2020, b'a', b'z')
 }
 
-/// How many octets of `m` (each 0x80 or 0) are marked: one multiply sums them into the
-/// top octet (at most 8, so no carry), where `count_ones` without the POPCNT
+/// The sum of the eight octets of `m` (a total below 256, so no carry): one multiply
+/// adds them into the top octet, where `count_ones` of marked octets without the POPCNT
 /// instruction (not in baseline x86-64) takes a dozen steps.
-fn octets_marked(m: u64) -> u32 {
-    ((m >> 7).wrapping_mul(0x0101_0101_0101_0101) >> 56) as u32
+fn octets_summed(m: u64) -> u32 {
+    (m.wrapping_mul(0x0101_0101_0101_0101) >> 56) as u32
 }
 
 /// The top bits of the eight octets of `m` (each 0x80 or 0) as one octet, octet 0 in
@@ -201,11 +201,14 @@ impl Spelling {
             }
             return (s, count);
         }
+        // Letters are counted per octet across the words (each octet of `marks` at most
+        // 32, so no carry), and summed once at the end.
+        let mut marks = 0u64;
         let words = name.chunks_exact(8).zip(s.upper.iter_mut().zip(random));
         for (w, (upper, random)) in words {
             if let Ok(w) = <[u8; 8]>::try_from(w) {
                 let letters = letters_in(u64::from_le_bytes(w));
-                count += octets_marked(letters);
+                marks += letters >> 7;
                 *upper = gather(letters) & random;
             }
         }
@@ -214,12 +217,12 @@ impl Spelling {
         let tail = len % 8;
         if let (true, Some(w)) = (tail != 0, name.last_chunk::<8>()) {
             let letters = letters_in(u64::from_le_bytes(*w)) >> (8 * (8 - tail));
-            count += octets_marked(letters);
+            marks += letters >> 7;
             if let (Some(upper), Some(random)) = (s.upper.get_mut(len / 8), random.get(len / 8)) {
                 *upper = gather(letters) & random;
             }
         }
-        (s, count)
+        (s, count + octets_summed(marks))
     }
 
     /// Appends the folded `name`, spelled, to `out`.
@@ -386,7 +389,11 @@ mod tests {
                     assert_eq!(letters >> j & 1 == 1, b.is_ascii_alphabetic(), "{run:?}");
                 }
                 let letters = run.iter().filter(|b| b.is_ascii_alphabetic()).count();
-                assert_eq!(octets_marked(letters_in(w)) as usize, letters, "{run:?}");
+                assert_eq!(
+                    octets_summed(letters_in(w) >> 7) as usize,
+                    letters,
+                    "{run:?}"
+                );
             }
         }
         let mut rng = SeededRandom::new(11);
