@@ -156,15 +156,32 @@ impl Spelling {
             }
             return s;
         }
-        map_words(name, out, |at, w| {
-            let upper = ascii_in(w, b'A', b'Z');
-            // Most names come in lower case: no bits to gather.
-            if upper != 0 {
-                set_bits_at(&mut s.upper, at, gather(upper));
+        // Whole words, each filling its own octet of the bitmap (no shifting of bits
+        // across octets); 0x80 >> 2 is the case bit.
+        let words = name.chunks_exact(8).zip(out.chunks_exact_mut(8));
+        for (n, (w, o)) in words.enumerate() {
+            if let (Ok(w), Ok(o)) = (<[u8; 8]>::try_from(w), <&mut [u8; 8]>::try_from(o)) {
+                let w = u64::from_le_bytes(w);
+                let upper = ascii_in(w, b'A', b'Z');
+                if let Some(u) = s.upper.get_mut(n) {
+                    *u = gather(upper);
+                }
+                *o = (w | upper >> 2).to_le_bytes();
             }
-            // 0x80 >> 2 is the case bit.
-            w | upper >> 2
-        });
+        }
+        // Then the word ending the name, folded whole (its low octets again, to the
+        // same result); its top `tail` octets fill the low bits of the next octet.
+        let tail = len % 8;
+        if let (true, Some(w), Some(o)) =
+            (tail != 0, name.last_chunk::<8>(), out.last_chunk_mut::<8>())
+        {
+            let w = u64::from_le_bytes(*w);
+            let upper = ascii_in(w, b'A', b'Z');
+            if let Some(u) = s.upper.get_mut(len / 8) {
+                *u = gather(upper) >> (8 - tail);
+            }
+            *o = (w | upper >> 2).to_le_bytes();
+        }
         s
     }
 
