@@ -205,6 +205,7 @@ impl Spelling {
     /// its octet's bit in `random` (from [`case_bits`]) is set. Also returns how many
     /// letters the name has: the bits a forger must guess. One pass, eight octets at a
     /// time; whole words of the name fill whole octets of the bitmap.
+    #[inline]
     pub fn random_case(name: &[u8], random: &Bits) -> (Spelling, u32) {
         let mut s = Spelling::default();
         let mut count = 0;
