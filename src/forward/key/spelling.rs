@@ -244,6 +244,7 @@ impl Spelling {
     }
 
     /// Appends the folded `name`, spelled, to `out`.
+    #[inline(always)]
     pub fn write(&self, name: &[u8], out: &mut Vec<u8>) {
         let start = out.len();
         out.extend_from_slice(name);
