@@ -232,6 +232,7 @@ impl Forwarder {
     }
 
     /// Queues `bytes`, our query for attempt `a` of `slot`, to go out its way.
+    #[inline(always)]
     fn queue_query(&mut self, slot: Slot, a: Attempt, bytes: Vec<u8>) {
         let to = match a.via {
             Via::Udp { socket } => Dest::Upstream {
