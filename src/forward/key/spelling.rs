@@ -339,6 +339,7 @@ impl Spelling {
     }
 
     /// The folded `name` spelled, into `out`; returns the octets written.
+    #[inline]
     pub fn copy_into(&self, name: &[u8], out: &mut [u8]) -> usize {
         let n = name.len().min(out.len());
         if let Some(dst) = out.get_mut(..n) {
