@@ -197,18 +197,29 @@ impl PendingTable {
     /// timer at `timer`.
     #[cfg(test)]
     pub fn insert(&mut self, p: Pending, timer: Instant) -> Slot {
-        self.insert_with(timer, |slot| *slot = p)
+        let slot = self.insert_with(timer, |slot| *slot = p);
+        if let Some(e) = self.slots.get(slot) {
+            for a in e.p.attempts.iter() {
+                index(&mut self.by_id, a.id, slot);
+            }
+        }
+        slot
     }
 
     /// Inserts the new query `f` for `key` (its first attempt's ID from
     /// [`fresh_id`](Self::fresh_id)) with a timer at `timer`, written into its slot in
     /// place.
     pub fn insert_new(&mut self, key: &Key, f: Fresh, timer: Instant) -> Slot {
-        self.insert_with(timer, |p| p.renew(key, f))
+        // Its one attempt is indexed from `f` (a walk of the entry's attempts would
+        // look at all `MAX_ATTEMPTS` places for it).
+        let id = f.first.id;
+        let slot = self.insert_with(timer, |p| p.renew(key, f));
+        index(&mut self.by_id, id, slot);
+        slot
     }
 
-    /// Takes a free slot (or a new one), has `fill` write the entry there, and indexes
-    /// its attempts' IDs and arms its timer.
+    /// Takes a free slot (or a new one), has `fill` write the entry there, and arms its
+    /// timer; the caller indexes its attempts' IDs.
     #[inline]
     fn insert_with(&mut self, timer: Instant, fill: impl FnOnce(&mut Pending)) -> Slot {
         let slot = match self.free.pop() {
@@ -229,9 +240,6 @@ impl PendingTable {
         fill(&mut e.p);
         e.p.attempt = attempt;
         e.live = true;
-        for a in e.p.attempts.iter() {
-            index(&mut self.by_id, a.id, slot);
-        }
         self.arm((timer, slot, attempt));
         self.len += 1;
         slot

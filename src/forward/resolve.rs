@@ -124,7 +124,8 @@ impl Forwarder {
             }
         }
         let mut waiters = self.waiter_list();
-        waiters.push(waiter);
+        // Copied straight from `waiter` (a push stages another copy of it first).
+        waiters.extend_from_slice(std::slice::from_ref(&waiter));
         if let (Some(slot), true) = (self.start(now, key, Some(hash), waiters, stale), stale) {
             self.arm_stale_timer(now, slot);
         }

@@ -46,14 +46,18 @@ impl Forwarder {
         };
         let deadline = now + self.cfg.deadline;
         self.serial += 1;
+        let first = Attempt {
+            id,
+            upstream,
+            via,
+            sent_at: now,
+        };
+        // Written from what is in hand, not read back from the table once inserted.
+        let mut bytes = self.pending.buffer();
+        write_query(&mut bytes, id, key, &spelling, self.cfg.edns_size);
         let fresh = Fresh {
             spelling,
-            first: Attempt {
-                id,
-                upstream,
-                via,
-                sent_at: now,
-            },
+            first,
             deadline,
             waiters,
             guess_bits,
@@ -61,7 +65,7 @@ impl Forwarder {
             share,
             serial: self.serial,
         };
-        let timer = self.attempt_timer(now, deadline);
+        let timer = self.first_timer(now);
         let slot = self.pending.insert_new(key, fresh, timer);
         if let Some(who) = share {
             let pending = &self.pending;
@@ -74,7 +78,7 @@ impl Forwarder {
             self.link_inflight(slot, h);
         }
         self.stats.forwarded += 1;
-        self.transmit_query(slot);
+        self.queue_query(slot, first, bytes);
         Some(slot)
     }
 
@@ -208,8 +212,10 @@ impl Forwarder {
         Some(id)
     }
 
-    fn attempt_timer(&self, now: Instant, deadline: Instant) -> Instant {
-        (now + self.cfg.timeout).min(deadline)
+    /// The timer of a new query's first attempt: `--timeout` from `now`, cut short by
+    /// its deadline (`--deadline` from `now`); one clock addition.
+    fn first_timer(&self, now: Instant) -> Instant {
+        now + self.cfg.timeout.min(self.cfg.deadline)
     }
 
     /// Queues our query for the pending entry's current attempt.
@@ -222,6 +228,12 @@ impl Forwarder {
             return self.pending.recycle(bytes);
         };
         write_query(&mut bytes, a.id, &p.key, &p.spelling, self.cfg.edns_size);
+        self.queue_query(slot, a, bytes);
+    }
+
+    /// Queues `bytes`, our query for attempt `a` of `slot`, to go out its way.
+    #[inline(always)]
+    fn queue_query(&mut self, slot: Slot, a: Attempt, bytes: Vec<u8>) {
         let to = match a.via {
             Via::Udp { socket } => Dest::Upstream {
                 upstream: a.upstream,

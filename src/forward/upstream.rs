@@ -114,23 +114,30 @@ impl Upstreams {
     }
 
     /// [`pick`](Self::pick) among the upstreams in `allowed` (a zone's route) only.
+    #[inline]
     pub fn pick_in(&mut self, now: Instant, tried: u64, allowed: u64, hold: Duration) -> usize {
         let tried = tried | !allowed;
-        let due = |i: usize, u: &Upstream| {
-            !u.retired
-                && tried & (1u64 << i) == 0
-                && u.failures >= DOWN_AFTER
-                && u.down_until.is_some_and(|t| t <= now)
-        };
         if let [only] = self.list.as_mut_slice() {
             // One upstream (a common setup): it is the choice whatever its state (as
-            // `choose` falls back to 0); only a probe's hold is to be set.
-            if due(0, only) {
+            // `choose` falls back to 0); only a probe's hold is to be set. Inlined into
+            // the caller, apart from the choice among several.
+            if due(now, tried, 0, only) {
                 only.down_until = Some(now + hold);
             }
             return 0;
         }
-        let probe = self.list.iter_mut().enumerate().find(|(i, u)| due(*i, u));
+        self.pick_among(now, tried, allowed, hold)
+    }
+
+    /// [`pick_in`](Self::pick_in) with more than one upstream (`tried` includes those
+    /// outside `allowed`).
+    #[inline(never)]
+    fn pick_among(&mut self, now: Instant, tried: u64, allowed: u64, hold: Duration) -> usize {
+        let probe = self
+            .list
+            .iter_mut()
+            .enumerate()
+            .find(|(i, u)| due(now, tried, *i, u));
         if let Some((i, u)) = probe {
             u.down_until = Some(now + hold);
             return i;
@@ -306,6 +313,15 @@ impl Upstreams {
             }
         }
     }
+}
+
+/// Whether upstream `i` (`u`) is due a probe at `now`: live, not in `tried`, down, and
+/// past its hold.
+fn due(now: Instant, tried: u64, i: usize, u: &Upstream) -> bool {
+    !u.retired
+        && tried & (1u64 << i) == 0
+        && u.failures >= DOWN_AFTER
+        && u.down_until.is_some_and(|t| t <= now)
 }
 
 /// Changing the list at run time (a reload): upstreams keep their index while queries

@@ -173,6 +173,15 @@ fn merge<T: Copy + Ord>(mut r: Vec<(T, T)>, next: fn(T) -> Option<T>) -> Vec<(T,
 }
 
 fn contains<T: Copy + Ord>(ranges: &[(T, T)], x: T) -> bool {
+    if ranges.len() <= 8 {
+        // A few ranges (the default has six IPv4 ones): a scan costs less than a search.
+        // The ranges before the first one ending at or after x end before it, so that
+        // one is the only one that can hold it.
+        return ranges
+            .iter()
+            .find(|&&(_, end)| x <= end)
+            .is_some_and(|&(start, _)| start <= x);
+    }
     // The last range starting at or before x is the only one that can hold it.
     let i = ranges.partition_point(|&(start, _)| start <= x);
     i.checked_sub(1)

@@ -7,10 +7,12 @@
 //! for the upstream, compared with the answer, spelled back for the client), so names
 //! are handled eight octets at a time. The words of a name of `len` ≥ 8 octets sit at
 //! 0, 8, 16, … and, when `len` is not a multiple of 8, one more word ends at `len`,
-//! overlapping the one before it ([`map_words`], [`all_words`]): no octet-at-a-time tail. That is
-//! sound because every operation here either gives an octet seen twice the same result
-//! (folding, marking letters: an OR of the same bits) or computes its output from an
-//! unchanged source (spelling, comparing). Names shorter than a word go octet by octet.
+//! overlapping the one before it ([`map_words`]): no octet-at-a-time tail. That is sound
+//! because every operation here either gives an octet seen twice the same result
+//! (folding, marking letters: an OR of the same bits), computes its output from an
+//! unchanged source (spelling), or uses only the top octets of that last word, those
+//! past the last whole word (spelling in place, comparing). Names shorter than a word
+//! go octet by octet.
 //! Every access is a bounds-checked `get`: a short buffer gives a shorter result, never
 //! a panic.
 use super::super::ids::IdSource;
@@ -33,11 +35,11 @@ fn letters_in(w: u64) -> u64 {
     ascii_in(w | 0x2020_2020_2020_2020, b'a', b'z')
 }
 
-/// How many octets of `m` (each 0x80 or 0) are marked: one multiply sums them into the
-/// top octet (at most 8, so no carry), where `count_ones` without the POPCNT
+/// The sum of the eight octets of `m` (a total below 256, so no carry): one multiply
+/// adds them into the top octet, where `count_ones` of marked octets without the POPCNT
 /// instruction (not in baseline x86-64) takes a dozen steps.
-fn octets_marked(m: u64) -> u32 {
-    ((m >> 7).wrapping_mul(0x0101_0101_0101_0101) >> 56) as u32
+fn octets_summed(m: u64) -> u32 {
+    (m.wrapping_mul(0x0101_0101_0101_0101) >> 56) as u32
 }
 
 /// The top bits of the eight octets of `m` (each 0x80 or 0) as one octet, octet 0 in
@@ -83,25 +85,6 @@ fn map_words(src: &[u8], dst: &mut [u8], mut f: impl FnMut(usize, u64) -> u64) {
         if let (Some(s), Some(d)) = (src.last_chunk::<8>(), dst.last_chunk_mut::<8>()) {
             *d = f(src.len() - 8, u64::from_le_bytes(*s)).to_le_bytes();
         }
-    }
-}
-
-/// Whether `f(at, a_word, b_word)` holds for each word of `a` and `b` (of one length, at
-/// least 8 octets, see the module docs).
-#[inline(always)]
-fn all_words(a: &[u8], b: &[u8], mut f: impl FnMut(usize, u64, u64) -> bool) -> bool {
-    let words = a.chunks_exact(8).zip(b.chunks_exact(8));
-    for (n, (x, y)) in words.enumerate() {
-        if let (Ok(x), Ok(y)) = (<[u8; 8]>::try_from(x), <[u8; 8]>::try_from(y)) {
-            if !f(8 * n, u64::from_le_bytes(x), u64::from_le_bytes(y)) {
-                return false;
-            }
-        }
-    }
-    match (a.last_chunk::<8>(), b.last_chunk::<8>()) {
-        _ if a.len().is_multiple_of(8) => true,
-        (Some(x), Some(y)) => f(a.len() - 8, u64::from_le_bytes(*x), u64::from_le_bytes(*y)),
-        _ => false,
     }
 }
 
@@ -173,15 +156,32 @@ impl Spelling {
             }
             return s;
         }
-        map_words(name, out, |at, w| {
-            let upper = ascii_in(w, b'A', b'Z');
-            // Most names come in lower case: no bits to gather.
-            if upper != 0 {
-                set_bits_at(&mut s.upper, at, gather(upper));
+        // Whole words, each filling its own octet of the bitmap (no shifting of bits
+        // across octets); 0x80 >> 2 is the case bit.
+        let words = name.chunks_exact(8).zip(out.chunks_exact_mut(8));
+        for (n, (w, o)) in words.enumerate() {
+            if let (Ok(w), Ok(o)) = (<[u8; 8]>::try_from(w), <&mut [u8; 8]>::try_from(o)) {
+                let w = u64::from_le_bytes(w);
+                let upper = ascii_in(w, b'A', b'Z');
+                if let Some(u) = s.upper.get_mut(n) {
+                    *u = gather(upper);
+                }
+                *o = (w | upper >> 2).to_le_bytes();
             }
-            // 0x80 >> 2 is the case bit.
-            w | upper >> 2
-        });
+        }
+        // Then the word ending the name, folded whole (its low octets again, to the
+        // same result); its top `tail` octets fill the low bits of the next octet.
+        let tail = len % 8;
+        if let (true, Some(w), Some(o)) =
+            (tail != 0, name.last_chunk::<8>(), out.last_chunk_mut::<8>())
+        {
+            let w = u64::from_le_bytes(*w);
+            let upper = ascii_in(w, b'A', b'Z');
+            if let Some(u) = s.upper.get_mut(len / 8) {
+                *u = gather(upper) >> (8 - tail);
+            }
+            *o = (w | upper >> 2).to_le_bytes();
+        }
         s
     }
 
@@ -205,6 +205,7 @@ impl Spelling {
     /// its octet's bit in `random` (from [`case_bits`]) is set. Also returns how many
     /// letters the name has: the bits a forger must guess. One pass, eight octets at a
     /// time; whole words of the name fill whole octets of the bitmap.
+    #[inline]
     pub fn random_case(name: &[u8], random: &Bits) -> (Spelling, u32) {
         let mut s = Spelling::default();
         let mut count = 0;
@@ -218,11 +219,14 @@ impl Spelling {
             }
             return (s, count);
         }
+        // Letters are counted per octet across the words (each octet of `marks` at most
+        // 32, so no carry), and summed once at the end.
+        let mut marks = 0u64;
         let words = name.chunks_exact(8).zip(s.upper.iter_mut().zip(random));
         for (w, (upper, random)) in words {
             if let Ok(w) = <[u8; 8]>::try_from(w) {
                 let letters = letters_in(u64::from_le_bytes(w));
-                count += octets_marked(letters);
+                marks += letters >> 7;
                 *upper = gather(letters) & random;
             }
         }
@@ -231,15 +235,16 @@ impl Spelling {
         let tail = len % 8;
         if let (true, Some(w)) = (tail != 0, name.last_chunk::<8>()) {
             let letters = letters_in(u64::from_le_bytes(*w)) >> (8 * (8 - tail));
-            count += octets_marked(letters);
+            marks += letters >> 7;
             if let (Some(upper), Some(random)) = (s.upper.get_mut(len / 8), random.get(len / 8)) {
                 *upper = gather(letters) & random;
             }
         }
-        (s, count)
+        (s, count + octets_summed(marks))
     }
 
     /// Appends the folded `name`, spelled, to `out`.
+    #[inline(always)]
     pub fn write(&self, name: &[u8], out: &mut Vec<u8>) {
         let start = out.len();
         out.extend_from_slice(name);
@@ -247,7 +252,31 @@ impl Spelling {
             return;
         }
         if let Some(spelled) = out.get_mut(start..) {
-            self.spell(name, spelled);
+            self.respell(spelled);
+        }
+    }
+
+    /// Spells the folded name in `name` this way, in place. Whole words first, each
+    /// with its own octet of the bitmap; then the octets past the last whole word, as
+    /// the top of the word that ends the name (its low octets are spelled already).
+    fn respell(&self, name: &mut [u8]) {
+        let len = name.len();
+        if len < 8 {
+            for (at, o) in name.iter_mut().enumerate() {
+                *o ^= if bit(&self.upper, at) { 0x20 } else { 0 };
+            }
+            return;
+        }
+        for (w, &v) in name.chunks_exact_mut(8).zip(&self.upper) {
+            if let Ok(w) = <&mut [u8; 8]>::try_from(w) {
+                *w = (u64::from_le_bytes(*w) ^ flips_of(v)).to_le_bytes();
+            }
+        }
+        let tail = len % 8;
+        let last = self.upper.get(len / 8).copied().unwrap_or(0);
+        if let (true, Some(w)) = (tail != 0, name.last_chunk_mut::<8>()) {
+            let flips = flips_of(last) << (8 * (8 - tail));
+            *w = (u64::from_le_bytes(*w) ^ flips).to_le_bytes();
         }
     }
 
@@ -284,10 +313,33 @@ impl Spelling {
                 .map(|(at, b)| b ^ if bit(&self.upper, at) { 0x20 } else { 0 })
                 .eq(wire.iter().copied());
         }
-        all_words(name, wire, |at, x, y| x ^ self.flips(at) == y)
+        let words = name
+            .chunks_exact(8)
+            .zip(wire.chunks_exact(8))
+            .zip(&self.upper);
+        for ((x, y), &v) in words {
+            if let (Ok(x), Ok(y)) = (<[u8; 8]>::try_from(x), <[u8; 8]>::try_from(y)) {
+                if u64::from_le_bytes(x) ^ flips_of(v) != u64::from_le_bytes(y) {
+                    return false;
+                }
+            }
+        }
+        // The octets past the last whole word: the top of the word ending the name.
+        let tail = len % 8;
+        let last = self.upper.get(len / 8).copied().unwrap_or(0);
+        match (name.last_chunk::<8>(), wire.last_chunk::<8>()) {
+            _ if tail == 0 => true,
+            (Some(x), Some(y)) => {
+                let top = 8 * (8 - tail);
+                let differ = u64::from_le_bytes(*x) ^ u64::from_le_bytes(*y);
+                (differ ^ flips_of(last) << top) >> top == 0
+            }
+            _ => false,
+        }
     }
 
     /// The folded `name` spelled, into `out`; returns the octets written.
+    #[inline]
     pub fn copy_into(&self, name: &[u8], out: &mut [u8]) -> usize {
         let n = name.len().min(out.len());
         if let Some(dst) = out.get_mut(..n) {
@@ -357,7 +409,11 @@ mod tests {
                     assert_eq!(letters >> j & 1 == 1, b.is_ascii_alphabetic(), "{run:?}");
                 }
                 let letters = run.iter().filter(|b| b.is_ascii_alphabetic()).count();
-                assert_eq!(octets_marked(letters_in(w)) as usize, letters, "{run:?}");
+                assert_eq!(
+                    octets_summed(letters_in(w) >> 7) as usize,
+                    letters,
+                    "{run:?}"
+                );
             }
         }
         let mut rng = SeededRandom::new(11);
