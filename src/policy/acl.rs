@@ -362,6 +362,25 @@ mod tests {
         }
     }
 
+    /// Up to 8 ranges are scanned, more are searched: every count either side of that
+    /// matches the same addresses (each block's edges, and the gaps between them).
+    #[test]
+    fn scan_and_search_agree_at_every_count() {
+        for n in 1..=12u32 {
+            let blocks: Vec<Cidr> = (0..n)
+                .map(|k| parse_cidr(&format!("10.0.{}.0/24", 2 * k + 1)).unwrap())
+                .collect();
+            let a = Acl::new(&blocks);
+            assert_eq!(a.ranges(), n as usize);
+            for k in 0..=2 * n + 1 {
+                for host in [0, 77, 255] {
+                    let s = format!("10.0.{k}.{host}");
+                    assert_eq!(a.allows(ip(&s)), k % 2 == 1 && k < 2 * n, "{n} blocks: {s}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn many_blocks_still_match_exactly() {
         // Every other /24 of 10.0.0.0/16: 128 disjoint ranges, binary-searched.
