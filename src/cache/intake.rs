@@ -44,8 +44,9 @@ impl<'m> Plan<'m> {
     }
 
     /// Writes the stored answer and its TTL table into `out`, which is `wire.len()` + 2
-    /// octets a row (a shorter one gets nothing): ID 0, AA clear, OPT no longer counted,
-    /// each TTL as in `rows`. The answer is copied once and patched where it lands.
+    /// octets a row (one too short for the answer gets nothing, and the table only what
+    /// fits): ID 0, AA clear, OPT no longer counted, each TTL as in `rows`. The answer is
+    /// copied once and patched where it lands.
     pub(super) fn write(&self, rows: &[(u16, u32)], out: &mut [u8]) {
         let Some((wire, table)) = out.split_at_mut_checked(self.wire.len()) else {
             return;
