@@ -359,7 +359,7 @@ impl Cache {
         // Bigger than its share of the budget, or no room: refused (see `Store::insert`).
         if !self
             .store
-            .insert(key, entry, hash, now, |out| plan.append(table, out))
+            .insert(key, entry, hash, now, |out| plan.write(table, out))
         {
             self.refused += 1;
             return false;

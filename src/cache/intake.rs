@@ -2,10 +2,10 @@
 //! walk ([`walk_viewed_records`]) checks everything the decoder would (so only what
 //! decodes is stored), and on the way each TTL is clamped and noted with its offset.
 //! Nothing is copied until the store has a place for the entry: then the answer is
-//! copied once, into it, and patched there ([`Plan::append`]). An answer whose OPT record
+//! copied once, into it, and patched there ([`Plan::write`]). An answer whose OPT record
 //! is not last (rare, and legal) is decoded and written again instead
 //! ([`Intake::Decode`]).
-use super::CacheConfig;
+use super::{CacheConfig, TTL_ROW};
 use crate::wire::{walk_viewed_records, MessageView, Opcode, RType, Rcode, RecordAt, HEADER_LEN};
 
 /// What an answer is to the cache.
@@ -43,15 +43,15 @@ impl<'m> Plan<'m> {
         }
     }
 
-    /// Appends the stored answer and its TTL table to `out` (`wire.len()` + 2 octets a
-    /// row): ID 0, AA clear, OPT no longer counted, each TTL as in `rows`. The answer is
+    /// Writes the stored answer and its TTL table into `out`, which is `wire.len()` + 2
+    /// octets a row (one too short for the answer gets nothing, and the table only what
+    /// fits): ID 0, AA clear, OPT no longer counted, each TTL as in `rows`. The answer is
     /// copied once and patched where it lands.
-    pub(super) fn append(&self, rows: &[(u16, u32)], out: &mut Vec<u8>) {
-        let start = out.len();
-        out.extend_from_slice(self.wire);
-        let Some(wire) = out.get_mut(start..) else {
+    pub(super) fn write(&self, rows: &[(u16, u32)], out: &mut [u8]) {
+        let Some((wire, table)) = out.split_at_mut_checked(self.wire.len()) else {
             return;
         };
+        wire.copy_from_slice(self.wire);
         if let Some(header) = wire.first_chunk_mut::<HEADER_LEN>() {
             header[0] = 0;
             header[1] = 0;
@@ -61,14 +61,12 @@ impl<'m> Plan<'m> {
                 [header[10], header[11]] = ar.to_be_bytes();
             }
         }
-        for &(at, ttl) in rows {
-            let at = usize::from(at);
-            if let Some(field) = wire.get_mut(at..at + 4) {
+        for (&(at, ttl), row) in rows.iter().zip(table.chunks_exact_mut(TTL_ROW)) {
+            let field = usize::from(at);
+            if let Some(field) = wire.get_mut(field..field + 4) {
                 field.copy_from_slice(&ttl.to_be_bytes());
             }
-        }
-        for &(at, _) in rows {
-            out.extend_from_slice(&at.to_be_bytes());
+            row.copy_from_slice(&at.to_be_bytes());
         }
     }
 }
@@ -317,11 +315,9 @@ mod tests {
     /// An entry's octets: the key, then what `plan` writes.
     fn octets(key: &[u8], plan: &Plan<'_>, rows: &[(u16, u32)]) -> Vec<u8> {
         let mut out = key.to_vec();
-        plan.append(rows, &mut out);
-        assert_eq!(
-            out.len(),
-            key.len() + plan.wire.len() + rows.len() * super::super::TTL_ROW
-        );
+        let mut answer = vec![0; plan.wire.len() + rows.len() * TTL_ROW];
+        plan.write(rows, &mut answer);
+        out.extend_from_slice(&answer);
         out
     }
 

@@ -36,8 +36,9 @@ pub(super) struct Block {
 /// One size class. Valid values: `owners.len()` blocks are in use, the first ones;
 /// `pages.len() << shift` ≥ `owners.len()`.
 struct Class {
-    /// Each allocated at its full size; its length is what its blocks in use take
-    /// (so a new block is not written twice, and a page is not zeroed).
+    /// Each allocated at its full size; its length is what its blocks in use take (so a
+    /// page is not zeroed ahead: a new block is zeroed as it is taken, one `memset`, and
+    /// then written where it lies).
     pages: Vec<Vec<u8>>,
     /// The node that owns each block in use.
     owners: Vec<u32>,
@@ -121,16 +122,19 @@ impl Slab {
     }
 
     /// A block of `class` for node `owner` (a page more if the class has no room), its
-    /// octets appended by `write` to the page (at most a block of them, the rest of the
-    /// block zeroed), so that they are written once. `write` is called only if a block
-    /// is taken.
+    /// first `len` octets written by `write` (the rest of the block zeroed). `write` is
+    /// called only if a block is taken.
     pub(super) fn take(
         &mut self,
         class: u8,
         owner: u32,
-        write: impl FnOnce(&mut Vec<u8>),
+        len: usize,
+        write: impl FnOnce(&mut [u8]),
     ) -> Option<Block> {
-        let c = self.classes.get_mut(usize::from(class))?;
+        let c = self
+            .classes
+            .get_mut(usize::from(class))
+            .filter(|c| len <= c.block)?;
         let index = c.owners.len();
         let (page, r) = c.range(u32::try_from(index).ok()?)?;
         let block = Block {
@@ -146,8 +150,8 @@ impl Slab {
         }
         // The blocks in use are the first ones, so the new one starts where its page ends.
         let p = c.pages.get_mut(page).filter(|p| p.len() == r.start)?;
-        write(p);
         p.resize(r.end, 0);
+        write(p.get_mut(r.start..r.start + len)?);
         c.owners.push(owner);
         Some(block)
     }
@@ -253,7 +257,7 @@ mod tests {
         // 4 KiB budget: 2-octet pages, so one block a page.
         let mut s = Slab::new(4 << 10);
         let blocks: Vec<Block> = (0..5)
-            .map(|n| s.take(2, 100 + n, |_| ()).unwrap())
+            .map(|n| s.take(2, 100 + n, 48, |_| ()).unwrap())
             .collect();
         for (n, &b) in blocks.iter().enumerate() {
             fill(&mut s, b, n as u8);
@@ -278,7 +282,7 @@ mod tests {
         let class = Slab::class_of(80).unwrap();
         // 16 KiB pages hold 204 blocks of 80: 128, a power of two, are used.
         let blocks: Vec<Block> = (0..1000)
-            .map(|n| s.take(class, n, |_| ()).unwrap())
+            .map(|n| s.take(class, n, 80, |_| ()).unwrap())
             .collect();
         assert_eq!(s.held(), 1000usize.div_ceil(128) * heap_bytes(80 * 128));
         for (n, &b) in blocks.iter().enumerate() {

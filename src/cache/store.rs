@@ -243,16 +243,16 @@ impl Store {
 
     /// Stores an entry (replacing one under the same key, which keeps its queue and
     /// count), evicting what must go; false if it cannot fit or is charged more than
-    /// `max_entry`. `entry` says what it is (its `place` is chosen here), `fill` appends
-    /// its answer and TTL table (`entry.len()` octets in all, after the key, which is
-    /// written here). `hash` is the key's, from [`hash`](Self::hash).
+    /// `max_entry`. `entry` says what it is (its `place` is chosen here), `fill` writes
+    /// its answer and TTL table into the octets after the key (`entry.len()` in all; the
+    /// key is written here). `hash` is the key's, from [`hash`](Self::hash).
     pub(super) fn insert(
         &mut self,
         key: &[u8],
         mut entry: Stored,
         hash: u64,
         now: Instant,
-        fill: impl Fn(&mut Vec<u8>),
+        fill: impl Fn(&mut [u8]),
     ) -> bool {
         let len = entry.len();
         // The class is found once; what the entry is charged follows from it.
@@ -298,11 +298,13 @@ impl Store {
             self.release(i);
             return false;
         }
-        let write = |out: &mut Vec<u8>| {
-            out.extend_from_slice(key);
-            fill(out);
+        let write = |out: &mut [u8]| {
+            if let Some((k, rest)) = out.split_at_mut_checked(key.len()) {
+                k.copy_from_slice(key);
+                fill(rest);
+            }
         };
-        let block = class.and_then(|c| self.slab.take(c, i, write));
+        let block = class.and_then(|c| self.slab.take(c, i, len, write));
         let heap = match block {
             Some(b) => {
                 entry.place = Place::Block(b);
@@ -311,10 +313,9 @@ impl Store {
             None => {
                 entry.place = Place::Heap;
                 self.bytes += super::entry::heap_bytes(len);
-                let mut own = Vec::with_capacity(len);
+                let mut own = vec![0; len].into_boxed_slice();
                 write(&mut own);
-                own.resize(len, 0);
-                own.into_boxed_slice()
+                own
             }
         };
         // The node written once, already linked at the head of its queue; built where it
