@@ -220,9 +220,9 @@ fn inflight_buckets(max_pending: usize) -> usize {
     (2 * max_pending.clamp(1, pending::MAX_PENDING)).next_power_of_two()
 }
 
-/// The earlier of two optional instants (`None`: never).
+/// The earlier of two optional instants (`None`: never); the loop's too.
 #[inline]
-fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+pub(crate) fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, None) => a,

@@ -40,7 +40,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook_mio::v1_0::Signals;
 
 use crate::config::Config;
-use crate::forward::{Forwarder, OsRandom};
+use crate::forward::{earlier, Forwarder, OsRandom};
 use crate::lograte::LogLimiter;
 use crate::policy::Policy;
 use crate::stats::Stats;
@@ -483,16 +483,6 @@ impl Server {
             self.close_retired_udp(now);
         }
         self.publish();
-    }
-}
-
-/// The earlier of two optional instants (`None`: never).
-#[inline]
-fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, None) => a,
-        (None, b) => b,
     }
 }
 
