@@ -7,12 +7,11 @@
 //! for the upstream, compared with the answer, spelled back for the client), so names
 //! are handled eight octets at a time. The words of a name of `len` ≥ 8 octets sit at
 //! 0, 8, 16, … and, when `len` is not a multiple of 8, one more word ends at `len`,
-//! overlapping the one before it ([`map_words`]): no octet-at-a-time tail. That is sound
-//! because every operation here either gives an octet seen twice the same result
-//! (folding, marking letters: an OR of the same bits), computes its output from an
-//! unchanged source (spelling), or uses only the top octets of that last word, those
-//! past the last whole word (spelling in place, comparing). Names shorter than a word
-//! go octet by octet.
+//! overlapping the one before it: no octet-at-a-time tail. That is sound because every
+//! operation here either gives an octet seen twice the same result (folding, marking
+//! letters: an OR of the same bits) or uses only the top octets of that last word, those
+//! past the last whole word (spelling, in place; comparing). Names shorter than a word go
+//! octet by octet.
 //! Every access is a bounds-checked `get`: a short buffer gives a shorter result, never
 //! a panic.
 use super::super::ids::IdSource;
@@ -71,28 +70,12 @@ fn flips_of(v: u8) -> u64 {
     CASE_FLIPS.get(usize::from(v)).copied().unwrap_or(0)
 }
 
-/// Calls `f(at, word)` for each word of `src` (at least 8 octets, see the module
-/// docs) and writes what it returns at the same offset of `dst` (as long as `src`).
-#[inline(always)]
-fn map_words(src: &[u8], dst: &mut [u8], mut f: impl FnMut(usize, u64) -> u64) {
-    let words = src.chunks_exact(8).zip(dst.chunks_exact_mut(8));
-    for (n, (s, d)) in words.enumerate() {
-        if let (Ok(s), Ok(d)) = (<[u8; 8]>::try_from(s), <&mut [u8; 8]>::try_from(d)) {
-            *d = f(8 * n, u64::from_le_bytes(s)).to_le_bytes();
-        }
-    }
-    if !src.len().is_multiple_of(8) {
-        if let (Some(s), Some(d)) = (src.last_chunk::<8>(), dst.last_chunk_mut::<8>()) {
-            *d = f(src.len() - 8, u64::from_le_bytes(*s)).to_le_bytes();
-        }
-    }
-}
-
 /// One bit per octet of a name (bit `i % 8` of octet `i / 8` for octet `i` of the name):
 /// 256 bits, for names of up to 255 octets.
 pub type Bits = [u8; 32];
 
 /// The eight bits of `bits` from bit `at` on, as one octet (bit `at` in bit 0).
+#[cfg(test)]
 fn bits_at(bits: &Bits, at: usize) -> u8 {
     let (i, s) = (at / 8, at % 8);
     let lo = bits.get(i).copied().unwrap_or(0);
@@ -185,11 +168,6 @@ impl Spelling {
         s
     }
 
-    /// The 0x20 flips of the eight octets from `at` on, as a little-endian word.
-    fn flips(&self, at: usize) -> u64 {
-        flips_of(bits_at(&self.upper, at))
-    }
-
     /// Random letter case for the folded `name` (0x20), one random bit per letter; with
     /// `mix` false, all lower case. `None` if the generator failed.
     #[cfg(test)]
@@ -280,24 +258,6 @@ impl Spelling {
         }
     }
 
-    /// Writes the folded `name` spelled this way into `out` (as much as it holds).
-    fn spell(&self, name: &[u8], out: &mut [u8]) {
-        let len = name.len().min(out.len());
-        let (Some(name), Some(out)) = (name.get(..len), out.get_mut(..len)) else {
-            return;
-        };
-        if self.is_lower() {
-            out.copy_from_slice(name);
-        } else if len < 8 {
-            for (at, (b, o)) in name.iter().zip(out.iter_mut()).enumerate() {
-                *o = *b ^ if bit(&self.upper, at) { 0x20 } else { 0 };
-            }
-        } else {
-            // Only letters have their bit set: flipping 0x20 makes them upper case.
-            map_words(name, out, |at, w| w ^ self.flips(at));
-        }
-    }
-
     /// Whether `wire` is the folded `name` spelled this way, octet for octet (compared
     /// in place, eight octets at a time).
     #[inline]
@@ -342,8 +302,11 @@ impl Spelling {
     #[inline]
     pub fn copy_into(&self, name: &[u8], out: &mut [u8]) -> usize {
         let n = name.len().min(out.len());
-        if let Some(dst) = out.get_mut(..n) {
-            self.spell(name, dst);
+        if let (Some(src), Some(dst)) = (name.get(..n), out.get_mut(..n)) {
+            dst.copy_from_slice(src);
+            if !self.is_lower() {
+                self.respell(dst);
+            }
         }
         n
     }
