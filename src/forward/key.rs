@@ -146,6 +146,16 @@ impl Key {
             .unwrap_or_default()
     }
 
+    /// The key split once: its name, QTYPE and QCLASS, and its flags octet (what our
+    /// upstream query is written from).
+    #[inline]
+    pub fn parts(&self) -> (&[u8], [u8; 4], u8) {
+        let bytes = self.as_bytes();
+        let (name, rest) = bytes.split_at(bytes.len().saturating_sub(5));
+        let [t0, t1, c0, c1, flags] = rest.first_chunk::<5>().copied().unwrap_or_default();
+        (name, [t0, t1, c0, c1], flags)
+    }
+
     /// Octets of the uncompressed name at the start of `b`, by its label lengths.
     fn walked_name_len(b: &[u8]) -> usize {
         let mut at = 0;
@@ -197,10 +207,7 @@ impl Key {
 #[inline(always)]
 pub fn write_query(out: &mut Vec<u8>, id: u16, key: &Key, spelling: &Spelling, udp_size: u16) {
     out.clear();
-    // The key split once: name, then QTYPE, QCLASS and the flags octet.
-    let bytes = key.as_bytes();
-    let (name, rest) = bytes.split_at(bytes.len().saturating_sub(5));
-    let [t0, t1, c0, c1, f] = rest.first_chunk::<5>().copied().unwrap_or_default();
+    let (name, [t0, t1, c0, c1], f) = key.parts();
     let flags = u16::from(f & RD != 0) << 8 | u16::from(f & CD != 0) << 4;
     out.extend_from_slice(&Header::from_parts(id, flags, [1, 0, 0, 1]).to_bytes());
     spelling.write(name, out);
