@@ -190,7 +190,7 @@ impl Forwarder {
             Some(0) | None => return false,
             Some(at) => at,
         };
-        let ms = self.ms_since_epoch(now).wrapping_add(1);
+        let ms = self.freed_stamp(now);
         let window = self.cfg.deadline.as_millis().min(u128::from(u32::MAX)) as u32;
         ms.wrapping_sub(at) <= window
     }
