@@ -9,7 +9,7 @@ use std::time::Instant;
 use mio::{Interest, Token};
 
 use super::mmsg::{self, Outgoing};
-use super::{udp, upstream_token, Server, MAX_DATAGRAMS_PER_TURN, ROTATE_AFTER, UDP_LISTENER};
+use super::{udp, upstream_token, Server, MAX_DATAGRAMS_PER_TURN, UDP_LISTENER};
 use crate::forward::{Client, Dest, Source, Transmit};
 use crate::policy::Admit;
 
@@ -239,7 +239,7 @@ impl Server {
             Some(slot) => {
                 slot.uses = slot.uses.saturating_add(1);
                 // Looked at here, where the slot is in hand: most sends rotate nothing.
-                let rotate = slot.uses >= ROTATE_AFTER && slot.retired.is_none();
+                let rotate = slot.rotation_due();
                 (slot.current.send(bytes), rotate)
             }
             None => return,
@@ -268,7 +268,7 @@ impl Server {
         let Some(slot) = self.upstream_udp.get_mut(u).and_then(|p| p.get_mut(s)) else {
             return;
         };
-        if slot.uses < ROTATE_AFTER || slot.retired.is_some() {
+        if !slot.rotation_due() {
             return;
         }
         let keep_until = now + self.cfg.deadline;

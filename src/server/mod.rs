@@ -101,6 +101,14 @@ struct UpstreamSocket {
     retired: Option<(UdpSocket, Instant)>,
 }
 
+impl UpstreamSocket {
+    /// Whether it has carried enough queries to be replaced, and is free to be (the
+    /// one it replaced last is closed).
+    fn rotation_due(&self) -> bool {
+        self.uses >= ROTATE_AFTER && self.retired.is_none()
+    }
+}
+
 /// Stops a running server from another thread (tests, embedding).
 #[derive(Clone)]
 pub struct StopHandle {
