@@ -13,7 +13,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -41,14 +41,17 @@ fn unbound_bin() -> Option<PathBuf> {
     .find(|p| p.exists())
 }
 
-/// A free TCP port on 127.0.0.1 (free when asked; nothing else here binds high ports
-/// by number).
+/// A port on 127.0.0.1 free for both TCP and UDP when asked: unbound binds both, and
+/// the UDP half can be held by another test's upstream socket (those take random
+/// ports from the same range), which made unbound exit at start-up.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    loop {
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Names n0.test … n{NAMES-1}.test, each with one A record 10.0.x.y.
@@ -67,7 +70,35 @@ struct Unbound {
 }
 
 impl Unbound {
+    /// unbound on a free port. A port can still be taken between the look and
+    /// unbound's bind; then unbound exits at once and another port is tried.
+    fn start_anywhere(bin: &Path, dir: &TempDir) -> Unbound {
+        for _ in 0..4 {
+            if let Some(u) = Unbound::try_start(bin, dir, free_port()) {
+                return u;
+            }
+        }
+        Unbound::start(bin, dir, free_port())
+    }
+
+    /// unbound on `port` (tried three times, as another test's socket on it is
+    /// short-lived), or a panic with what it printed.
     fn start(bin: &Path, dir: &TempDir, port: u16) -> Unbound {
+        for _ in 0..3 {
+            if let Some(u) = Unbound::try_start(bin, dir, port) {
+                return u;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        panic!(
+            "unbound did not start on port {port}: {}{}",
+            std::fs::read_to_string(dir.path("unbound.err")).unwrap_or_default(),
+            std::fs::read_to_string(dir.path("unbound.log")).unwrap_or_default(),
+        )
+    }
+
+    /// unbound on `port`, or None when it exited or did not accept within WAIT.
+    fn try_start(bin: &Path, dir: &TempDir, port: u16) -> Option<Unbound> {
         let mut conf = format!(
             "server:\n  interface: 127.0.0.1@{port}\n  tls-port: {port}\n  \
              tls-service-key: \"{key}\"\n  tls-service-pem: \"{cert}\"\n  \
@@ -93,20 +124,22 @@ impl Unbound {
             .arg(dir.path("unbound.conf"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            // Errors before its log file is open (a port it cannot bind) go here.
+            .stderr(std::fs::File::create(dir.path("unbound.err")).unwrap())
             .spawn()
             .unwrap();
-        let u = Unbound {
+        let mut u = Unbound {
             child,
             port,
             dir: dir.0.clone(),
         };
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let up = common::wait_until(WAIT, || {
-            TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+            matches!(u.child.try_wait(), Ok(Some(_)))
+                || TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
         });
-        assert!(up, "unbound did not start: {}", u.log());
-        u
+        let exited = matches!(u.child.try_wait(), Ok(Some(_)));
+        (up && !exited).then_some(u)
     }
 
     fn log(&self) -> String {
@@ -218,7 +251,7 @@ fn answers_over_tls_with_queries_pipelined_on_one_connection() {
     let bin = need_unbound!();
     let dir = TempDir::new("pipe");
     make_pki(&dir);
-    let unbound = Unbound::start(&bin, &dir, free_port());
+    let unbound = Unbound::start_anywhere(&bin, &dir);
     let (up, tls) = tls_upstream(&dir, unbound.port, "dns.test");
     let fwd = Fwd::start(&[up], |c| c.tls = tls);
     // One client connection, 90 queries written before any answer is read: they go
@@ -260,7 +293,7 @@ fn name_mismatch_fails_with_servfail_and_nothing_relayed() {
     let bin = need_unbound!();
     let dir = TempDir::new("mismatch");
     make_pki(&dir);
-    let unbound = Unbound::start(&bin, &dir, free_port());
+    let unbound = Unbound::start_anywhere(&bin, &dir);
     let (up, tls) = tls_upstream(&dir, unbound.port, "other.test");
     let fwd = Fwd::start(&[up], |c| c.tls = tls);
     let t0 = Instant::now();
@@ -288,7 +321,7 @@ fn untrusted_certificate_fails_over_to_the_next_upstream() {
     let bin = need_unbound!();
     let dir = TempDir::new("failover");
     make_pki(&dir);
-    let unbound = Unbound::start(&bin, &dir, free_port());
+    let unbound = Unbound::start_anywhere(&bin, &dir);
     // Trusting another CA: the handshake fails, and the plain upstream answers.
     let other = TempDir::new("other-ca");
     make_pki(&other);
