@@ -13,7 +13,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -41,19 +41,6 @@ fn unbound_bin() -> Option<PathBuf> {
     .find(|p| p.exists())
 }
 
-/// A port on 127.0.0.1 free for both TCP and UDP when asked: unbound binds both, and
-/// the UDP half can be held by another test's upstream socket (those take random
-/// ports from the same range), which made unbound exit at start-up.
-fn free_port() -> u16 {
-    loop {
-        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
 /// Names n0.test … n{NAMES-1}.test, each with one A record 10.0.x.y.
 const NAMES: usize = 300;
 
@@ -74,11 +61,11 @@ impl Unbound {
     /// unbound's bind; then unbound exits at once and another port is tried.
     fn start_anywhere(bin: &Path, dir: &TempDir) -> Unbound {
         for _ in 0..4 {
-            if let Some(u) = Unbound::try_start(bin, dir, free_port()) {
+            if let Some(u) = Unbound::try_start(bin, dir, common::free_port()) {
                 return u;
             }
         }
-        Unbound::start(bin, dir, free_port())
+        Unbound::start(bin, dir, common::free_port())
     }
 
     /// unbound on `port` (tried three times, as another test's socket on it is
@@ -344,7 +331,7 @@ fn reconnects_after_the_server_restarts() {
     let bin = need_unbound!();
     let dir = TempDir::new("restart");
     make_pki(&dir);
-    let port = free_port();
+    let port = common::free_port();
     let unbound = Unbound::start(&bin, &dir, port);
     let (up, tls) = tls_upstream(&dir, port, "dns.test");
     let fwd = Fwd::start(&[up], |c| c.tls = tls);

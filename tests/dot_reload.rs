@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod common;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -23,14 +23,6 @@ use dnsfwd::wire::{parse_message, RType, Rcode};
 use rustls::HandshakeKind;
 
 const WAIT: Duration = Duration::from_secs(5);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn copy(dir: &TempDir, from: &str, to: &str) {
     std::fs::copy(dir.path(from), dir.path(to)).unwrap();
@@ -56,7 +48,7 @@ fn sighup_gives_new_tls_clients_the_new_certificate() {
     copy(&dir, "one-cert.pem", "cert.pem");
     copy(&dir, "one-key.pem", "key.pem");
     let mock = MockUpstream::echo();
-    let tls_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let tls_addr = SocketAddr::from(([127, 0, 0, 1], common::free_port()));
     let mut d = Daemon::start(&[
         "--listen",
         "127.0.0.1:0",

@@ -27,20 +27,12 @@ fn memory_kib(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn a_flood_of_timeouts_costs_bounded_memory_that_goes_back_and_few_log_lines() {
     // An upstream that never answers (it reads nothing; no ICMP either, the port is open).
     let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
     let up = silent.local_addr().unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_dnsfwd"))
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(["--upstream", &up.to_string()])

@@ -469,6 +469,19 @@ pub fn dead_port() -> SocketAddr {
     s.local_addr().unwrap()
 }
 
+/// A port on 127.0.0.1 free for both UDP and TCP when asked, for a server started by
+/// port number (it binds both). Checking one protocol only let another test's socket
+/// hold the other half (upstream sockets take random ports from the same range).
+pub fn free_port() -> u16 {
+    loop {
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// Waits until `f` holds, at most `limit`.
 pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + limit;
