@@ -3,10 +3,10 @@
 //! in a block of the [`slab`](super::slab), or in an allocation of its own when too long
 //! for one; and what the cache keeps beside them.
 use std::ops::{Deref, DerefMut};
-use std::time::Instant;
 
 use super::slab::{Block, Slab};
 use super::{elapsed_secs, store, Queue, TTL_ROW};
+use crate::clock::Instant;
 use crate::wire::{MessageView, HEADER_LEN, MAX_NAME_LEN};
 
 /// Where an entry's octets are.

@@ -1,5 +1,7 @@
 //! The poll's sleep, timed coarsely when the next deadline is far.
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::clock::Instant;
 
 /// The poll's sleep when the next deadline is far (see [`Horizon`]).
 const FAR_WAIT: Duration = Duration::from_millis(250);

@@ -33,12 +33,13 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mio::net::{TcpListener, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook_mio::v1_0::Signals;
 
+use crate::clock::Instant;
 use crate::config::Config;
 use crate::forward::{earlier, Forwarder, OsRandom};
 use crate::lograte::LogLimiter;
