@@ -335,7 +335,7 @@ impl Server {
             self.cfg.upstreams
         );
         // The clock as the last turn began: the next sleep is timed from it rather than
-        // from a second reading, which costs ~80 instructions a query. A timer then fires
+        // from a second reading (one more `clock_gettime` a turn). A timer then fires
         // late by at most that turn's work (microseconds; epoll's timeout is in whole
         // milliseconds, rounded up, anyway).
         let mut turn = Instant::now();
