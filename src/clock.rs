@@ -3,8 +3,9 @@
 //!
 //! Why not std's: its `Instant` is a `(seconds, nanoseconds)` pair, so every comparison,
 //! `+ Duration` and `duration_since` carries and borrows between the two fields
-//! (`Timespec::sub_timespec` alone was ~75 instructions of a forwarded miss, the time
-//! functions together ~140). Here each is one integer operation.
+//! (`Timespec::sub_timespec` alone was ~75 instructions of a forwarded miss). Here
+//! each is one integer operation: cachegrind counted a miss ~260 instructions cheaper
+//! (4,883 -> 4,622), a cache hit ~135 (2,137 -> 2,000).
 //!
 //! The name is std's on purpose, as smoltcp's `time::Instant` is: the core's signatures
 //! read `now: Instant` as before, most files only changed their `use` line, and a file
@@ -32,7 +33,7 @@ const NANOS_PER_SEC: u64 = 1_000_000_000;
 /// A reading of the monotonic clock.
 ///
 /// Valid values: nanoseconds since an unspecified start (boot on Linux), `0..=u64::MAX`.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Instant(u64);
 
 impl Instant {
@@ -138,7 +139,7 @@ mod tests {
     fn reads_the_clock_monotonically() {
         let a = Instant::now();
         let b = Instant::now();
-        assert!(a > Instant::default() && b >= a);
+        assert!(a > Instant(0) && b >= a);
     }
 
     #[test]
@@ -159,7 +160,7 @@ mod tests {
 
     #[test]
     fn saturates_instead_of_panicking() {
-        let start = Instant::default();
+        let start = Instant(0);
         let end = Instant(u64::MAX);
         assert_eq!(start - SEC, start);
         assert_eq!(end + SEC, end);
