@@ -13,10 +13,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 use std::hint::black_box;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use dnsfwd::cache::{key_of, Asker, Cache, CacheConfig, Lookup, MAX_KEY_LEN};
+use dnsfwd::clock::Instant;
 use dnsfwd::forward::{Client, Dest, Forwarder, ForwarderConfig, SeededRandom, Source};
 use dnsfwd::wire::{
     Class, Edns, Header, Message, MessageView, Name, Question, RData, RType, Record,

@@ -8,9 +8,10 @@
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use dnsfwd::clock::Instant;
 use dnsfwd::policy::{
     client_key, parse_cidr, Acl, Cidr, Policy, PolicyConfig, RateLimit, RateTable,
 };

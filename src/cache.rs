@@ -13,8 +13,9 @@
 //! compared. Memory is bounded by an entry count and a byte budget, both always held;
 //! which entry goes is S3-FIFO's choice ([`store`]), so names asked for once cannot
 //! flush the ones asked for often.
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::clock::Instant;
 use crate::wire::{MessageView, MAX_NAME_LEN};
 
 mod decode;

@@ -5,14 +5,16 @@
 //! * `forward`: the forwarding state machine, no I/O;
 //! * `server`: the mio event loop, the only code that touches sockets or the clock.
 //!
-//! Beside them: `config` (settings and the command line), `stats` (counters), `policy`
-//! (who may ask and how fast: ACL, rate limits, TCP slots; no I/O), `lograte` (a log
-//! line per cause per period), `metrics` (the Prometheus exposition of the counters),
-//! `querylog` (the `--log-queries` line), and the `decode` tool (`capture` reads pcap files,
-//! `present` prints messages).
+//! Beside them: `clock` (the monotonic `Instant` that `now` is, everywhere), `config`
+//! (settings and the command line), `stats` (counters), `policy` (who may ask and how
+//! fast: ACL, rate limits, TCP slots; no I/O), `lograte` (a log line per cause per
+//! period), `metrics` (the Prometheus exposition of the counters), `querylog` (the
+//! `--log-queries` line), and the `decode` tool (`capture` reads pcap files, `present`
+//! prints messages).
 pub mod cache;
 pub mod capture;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod config_file;
 pub mod decode;

@@ -2,7 +2,8 @@
 //! per period, and that line says how often it happened meanwhile.
 //!
 //! ```
-//! # use std::time::{Duration, Instant};
+//! # use std::time::Duration;
+//! # use dnsfwd::clock::Instant;
 //! # use dnsfwd::lograte::LogLimiter;
 //! let mut log = LogLimiter::new(Duration::from_secs(10));
 //! let now = Instant::now();
@@ -15,7 +16,9 @@
 //! Time is an input, as everywhere outside the shell. Causes are `&'static str`s, so
 //! their number is bounded by the code; memory is one small entry per cause.
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::clock::Instant;
 
 /// Most causes tracked; past this, further causes share one entry (never reached by
 /// the code as written, it keeps the bound independent of callers).

@@ -16,8 +16,9 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::clock::Instant;
 use crate::forward::events::{QueryLog, QueryRecord};
 use crate::forward::Client;
 

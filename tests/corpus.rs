@@ -346,7 +346,7 @@ fn the_cache_stores_the_same_noting_on_the_view() {
         ..CacheConfig::default()
     };
     let (mut noting, mut walking) = (Cache::new(cfg), Cache::new(cfg));
-    let now = std::time::Instant::now();
+    let now = dnsfwd::clock::Instant::now();
     let mut stored = 0;
     for v in &lines {
         let whole = bytes_of(v);

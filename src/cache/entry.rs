@@ -3,10 +3,10 @@
 //! in a block of the [`slab`](super::slab), or in an allocation of its own when too long
 //! for one; and what the cache keeps beside them.
 use std::ops::{Deref, DerefMut};
-use std::time::Instant;
 
 use super::slab::{Block, Slab};
 use super::{elapsed_secs, store, Queue, TTL_ROW};
+use crate::clock::Instant;
 use crate::wire::{MessageView, HEADER_LEN, MAX_NAME_LEN};
 
 /// Where an entry's octets are.
@@ -84,8 +84,8 @@ pub struct Entry<'a> {
     /// Exactly its octets (`meta.len()` of them).
     pub(super) octets: &'a [u8],
     /// When it was looked up, and its age then in seconds: the lookup, the answer
-    /// rendered from it and the prefetch check all ask its age at that instant, and
-    /// `Instant` arithmetic is the dearest part of a hit.
+    /// rendered from it and the prefetch check all ask its age at that instant, worked
+    /// out once (a subtraction and a division by 10^9).
     pub(super) looked_up: Instant,
     pub(super) age: u32,
 }

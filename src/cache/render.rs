@@ -1,7 +1,7 @@
 //! A cached answer served: a copy and a few patches (see the module docs of [`super`]).
-use std::time::Instant;
 
 use super::{Asker, Cache, Entry, STALE_TTL_SERVED};
+use crate::clock::Instant;
 use crate::wire::{parse_message, set_id, CLASSIC_UDP_LEN, HEADER_LEN};
 
 impl Cache {

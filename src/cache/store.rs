@@ -16,12 +16,12 @@
 //! allocation), the slab its pages as allocated, and the ghost its fixed size.
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::time::Instant;
 
 use super::elapsed_secs;
 use super::entry::{key_of, Entry, Place, Stored};
 use super::ghost::Ghost;
 use super::slab::Slab;
+use crate::clock::Instant;
 
 mod queues;
 

@@ -1,7 +1,8 @@
 //! The cache as a whole: lifetimes, bounds and S3-FIFO behaviour.
 use super::*;
+use crate::clock::Instant;
 use crate::wire::{Class, Header, Message, MessageView, Name, Question, RData, RType, Record};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn answer(ttls: &[u32]) -> Vec<u8> {
     let name = Name::from_ascii("t.example").unwrap();

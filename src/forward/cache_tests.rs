@@ -1,11 +1,12 @@
 //! The cache, coalescing, serve-stale and prefetch, driven through the core with a
 //! chosen clock (no sleeps, no sockets).
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::tests::{answer_to, client, drain, id_of, one, query_msg, udp_source};
 use super::*;
 use crate::cache::CacheConfig;
+use crate::clock::Instant;
 use crate::wire::set_id;
 use crate::wire::{parse_message, Class, Message, Name, RData, RType, Record, Soa};
 

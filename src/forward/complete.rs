@@ -2,7 +2,6 @@
 //! for the waiters that can use more), an answer (cached if it may be), a failure (a
 //! stale answer if there is one, else SERVFAIL with the reason as an Extended DNS
 //! Error), or an eviction for fair shares; and every waiter answered in its own shape.
-use std::time::Instant;
 
 use super::events::AnswerSource;
 use super::key::Key;
@@ -11,6 +10,7 @@ use super::{
     reply, Answer, Client, Forwarder, Outcome, EVICTED, NO_ANSWER, UNDECODABLE, UNREACHABLE,
 };
 use crate::cache::Lookup;
+use crate::clock::Instant;
 use crate::wire::Rcode;
 
 impl Forwarder {

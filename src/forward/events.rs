@@ -7,9 +7,10 @@
 //! borrowed [`QueryRecord`] and decides itself what to format.
 use std::fmt::{self, Write as _};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::Client;
+use crate::clock::Instant;
 use crate::wire::{RType, Rcode, HEADER_LEN};
 
 /// Where an answer to a client came from.

@@ -41,7 +41,7 @@ mod validate;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use config::ForwarderConfig;
 use events::{AnswerSource, Events};
@@ -52,6 +52,7 @@ use pending::{PendingTable, Slot, Waiter};
 use upstream::Upstreams;
 
 use crate::cache::Cache;
+use crate::clock::Instant;
 use crate::stats::Stats;
 use crate::wire::{parse_header, MessageView, Opcode, Rcode, MAX_MESSAGE_LEN};
 

@@ -13,10 +13,10 @@
 //! behind, recognised by its attempt number.
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
-use std::time::Instant;
 
 use super::key::{Key, Spelling};
 use super::IdSource;
+use crate::clock::Instant;
 
 /// Most attempts of one query whose answers are still accepted; a further attempt
 /// retires the oldest one's ID.

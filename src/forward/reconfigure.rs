@@ -122,11 +122,12 @@ impl Forwarder {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use super::super::tests::{client, drain, one, query_msg};
     use super::super::{Dest, Source, Transmit};
     use super::*;
+    use crate::clock::Instant;
     use crate::forward::SeededRandom;
     use crate::wire::Rcode;
 

@@ -2,12 +2,12 @@
 //! answered from the cache, attached to the one upstream query in flight for their key
 //! (coalescing, with the cache on or off), or sent upstream; and cache entries are
 //! refreshed before they expire (prefetch).
-use std::time::Instant;
 
 use super::key::{Key, Spelling};
 use super::pending::Waiter;
 use super::{Client, Forwarder, Slot};
 use crate::cache::{Asker, Cache, Lookup};
+use crate::clock::Instant;
 use crate::wire::{MessageView, Rcode};
 
 /// RFC 8767 §5: "The client response timer ... 1.8 seconds".

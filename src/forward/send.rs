@@ -1,12 +1,12 @@
 //! Sending upstream: a new query for a key (past the table's bound and the client's
 //! fair share), its attempts (a fresh random ID, socket and letter case each, RFC 5452
 //! §9), and what happens when one fails (another upstream, or TCP).
-use std::time::Instant;
 
 use super::events::FailKind;
 use super::key::{self, write_query, Key, Spelling};
 use super::pending::{Attempt, Fresh, Pending, Slot, Via, Waiter};
 use super::{owner_of, shares, Dest, Forwarder, Transmit, NO_RANDOMNESS};
+use crate::clock::Instant;
 use crate::wire::Rcode;
 
 impl Forwarder {

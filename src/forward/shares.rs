@@ -12,9 +12,10 @@
 //! have left; they are dropped again once the table is nearly empty.
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasherDefault;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::pending::Slot;
+use crate::clock::Instant;
 
 /// A query in flight as a share sees it: its slot and the serial it was started under
 /// (slots are reused).

@@ -1,8 +1,8 @@
 //! Queries with several questions (as the tutorial this project grew from sends):
 //! one upstream query per question, one merged answer for the client.
-use std::time::Instant;
 
 use super::{reply, Client, Forwarder, Group};
+use crate::clock::Instant;
 use crate::wire::{parse_message, Message, MessageView, Rcode};
 
 /// Most questions split out of one query.

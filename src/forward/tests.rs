@@ -1,8 +1,9 @@
 //! Core tests without sockets: bytes in, a chosen `Instant`, assertions on what comes out.
 use std::net::{Ipv4Addr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::*;
+use crate::clock::Instant;
 use crate::wire::set_id;
 use crate::wire::{
     parse_message, Class, Edns, Header, Message, Name, Question, RData, RType, Record,

@@ -1,10 +1,10 @@
 //! The core's timers: each query's upstream timeout and deadline (the pending table's),
 //! the stale-answer timers, and the periodic look at memory to give back; and the
 //! instant the shell's poll is told to wake at.
-use std::time::Instant;
 
 use super::events::FailKind;
 use super::{Forwarder, SHRINK_EVERY};
+use crate::clock::Instant;
 
 impl Forwarder {
     /// Call when the instant from [`poll_timeout`](Self::poll_timeout) has come (the

@@ -2,7 +2,9 @@
 //! keep failing, and probe those again after a back-off (as Unbound's infra cache and
 //! dnsmasq's server selection do, much simplified).
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::clock::Instant;
 
 /// Consecutive failures after which an upstream is set aside.
 const DOWN_AFTER: u32 = 3;

@@ -2,11 +2,11 @@
 //! the checks of an answer against its query's live attempts, the index of queries in
 //! flight by question (coalescing, and telling a forgery for a question in flight from
 //! a stray packet), late answers to finished attempts, and what a near miss does.
-use std::time::Instant;
 
 use super::key::{same_question_exact, same_question_folded, Key};
 use super::pending::{Pending, Slot, Via};
 use super::{Forwarder, Source, Verdict};
+use crate::clock::Instant;
 use crate::wire::MessageView;
 
 impl Forwarder {

@@ -14,7 +14,8 @@
 //!    share (slots / addresses) and never one of A's own; among busy ones the newest.
 //!    No victim: the newcomer is turned away.
 use std::collections::HashMap;
-use std::time::Instant;
+
+use crate::clock::Instant;
 
 /// What the shell knows of one client connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -22,12 +22,13 @@ pub mod refuse;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use acl::{parse_cidr, Acl, Cidr};
 pub use conns::{ConnCounts, ConnInfo, TcpAdmit};
 pub use ratelimit::{client_key, Gcra, RateTable, Verdict};
 
+use crate::clock::Instant;
 use crate::lograte::LogLimiter;
 use crate::stats::Stats;
 

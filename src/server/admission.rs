@@ -3,11 +3,12 @@
 //! decisions themselves are in [`crate::policy`]; this file carries them out.
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mio::net::TcpStream;
 
 use super::Server;
+use crate::clock::Instant;
 use crate::policy::{client_key, loops, ConnInfo, TcpAdmit};
 
 /// Longest a client may take to send one whole message once its first octet arrived

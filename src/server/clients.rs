@@ -6,7 +6,6 @@
 //! speaking TLS is closed by rustls' first error, or by that timer if it says nothing).
 use std::io;
 use std::net::SocketAddr;
-use std::time::Instant;
 
 use mio::{Interest, Token};
 
@@ -14,6 +13,7 @@ use super::group::{self, Route};
 use super::tcp::{ClientConn, Framed, ReadState, MAX_FRAMES_PER_TURN, MAX_WRITE_BACKLOG};
 use super::tls::Stream;
 use super::{conn_id, split_conn_id, Server, CLIENT_TCP, PADDED_QUERY, TOKEN_SPACE};
+use crate::clock::Instant;
 use crate::forward::Client;
 use crate::policy::client_key;
 use crate::wire::padding;

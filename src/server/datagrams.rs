@@ -4,12 +4,12 @@
 //! with sendto); upstream sockets replaced after `ROTATE_AFTER` queries and closed
 //! once their grace is over.
 use std::io;
-use std::time::Instant;
 
 use mio::{Interest, Token};
 
 use super::mmsg::{self, Outgoing};
 use super::{udp, upstream_token, Server, MAX_DATAGRAMS_PER_TURN, UDP_LISTENER};
+use crate::clock::Instant;
 use crate::forward::{Client, Dest, Source, Transmit};
 use crate::policy::Admit;
 

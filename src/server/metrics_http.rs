@@ -11,12 +11,13 @@
 //! here, on a scrape.
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Token};
 
 use super::Server;
+use crate::clock::Instant;
 use crate::metrics::{render, Snapshot, CONTENT_TYPE};
 
 pub(super) const METRICS_LISTENER: usize = 2;

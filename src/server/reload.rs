@@ -32,7 +32,6 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use mio::net::UdpSocket;
 use mio::Interest;
@@ -40,6 +39,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 
 use super::upstream_tcp::UpstreamPool;
 use super::{admission, udp, upstream_token, Server, UpstreamSocket};
+use crate::clock::Instant;
 use crate::config::{Config, ConfigError};
 use crate::forward::ForwarderConfig;
 use crate::policy::{Buckets, Policy};

@@ -3,9 +3,9 @@
 //! to upstreams (`upstream_tcp`).
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::time::Instant;
 
 use super::tls::Stream;
+use crate::clock::Instant;
 
 /// Most complete messages taken from one connection per loop turn, so that one busy
 /// client cannot starve the others; the rest waits for the next turn.

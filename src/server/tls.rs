@@ -14,7 +14,6 @@ mod load;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use mio::net::TcpStream;
 use mio::{Interest, Token};
@@ -22,6 +21,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig};
 
 use super::{bind_tcp_listener, Server, MAX_LISTENERS, TLS_LISTENER};
+use crate::clock::Instant;
 use crate::config::TlsConfig;
 use crate::stats::Stats;
 pub use load::server_name;

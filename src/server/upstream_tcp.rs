@@ -43,7 +43,7 @@ mod ready;
 
 use std::collections::VecDeque;
 use std::io;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mio::net::TcpStream;
 use mio::{Interest, Token};
@@ -51,6 +51,7 @@ use mio::{Interest, Token};
 use super::tcp::Framed;
 use super::tls::Stream;
 use super::{Server, TOKEN_SPACE, UPSTREAM_TCP};
+use crate::clock::Instant;
 use crate::wire::padding;
 
 /// Most TCP connections to one upstream at once. RFC 7766 §6.2.2 asks clients to keep

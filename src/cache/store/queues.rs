@@ -1,9 +1,9 @@
 //! The two FIFOs of [`super`]: making room (S3-FIFO's eviction walk) and the list
 //! operations that keep each queue's links and totals.
-use std::time::Instant;
 
 use super::super::elapsed_secs;
 use super::{Fifo, Queue, Store, NIL, PER_ENTRY, SMALL_SHARE};
+use crate::clock::Instant;
 
 impl Store {
     /// Evicts (or gives back spare pages) until an entry of `len` octets in `class` (or

@@ -1,8 +1,8 @@
 //! A new query's entry: what it starts with ([`Fresh`]), written over a free slot's
 //! last entry in place ([`Pending::renew`]), or over a vacant one in a new slot.
-use std::time::Instant;
 
 use super::{Attempt, Attempts, Pending, Via, Waiter};
+use crate::clock::Instant;
 use crate::forward::key::{Key, Spelling};
 
 /// What a new query starts with besides its key (see

@@ -1,10 +1,10 @@
 //! The parts of a pending entry: who waits for it ([`Client`], [`Waiter`]) and each
 //! attempt sent upstream ([`Attempt`], [`Attempts`], [`Via`]).
 use std::net::SocketAddr;
-use std::time::Instant;
 
 use super::MAX_ATTEMPTS;
 use crate::cache::Asker;
+use crate::clock::Instant;
 use crate::forward::key::{Key, Spelling};
 
 /// Who asked: where the answer goes.

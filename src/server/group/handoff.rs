@@ -4,9 +4,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use super::per_loop;
+use crate::clock::Instant;
 use crate::config::Config;
 use crate::forward::reply::error_reply;
 use crate::forward::Client;

@@ -1,9 +1,9 @@
 //! How an upstream TCP connection ends: closed (its queries failed, the queue moved or
 //! failed), retired by a reload, or swept when idle, stuck or not connected in time.
-use std::time::Instant;
 
 use super::{conn_slot, MAX_TCP_PER_UPSTREAM, TLS_FIRST_BACKOFF, TLS_MAX_BACKOFF};
 use super::{UPSTREAM_TCP_IDLE, UPSTREAM_TLS_IDLE};
+use crate::clock::Instant;
 use crate::server::Server;
 
 impl Server {

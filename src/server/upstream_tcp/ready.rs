@@ -1,10 +1,10 @@
 //! Readiness of an upstream TCP connection: its connect completing, the TLS handshake,
 //! writing the queries queued on it and handing every message read to the core.
-use std::time::Instant;
 
 use mio::Interest;
 
 use super::{conn_slot, connect_result, token, UpstreamConn, MAX_TCP_PER_UPSTREAM};
+use crate::clock::Instant;
 use crate::forward::Source;
 use crate::server::tcp::{ReadState, MAX_FRAMES_PER_TURN};
 use crate::server::Server;
