@@ -197,10 +197,10 @@ impl Cache {
     /// [`get`](Self::get) with the key's hash already known (from [`hash`](Self::hash)
     /// or [`key_hash`]).
     pub fn get_hashed(&mut self, key: &[u8], hash: u64, now: Instant) -> Lookup<'_> {
-        let window = stale_window(&self.cfg);
         let Some(mut e) = self.store.get_mut(key, hash, now) else {
             return Lookup::Miss;
         };
+        let window = stale_window(&self.cfg);
         let age = e.age;
         if age < e.ttl {
             e.asked();

@@ -21,6 +21,10 @@ pub(super) const MAX_SLAB: usize = 1024;
 const CLASSES: usize = MAX_SLAB / GRAIN;
 /// Largest page, in octets (a page of a 1 KiB class holds 16 blocks).
 const MAX_PAGE: usize = 16 << 10;
+/// How far past a block it takes a page is zeroed, at most: one `memset` for several
+/// small blocks (one a block was ~30 instructions an insertion), and a class that holds
+/// few entries touches little of its page.
+const ZERO_AHEAD: usize = 1 << 10;
 
 /// Where an entry's block is: its class and its index in the class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,9 +40,9 @@ pub(super) struct Block {
 /// One size class. Valid values: `owners.len()` blocks are in use, the first ones;
 /// `pages.len() << shift` ≥ `owners.len()`.
 struct Class {
-    /// Each allocated at its full size; its length is what its blocks in use take (so a
-    /// page is not zeroed ahead: a new block is zeroed as it is taken, one `memset`, and
-    /// then written where it lies).
+    /// Each allocated at its full size, not zeroed; its length is how far it has been
+    /// zeroed (whatever blocks held there before; at least the blocks in use), so that a
+    /// block is written where it lies.
     pages: Vec<Vec<u8>>,
     /// The node that owns each block in use.
     owners: Vec<u32>,
@@ -122,8 +126,8 @@ impl Slab {
     }
 
     /// A block of `class` for node `owner` (a page more if the class has no room), its
-    /// first `len` octets written by `write` (the rest of the block zeroed). `write` is
-    /// called only if a block is taken.
+    /// first `len` octets written by `write` (the rest of the block as it was: zero, or
+    /// what a block there held before). `write` is called only if a block is taken.
     pub(super) fn take(
         &mut self,
         class: u8,
@@ -148,9 +152,11 @@ impl Slab {
             c.pages.push(Vec::with_capacity(bytes));
             self.held += heap_bytes(bytes);
         }
-        // The blocks in use are the first ones, so the new one starts where its page ends.
-        let p = c.pages.get_mut(page).filter(|p| p.len() == r.start)?;
-        p.resize(r.end, 0);
+        let page_end = c.page_bytes();
+        let p = c.pages.get_mut(page)?;
+        if p.len() < r.end {
+            p.resize((r.end + ZERO_AHEAD).min(page_end), 0);
+        }
         write(p.get_mut(r.start..r.start + len)?);
         c.owners.push(owner);
         Some(block)
@@ -206,9 +212,6 @@ impl Slab {
         });
         if moved.is_none() {
             c.owners.pop();
-        }
-        if let Some(p) = c.pages.get_mut(last >> c.shift) {
-            p.truncate(p.len().saturating_sub(c.block));
         }
         // Keep one page of room at most: a class that shrinks gives the rest back.
         if c.spare() >= 2 << c.shift && c.pages.pop().is_some() {
