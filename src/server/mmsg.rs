@@ -153,9 +153,10 @@ impl RecvRing {
         }
     }
 
-    /// As [`new`](Self::new), with a control buffer per slot: each [`Datagram`] then
-    /// tells its destination, if its socket was set with [`set_recv_dst`] (a socket
-    /// without it writes no control data, and costs the ring nothing more).
+    /// As [`new`](Self::new), with a control buffer per slot: after a
+    /// [`recv_dst`](Self::recv_dst) on a socket set with [`set_recv_dst`],
+    /// [`dst`](Self::dst) tells each datagram's destination. A plain
+    /// [`recv`](Self::recv) (another socket) does as in any ring.
     pub fn with_dst(slots: usize, slot_len: usize) -> RecvRing {
         let mut ring = RecvRing::new(slots, slot_len);
         let mut control = vec![NO_CONTROL; ring.hdrs.len()];
