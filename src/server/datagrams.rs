@@ -49,6 +49,9 @@ pub(super) struct ReplyPaths {
     paths: Vec<ReplyPath>,
     /// By listener and destination, for the queries.
     index: HashMap<(usize, Dst), usize>,
+    /// The path found last, looked at before `index`: queries to a wildcard listener
+    /// mostly come to one address, and hashing the key costs more than comparing it.
+    last: Option<(usize, Dst, usize)>,
     /// Paths with answers gathered, each once.
     waiting: Vec<usize>,
 }
@@ -57,7 +60,13 @@ impl ReplyPaths {
     /// The path of a query sent to `dst` on listener `listener`, made on first use;
     /// `None` once `MAX_REPLY_PATHS` are made.
     fn path(&mut self, listener: usize, dst: Dst) -> Option<usize> {
+        if let Some((l, d, k)) = self.last {
+            if (l, d) == (listener, dst) {
+                return Some(k);
+            }
+        }
         if let Some(&k) = self.index.get(&(listener, dst)) {
+            self.last = Some((listener, dst, k));
             return Some(k);
         }
         if self.paths.len() >= MAX_REPLY_PATHS {
@@ -71,6 +80,7 @@ impl ReplyPaths {
             waiting: false,
         });
         self.index.insert((listener, dst), k);
+        self.last = Some((listener, dst, k));
         Some(k)
     }
 }
