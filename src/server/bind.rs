@@ -32,6 +32,7 @@ impl Server {
                 .register(&mut tcp, Token(TCP_LISTENER + i), Interest::READABLE)?;
             self.udp_listeners.push(udp);
             self.udp_out.push(Vec::with_capacity(mmsg::BATCH));
+            self.udp_wildcard.push(addr.ip().is_unspecified());
             self.tcp_listeners.push(tcp);
         }
         Ok(())

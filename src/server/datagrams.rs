@@ -3,15 +3,87 @@
 //! out, answers to UDP clients gathered and sent in batches (sendmmsg; a lone answer
 //! with sendto); upstream sockets replaced after `ROTATE_AFTER` queries and closed
 //! once their grace is over.
+//!
+//! Wildcard listeners (`0.0.0.0`, `[::]`): the kernel says where each query was sent
+//! (mmsg.rs), and its answer must come from there, or a client that asked another of
+//! the host's addresses drops it. The core knows a UDP client by a number: for a query
+//! on listener `i`, `i` if the listener is bound to one address (its sending is right
+//! as it is) or the kernel did not say, else a [`ReplyPath`]'s: the listener and the
+//! address to answer from, made on the first query to it. Every answer, whenever it is
+//! made (a miss when the upstream answers, each coalesced waiter, a rate-limit slip),
+//! thus leaves from the address its query was sent to; the other listeners' path is
+//! unchanged (they never look at destinations).
+use std::collections::HashMap;
 use std::io;
 
 use mio::{Interest, Token};
 
-use super::mmsg::{self, Outgoing};
+use super::mmsg::{self, Dst, Outgoing};
 use super::{udp, upstream_token, Server, MAX_DATAGRAMS_PER_TURN, UDP_LISTENER};
 use crate::clock::Instant;
 use crate::forward::{Client, Dest, Source, Transmit};
 use crate::policy::Admit;
+
+/// Most reply paths a loop makes. Past it, a query to a new address is answered from
+/// the address the kernel picks, as without PKTINFO: the table stays bounded whatever
+/// the host's addresses (one local route can make a whole prefix local).
+const MAX_REPLY_PATHS: usize = 1024;
+
+/// Where the answers to queries sent to one address of a wildcard listener go out.
+struct ReplyPath {
+    /// The listening socket (its index in `udp_listeners`).
+    listener: usize,
+    /// The source of its answers: where the queries were sent.
+    from: Dst,
+    /// Answers gathered during a dispatch (or a turn) and sent together; their
+    /// buffers then go back to the core.
+    queue: Vec<Outgoing>,
+    /// Listed in `waiting`. Valid values: true if and only if it is.
+    waiting: bool,
+}
+
+/// The reply paths of the wildcard listeners. Path `k` is client number
+/// `udp_out.len() + k` to the core (numbers below are the listeners).
+#[derive(Default)]
+pub(super) struct ReplyPaths {
+    paths: Vec<ReplyPath>,
+    /// By listener and destination, for the queries.
+    index: HashMap<(usize, Dst), usize>,
+    /// The path found last, looked at before `index`: queries to a wildcard listener
+    /// mostly come to one address, and hashing the key costs more than comparing it.
+    last: Option<(usize, Dst, usize)>,
+    /// Paths with answers gathered, each once.
+    waiting: Vec<usize>,
+}
+
+impl ReplyPaths {
+    /// The path of a query sent to `dst` on listener `listener`, made on first use;
+    /// `None` once `MAX_REPLY_PATHS` are made.
+    fn path(&mut self, listener: usize, dst: Dst) -> Option<usize> {
+        if let Some((l, d, k)) = self.last {
+            if (l, d) == (listener, dst) {
+                return Some(k);
+            }
+        }
+        if let Some(&k) = self.index.get(&(listener, dst)) {
+            self.last = Some((listener, dst, k));
+            return Some(k);
+        }
+        if self.paths.len() >= MAX_REPLY_PATHS {
+            return None;
+        }
+        let k = self.paths.len();
+        self.paths.push(ReplyPath {
+            listener,
+            from: dst,
+            queue: Vec::new(),
+            waiting: false,
+        });
+        self.index.insert((listener, dst), k);
+        self.last = Some((listener, dst, k));
+        Some(k)
+    }
+}
 
 impl Server {
     /// Reads a client listener in batches until a batch comes back short (the socket
@@ -21,16 +93,22 @@ impl Server {
         if self.shutdown_at.is_some() {
             return; // no new queries once stopping (a re-queued read included)
         }
+        let wildcard = self.udp_wildcard.get(i).copied().unwrap_or(false);
         let mut read = 0;
         while read < MAX_DATAGRAMS_PER_TURN {
             let Some(sock) = self.udp_listeners.get(i) else {
                 return;
             };
-            match self.client_ring.recv(sock) {
+            let got = if wildcard {
+                self.client_ring.recv_dst(sock)
+            } else {
+                self.client_ring.recv(sock)
+            };
+            match got {
                 Ok(n) => {
                     read += n;
                     for d in 0..n {
-                        self.take_query(now, i, d);
+                        self.take_query(now, i, d, wildcard);
                     }
                     if n < self.client_ring.slots() {
                         return;
@@ -52,8 +130,14 @@ impl Server {
     }
 
     /// Datagram `d` of the client ring, read on listener `i`: past the admission policy
-    /// to the core.
-    fn take_query(&mut self, now: Instant, i: usize, d: usize) {
+    /// to the core, as a client of listener `i` or, on a wildcard listener, of the
+    /// reply path of its destination.
+    fn take_query(&mut self, now: Instant, i: usize, d: usize, wildcard: bool) {
+        let to = if wildcard {
+            self.reply_to(now, i, d)
+        } else {
+            i
+        };
         let Some(dgram) = self.client_ring.get(d) else {
             return;
         };
@@ -66,11 +150,32 @@ impl Server {
         }
         match self.policy.admit_udp(now, addr, dgram.bytes) {
             Admit::Pass => {
-                let client = Client::Udp { listener: i, addr };
+                let client = Client::Udp { listener: to, addr };
                 self.core.handle_query(now, client, dgram.bytes);
             }
-            Admit::Reply(bytes) => self.queue_udp(i, Outgoing { to: addr, bytes }),
+            Admit::Reply(bytes) => self.queue_udp(to, Outgoing { to: addr, bytes }),
             Admit::Drop => {}
+        }
+    }
+
+    /// The number the core knows the sender of datagram `d` (on wildcard listener `i`)
+    /// by: its reply path's, or `i` if the kernel did not say where it was sent or the
+    /// paths are all made. Kept out of `take_query`, which other listeners run.
+    #[inline(never)]
+    fn reply_to(&mut self, now: Instant, i: usize, d: usize) -> usize {
+        let Some(dst) = self.client_ring.dst(d) else {
+            return i;
+        };
+        match self.reply_paths.path(i, dst) {
+            Some(k) => self.udp_out.len() + k,
+            None => {
+                if let Some(n) = self.log.hit(now, "reply-paths-full") {
+                    log::warn!(
+                        "{MAX_REPLY_PATHS} local addresses asked: answering from the kernel's choice{n}"
+                    );
+                }
+                i
+            }
         }
     }
 
@@ -146,12 +251,28 @@ impl Server {
         }
     }
 
-    /// Sends every listener's gathered answers.
+    /// Sends every listener's and reply path's gathered answers.
     fn send_udp_batches(&mut self) {
         for i in 0..self.udp_out.len() {
             if self.udp_out.get(i).is_some_and(|q| !q.is_empty()) {
                 self.send_udp_batch(i);
             }
+        }
+        if !self.reply_paths.waiting.is_empty() {
+            self.send_path_batches();
+        }
+    }
+
+    /// Sends the gathered answers of every reply path listed as waiting. Kept out of
+    /// line: listeners bound to one address never get here.
+    #[cold]
+    #[inline(never)]
+    fn send_path_batches(&mut self) {
+        while let Some(k) = self.reply_paths.waiting.pop() {
+            if let Some(path) = self.reply_paths.paths.get_mut(k) {
+                path.waiting = false;
+            }
+            self.send_path_batch(k);
         }
     }
 
@@ -187,7 +308,8 @@ impl Server {
     #[inline(always)]
     fn queue_udp(&mut self, i: usize, out: Outgoing) {
         let Some(queue) = self.udp_out.get_mut(i) else {
-            self.core.release(out.bytes);
+            let k = i.saturating_sub(self.udp_out.len());
+            self.queue_path(k, out);
             return;
         };
         queue.push(out);
@@ -221,11 +343,67 @@ impl Server {
                 log::debug!("an answer not sent on listener {i}: {e}");
             }
         } else if let Some(sock) = self.udp_listeners.get(i) {
-            let report = self.sender.send(sock, queue);
+            let report = self.sender.send(sock, queue, None);
             if report.failed > 0 {
                 self.send_errors += report.failed as u64;
                 if let Some(e) = report.error {
                     log::debug!("{} answers not sent on listener {i}: {e}", report.failed);
+                }
+            }
+        }
+        while let Some(out) = queue.pop() {
+            self.core.release(out.bytes);
+        }
+    }
+
+    /// [`queue_udp`](Self::queue_udp) for reply path `k`.
+    #[cold]
+    fn queue_path(&mut self, k: usize, out: Outgoing) {
+        let Some(path) = self.reply_paths.paths.get_mut(k) else {
+            self.core.release(out.bytes);
+            return;
+        };
+        path.queue.push(out);
+        self.udp_queued += 1;
+        if !path.waiting {
+            path.waiting = true;
+            self.reply_paths.waiting.push(k);
+        }
+        if path.queue.len() >= mmsg::BATCH {
+            self.send_path_batch(k);
+        }
+    }
+
+    /// [`send_udp_batch`](Self::send_udp_batch) for reply path `k`: its answers go out
+    /// from its address (sendmmsg, or sendmsg for one alone, with IP_PKTINFO or
+    /// IPV6_PKTINFO).
+    fn send_path_batch(&mut self, k: usize) {
+        let Some(path) = self.reply_paths.paths.get_mut(k) else {
+            return;
+        };
+        let (l, from, queue) = (path.listener, path.from, &mut path.queue);
+        if queue.is_empty() {
+            return;
+        }
+        self.udp_queued = self.udp_queued.saturating_sub(queue.len());
+        if let (Some(sock), [out]) = (self.udp_listeners.get(l), queue.as_slice()) {
+            let sent = loop {
+                match mmsg::send_from(sock, &out.bytes, out.to, from) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    sent => break sent,
+                }
+            };
+            if let Err(e) = sent {
+                self.send_errors += 1;
+                log::debug!("an answer from {} not sent on listener {l}: {e}", from.ip);
+            }
+        } else if let Some(sock) = self.udp_listeners.get(l) {
+            let report = self.sender.send(sock, queue, Some(from));
+            if report.failed > 0 {
+                self.send_errors += report.failed as u64;
+                if let Some(e) = report.error {
+                    let n = report.failed;
+                    log::debug!("{n} answers from {} not sent on listener {l}: {e}", from.ip);
                 }
             }
         }

@@ -65,6 +65,8 @@ impl Server {
         let registry = self.poll.registry();
         for (i, mut s) in given.udp.into_iter().enumerate() {
             registry.register(&mut s, Token(UDP_LISTENER + i), Interest::READABLE)?;
+            self.udp_wildcard
+                .push(s.local_addr()?.ip().is_unspecified());
             self.udp_listeners.push(s);
             // Its answers' batch (sendmmsg), as `bind_listeners` makes for each.
             self.udp_out.push(Vec::with_capacity(super::mmsg::BATCH));

@@ -153,6 +153,10 @@ pub struct Server {
     /// and sent together (sendmmsg, or sendto for one alone); their buffers then go
     /// back to the core.
     udp_out: Vec<Vec<Outgoing>>,
+    /// Answers to queries on wildcard listeners, by the address they were sent to.
+    reply_paths: datagrams::ReplyPaths,
+    /// By listener: bound to a wildcard address (its datagrams' destinations are read).
+    udp_wildcard: Vec<bool>,
     /// Answers waiting in `udp_out`, all listeners together (so that a flush with
     /// nothing to send looks at one number). Valid values: the sum of their lengths.
     udp_queued: usize,
@@ -240,9 +244,11 @@ impl Server {
             paused: Vec::new(),
             ready_again: Vec::new(),
             buf: vec![0; 65535],
-            client_ring: RecvRing::new(mmsg::BATCH, CLIENT_SLOT),
+            client_ring: RecvRing::with_dst(mmsg::BATCH, CLIENT_SLOT),
             upstream_ring: RecvRing::new(UPSTREAM_BATCH, UPSTREAM_SLOT),
             udp_out: Vec::new(),
+            reply_paths: datagrams::ReplyPaths::default(),
+            udp_wildcard: Vec::new(),
             udp_queued: 0,
             sender: SendBatch::new(),
             oversize: (0, 0),

@@ -6,17 +6,24 @@ use std::net::SocketAddr;
 use mio::net::UdpSocket;
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::mmsg;
+
 /// Kernel receive buffer asked for on every UDP socket: bursts of small datagrams
 /// queue here while the loop is busy.
 const RECV_BUFFER: usize = 4 << 20;
 
 /// A bound, non-blocking UDP socket for clients (IPV6_V6ONLY on IPv6 so that `[::]`
 /// and `0.0.0.0` can both be used). Neither SO_REUSEADDR nor SO_REUSEPORT: a port
-/// another program (or another dnsfwd) holds is an error, not a shared socket.
+/// another program (or another dnsfwd) holds is an error, not a shared socket. On a
+/// wildcard address the kernel reports each query's destination, which its answer
+/// goes out from (see mmsg.rs).
 pub fn bind_listener(addr: SocketAddr) -> io::Result<UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
+    }
+    if addr.ip().is_unspecified() {
+        mmsg::set_recv_dst(&socket, addr.is_ipv6())?;
     }
     // Best effort: the kernel caps it at net.core.rmem_max.
     let _ = socket.set_recv_buffer_size(RECV_BUFFER);
@@ -33,6 +40,9 @@ pub fn bind_shared_listener(addr: SocketAddr) -> io::Result<UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
+    }
+    if addr.ip().is_unspecified() {
+        mmsg::set_recv_dst(&socket, addr.is_ipv6())?;
     }
     let _ = socket.set_recv_buffer_size(RECV_BUFFER);
     socket.set_reuse_port(true)?;
