@@ -224,8 +224,9 @@ impl Cache {
         }
     }
 
-    /// [`insert`](Self::insert) for an answer already looked at: `view` (its octets up to
-    /// `view.end`). Walks the answer once, copying it into the entry as it goes.
+    /// [`insert`](Self::insert) for an answer already looked at: `view`. Walks the answer
+    /// once, copying it into the entry as it goes. Octets after `view.end` mean it does
+    /// not decode: not stored.
     pub fn insert_view(&mut self, key: &[u8], view: &MessageView<'_>, now: Instant) -> bool {
         let hash = self.hash(key);
         self.insert_hashed(key, hash, view, now)
@@ -266,8 +267,7 @@ impl Cache {
         let intake = if view.end == msg.len() {
             noter.finish(&view, decodes)
         } else {
-            // Trailing octets: names in the records were followed over all of `msg`,
-            // not just the answer (`view.end`) that is stored; the intake walks that.
+            // Trailing octets: the answer does not decode, and `insert_noted` refuses it.
             intake::Intake::Unknown
         };
         let stamp = self.stamp;
@@ -285,7 +285,8 @@ impl Cache {
         noted: Option<Noted<'_>>,
         now: Instant,
     ) -> bool {
-        if !self.enabled() || key.len() > MAX_KEY_LEN {
+        // Bytes after the last record: it does not decode (as in `insert`).
+        if !self.enabled() || key.len() > MAX_KEY_LEN || view.end != view.bytes().len() {
             return false;
         }
         // What the view's walk noted holds while the TTL table is the one it filled.

@@ -436,3 +436,21 @@ fn the_totals_stay_what_the_entries_add_up_to() {
     }
     assert!(c.evictions() > 0 && c.refused() > 0);
 }
+
+/// (Found by fuzzing, `fuzz/fuzz_targets/cache.rs`.) An answer with octets after its last
+/// record does not decode (`parse_message` rejects it, and `insert` refused it), but the
+/// forwarder's path (`parse_answer`, then `insert_noted`) stored it without them.
+#[test]
+fn an_answer_with_trailing_octets_is_not_stored() {
+    let now = Instant::now();
+    let mut m = answer(&[300]);
+    m.extend_from_slice(&[0, 0]);
+    assert!(crate::wire::parse_message(&m).is_err());
+    let mut c = Cache::new(CacheConfig::default());
+    assert!(!c.insert(&key(), &m, now));
+    let (view, noted) = c.parse_answer(&m).unwrap();
+    let hash = c.hash(&key());
+    assert!(!c.insert_noted(&key(), hash, &view, Some(noted), now));
+    assert!(!c.insert_view(&key(), &view, now));
+    assert!(c.is_empty() && c.refused() == 0);
+}
