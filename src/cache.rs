@@ -22,6 +22,7 @@ mod entry;
 mod ghost;
 mod intake;
 mod key;
+mod overlap;
 mod render;
 mod sip;
 mod slab;
@@ -305,6 +306,11 @@ impl Cache {
                 intake::Intake::No | intake::Intake::Unknown => return false,
             },
         };
+        // A name that reads TTL octets would change as they are patched (see `overlap`).
+        let answer = view.bytes().get(..view.end).unwrap_or_default();
+        if overlap::names_read_ttls(answer, &self.rows) {
+            return false;
+        }
         self.insert_plan(key, hash, &plan, now)
     }
 
@@ -323,7 +329,9 @@ impl Cache {
         let Some((decoded, ttl)) = self.cacheable(answer) else {
             return false;
         };
-        if decode::stored_rows(&decoded, &mut self.rows).is_none() {
+        if decode::stored_rows(&decoded, &mut self.rows).is_none()
+            || overlap::names_read_ttls(&decoded, &self.rows)
+        {
             return false;
         }
         self.insert_plan(key, hash, &intake::Plan::stored(&decoded, ttl), now)
