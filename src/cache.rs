@@ -376,6 +376,13 @@ impl Cache {
         true
     }
 
+    /// Checks the store's totals against its entries (`Store::audit`: panics on a
+    /// mismatch). For tests and the fuzz targets (`--cfg fuzzing`) only.
+    #[cfg(any(test, fuzzing))]
+    pub fn audit(&self) {
+        self.store.audit();
+    }
+
     /// How long until an entry stored now with `ttl` seconds expires (for tests).
     pub fn lifetime(&self, key: &[u8]) -> Option<Duration> {
         let e = self.store.get(key)?;
