@@ -215,8 +215,9 @@ impl Cache {
 
     /// Caches `response` (an upstream's answer to a query with this key) if it may be:
     /// NOERROR with answers, or NXDOMAIN/NODATA with an SOA (RFC 2308 §5); never
-    /// truncated, never other RCODEs, never what does not fully decode. Returns whether
-    /// it was stored.
+    /// truncated, never other RCODEs, never what does not fully decode, never what the
+    /// patches of a hit would break (a TSIG record, a name that reads TTL octets: see
+    /// `overlap`). Returns whether it was stored.
     pub fn insert(&mut self, key: &[u8], response: &[u8], now: Instant) -> bool {
         match MessageView::parse(response) {
             // Bytes after the last record: it does not decode.
@@ -306,9 +307,9 @@ impl Cache {
                 intake::Intake::No | intake::Intake::Unknown => return false,
             },
         };
-        // A name that reads TTL octets would change as they are patched (see `overlap`).
+        // What the patches would break: a name that reads TTL octets, TSIG (see `overlap`).
         let answer = view.bytes().get(..view.end).unwrap_or_default();
-        if overlap::names_read_ttls(answer, &self.rows) {
+        if overlap::unpatchable(answer, &self.rows) {
             return false;
         }
         self.insert_plan(key, hash, &plan, now)
@@ -330,7 +331,7 @@ impl Cache {
             return false;
         };
         if decode::stored_rows(&decoded, &mut self.rows).is_none()
-            || overlap::names_read_ttls(&decoded, &self.rows)
+            || overlap::unpatchable(&decoded, &self.rows)
         {
             return false;
         }

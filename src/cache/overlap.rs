@@ -1,21 +1,26 @@
-//! Names that read TTL octets. A compression pointer may aim anywhere before the run of
-//! labels it ends (RFC 1035 §4.1.4 asks no more), so a name can read the octets of
-//! another record's TTL field as labels. The cache patches TTLs where they lie (clamped
-//! when stored, counted down when served), and such a name would change with them, or
-//! stop being a name: an answer that has one is not stored (it is still relayed as
-//! received). Real compressors aim only at names, so no real answer is refused.
+//! What in an answer the cache's patches would break, so that it is not stored (it is
+//! still relayed as received):
+//! * a name that reads TTL octets. A compression pointer may aim anywhere before the run
+//!   of labels it ends (RFC 1035 §4.1.4 asks no more), so a name can read the octets of
+//!   another record's TTL field as labels. The cache patches TTLs where they lie
+//!   (clamped when stored, counted down when served), and such a name would change with
+//!   them, or stop being a name. Real compressors aim only at names.
+//! * a TSIG record. It must be the last record (RFC 8945 §5.1), and a hit appends our
+//!   OPT record after it; nor does it sign anything once the ID is the client's.
 use crate::wire::{walk_records, RType};
 
 /// Octets of a TTL field.
 const TTL_LEN: usize = 4;
 
-/// Whether a name of `msg` (an answer that decodes: owners, and names in the RDATA of
-/// the types the decoder reads names of) reads an octet of a TTL field at an offset of
-/// `rows` (ascending, as the intake notes them). `true` too if `msg` does not walk.
-pub(super) fn names_read_ttls(msg: &[u8], rows: &[(u16, u32)]) -> bool {
+/// Whether `msg` (an answer that decodes) has a TSIG record, or a name (an owner, or a
+/// name in the RDATA of the types the decoder reads names of) that reads an octet of a
+/// TTL field at an offset of `rows` (ascending, as the intake notes them). `true` too
+/// if `msg` does not walk.
+pub(super) fn unpatchable(msg: &[u8], rows: &[(u16, u32)]) -> bool {
     let mut found = false;
     let walked = walk_records(msg, |r| {
-        if found {
+        if found || r.rtype == RType::TSIG {
+            found = true;
             return;
         }
         let (at, end) = (r.rdata.start, r.rdata.end);

@@ -493,3 +493,44 @@ fn a_name_that_reads_ttl_octets_is_not_stored() {
     *fine.last_mut().unwrap() = 12;
     assert!(c.insert(&k[..n], &fine, now));
 }
+
+/// (Found by fuzzing, `fuzz/fuzz_targets/cache.rs`.) An answer whose last record is a
+/// TSIG (RFC 8945 §5.1: it must be last) decodes, but a hit for a client that sent EDNS
+/// appends our OPT record after it, and the answer served did not decode
+/// (`MisplacedTsig`). Nor does a TSIG sign anything once the ID is the client's: such an
+/// answer is not stored.
+#[test]
+fn an_answer_with_tsig_is_not_stored() {
+    let now = Instant::now();
+    let mut m = Message {
+        header: Header::from_parts(9, 0x8180, [0; 4]),
+        questions: vec![Question {
+            qname: Name::from_ascii("t.example").unwrap(),
+            qtype: RType::A,
+            qclass: Class::IN,
+        }],
+        ..Message::default()
+    };
+    let record = |rtype, rdata| Record {
+        name: Name::from_ascii("t.example").unwrap(),
+        rtype,
+        class: Class::IN,
+        ttl: 300,
+        rdata,
+    };
+    m.answers
+        .push(record(RType::A, RData::A([192, 0, 2, 1].into())));
+    m.additional
+        .push(record(RType::TSIG, RData::Opaque(&[0, 1, 2, 3])));
+    let wire = m.to_vec();
+    assert!(crate::wire::parse_message(&wire).is_ok());
+    let mut c = Cache::new(CacheConfig::default());
+    assert!(!c.insert(&key(), &wire, now));
+    let (view, noted) = c.parse_answer(&wire).unwrap();
+    let hash = c.hash(&key());
+    assert!(!c.insert_noted(&key(), hash, &view, Some(noted), now));
+    assert!(c.is_empty());
+    // Without it, stored.
+    m.additional.clear();
+    assert!(c.insert(&key(), &m.to_vec(), now));
+}
