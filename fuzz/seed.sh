@@ -10,7 +10,8 @@ set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
-targets=(parse_message view)
+# Targets whose input is one DNS message (spelling's is not: it starts empty).
+targets=(parse_message view cache)
 # Overridable for testing the script: TESTDATA (holds handmade/cases.txt and *.pcap), ORACLE.
 testdata="${TESTDATA:-$root/testdata}"
 oracle="${ORACLE:-$(realpath -m "$root/../shared/corpus/oracle.jsonl")}"

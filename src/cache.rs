@@ -23,6 +23,7 @@ mod entry;
 mod ghost;
 mod intake;
 mod key;
+mod overlap;
 mod render;
 mod sip;
 mod slab;
@@ -215,8 +216,9 @@ impl Cache {
 
     /// Caches `response` (an upstream's answer to a query with this key) if it may be:
     /// NOERROR with answers, or NXDOMAIN/NODATA with an SOA (RFC 2308 §5); never
-    /// truncated, never other RCODEs, never what does not fully decode. Returns whether
-    /// it was stored.
+    /// truncated, never other RCODEs, never what does not fully decode, never what the
+    /// patches of a hit would break (a TSIG record, a name that reads TTL octets: see
+    /// `overlap`). Returns whether it was stored.
     pub fn insert(&mut self, key: &[u8], response: &[u8], now: Instant) -> bool {
         match MessageView::parse(response) {
             // Bytes after the last record: it does not decode.
@@ -225,8 +227,9 @@ impl Cache {
         }
     }
 
-    /// [`insert`](Self::insert) for an answer already looked at: `view` (its octets up to
-    /// `view.end`). Walks the answer once, copying it into the entry as it goes.
+    /// [`insert`](Self::insert) for an answer already looked at: `view`. Walks the answer
+    /// once, copying it into the entry as it goes. Octets after `view.end` mean it does
+    /// not decode: not stored.
     pub fn insert_view(&mut self, key: &[u8], view: &MessageView<'_>, now: Instant) -> bool {
         let hash = self.hash(key);
         self.insert_hashed(key, hash, view, now)
@@ -267,8 +270,7 @@ impl Cache {
         let intake = if view.end == msg.len() {
             noter.finish(&view, decodes)
         } else {
-            // Trailing octets: names in the records were followed over all of `msg`,
-            // not just the answer (`view.end`) that is stored; the intake walks that.
+            // Trailing octets: the answer does not decode, and `insert_noted` refuses it.
             intake::Intake::Unknown
         };
         let stamp = self.stamp;
@@ -286,7 +288,8 @@ impl Cache {
         noted: Option<Noted<'_>>,
         now: Instant,
     ) -> bool {
-        if !self.enabled() || key.len() > MAX_KEY_LEN {
+        // Bytes after the last record: it does not decode (as in `insert`).
+        if !self.enabled() || key.len() > MAX_KEY_LEN || view.end != view.bytes().len() {
             return false;
         }
         // What the view's walk noted holds while the TTL table is the one it filled.
@@ -305,6 +308,11 @@ impl Cache {
                 intake::Intake::No | intake::Intake::Unknown => return false,
             },
         };
+        // What the patches would break: a name that reads TTL octets, TSIG (see `overlap`).
+        let answer = view.bytes().get(..view.end).unwrap_or_default();
+        if overlap::unpatchable(answer, &self.rows) {
+            return false;
+        }
         self.insert_plan(key, hash, &plan, now)
     }
 
@@ -323,7 +331,9 @@ impl Cache {
         let Some((decoded, ttl)) = self.cacheable(answer) else {
             return false;
         };
-        if decode::stored_rows(&decoded, &mut self.rows).is_none() {
+        if decode::stored_rows(&decoded, &mut self.rows).is_none()
+            || overlap::unpatchable(&decoded, &self.rows)
+        {
             return false;
         }
         self.insert_plan(key, hash, &intake::Plan::stored(&decoded, ttl), now)
@@ -366,6 +376,13 @@ impl Cache {
             return false;
         }
         true
+    }
+
+    /// Checks the store's totals against its entries (`Store::audit`: panics on a
+    /// mismatch). For tests and the fuzz targets (`--cfg fuzzing`) only.
+    #[cfg(any(test, fuzzing))]
+    pub fn audit(&self) {
+        self.store.audit();
     }
 
     /// How long until an entry stored now with `ttl` seconds expires (for tests).

@@ -416,12 +416,12 @@ impl Store {
         self.get(key).map(|e| e.queue)
     }
 
-    /// Checks what the store's totals say against its nodes (for tests): every entry
+    /// Checks what the store's totals say against its nodes (for tests and fuzzing): every entry
     /// indexed under its node's hash and found by its key; the queues' counts and octets
     /// exactly their entries' (each charged its block, the block of its length's class,
     /// or its own allocation); `bytes` its nodes, index slots and own allocations; no
     /// block owned twice; the free list only nodes without an entry.
-    #[cfg(test)]
+    #[cfg(any(test, fuzzing))]
     pub(super) fn audit(&self) {
         let mut queues = [(0, 0); 2];
         let (mut len, mut own, mut blocks) = (0, 0, std::collections::HashSet::new());
@@ -461,8 +461,8 @@ impl Store {
         }
     }
 
-    /// Entries and octets in the small queue, then in main (for tests).
-    #[cfg(test)]
+    /// Entries and octets in the small queue, then in main (for tests and fuzzing).
+    #[cfg(any(test, fuzzing))]
     pub(super) fn queues(&self) -> [(usize, usize); 2] {
         [
             (self.small.len, self.small.bytes),

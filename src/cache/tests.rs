@@ -437,3 +437,101 @@ fn the_totals_stay_what_the_entries_add_up_to() {
     }
     assert!(c.evictions() > 0 && c.refused() > 0);
 }
+
+/// (Found by fuzzing, `fuzz/fuzz_targets/cache.rs`.) An answer with octets after its last
+/// record does not decode (`parse_message` rejects it, and `insert` refused it), but the
+/// forwarder's path (`parse_answer`, then `insert_noted`) stored it without them.
+#[test]
+fn an_answer_with_trailing_octets_is_not_stored() {
+    let now = Instant::now();
+    let mut m = answer(&[300]);
+    m.extend_from_slice(&[0, 0]);
+    assert!(crate::wire::parse_message(&m).is_err());
+    let mut c = Cache::new(CacheConfig::default());
+    assert!(!c.insert(&key(), &m, now));
+    let (view, noted) = c.parse_answer(&m).unwrap();
+    let hash = c.hash(&key());
+    assert!(!c.insert_noted(&key(), hash, &view, Some(noted), now));
+    assert!(!c.insert_view(&key(), &view, now));
+    assert!(c.is_empty() && c.refused() == 0);
+}
+
+/// (Found by fuzzing, `fuzz/fuzz_targets/cache.rs`.) A name may be compressed into another
+/// record's TTL field (the pointer rule only wants it earlier). The cache patches TTLs
+/// where they lie (clamped when stored, counted down when served), so such a name
+/// changes with them: here the CNAME's target is the root as received, and `\x01Q`
+/// followed by a 0x80 label type (not a name) once the TTL of 2^24 is lowered to 86,400
+/// (00 01 51 80): the hit served did not decode. An answer whose names read TTL octets
+/// is not stored.
+#[test]
+fn a_name_that_reads_ttl_octets_is_not_stored() {
+    #[rustfmt::skip]
+    let m: &[u8] = &[
+        0, 7, 0x81, 0x80, 0, 1, 0, 2, 0, 0, 0, 0, // header: 1 question, 2 answers
+        1, b'a', 0, 0, 1, 0, 1,                   // question: a. A IN
+        0xC0, 12, 0, 1, 0, 1, 1, 0, 0, 0,         // a. A IN, TTL 2^24 (offset 25)
+        0, 4, 192, 0, 2, 1,                       // 192.0.2.1
+        0xC0, 12, 0, 5, 0, 1, 0, 0, 0x0E, 0x10,   // a. CNAME IN, TTL 3600
+        0, 2, 0xC0, 26,                           // target: a pointer into the TTL above
+    ];
+    let received = crate::wire::parse_message(m).unwrap();
+    let now = Instant::now();
+    let mut c = Cache::new(CacheConfig::default());
+    let view = MessageView::parse(m).unwrap();
+    let mut k = [0u8; MAX_KEY_LEN];
+    let n = key_of(&view, &mut k).unwrap();
+    assert_eq!(
+        received.answers[1].rdata,
+        RData::Cname(Name::from_ascii(".").unwrap())
+    );
+    assert!(!c.insert(&k[..n], m, now));
+    let (view, noted) = c.parse_answer(m).unwrap();
+    let hash = c.hash(&k[..n]);
+    assert!(!c.insert_noted(&k[..n], hash, &view, Some(noted), now));
+    assert!(c.is_empty() && c.refused() == 0);
+    // The same answer with the target aimed at the question's name is stored.
+    let mut fine = m.to_vec();
+    *fine.last_mut().unwrap() = 12;
+    assert!(c.insert(&k[..n], &fine, now));
+}
+
+/// (Found by fuzzing, `fuzz/fuzz_targets/cache.rs`.) An answer whose last record is a
+/// TSIG (RFC 8945 §5.1: it must be last) decodes, but a hit for a client that sent EDNS
+/// appends our OPT record after it, and the answer served did not decode
+/// (`MisplacedTsig`). Nor does a TSIG sign anything once the ID is the client's: such an
+/// answer is not stored.
+#[test]
+fn an_answer_with_tsig_is_not_stored() {
+    let now = Instant::now();
+    let mut m = Message {
+        header: Header::from_parts(9, 0x8180, [0; 4]),
+        questions: vec![Question {
+            qname: Name::from_ascii("t.example").unwrap(),
+            qtype: RType::A,
+            qclass: Class::IN,
+        }],
+        ..Message::default()
+    };
+    let record = |rtype, rdata| Record {
+        name: Name::from_ascii("t.example").unwrap(),
+        rtype,
+        class: Class::IN,
+        ttl: 300,
+        rdata,
+    };
+    m.answers
+        .push(record(RType::A, RData::A([192, 0, 2, 1].into())));
+    m.additional
+        .push(record(RType::TSIG, RData::Opaque(&[0, 1, 2, 3])));
+    let wire = m.to_vec();
+    assert!(crate::wire::parse_message(&wire).is_ok());
+    let mut c = Cache::new(CacheConfig::default());
+    assert!(!c.insert(&key(), &wire, now));
+    let (view, noted) = c.parse_answer(&wire).unwrap();
+    let hash = c.hash(&key());
+    assert!(!c.insert_noted(&key(), hash, &view, Some(noted), now));
+    assert!(c.is_empty());
+    // Without it, stored.
+    m.additional.clear();
+    assert!(c.insert(&key(), &m.to_vec(), now));
+}

@@ -239,11 +239,15 @@ fn same_type_class(answer: &[u8], at: usize, key: &Key) -> bool {
         .is_some_and(|ours| theirs == Some(ours))
 }
 
-/// Whether `answer`'s question is the key's question ignoring letter case.
+/// Whether `answer` asks the key's question ignoring letter case: one question, the
+/// name equal to the key's but for ASCII case, and the key's QTYPE and QCLASS.
 pub fn same_question_folded(answer: &[u8], key: &Key) -> bool {
     let name = key.name();
     let at = HEADER_LEN + name.len();
-    same_type_class(answer, at, key)
+    // QDCOUNT first, as in `same_question_exact`: without it, the first record of an
+    // answer of no question could pass for the question.
+    answer.get(4..6) == Some(&[0, 1][..])
+        && same_type_class(answer, at, key)
         && answer
             .get(HEADER_LEN..at)
             .is_some_and(|n| n.eq_ignore_ascii_case(name))
@@ -401,15 +405,31 @@ mod tests {
             let mut other = q.clone();
             other[i] = v;
             assert!(!same_question_exact(&other, &s, &k), "octet {i} = {v}");
-            assert!(
-                i == 5 || !same_question_folded(&other, &k),
-                "octet {i} = {v}"
-            );
+            assert!(!same_question_folded(&other, &k), "octet {i} = {v}");
         }
         // Cut anywhere before the end of QCLASS: not ours, and no panic.
         for n in 0..at + 4 {
             assert!(!same_question_exact(&q[..n], &s, &k), "cut at {n}");
             assert!(!same_question_folded(&q[..n], &k), "cut at {n}");
+        }
+    }
+
+    /// (Found by fuzzing, `fuzz/fuzz_targets/spelling.rs`.) `same_question_folded` did not
+    /// look at QDCOUNT: an answer of no question whose first record's owner, type and
+    /// class spell the key's question (or of several, the first ours) passed, so over TCP
+    /// it was taken as the answer, and over UDP it counted as a near miss (a spoofing
+    /// signal) rather than a stray.
+    #[test]
+    fn a_folded_match_needs_one_question() {
+        let k = key("www.example.org", RD);
+        let s = Spelling::default();
+        let mut q = Vec::new();
+        write_query(&mut q, 7, &k, &s, 1232);
+        for (at, v) in [(5, 0), (5, 2), (5, 220), (4, 1)] {
+            let mut other = q.clone();
+            other[at] = v;
+            assert!(!same_question_exact(&other, &s, &k), "octet {at} = {v}");
+            assert!(!same_question_folded(&other, &k), "octet {at} = {v}");
         }
     }
 }
