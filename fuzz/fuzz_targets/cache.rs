@@ -29,9 +29,10 @@
 #![no_main]
 
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dnsfwd::cache::{key_hash, Asker, Cache, CacheConfig, Lookup, MAX_KEY_LEN};
+use dnsfwd::clock::Instant;
 use dnsfwd::wire::{
     parse_message, Class, Header, Message, MessageView, Name, Opcode, Question, RData, RType,
     Rcode, Record, HEADER_LEN, MAX_NAME_LEN,
