@@ -5,6 +5,7 @@
 //! copied once, into it, and patched there ([`Plan::write`]). An answer whose OPT record
 //! is not last (rare, and legal) is decoded and written again instead
 //! ([`Intake::Decode`]).
+use super::overlap::Targets;
 use super::{CacheConfig, TTL_ROW};
 use crate::wire::{walk_viewed_records, MessageView, Opcode, RType, Rcode, RecordAt, HEADER_LEN};
 
@@ -125,6 +126,8 @@ pub(super) struct Noter<'c> {
     soa: Option<u32>,
     /// Every row fits the table (offsets below 2^16; no empty SOA).
     fits: bool,
+    /// Where the names aim their pointers: what the patches could break (see `overlap`).
+    targets: Targets,
 }
 
 impl<'c> Noter<'c> {
@@ -143,15 +146,17 @@ impl<'c> Noter<'c> {
             least: u32::MAX,
             soa: None,
             fits: true,
+            targets: Targets::default(),
         }
     }
 
     /// Notes record `r` of `msg`.
-    #[inline]
+    #[inline(always)]
     pub(super) fn record(&mut self, msg: &[u8], r: &RecordAt) {
         if r.rtype == RType::OPT {
             return; // cut off (see `settle`)
         }
+        self.targets.record(msg, r);
         let (answers, positive) = (self.answers, self.positive);
         let in_authority = (answers..answers + self.authority).contains(&r.index);
         let ttl = if !positive && in_authority && r.rtype == RType::SOA && self.soa.is_none() {
@@ -181,6 +186,7 @@ impl<'c> Noter<'c> {
 
     /// The outcome for `view` (the answer noted, whose records all decode if `decodes`):
     /// see [`intake`].
+    #[inline(always)]
     pub(super) fn finish<'m>(self, view: &MessageView<'m>, decodes: bool) -> Intake<'m> {
         let (wire, cut_opt) = match settle(view) {
             Ok(settled) => settled,
@@ -191,7 +197,8 @@ impl<'c> Noter<'c> {
         } else {
             self.soa.map_or(0, |s| s.min(self.least))
         };
-        if decodes && self.fits && ttl != 0 {
+        // A name that reads TTL octets, or TSIG: not stored (see `overlap`).
+        if decodes && self.fits && ttl != 0 && !self.targets.read_ttl(view.bytes(), self.rows) {
             Intake::Entry(Plan { wire, cut_opt, ttl })
         } else {
             Intake::No
@@ -327,7 +334,28 @@ mod tests {
         let (wire, ttl) = c.cacheable(answer)?;
         let mut rows = Vec::new();
         stored_rows(&wire, &mut rows)?;
+        if crate::cache::overlap::unpatchable(&wire, &rows) {
+            return None; // as Cache::insert_decoded: TSIG (names now aim at names)
+        }
         Some((octets(key, &Plan::stored(&wire, ttl), &rows), ttl))
+    }
+
+    /// [`decoded`] for the octets as received: `None` too if, stored as received, a
+    /// name reads an octet of a TTL field, or there is a TSIG record (the walk's own check of it, `Targets`, is
+    /// what is tested against this one, `overlap::unpatchable`'s whole walk).
+    fn decoded_unpatched(c: &Cache, key: &[u8], answer: &[u8]) -> Option<(Vec<u8>, u32)> {
+        let mut ttls = Vec::new();
+        crate::wire::walk_records(answer, |r| {
+            if r.rtype != RType::OPT {
+                ttls.push((r.ttl_at as u16, 0));
+            }
+        });
+        // Only octets stored as received are patched where they lie: an answer whose OPT
+        // record is not last is decoded and written again (names then aim at names).
+        let as_received = MessageView::parse(answer)
+            .is_ok_and(|v| v.opt.is_none_or(|o| o.offset + o.len == answer.len()));
+        let unpatchable = as_received && crate::cache::overlap::unpatchable(answer, &ttls);
+        decoded(c, key, answer).filter(|_| !unpatchable)
     }
 
     fn walked(c: &Cache, key: &[u8], answer: &[u8]) -> Option<(Vec<u8>, u32)> {
@@ -359,7 +387,7 @@ mod tests {
             for ttls in [[300, 60, 3600, 900], [0, 5, 0x8000_0000, 7], [1, 1, 1, 0]] {
                 for m in answers(ttls) {
                     let ours = walked(&c, key, &m);
-                    assert_eq!(ours, decoded(&c, key, &m), "{m:02x?}");
+                    assert_eq!(ours, decoded_unpatched(&c, key, &m), "{m:02x?}");
                     if ttls == [300, 60, 3600, 900] {
                         assert!(ours.is_some(), "cached: {m:02x?}");
                     }
@@ -444,7 +472,7 @@ mod tests {
                 let len = m.len();
                 m[at % len] = v;
             }
-            prop_assert_eq!(walked(&c, key, &m), decoded(&c, key, &m));
+            prop_assert_eq!(walked(&c, key, &m), decoded_unpatched(&c, key, &m));
         }
     }
 }

@@ -7,10 +7,129 @@
 //!   them, or stop being a name. Real compressors aim only at names.
 //! * a TSIG record. It must be the last record (RFC 8945 §5.1), and a hit appends our
 //!   OPT record after it; nor does it sign anything once the ID is the client's.
-use crate::wire::{walk_records, RType};
+//!
+//! Only a name read through a compression pointer can meet a TTL field: a name as it
+//! lies ends before its record's TYPE (an owner) or inside its RDATA. So the intake's
+//! walk notes where the names' pointers aim ([`Targets`], a few a message, most aiming
+//! at the question), and once every TTL is placed each target's run of labels is
+//! checked ([`Targets::read_ttl`]); [`unpatchable`] does the same in a walk of its own
+//! for an answer that was decoded and written again.
+use crate::wire::{walk_records, RType, RecordAt, HEADER_LEN};
 
 /// Octets of a TTL field.
 const TTL_LEN: usize = 4;
+
+/// How many distinct pointer targets [`Targets`] keeps; past them it asks for the
+/// whole walk ([`unpatchable`]).
+const MAX_TARGETS: usize = 8;
+
+/// Where the names of an answer's records aim their pointers, noted on the intake's
+/// walk. Valid values: `targets[..len]` are offsets (the last one noted is not noted
+/// again; another may be, which costs a second check and nothing else).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Targets {
+    targets: [u16; MAX_TARGETS],
+    len: u8,
+    /// More targets than kept, or a TSIG record: decided by [`unpatchable`].
+    whole: bool,
+    tsig: bool,
+}
+
+impl Default for Targets {
+    fn default() -> Self {
+        Targets {
+            targets: [0; MAX_TARGETS],
+            len: 0,
+            whole: false,
+            tsig: false,
+        }
+    }
+}
+
+impl Targets {
+    /// Notes the pointers of record `r`'s names (its owner, and the names in its RDATA
+    /// for the types the decoder reads names of).
+    #[inline(always)]
+    pub(super) fn record(&mut self, msg: &[u8], r: &RecordAt) {
+        self.name(msg, r.owner);
+        if !matches!(r.rtype, RType::A | RType::AAAA) {
+            self.rdata(msg, r);
+        }
+    }
+
+    /// The RDATA part of [`record`](Self::record) (and TSIG).
+    #[inline(never)]
+    fn rdata(&mut self, msg: &[u8], r: &RecordAt) {
+        if r.rtype == RType::TSIG {
+            self.tsig = true;
+            return;
+        }
+        if let Some(first) = rdata_name(msg, r) {
+            self.name(msg, first);
+            if matches!(r.rtype, RType::SOA | RType::MINFO | RType::RP | RType::PX) {
+                let second = name_end(msg, first);
+                if second < r.rdata.end {
+                    self.name(msg, second);
+                }
+            }
+        }
+    }
+
+    /// Notes where the name lying at `at` ends in a pointer, if it does.
+    #[inline(always)]
+    fn name(&mut self, msg: &[u8], mut at: usize) {
+        while let Some(&len) = msg.get(at) {
+            if len & 0xC0 == 0xC0 {
+                let lo = msg.get(at + 1).copied().unwrap_or(0);
+                self.push(u16::from(len & 0x3F) << 8 | u16::from(lo));
+                return;
+            }
+            if len == 0 {
+                return;
+            }
+            at += 1 + usize::from(len);
+        }
+    }
+
+    #[inline(always)]
+    fn push(&mut self, target: u16) {
+        // The usual target, the first name (the question's): the run from it is that name
+        // as it lies, with no pointer of its own (none may aim into the header), so it
+        // ends before the first record's TYPE, and any TTL.
+        if usize::from(target) == HEADER_LEN {
+            return;
+        }
+        let n = usize::from(self.len);
+        if n > 0 && self.targets.get(n - 1) == Some(&target) {
+            return;
+        }
+        match self.targets.get_mut(n) {
+            Some(slot) => {
+                *slot = target;
+                self.len += 1;
+            }
+            None => self.whole = true,
+        }
+    }
+
+    /// Whether the answer `msg` the targets were noted on is [`unpatchable`], its TTL
+    /// fields at the offsets of `rows` (ascending, complete).
+    #[inline]
+    pub(super) fn read_ttl(&self, msg: &[u8], rows: &[(u16, u32)]) -> bool {
+        if self.tsig {
+            return true;
+        }
+        if self.whole {
+            return unpatchable(msg, rows);
+        }
+        let n = usize::from(self.len);
+        self.targets
+            .get(..n)
+            .unwrap_or_default()
+            .iter()
+            .any(|&t| reads_ttl(msg, usize::from(t), rows))
+    }
+}
 
 /// Whether `msg` (an answer that decodes) has a TSIG record, or a name (an owner, or a
 /// name in the RDATA of the types the decoder reads names of) that reads an octet of a
@@ -23,15 +142,8 @@ pub(super) fn unpatchable(msg: &[u8], rows: &[(u16, u32)]) -> bool {
             found = true;
             return;
         }
-        let (at, end) = (r.rdata.start, r.rdata.end);
-        let first = match r.rtype {
-            RType::NS | RType::CNAME | RType::PTR | RType::DNAME => Some(at),
-            RType::MB | RType::MG | RType::MR | RType::SOA | RType::MINFO | RType::RP => Some(at),
-            RType::MX | RType::AFSDB | RType::RT | RType::PX => Some(at + 2),
-            RType::SRV => Some(at + 6),
-            RType::NAPTR => naptr_name(msg, at),
-            _ => None,
-        };
+        let end = r.rdata.end;
+        let first = rdata_name(msg, r);
         let second = match r.rtype {
             RType::SOA | RType::MINFO | RType::RP | RType::PX => first.map(|n| name_end(msg, n)),
             _ => None,
@@ -45,25 +157,53 @@ pub(super) fn unpatchable(msg: &[u8], rows: &[(u16, u32)]) -> bool {
     found || !walked
 }
 
+/// Where the first name in record `r`'s RDATA lies, for the types the decoder reads
+/// names of (the second, of SOA, MINFO, RP and PX, follows it).
+#[inline]
+fn rdata_name(msg: &[u8], r: &RecordAt) -> Option<usize> {
+    let at = r.rdata.start;
+    match r.rtype {
+        RType::A | RType::AAAA => None,
+        RType::NS | RType::CNAME | RType::PTR | RType::DNAME => Some(at),
+        RType::MB | RType::MG | RType::MR | RType::SOA | RType::MINFO | RType::RP => Some(at),
+        RType::MX | RType::AFSDB | RType::RT | RType::PX => Some(at + 2),
+        RType::SRV => Some(at + 6),
+        RType::NAPTR => naptr_name(msg, at),
+        _ => None,
+    }
+    .filter(|&n| n < r.rdata.end)
+}
+
 /// Whether the name at `at` of `msg`, its pointers followed, reads an octet of a TTL field.
 fn reads_ttl(msg: &[u8], mut at: usize, rows: &[(u16, u32)]) -> bool {
+    // Labels that end before the first TTL field meet none (the usual run: the question).
+    let first = rows.first().map_or(usize::MAX, |&(at, _)| usize::from(at));
     // Each pointer aims strictly back (the message decodes), so this ends; bounded anyway.
-    for _ in 0..msg.len() {
-        let Some(&len) = msg.get(at) else {
-            return false;
+    let mut hops = 0;
+    while let Some(&len) = msg.get(at) {
+        let pointer = len & 0xC0 == 0xC0;
+        let end = if pointer {
+            at + 2
+        } else {
+            at + 1 + usize::from(len)
         };
-        let end = match len {
-            0 => at + 1,
-            l if l & 0xC0 == 0xC0 => at + 2,
-            l => at + 1 + usize::from(l),
-        };
-        if overlaps_ttl(at, end, rows) {
+        if end > first && overlaps_ttl(at, end, rows) {
             return true;
         }
-        match (len, msg.get(at + 1)) {
-            (0, _) => return false,
-            (l, Some(&lo)) if l & 0xC0 == 0xC0 => at = usize::from(l & 0x3F) << 8 | usize::from(lo),
-            _ => at = end,
+        if len == 0 {
+            return false;
+        }
+        if pointer {
+            let Some(&lo) = msg.get(at + 1) else {
+                return false;
+            };
+            hops += 1;
+            if hops > msg.len() {
+                return false;
+            }
+            at = usize::from(len & 0x3F) << 8 | usize::from(lo);
+        } else {
+            at = end;
         }
     }
     false
