@@ -191,6 +191,11 @@ pub fn shape_for(
     mut out: Vec<u8>,
 ) -> Option<Vec<u8>> {
     let answer = view.bytes().get(..view.end)?;
+    if view.tsig {
+        // The upstream's TSIG (unasked: we sign nothing) is taken out, as our OPT cannot
+        // follow it and its MAC no longer holds once the ID is the client's.
+        return shape_decoded(answer, &asker());
+    }
     let (end, ext_rcode, ede) = match view.opt {
         None => (view.end, 0, Vec::new()),
         Some(o) if o.offset + o.len == view.end => (o.offset, o.ext_rcode, ede_options(answer, &o)),
@@ -234,11 +239,13 @@ pub struct Head {
     pub max_response: usize,
 }
 
-/// [`shape_for`] for an answer whose OPT record is not last: decoded and written again.
+/// [`shape_for`] for an answer whose OPT record is not last, or with a TSIG record:
+/// decoded and written again, without them.
 fn shape_decoded(answer: &[u8], asker: &Asker) -> Option<Vec<u8>> {
     let mut m = parse_message(answer).ok()?;
     let ext_rcode = m.edns().map_or(0, |e| e.ext_rcode);
-    m.additional.retain(|r| r.rtype != RType::OPT);
+    m.additional
+        .retain(|r| r.rtype != RType::OPT && r.rtype != RType::TSIG);
     m.header.id = asker.id;
     m.header.rd = asker.rd;
     m.header.cd = asker.cd;

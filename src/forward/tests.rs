@@ -1400,3 +1400,49 @@ fn in_flight_index_and_timers_under_churn() {
         assert_eq!(answered.get(&c), Some(&1), "client {c}");
     }
 }
+
+/// `msg` with a TSIG record appended (key "key.", hmac-sha256, an empty MAC), ARCOUNT
+/// counting it.
+fn with_tsig(msg: &[u8]) -> Vec<u8> {
+    let mut m = msg.to_vec();
+    let ar = u16::from_be_bytes([m[10], m[11]]) + 1;
+    m[10..12].copy_from_slice(&ar.to_be_bytes());
+    let mut rdata = b"\x0bhmac-sha256\x00".to_vec();
+    rdata.extend_from_slice(&[0, 0, 0x65, 0x43, 0x21, 0x00]); // time signed
+    rdata.extend_from_slice(&[1, 0x2c, 0, 0]); // fudge 300, MAC size 0
+    rdata.extend_from_slice(&[m[0], m[1], 0, 0, 0, 0]); // original ID, error, other len
+    m.extend_from_slice(b"\x03key\x00");
+    m.extend_from_slice(&[0, 250, 0, 255, 0, 0, 0, 0]); // TSIG, ANY, TTL 0
+    m.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+    m.extend_from_slice(&rdata);
+    m
+}
+
+#[test]
+fn an_upstreams_tsig_is_taken_out_of_the_answer_relayed() {
+    let now = Instant::now();
+    // The client with EDNS or not; the upstream's answer with its OPT (the TSIG after
+    // it) or without (the TSIG alone in the additional section).
+    for (edns, upstream_opt) in [(Some(1232), true), (Some(1232), false), (None, true)] {
+        let mut f = forwarder(1, 100);
+        f.handle_query(now, client(1), &query_msg(5, &["signed.example"], edns));
+        let t = one(&mut f);
+        let wire = answer_to(&t.bytes, 1, Rcode::NOERROR);
+        let mut answer = parse_message(&wire).unwrap();
+        if !upstream_opt {
+            answer.additional.clear();
+        }
+        let signed = with_tsig(&answer.to_vec());
+        let upstream = parse_message(&signed).unwrap();
+        assert_eq!(upstream.additional.last().unwrap().rtype, RType::TSIG);
+        f.handle_response(now, udp_source(&t), &signed);
+        let r = one(&mut f);
+        assert_eq!(r.to, Dest::Client(client(1)));
+        // Our OPT cannot follow a TSIG (RFC 8945 §5.1): before, the answer did not decode.
+        let m = parse_message(&r.bytes).unwrap();
+        assert_eq!(m.header.id, 5);
+        assert_eq!(m.answers.len(), 1);
+        assert!(m.additional.iter().all(|r| r.rtype != RType::TSIG), "{m:?}");
+        assert_eq!(m.edns().is_some(), edns.is_some());
+    }
+}

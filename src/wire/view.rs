@@ -62,6 +62,9 @@ pub struct MessageView<'a> {
     pub end: usize,
     /// Offset just past the question section (of the first record).
     records_at: usize,
+    /// A record is a TSIG (RFC 8945): it signs this hop's message only, and must stay
+    /// last, so a forwarder that adds its own OPT record has to take it out.
+    pub tsig: bool,
 }
 
 impl<'a> MessageView<'a> {
@@ -113,6 +116,7 @@ impl<'a> MessageView<'a> {
         }
         let records_at = at;
         let mut opt = None;
+        let mut tsig = false;
         let records = usize::from(header.ancount) + usize::from(header.nscount);
         for n in 0..records + usize::from(header.arcount) {
             let start = at;
@@ -127,6 +131,7 @@ impl<'a> MessageView<'a> {
             if at > msg.len() {
                 return Err(truncated(rdata_at));
             }
+            tsig |= rtype == RType::TSIG;
             if rtype == RType::OPT {
                 if n < records || opt.is_some() || !owner_is_root(msg, start) {
                     return Err(ParseError {
@@ -160,6 +165,7 @@ impl<'a> MessageView<'a> {
             opt,
             end: at,
             records_at,
+            tsig,
         })
     }
 
@@ -356,6 +362,7 @@ mod tests {
                 opt,
                 end: offset_in(msg, i),
                 records_at,
+                tsig: ttls.iter().any(|&(_, t)| t == RType::TSIG),
             })
         })();
         walked
@@ -364,7 +371,7 @@ mod tests {
     }
 
     fn fields(v: &MessageView<'_>) -> impl PartialEq + std::fmt::Debug {
-        (v.header, v.question, v.opt, v.end, v.records_at)
+        (v.header, v.question, v.opt, v.end, v.records_at, v.tsig)
     }
 
     /// The view and `record_ttls` against the model.
