@@ -197,8 +197,13 @@ impl<'c> Noter<'c> {
         } else {
             self.soa.map_or(0, |s| s.min(self.least))
         };
-        // A name that reads TTL octets, or TSIG: not stored (see `overlap`).
-        if decodes && self.fits && ttl != 0 && !self.targets.read_ttl(view.bytes(), self.rows) {
+        // A TSIG record, or a name that reads TTL octets: not stored (see `overlap`).
+        if decodes
+            && self.fits
+            && ttl != 0
+            && !view.tsig
+            && !self.targets.read_ttl(view.bytes(), self.rows)
+        {
             Intake::Entry(Plan { wire, cut_opt, ttl })
         } else {
             Intake::No

@@ -26,29 +26,18 @@ const MAX_TARGETS: usize = 8;
 /// Where the names of an answer's records aim their pointers, noted on the intake's
 /// walk. Valid values: `targets[..len]` are offsets (the last one noted is not noted
 /// again; another may be, which costs a second check and nothing else).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Targets {
     targets: [u16; MAX_TARGETS],
     len: u8,
-    /// More targets than kept, or a TSIG record: decided by [`unpatchable`].
+    /// More targets than kept: decided by [`unpatchable`].
     whole: bool,
-    tsig: bool,
-}
-
-impl Default for Targets {
-    fn default() -> Self {
-        Targets {
-            targets: [0; MAX_TARGETS],
-            len: 0,
-            whole: false,
-            tsig: false,
-        }
-    }
 }
 
 impl Targets {
     /// Notes the pointers of record `r`'s names (its owner, and the names in its RDATA
-    /// for the types the decoder reads names of).
+    /// for the types the decoder reads names of). A TSIG record is the view's to note
+    /// (`MessageView::tsig`).
     #[inline(always)]
     pub(super) fn record(&mut self, msg: &[u8], r: &RecordAt) {
         self.name(msg, r.owner);
@@ -57,22 +46,10 @@ impl Targets {
         }
     }
 
-    /// The RDATA part of [`record`](Self::record) (and TSIG).
+    /// The RDATA part of [`record`](Self::record).
     #[inline(never)]
     fn rdata(&mut self, msg: &[u8], r: &RecordAt) {
-        if r.rtype == RType::TSIG {
-            self.tsig = true;
-            return;
-        }
-        if let Some(first) = rdata_name(msg, r) {
-            self.name(msg, first);
-            if matches!(r.rtype, RType::SOA | RType::MINFO | RType::RP | RType::PX) {
-                let second = name_end(msg, first);
-                if second < r.rdata.end {
-                    self.name(msg, second);
-                }
-            }
-        }
+        rdata_names(msg, r, |n| self.name(msg, n));
     }
 
     /// Notes where the name lying at `at` ends in a pointer, if it does.
@@ -116,9 +93,6 @@ impl Targets {
     /// fields at the offsets of `rows` (ascending, complete).
     #[inline]
     pub(super) fn read_ttl(&self, msg: &[u8], rows: &[(u16, u32)]) -> bool {
-        if self.tsig {
-            return true;
-        }
         if self.whole {
             return unpatchable(msg, rows);
         }
@@ -142,23 +116,28 @@ pub(super) fn unpatchable(msg: &[u8], rows: &[(u16, u32)]) -> bool {
             found = true;
             return;
         }
-        let end = r.rdata.end;
-        let first = rdata_name(msg, r);
-        let second = match r.rtype {
-            RType::SOA | RType::MINFO | RType::RP | RType::PX => first.map(|n| name_end(msg, n)),
-            _ => None,
-        };
-        found = reads_ttl(msg, r.owner, rows)
-            || [first, second]
-                .into_iter()
-                .flatten()
-                .any(|n| n < end && reads_ttl(msg, n, rows));
+        found = reads_ttl(msg, r.owner, rows);
+        rdata_names(msg, r, |n| found = found || reads_ttl(msg, n, rows));
     });
     found || !walked
 }
 
+/// Shows `f` where each name in record `r`'s RDATA lies, for the types the decoder
+/// reads names of: the first, and the second of SOA, MINFO, RP and PX, which follows it.
+fn rdata_names(msg: &[u8], r: &RecordAt, mut f: impl FnMut(usize)) {
+    if let Some(first) = rdata_name(msg, r) {
+        f(first);
+        if matches!(r.rtype, RType::SOA | RType::MINFO | RType::RP | RType::PX) {
+            let second = name_end(msg, first);
+            if second < r.rdata.end {
+                f(second);
+            }
+        }
+    }
+}
+
 /// Where the first name in record `r`'s RDATA lies, for the types the decoder reads
-/// names of (the second, of SOA, MINFO, RP and PX, follows it).
+/// names of.
 #[inline]
 fn rdata_name(msg: &[u8], r: &RecordAt) -> Option<usize> {
     let at = r.rdata.start;
