@@ -5,7 +5,7 @@
 //! once their grace is over.
 //!
 //! Wildcard listeners (`0.0.0.0`, `[::]`): the kernel says where each query was sent
-//! (mmsg.rs), and its answer must come from there, or a client that asked another of
+//! (pktinfo.rs), and its answer must come from there, or a client that asked another of
 //! the host's addresses drops it. The core knows a UDP client by a number: for a query
 //! on listener `i`, `i` if the listener is bound to one address (its sending is right
 //! as it is) or the kernel did not say, else a [`ReplyPath`]'s: the listener and the
@@ -18,7 +18,8 @@ use std::io;
 
 use mio::{Interest, Token};
 
-use super::mmsg::{self, Dst, Outgoing};
+use super::mmsg::{self, Outgoing};
+use super::pktinfo::{self, Dst};
 use super::{udp, upstream_token, Server, MAX_DATAGRAMS_PER_TURN, UDP_LISTENER};
 use crate::clock::Instant;
 use crate::forward::{Client, Dest, Source, Transmit};
@@ -388,7 +389,7 @@ impl Server {
         self.udp_queued = self.udp_queued.saturating_sub(queue.len());
         if let (Some(sock), [out]) = (self.udp_listeners.get(l), queue.as_slice()) {
             let sent = loop {
-                match mmsg::send_from(sock, &out.bytes, out.to, from) {
+                match pktinfo::send_from(sock, &out.bytes, out.to, from) {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     sent => break sent,
                 }

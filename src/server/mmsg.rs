@@ -1,18 +1,13 @@
-//! Batched UDP I/O: recvmmsg(2) and sendmmsg(2) behind a small safe interface, the
-//! only `unsafe` code of the server.
+//! Batched UDP I/O: recvmmsg(2) and sendmmsg(2) behind a small safe interface.
 //!
 //! [`RecvRing`] owns a ring of receive buffers, allocated once: one call fills up to
 //! its number of slots with datagrams, which are then read in place (no copy, no
 //! allocation per datagram). [`SendBatch`] sends a list of [`Outgoing`] datagrams in
 //! calls of up to [`BATCH`], carrying on past partial results.
 //!
-//! Destinations: a listener bound to a wildcard address ([`set_recv_dst`]) learns from
-//! the kernel where each datagram was sent (an IP_PKTINFO or IPV6_PKTINFO control
-//! message, read into a control buffer per slot of a [`RecvRing::with_dst`] ring), and
-//! its answer goes out from there (the same message, given to every datagram of a
-//! batch, or with [`send_from`] alone). Without that, the kernel picks the source of an
-//! answer by its route, and a client that asked another of the host's addresses drops
-//! it.
+//! Destinations: a [`RecvRing::with_dst`] ring has a control buffer per slot, where
+//! the kernel says where each datagram to a wildcard listener was sent, and a batch
+//! can go out from such an address; the control messages are pktinfo.rs's.
 //!
 //! Why a short batch ends the reading of a socket: mio registers every socket
 //! edge-triggered (EPOLLET), and the kernel reports an edge-triggered socket again
@@ -26,51 +21,19 @@
 //! both halves on real sockets.
 //!
 //! Guarantees: no panic; a datagram longer than its slot is reported `truncated` (the
-//! caller drops it, never parses a prefix); send errors are returned per datagram;
-//! control data is read only within what the kernel wrote, and a destination it does
-//! not report whole is `None`.
+//! caller drops it, never parses a prefix); send errors are returned per datagram.
 use std::io;
 use std::mem;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::AsRawFd;
 use std::ptr;
+
+use super::pktinfo::{encode_src, Control, Controls, Dst, NO_CONTROL};
 
 /// Most datagrams one system call moves.
 pub const BATCH: usize = 32;
 
 const NAME_LEN: libc::socklen_t = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-
-/// Room for the control messages of a datagram: the one asked for here, IP_PKTINFO or
-/// IPV6_PKTINFO (40 octets at most), and a header to spare, should the kernel ever
-/// put another first.
-const CONTROL_LEN: usize = 64;
-
-// SAFETY: CMSG_SPACE is arithmetic on its argument.
-const _: () = assert!(
-    unsafe { libc::CMSG_SPACE(mem::size_of::<libc::in_pktinfo>() as libc::c_uint) } as usize
-        + mem::size_of::<libc::cmsghdr>()
-        <= CONTROL_LEN
-        && unsafe { libc::CMSG_SPACE(mem::size_of::<libc::in6_pktinfo>() as libc::c_uint) }
-            as usize
-            <= CONTROL_LEN
-        && mem::align_of::<libc::cmsghdr>() <= mem::align_of::<Control>()
-);
-
-/// A control buffer (msg_control), aligned for the cmsghdr at its start.
-#[derive(Clone, Copy)]
-#[repr(C, align(8))]
-struct Control([u8; CONTROL_LEN]);
-
-const NO_CONTROL: Control = Control([0; CONTROL_LEN]);
-
-/// Where a datagram to a wildcard listener (`0.0.0.0`, `[::]`) was sent: the local
-/// address its answer must come from, and the interface it came in on (0: unknown),
-/// which an IPv6 link-local address needs to mean anything.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Dst {
-    pub ip: IpAddr,
-    pub ifindex: u32,
-}
 
 /// One received datagram, read in place.
 #[derive(Debug)]
@@ -91,19 +54,14 @@ pub struct RecvRing {
     _iov: Vec<libc::iovec>,
     _names: Vec<libc::sockaddr_storage>,
     names_base: *const libc::sockaddr_storage,
-    /// Control buffers, one per slot (empty in a ring without destinations), reached
-    /// only through `control_base` once built.
-    _control: Vec<Control>,
-    control_base: *const Control,
-    /// The msg_controllen each receive offers. Valid values: 0 (no control buffers),
-    /// or CONTROL_LEN when every header points to its slot's buffer.
-    control_len: usize,
+    /// Control buffers, one per slot (none in a ring without destinations).
+    control: Controls,
     hdrs: Vec<libc::mmsghdr>,
     /// Slots filled by the last receive. Valid values: 0..=hdrs.len().
     filled: usize,
 }
 
-// SAFETY: the raw pointers held (in `base`, `names_base`, `control_base`, `_iov` and
+// SAFETY: the raw pointers held (in `base`, `names_base`, `control`, `_iov` and
 // `hdrs`) point only into the heap blocks of the vectors owned by the same value, which
 // never grow or move; nothing else refers to them.
 unsafe impl Send for RecvRing {}
@@ -145,29 +103,19 @@ impl RecvRing {
             _iov: iov,
             names_base: names.as_ptr(),
             _names: names,
-            _control: Vec::new(),
-            control_base: ptr::null(),
-            control_len: 0,
+            control: Controls::none(),
             hdrs,
             filled: 0,
         }
     }
 
     /// As [`new`](Self::new), with a control buffer per slot: after a
-    /// [`recv_dst`](Self::recv_dst) on a socket set with [`set_recv_dst`],
+    /// [`recv_dst`](Self::recv_dst) on a socket set with [`set_recv_dst`](super::pktinfo::set_recv_dst),
     /// [`dst`](Self::dst) tells each datagram's destination. A plain
     /// [`recv`](Self::recv) (another socket) does as in any ring.
     pub fn with_dst(slots: usize, slot_len: usize) -> RecvRing {
         let mut ring = RecvRing::new(slots, slot_len);
-        let mut control = vec![NO_CONTROL; ring.hdrs.len()];
-        let control_ptr = control.as_mut_ptr();
-        for (i, h) in ring.hdrs.iter_mut().enumerate() {
-            // SAFETY: i < slots, the length of `control`.
-            h.msg_hdr.msg_control = unsafe { control_ptr.add(i) }.cast();
-        }
-        ring.control_base = control_ptr;
-        ring._control = control;
-        ring.control_len = CONTROL_LEN;
+        ring.control = Controls::attach(&mut ring.hdrs);
         ring
     }
 
@@ -183,7 +131,7 @@ impl RecvRing {
         self.recv_with(socket, false)
     }
 
-    /// As [`recv`](Self::recv), for a socket set with [`set_recv_dst`]: each header
+    /// As [`recv`](Self::recv), for a socket set with [`set_recv_dst`](super::pktinfo::set_recv_dst): each header
     /// offers its control buffer (in a [`with_dst`](Self::with_dst) ring), where the
     /// kernel writes the datagram's destination.
     #[inline(never)]
@@ -191,11 +139,8 @@ impl RecvRing {
         self.recv_with(socket, true)
     }
 
-    /// The receive. A socket without IP_PKTINFO / IPV6_RECVPKTINFO writes back a
-    /// control length of 0 into each header it fills (so [`get`](Self::get) finds no
-    /// destination there), whatever was offered: only a receive that wants the
-    /// destinations offers the control buffers again, all of them (a header left
-    /// with the length an IPv4 message took would cut an IPv6 one short).
+    /// The receive; one that wants the destinations offers the control buffers again
+    /// (see [`Controls::offer`]).
     #[inline(always)]
     fn recv_with(&mut self, socket: &impl AsRawFd, dst: bool) -> io::Result<usize> {
         // The kernel writes back each filled header's name length and flags; the
@@ -206,17 +151,15 @@ impl RecvRing {
             h.msg_len = 0;
         }
         if dst {
-            for h in &mut self.hdrs {
-                h.msg_hdr.msg_controllen = self.control_len as _;
-            }
+            self.control.offer(&mut self.hdrs);
         }
         self.filled = 0;
         let vlen = self.hdrs.len() as libc::c_uint;
         // SAFETY: every header points to one iovec of `slot_len` octets inside the
         // buffers and to one sockaddr_storage with its size as name length, all owned
         // by `self` and alive for the call; `vlen` is the number of headers. A header
-        // with a control length (≤ `control_len`, 0 in a ring without buffers) points
-        // to its slot's control buffer, owned likewise.
+        // with a control length (≤ CONTROL_LEN, 0 in a ring without buffers) points
+        // to its slot's control buffer, owned likewise (pktinfo.rs).
         let n = unsafe {
             libc::recvmmsg(
                 socket.as_raw_fd(),
@@ -255,81 +198,13 @@ impl RecvRing {
     }
 
     /// Where datagram `i` was sent, if [`recv_dst`](Self::recv_dst) read it on a socket
-    /// set with [`set_recv_dst`] and the kernel said (`None` otherwise).
+    /// set with [`set_recv_dst`](super::pktinfo::set_recv_dst) and the kernel said (`None` otherwise).
     pub fn dst(&self, i: usize) -> Option<Dst> {
         if i >= self.filled {
             return None;
         }
-        // A socket without IP_PKTINFO / IPV6_RECVPKTINFO writes no control data (and a
-        // ring without buffers offers none): the length is 0, nothing to look at.
-        #[allow(clippy::unnecessary_cast)] // usize with glibc, socklen_t with musl
-        let len = self.hdrs.get(i)?.msg_hdr.msg_controllen as usize;
-        match len {
-            0 => None,
-            // SAFETY: not 0, so the ring has a control buffer per slot (the kernel
-            // writes at most the length offered), and i < slots; read through the
-            // pointer the kernel wrote through.
-            len => decode_dst(unsafe { &*self.control_base.add(i) }, len),
-        }
+        self.control.dst(i, self.hdrs.get(i)?)
     }
-}
-
-/// Asks the kernel to tell where each datagram on `socket` was sent (IP_PKTINFO, or
-/// IPV6_RECVPKTINFO if `ipv6`), for a listener bound to a wildcard address.
-pub fn set_recv_dst(socket: &impl AsRawFd, ipv6: bool) -> io::Result<()> {
-    let (level, name) = if ipv6 {
-        (libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO)
-    } else {
-        (libc::IPPROTO_IP, libc::IP_PKTINFO)
-    };
-    let on: libc::c_int = 1;
-    // SAFETY: the option value is a c_int alive for the call, with its size as length.
-    let r = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            level,
-            name,
-            ptr::from_ref(&on).cast(),
-            mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// Sends one datagram from `src` (sendmsg with its IP_PKTINFO or IPV6_PKTINFO message):
-/// a lone answer to a query that came to a wildcard listener.
-pub fn send_from(
-    socket: &impl AsRawFd,
-    bytes: &[u8],
-    to: SocketAddr,
-    src: Dst,
-) -> io::Result<usize> {
-    // SAFETY: plain data, valid when zeroed.
-    let mut name = unsafe { mem::zeroed::<libc::sockaddr_storage>() };
-    let mut control = NO_CONTROL;
-    let mut iov = libc::iovec {
-        iov_base: bytes.as_ptr().cast_mut().cast(),
-        iov_len: bytes.len(),
-    };
-    // SAFETY: plain data (null pointers, zero lengths) when zeroed.
-    let mut h: libc::msghdr = unsafe { mem::zeroed() };
-    h.msg_namelen = from_socket_addr(to, &mut name);
-    h.msg_name = ptr::from_mut(&mut name).cast();
-    h.msg_iov = &mut iov;
-    h.msg_iovlen = 1;
-    h.msg_controllen = encode_src(src, &mut control) as _;
-    h.msg_control = ptr::from_mut(&mut control).cast();
-    // SAFETY: the header points to one iovec over `bytes`, to an address and to a
-    // control buffer with their lengths, all alive (on this stack or borrowed) for the
-    // call, which only reads them.
-    let n = unsafe { libc::sendmsg(socket.as_raw_fd(), &h, libc::MSG_DONTWAIT) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(n as usize)
 }
 
 /// A datagram to send.
@@ -413,7 +288,7 @@ impl SendBatch {
     }
 
     /// Sends every datagram of `msgs` on `socket`, in order, [`BATCH`] per call, from
-    /// `from` if given (see [`send_from`]). A call interrupted (EINTR) is made again; a
+    /// `from` if given (see [`send_from`](super::pktinfo::send_from)). A call interrupted (EINTR) is made again; a
     /// partial result goes on from the first datagram not sent; an error drops the
     /// datagram it is about and the sending goes on, except `WouldBlock` (socket buffer
     /// full), which drops all the rest.
@@ -487,130 +362,11 @@ impl SendBatch {
     }
 }
 
-/// Writes into `control` the control message that makes a datagram go out from `src`,
-/// as dnsmasq and Unbound do: IP_PKTINFO with `src` as `ipi_spec_dst` and interface 0
-/// (the route picks it, as for any datagram), or IPV6_PKTINFO with `src` and its
-/// interface (a link-local address means nothing without it). Returns the length to
-/// give as msg_controllen.
-fn encode_src(src: Dst, control: &mut Control) -> usize {
-    let cmsg = ptr::from_mut(control).cast::<libc::cmsghdr>();
-    let (level, kind, len) = match src.ip {
-        IpAddr::V4(_) => (
-            libc::IPPROTO_IP,
-            libc::IP_PKTINFO,
-            mem::size_of::<libc::in_pktinfo>(),
-        ),
-        IpAddr::V6(_) => (
-            libc::IPPROTO_IPV6,
-            libc::IPV6_PKTINFO,
-            mem::size_of::<libc::in6_pktinfo>(),
-        ),
-    };
-    // SAFETY: the buffer is aligned for a cmsghdr and holds CMSG_SPACE(len) ≤
-    // CONTROL_LEN octets (checked at compile time): the header, then `len` octets of
-    // data at CMSG_DATA, written unaligned as the kernel's types may not be.
-    unsafe {
-        let mut hdr: libc::cmsghdr = mem::zeroed();
-        hdr.cmsg_len = libc::CMSG_LEN(len as libc::c_uint) as _;
-        hdr.cmsg_level = level;
-        hdr.cmsg_type = kind;
-        cmsg.write(hdr);
-        let data = libc::CMSG_DATA(cmsg);
-        match src.ip {
-            IpAddr::V4(ip) => data
-                .cast::<libc::in_pktinfo>()
-                .write_unaligned(libc::in_pktinfo {
-                    ipi_ifindex: 0,
-                    ipi_spec_dst: libc::in_addr {
-                        s_addr: u32::from_ne_bytes(ip.octets()),
-                    },
-                    ipi_addr: libc::in_addr { s_addr: 0 },
-                }),
-            IpAddr::V6(ip) => data
-                .cast::<libc::in6_pktinfo>()
-                .write_unaligned(libc::in6_pktinfo {
-                    ipi6_addr: libc::in6_addr {
-                        s6_addr: ip.octets(),
-                    },
-                    ipi6_ifindex: src.ifindex,
-                }),
-        }
-        libc::CMSG_SPACE(len as libc::c_uint) as usize
-    }
-}
-
-/// Reads a datagram's destination from the first `len` octets of `control` (its
-/// msg_controllen, as the kernel wrote it): the `ipi_spec_dst` of an IP_PKTINFO
-/// message (the local address it was for: a broadcast's is the interface's own), or
-/// the address of an IPV6_PKTINFO message, with the interface. Bounded: at most the
-/// headers that fit in the buffer are looked at, and only a message lying whole within
-/// `len` (capped at the buffer) is read; none found gives `None`.
-fn decode_dst(control: &Control, len: usize) -> Option<Dst> {
-    let len = len.min(CONTROL_LEN);
-    let start = ptr::from_ref(control) as usize;
-    // SAFETY: plain data when zeroed; only the control fields are set, for the walk.
-    let mut h: libc::msghdr = unsafe { mem::zeroed() };
-    h.msg_control = ptr::from_ref(control).cast_mut().cast();
-    h.msg_controllen = len as _;
-    // SAFETY: CMSG_FIRSTHDR looks at the header's control fields only: the start of
-    // the buffer if a cmsghdr fits in `len` octets, else null.
-    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&h) };
-    for _ in 0..CONTROL_LEN / mem::size_of::<libc::cmsghdr>() {
-        if cmsg.is_null() {
-            return None;
-        }
-        // SAFETY: FIRSTHDR and NXTHDR give only an aligned header lying whole within
-        // the first `len` octets of the buffer.
-        let hdr = unsafe { cmsg.read() };
-        let at = (cmsg as usize).saturating_sub(start);
-        // SAFETY: arithmetic only.
-        let data_len =
-            (hdr.cmsg_len as usize).saturating_sub(unsafe { libc::CMSG_LEN(0) } as usize);
-        if at.saturating_add(hdr.cmsg_len as usize) > len {
-            // Cut short (MSG_CTRUNC), or not a message: nothing after it either.
-            return None;
-        }
-        // SAFETY (both reads): the message lies whole within `len` octets of the
-        // buffer and its data is at least the size read, unaligned.
-        match (hdr.cmsg_level, hdr.cmsg_type) {
-            (libc::IPPROTO_IP, libc::IP_PKTINFO)
-                if data_len >= mem::size_of::<libc::in_pktinfo>() =>
-            {
-                let p = unsafe {
-                    libc::CMSG_DATA(cmsg)
-                        .cast::<libc::in_pktinfo>()
-                        .read_unaligned()
-                };
-                return Some(Dst {
-                    ip: Ipv4Addr::from(p.ipi_spec_dst.s_addr.to_ne_bytes()).into(),
-                    ifindex: u32::try_from(p.ipi_ifindex).unwrap_or(0),
-                });
-            }
-            (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO)
-                if data_len >= mem::size_of::<libc::in6_pktinfo>() =>
-            {
-                let p = unsafe {
-                    libc::CMSG_DATA(cmsg)
-                        .cast::<libc::in6_pktinfo>()
-                        .read_unaligned()
-                };
-                return Some(Dst {
-                    ip: Ipv6Addr::from(p.ipi6_addr.s6_addr).into(),
-                    ifindex: p.ipi6_ifindex,
-                });
-            }
-            _ => {}
-        }
-        // SAFETY: `cmsg` is a header within the buffer (above) whose length keeps it
-        // within `len` octets (so NXTHDR's arithmetic cannot overflow); NXTHDR returns
-        // the next one only if a whole header of it fits within them, else null.
-        cmsg = unsafe { libc::CMSG_NXTHDR(&h, cmsg) };
-    }
-    None
-}
-
 /// Writes `addr` as a sockaddr_in or sockaddr_in6 into `out`; returns its length.
-fn from_socket_addr(addr: SocketAddr, out: &mut libc::sockaddr_storage) -> libc::socklen_t {
+pub(super) fn from_socket_addr(
+    addr: SocketAddr,
+    out: &mut libc::sockaddr_storage,
+) -> libc::socklen_t {
     match addr {
         SocketAddr::V4(a) => {
             let sin = libc::sockaddr_in {
@@ -851,201 +607,6 @@ mod tests {
         assert_eq!(buf[0], 1);
         assert_eq!(rx.recv(&mut buf).unwrap(), 1);
         assert_eq!(buf[0], 3);
-    }
-
-    fn dst(ip: &str, ifindex: u32) -> Dst {
-        Dst {
-            ip: ip.parse().unwrap(),
-            ifindex,
-        }
-    }
-
-    /// The header fields of the control message in `c`: (cmsg_len, level, type).
-    fn header_of(c: &Control) -> (usize, i32, i32) {
-        let h = unsafe { ptr::from_ref(c).cast::<libc::cmsghdr>().read() };
-        (h.cmsg_len as usize, h.cmsg_level, h.cmsg_type)
-    }
-
-    fn set_header(c: &mut Control, len: usize, level: i32, kind: i32) {
-        let cmsg = ptr::from_mut(c).cast::<libc::cmsghdr>();
-        unsafe {
-            (*cmsg).cmsg_len = len as _;
-            (*cmsg).cmsg_level = level;
-            (*cmsg).cmsg_type = kind;
-        }
-    }
-
-    #[test]
-    fn pktinfo_round_trips_ipv4_and_ipv6() {
-        let hdr = mem::size_of::<libc::cmsghdr>();
-        for (src, level, kind, data) in [
-            (dst("127.0.0.2", 0), libc::IPPROTO_IP, libc::IP_PKTINFO, 12),
-            (
-                dst("2001:db8::53", 7),
-                libc::IPPROTO_IPV6,
-                libc::IPV6_PKTINFO,
-                20,
-            ),
-            (
-                dst("fe80::1", 3),
-                libc::IPPROTO_IPV6,
-                libc::IPV6_PKTINFO,
-                20,
-            ),
-        ] {
-            let mut c = NO_CONTROL;
-            let len = encode_src(src, &mut c);
-            assert_eq!(header_of(&c), (hdr + data, level, kind), "{src:?}");
-            assert_eq!(len, hdr + data.next_multiple_of(8));
-            assert!(len <= CONTROL_LEN);
-            assert_eq!(decode_dst(&c, len), Some(src));
-            // As the kernel gives it: the length written, without the last padding.
-            assert_eq!(decode_dst(&c, hdr + data), Some(src));
-        }
-    }
-
-    /// IPv4: what the kernel reports as the local address (`ipi_spec_dst`) is read, and
-    /// what goes out carries interface 0, whatever the query came in on.
-    #[test]
-    fn ipv4_pktinfo_reads_the_local_address_and_sends_no_interface() {
-        let mut c = NO_CONTROL;
-        let len = encode_src(dst("192.0.2.1", 9), &mut c);
-        let p = unsafe {
-            libc::CMSG_DATA(ptr::from_ref(&c).cast())
-                .cast::<libc::in_pktinfo>()
-                .read_unaligned()
-        };
-        assert_eq!(p.ipi_ifindex, 0);
-        assert_eq!(p.ipi_spec_dst.s_addr.to_ne_bytes(), [192, 0, 2, 1]);
-        // As received: header address 255.255.255.255 (a broadcast), local address
-        // 192.0.2.1 on interface 4.
-        let data = unsafe { libc::CMSG_DATA(ptr::from_mut(&mut c).cast()) };
-        let got = libc::in_pktinfo {
-            ipi_ifindex: 4,
-            ipi_spec_dst: libc::in_addr {
-                s_addr: u32::from_ne_bytes([192, 0, 2, 1]),
-            },
-            ipi_addr: libc::in_addr { s_addr: u32::MAX },
-        };
-        unsafe { data.cast::<libc::in_pktinfo>().write_unaligned(got) };
-        assert_eq!(decode_dst(&c, len), Some(dst("192.0.2.1", 4)));
-    }
-
-    #[test]
-    fn odd_control_data_gives_no_destination() {
-        let hdr = mem::size_of::<libc::cmsghdr>();
-        let mut good = NO_CONTROL;
-        let len = encode_src(dst("127.0.0.2", 0), &mut good);
-        let whole = hdr + 12;
-        // Every length short of the whole message: nothing (MSG_CTRUNC).
-        for n in 0..whole {
-            assert_eq!(decode_dst(&good, n), None, "{n} octets");
-        }
-        // The kernel's length past the buffer is capped at it.
-        assert!(decode_dst(&good, usize::MAX).is_some());
-        let cases: [(usize, i32, i32); 6] = [
-            (hdr + 11, libc::IPPROTO_IP, libc::IP_PKTINFO), // data too short
-            (hdr + 19, libc::IPPROTO_IPV6, libc::IPV6_PKTINFO), // likewise
-            (whole, libc::IPPROTO_IP, libc::IP_TTL),        // another kind
-            (whole, libc::IPPROTO_IPV6, libc::IP_PKTINFO),  // level and type mixed
-            (0, libc::IPPROTO_IP, libc::IP_PKTINFO),        // a length of 0 ends the walk
-            (usize::MAX, libc::IPPROTO_IP, libc::IP_PKTINFO), // past the end
-        ];
-        for (cmsg_len, level, kind) in cases {
-            let mut c = good;
-            set_header(&mut c, cmsg_len, level, kind);
-            assert_eq!(decode_dst(&c, len), None, "{cmsg_len} {level} {kind}");
-        }
-        // Garbage of every kind: no panic, and whatever is read lies within the buffer.
-        let mut c = NO_CONTROL;
-        for seed in 0..2000u32 {
-            for (i, b) in c.0.iter_mut().enumerate() {
-                *b = (seed.wrapping_mul(2_654_435_761).rotate_left(i as u32) >> 7) as u8;
-            }
-            let _ = decode_dst(&c, (seed as usize) % (CONTROL_LEN + 8));
-        }
-    }
-
-    /// A message of another kind first, then the PKTINFO one: the walk finds it.
-    #[test]
-    fn finds_pktinfo_after_another_message() {
-        let hdr = mem::size_of::<libc::cmsghdr>();
-        let mut c = NO_CONTROL;
-        set_header(&mut c, hdr, libc::SOL_SOCKET, libc::SO_MARK); // no data
-        let v4 = libc::in_pktinfo {
-            ipi_ifindex: 1,
-            ipi_spec_dst: libc::in_addr {
-                s_addr: u32::from_ne_bytes([10, 0, 0, 1]),
-            },
-            ipi_addr: libc::in_addr { s_addr: 0 },
-        };
-        let second = ptr::from_mut(&mut c).cast::<u8>().wrapping_add(hdr);
-        unsafe {
-            let h = second.cast::<libc::cmsghdr>();
-            (*h).cmsg_len = (hdr + 12) as _;
-            (*h).cmsg_level = libc::IPPROTO_IP;
-            (*h).cmsg_type = libc::IP_PKTINFO;
-            libc::CMSG_DATA(h)
-                .cast::<libc::in_pktinfo>()
-                .write_unaligned(v4);
-        }
-        assert_eq!(decode_dst(&c, 2 * hdr + 12), Some(dst("10.0.0.1", 1)));
-        assert_eq!(decode_dst(&c, 2 * hdr + 11), None, "the second cut short");
-    }
-
-    /// On a wildcard socket: each datagram's destination is read, and an answer sent
-    /// from it (in a batch, and alone) comes from it; a ring on a socket bound to one
-    /// address reads none.
-    #[test]
-    fn reads_destinations_and_sends_from_them_on_a_wildcard_socket() {
-        let rx = UdpSocket::bind("0.0.0.0:0".parse().unwrap()).unwrap();
-        set_recv_dst(&rx, false).unwrap();
-        let port = rx.local_addr().unwrap().port();
-        let tx = StdUdp::bind("127.0.0.1:0").unwrap();
-        tx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        for last in [2u8, 3, 1] {
-            tx.send_to(&[last], SocketAddr::from(([127, 0, 0, last], port)))
-                .unwrap();
-        }
-        let mut ring = RecvRing::with_dst(8, 64);
-        assert_eq!(ring.recv_dst(&rx).unwrap(), 3);
-        let mut batch = SendBatch::new();
-        let mut buf = [0u8; 8];
-        for i in 0..3 {
-            let d = ring.get(i).unwrap();
-            let want: IpAddr = Ipv4Addr::new(127, 0, 0, d.bytes[0]).into();
-            let got = ring.dst(i).unwrap();
-            assert_eq!(got.ip, want);
-            assert_ne!(got.ifindex, 0, "lo");
-            // Two answers from each, in one sendmmsg.
-            let answers: Vec<Outgoing> = (0..2)
-                .map(|_| Outgoing {
-                    to: d.from.unwrap(),
-                    bytes: d.bytes.to_vec(),
-                })
-                .collect();
-            let r = batch.send(&rx, &answers, Some(got));
-            assert_eq!((r.sent, r.failed, r.calls), (2, 0, 1));
-            for _ in 0..2 {
-                let (_, from) = tx.recv_from(&mut buf).unwrap();
-                assert_eq!(from, SocketAddr::from(([127, 0, 0, buf[0]], port)));
-            }
-        }
-        let alone = send_from(&rx, &[9], tx.local_addr().unwrap(), dst("127.0.0.3", 0));
-        assert_eq!(alone.unwrap(), 1);
-        let (_, from) = tx.recv_from(&mut buf).unwrap();
-        assert_eq!(
-            (buf[0], from),
-            (9, SocketAddr::from(([127, 0, 0, 3], port)))
-        );
-        // No IP_PKTINFO: no destination, and the ring's next receive is not fooled by
-        // what an earlier one left in its buffers.
-        let (plain, ptx) = pair("127.0.0.1:0");
-        send_n(&ptx, plain.local_addr().unwrap(), 2);
-        assert_eq!(ring.recv(&plain).unwrap(), 2);
-        assert!(ring.dst(0).is_none());
-        assert!(ring.dst(1).is_none());
-        assert!(ring.dst(2).is_none(), "not filled");
     }
 
     #[test]

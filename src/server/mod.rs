@@ -18,6 +18,7 @@ mod limits;
 mod memory;
 mod metrics_http;
 mod mmsg;
+mod pktinfo;
 mod reload;
 pub mod steer;
 mod tcp;
