@@ -226,6 +226,24 @@ pub struct SendReport {
     pub calls: usize,
 }
 
+/// Notes in `report` the error of a call that sent nothing (errno set), given the
+/// `left` datagrams still to send: returns how many of them are dropped, 0 if the call
+/// is to be made again (EINTR), all for `WouldBlock`, else the one it was about.
+#[cold]
+fn failed(report: &mut SendReport, left: usize) -> usize {
+    let e = io::Error::last_os_error();
+    let skip = match e.kind() {
+        io::ErrorKind::Interrupted => 0,
+        io::ErrorKind::WouldBlock => left,
+        _ => 1,
+    };
+    report.failed += skip;
+    if skip > 0 {
+        report.error = Some(e);
+    }
+    skip
+}
+
 /// Headers for sendmmsg, built once: each points to its own iovec and address slot,
 /// and all to the one control buffer; a send only writes the buffer, the address, the
 /// source if any and their lengths into them.
@@ -288,11 +306,81 @@ impl SendBatch {
     }
 
     /// Sends every datagram of `msgs` on `socket`, in order, [`BATCH`] per call, from
-    /// `from` if given (see [`send_from`](super::pktinfo::send_from)). A call interrupted (EINTR) is made again; a
-    /// partial result goes on from the first datagram not sent; an error drops the
-    /// datagram it is about and the sending goes on, except `WouldBlock` (socket buffer
-    /// full), which drops all the rest.
+    /// `from` if given (an IP_PKTINFO or IPV6_PKTINFO message, the same for all: see
+    /// pktinfo.rs); one alone goes by sendto (sendmsg with a source). A call
+    /// interrupted (EINTR) is made again; a partial result goes on from the first
+    /// datagram not sent; an error drops the datagram it is about and the sending goes
+    /// on, except `WouldBlock` (socket buffer full), which drops all the rest.
+    #[inline(always)]
     pub fn send(
+        &mut self,
+        socket: &impl AsRawFd,
+        msgs: &[Outgoing],
+        from: Option<Dst>,
+    ) -> SendReport {
+        match msgs {
+            // One answer (most turns below a burst): no batch call.
+            [one] => self.send_one(socket, one, from),
+            _ => self.send_all(socket, msgs, from),
+        }
+    }
+
+    /// [`send`](Self::send) for one datagram: sendto, or sendmsg with header 0 when it
+    /// has a source. Inlined, so that a caller without a source has only the sendto.
+    #[inline(always)]
+    fn send_one(&mut self, socket: &impl AsRawFd, m: &Outgoing, from: Option<Dst>) -> SendReport {
+        let mut report = SendReport::default();
+        let control_len = match from {
+            // SAFETY: the buffer is owned by `self` and nothing else refers to it now.
+            Some(src) => encode_src(src, unsafe { &mut *self.control_ptr }),
+            None => 0,
+        };
+        let name_len = if control_len > 0 {
+            self.fill(std::slice::from_ref(m), control_len);
+            0
+        } else {
+            // SAFETY: name 0 lies inside `names`; written through the pointer header 0
+            // holds.
+            from_socket_addr(m.to, unsafe { &mut *self.names_base })
+        };
+        loop {
+            report.calls += 1;
+            let n = if control_len > 0 {
+                let h = self.hdrs.as_ptr();
+                // SAFETY: `hdrs` holds BATCH (≥ 1) headers; header 0 points to iovec 0
+                // over the datagram (borrowed for the call), to name 0 and to the
+                // control message encoded above, with their lengths (filled above); the
+                // call only reads them.
+                unsafe { libc::sendmsg(socket.as_raw_fd(), &(*h).msg_hdr, libc::MSG_DONTWAIT) }
+            } else {
+                // SAFETY: the datagram is borrowed for the call and name 0 holds an
+                // address of `name_len` octets; the call only reads them.
+                unsafe {
+                    libc::sendto(
+                        socket.as_raw_fd(),
+                        m.bytes.as_ptr().cast(),
+                        m.bytes.len(),
+                        libc::MSG_DONTWAIT,
+                        self.names_base.cast(),
+                        name_len,
+                    )
+                }
+            };
+            // Any length, 0 included (an empty datagram), is the datagram sent.
+            if n >= 0 {
+                report.sent = 1;
+                return report;
+            }
+            if failed(&mut report, 1) > 0 {
+                return report;
+            }
+        }
+    }
+
+    /// [`send`](Self::send) for a batch (sendmmsg). Kept out of line: most sends are
+    /// one datagram alone.
+    #[inline(never)]
+    fn send_all(
         &mut self,
         socket: &impl AsRawFd,
         msgs: &[Outgoing],
@@ -324,17 +412,7 @@ impl SendBatch {
                 report.sent += n as usize;
                 n as usize
             } else {
-                let e = io::Error::last_os_error();
-                let skip = match e.kind() {
-                    io::ErrorKind::Interrupted => 0,
-                    io::ErrorKind::WouldBlock => rest.len(),
-                    _ => 1,
-                };
-                report.failed += skip;
-                if skip > 0 {
-                    report.error = Some(e);
-                }
-                skip
+                failed(&mut report, rest.len())
             };
             rest = rest.get(skip..).unwrap_or_default();
         }
@@ -363,10 +441,7 @@ impl SendBatch {
 }
 
 /// Writes `addr` as a sockaddr_in or sockaddr_in6 into `out`; returns its length.
-pub(super) fn from_socket_addr(
-    addr: SocketAddr,
-    out: &mut libc::sockaddr_storage,
-) -> libc::socklen_t {
+fn from_socket_addr(addr: SocketAddr, out: &mut libc::sockaddr_storage) -> libc::socklen_t {
     match addr {
         SocketAddr::V4(a) => {
             let sin = libc::sockaddr_in {
@@ -607,6 +682,44 @@ mod tests {
         assert_eq!(buf[0], 1);
         assert_eq!(rx.recv(&mut buf).unwrap(), 1);
         assert_eq!(buf[0], 3);
+    }
+
+    /// One datagram alone goes by sendto, in one call, and its error is reported as a
+    /// batch's would be.
+    #[test]
+    fn sends_one_alone_and_reports_its_error() {
+        let rx = StdUdp::bind("127.0.0.1:0").unwrap();
+        rx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let mut batch = SendBatch::new();
+        let to = rx.local_addr().unwrap();
+        let r = batch.send(
+            &tx,
+            &[Outgoing {
+                to,
+                bytes: vec![5; 3],
+            }],
+            None,
+        );
+        assert_eq!((r.sent, r.failed, r.calls), (1, 0, 1));
+        assert!(r.error.is_none());
+        let mut buf = [0u8; 8];
+        assert_eq!(
+            rx.recv_from(&mut buf).unwrap(),
+            (3, tx.local_addr().unwrap())
+        );
+        let bad: SocketAddr = "[2001:db8::1]:53".parse().unwrap();
+        let r = batch.send(
+            &tx,
+            &[Outgoing {
+                to: bad,
+                bytes: vec![1],
+            }],
+            None,
+        );
+        assert_eq!((r.sent, r.failed, r.calls), (0, 1, 1));
+        assert!(r.error.is_some());
+        assert_eq!(batch.send(&tx, &[], None).calls, 0, "nothing to send");
     }
 
     #[test]

@@ -5,9 +5,10 @@
 //! A listener bound to a wildcard address ([`set_recv_dst`]) learns from the kernel
 //! where each datagram was sent (a control message, read into a buffer per slot of a
 //! [`RecvRing::with_dst`](super::mmsg::RecvRing::with_dst) ring), and its answer goes
-//! out from there (the same message, given to every datagram of a batch, or with
-//! [`send_from`] alone). Without that, the kernel picks the source of an answer by its
-//! route, and a client that asked another of the host's addresses drops it.
+//! out from there (the same message, given to every datagram of a batch or to one
+//! alone: mmsg.rs's `SendBatch`). Without that, the kernel picks the source of an
+//! answer by its route, and a client that asked another of the host's addresses drops
+//! it.
 //!
 //! Written by hand rather than with nix's `ControlMessage` / `ControlMessageOwned`:
 //! nix reads control messages only from its own `recvmsg` / `recvmmsg`, whose reused
@@ -19,11 +20,9 @@
 //! destination it does not report whole is `None`.
 use std::io;
 use std::mem;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use std::ptr;
-
-use super::mmsg::from_socket_addr;
 
 /// Room for the control messages of a datagram: the one asked for here, IP_PKTINFO or
 /// IPV6_PKTINFO (40 octets at most), and a header to spare, should the kernel ever
@@ -145,39 +144,6 @@ pub fn set_recv_dst(socket: &impl AsRawFd, ipv6: bool) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
-}
-
-/// Sends one datagram from `src` (sendmsg with its IP_PKTINFO or IPV6_PKTINFO message):
-/// a lone answer to a query that came to a wildcard listener.
-pub fn send_from(
-    socket: &impl AsRawFd,
-    bytes: &[u8],
-    to: SocketAddr,
-    src: Dst,
-) -> io::Result<usize> {
-    // SAFETY: plain data, valid when zeroed.
-    let mut name = unsafe { mem::zeroed::<libc::sockaddr_storage>() };
-    let mut control = NO_CONTROL;
-    let mut iov = libc::iovec {
-        iov_base: bytes.as_ptr().cast_mut().cast(),
-        iov_len: bytes.len(),
-    };
-    // SAFETY: plain data (null pointers, zero lengths) when zeroed.
-    let mut h: libc::msghdr = unsafe { mem::zeroed() };
-    h.msg_namelen = from_socket_addr(to, &mut name);
-    h.msg_name = ptr::from_mut(&mut name).cast();
-    h.msg_iov = &mut iov;
-    h.msg_iovlen = 1;
-    h.msg_controllen = encode_src(src, &mut control) as _;
-    h.msg_control = ptr::from_mut(&mut control).cast();
-    // SAFETY: the header points to one iovec over `bytes`, to an address and to a
-    // control buffer with their lengths, all alive (on this stack or borrowed) for the
-    // call, which only reads them.
-    let n = unsafe { libc::sendmsg(socket.as_raw_fd(), &h, libc::MSG_DONTWAIT) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(n as usize)
 }
 
 /// Writes into `control` the control message that makes a datagram go out from `src`,
@@ -305,7 +271,7 @@ fn decode_dst(control: &Control, len: usize) -> Option<Dst> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::UdpSocket as StdUdp;
+    use std::net::{SocketAddr, UdpSocket as StdUdp};
     use std::time::Duration;
 
     use mio::net::UdpSocket;
@@ -490,8 +456,13 @@ mod tests {
                 assert_eq!(from, SocketAddr::from(([127, 0, 0, buf[0]], port)));
             }
         }
-        let alone = send_from(&rx, &[9], tx.local_addr().unwrap(), dst("127.0.0.3", 0));
-        assert_eq!(alone.unwrap(), 1);
+        // One alone (sendmsg), from another address.
+        let alone = [Outgoing {
+            to: tx.local_addr().unwrap(),
+            bytes: vec![9],
+        }];
+        let r = batch.send(&rx, &alone, Some(dst("127.0.0.3", 0)));
+        assert_eq!((r.sent, r.failed, r.calls), (1, 0, 1));
         let (_, from) = tx.recv_from(&mut buf).unwrap();
         assert_eq!(
             (buf[0], from),
