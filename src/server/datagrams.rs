@@ -107,12 +107,7 @@ impl Server {
             let Some(sock) = self.udp_listeners.get(i) else {
                 return;
             };
-            let got = if wildcard {
-                self.client_ring.recv_dst(sock)
-            } else {
-                self.client_ring.recv(sock)
-            };
-            match got {
+            match self.client_ring.recv(sock) {
                 Ok(n) => {
                     read += n;
                     for d in 0..n {

@@ -3,7 +3,7 @@
 //! [`RecvRing`] owns a ring of receive buffers, allocated once: one call fills up to
 //! its number of slots with datagrams, which are then read in place (no copy, no
 //! allocation per datagram). [`SendBatch`] sends a list of [`Outgoing`] datagrams in
-//! calls of up to [`BATCH`], carrying on past partial results.
+//! calls of up to [`BATCH`] (one alone with sendto), carrying on past partial results.
 //!
 //! Destinations: a [`RecvRing::with_dst`] ring has a control buffer per slot, where
 //! the kernel says where each datagram to a wildcard listener was sent, and a batch
@@ -57,7 +57,8 @@ pub struct RecvRing {
     /// Control buffers, one per slot (none in a ring without destinations).
     control: Controls,
     hdrs: Vec<libc::mmsghdr>,
-    /// Slots filled by the last receive. Valid values: 0..=hdrs.len().
+    /// Slots filled by the last receive. Valid values: 0..=hdrs.len(); every header
+    /// past the first `filled.max(1)` holds the sizes `recv` gives.
     filled: usize,
 }
 
@@ -110,9 +111,9 @@ impl RecvRing {
     }
 
     /// As [`new`](Self::new), with a control buffer per slot: after a
-    /// [`recv_dst`](Self::recv_dst) on a socket set with [`set_recv_dst`](super::pktinfo::set_recv_dst),
-    /// [`dst`](Self::dst) tells each datagram's destination. A plain
-    /// [`recv`](Self::recv) (another socket) does as in any ring.
+    /// [`recv`](Self::recv) on a socket set with
+    /// [`set_recv_dst`](super::pktinfo::set_recv_dst), [`dst`](Self::dst) tells each
+    /// datagram's destination (on another socket, none).
     pub fn with_dst(slots: usize, slot_len: usize) -> RecvRing {
         let mut ring = RecvRing::new(slots, slot_len);
         ring.control = Controls::attach(&mut ring.hdrs);
@@ -127,31 +128,20 @@ impl RecvRing {
     /// Receives up to [`slots`](Self::slots) datagrams without blocking: `Ok(n)` with
     /// n ≥ 1, or the error (`WouldBlock` when there was nothing to read). Datagrams
     /// of an earlier receive are gone.
+    ///
+    /// The kernel writes back each filled header's name length, flags and control
+    /// length (0 on a socket that reports no destination, else what the message
+    /// took), and leaves the others as they were: only the headers the last receive
+    /// filled are given their sizes back (the first too, in case a failed call touched
+    /// it), so that every header offers its whole control buffer to each receive, in a
+    /// ring with them, without rewriting all of them each time.
     pub fn recv(&mut self, socket: &impl AsRawFd) -> io::Result<usize> {
-        self.recv_with(socket, false)
-    }
-
-    /// As [`recv`](Self::recv), for a socket set with [`set_recv_dst`](super::pktinfo::set_recv_dst): each header
-    /// offers its control buffer (in a [`with_dst`](Self::with_dst) ring), where the
-    /// kernel writes the datagram's destination.
-    #[inline(never)]
-    pub fn recv_dst(&mut self, socket: &impl AsRawFd) -> io::Result<usize> {
-        self.recv_with(socket, true)
-    }
-
-    /// The receive; one that wants the destinations offers the control buffers again
-    /// (see [`Controls::offer`]).
-    #[inline(always)]
-    fn recv_with(&mut self, socket: &impl AsRawFd, dst: bool) -> io::Result<usize> {
-        // The kernel writes back each filled header's name length and flags; the
-        // first one is reset too in case a failed call touched it.
+        let control_len = self.control.len();
         for h in self.hdrs.iter_mut().take(self.filled.max(1)) {
             h.msg_hdr.msg_namelen = NAME_LEN;
             h.msg_hdr.msg_flags = 0;
+            h.msg_hdr.msg_controllen = control_len as _;
             h.msg_len = 0;
-        }
-        if dst {
-            self.control.offer(&mut self.hdrs);
         }
         self.filled = 0;
         let vlen = self.hdrs.len() as libc::c_uint;
@@ -197,8 +187,9 @@ impl RecvRing {
         })
     }
 
-    /// Where datagram `i` was sent, if [`recv_dst`](Self::recv_dst) read it on a socket
-    /// set with [`set_recv_dst`](super::pktinfo::set_recv_dst) and the kernel said (`None` otherwise).
+    /// Where datagram `i` was sent, if it was read on a socket set with
+    /// [`set_recv_dst`](super::pktinfo::set_recv_dst) by a ring with control buffers
+    /// and the kernel said (`None` otherwise).
     pub fn dst(&self, i: usize) -> Option<Dst> {
         if i >= self.filled {
             return None;

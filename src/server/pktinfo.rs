@@ -77,13 +77,14 @@ impl Controls {
         }
     }
 
-    /// A buffer for each of `hdrs`, which are pointed to them.
+    /// A buffer for each of `hdrs`, which are pointed to them and offered them whole.
     pub(super) fn attach(hdrs: &mut [libc::mmsghdr]) -> Controls {
         let mut bufs = vec![NO_CONTROL; hdrs.len()];
         let base = bufs.as_mut_ptr();
         for (i, h) in hdrs.iter_mut().enumerate() {
             // SAFETY: i < hdrs.len(), the length of `bufs`.
             h.msg_hdr.msg_control = unsafe { base.add(i) }.cast();
+            h.msg_hdr.msg_controllen = CONTROL_LEN as _;
         }
         Controls {
             bufs,
@@ -92,17 +93,10 @@ impl Controls {
         }
     }
 
-    /// Offers each of `hdrs` its whole buffer for the next receive. A socket without
-    /// IP_PKTINFO / IPV6_RECVPKTINFO writes back a control length of 0 into each header
-    /// it fills (so [`dst`](Self::dst) finds no destination there), whatever was
-    /// offered: only a receive that wants the destinations offers the buffers again,
-    /// all of them (a header left with the length an IPv4 message took would cut an
-    /// IPv6 one short).
+    /// The control length each receive offers: 0 (no buffers), or CONTROL_LEN.
     #[inline(always)]
-    pub(super) fn offer(&self, hdrs: &mut [libc::mmsghdr]) {
-        for h in hdrs {
-            h.msg_hdr.msg_controllen = self.len as _;
-        }
+    pub(super) fn len(&self) -> usize {
+        self.len
     }
 
     /// Where the datagram of header `h`, slot `i` of the ring, was sent, if the kernel
@@ -433,7 +427,7 @@ mod tests {
                 .unwrap();
         }
         let mut ring = RecvRing::with_dst(8, 64);
-        assert_eq!(ring.recv_dst(&rx).unwrap(), 3);
+        assert_eq!(ring.recv(&rx).unwrap(), 3);
         let mut batch = SendBatch::new();
         let mut buf = [0u8; 8];
         for i in 0..3 {
@@ -478,5 +472,51 @@ mod tests {
         assert!(ring.dst(0).is_none());
         assert!(ring.dst(1).is_none());
         assert!(ring.dst(2).is_none(), "not filled");
+    }
+
+    /// Receives of every kind and size in turn on one ring (plain, IPv4 and IPv6
+    /// wildcard sockets): each header still offers its whole control buffer, so every
+    /// destination is read whole, whatever an earlier receive wrote back.
+    #[test]
+    fn destinations_survive_receives_of_other_sizes_and_sockets() {
+        let v4 = UdpSocket::bind("0.0.0.0:0".parse().unwrap()).unwrap();
+        set_recv_dst(&v4, false).unwrap();
+        let v6 = UdpSocket::bind("[::]:0".parse().unwrap()).unwrap();
+        set_recv_dst(&v6, true).unwrap();
+        let plain = UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let tx4 = StdUdp::bind("127.0.0.1:0").unwrap();
+        let tx6 = StdUdp::bind("[::1]:0").unwrap();
+        let to4 = SocketAddr::from(([127, 0, 0, 1], v4.local_addr().unwrap().port()));
+        let to6: SocketAddr = format!("[::1]:{}", v6.local_addr().unwrap().port())
+            .parse()
+            .unwrap();
+        let to_plain = plain.local_addr().unwrap();
+        let mut ring = RecvRing::with_dst(8, 64);
+        // (socket, how many): a plain receive filling more than the next, then
+        // wildcard ones of both families, larger than the receive before each.
+        for (round, n) in [(0, 6), (0, 2), (1, 5), (2, 7), (1, 8), (0, 1), (2, 8)] {
+            for b in 0..n {
+                match round {
+                    0 => tx4.send_to(&[b], to_plain),
+                    1 => tx4.send_to(&[b], to4),
+                    _ => tx6.send_to(&[b], to6),
+                }
+                .unwrap();
+            }
+            let got = match round {
+                0 => ring.recv(&plain),
+                1 => ring.recv(&v4),
+                _ => ring.recv(&v6),
+            };
+            assert_eq!(got.unwrap(), n as usize, "{round} {n}");
+            for i in 0..n as usize {
+                let want = match round {
+                    0 => None,
+                    1 => Some(IpAddr::from([127, 0, 0, 1])),
+                    _ => Some("::1".parse().unwrap()),
+                };
+                assert_eq!(ring.dst(i).map(|d| d.ip), want, "{round} {n} {i}");
+            }
+        }
     }
 }
