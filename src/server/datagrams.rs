@@ -18,8 +18,9 @@ use std::io;
 
 use mio::{Interest, Token};
 
-use super::mmsg::{self, Outgoing, SendReport};
+use super::mmsg;
 use super::pktinfo::Dst;
+use super::send::{Outgoing, SendReport};
 use super::{udp, upstream_token, Server, MAX_DATAGRAMS_PER_TURN, UDP_LISTENER};
 use crate::clock::Instant;
 use crate::forward::{Client, Dest, Source, Transmit};

@@ -20,6 +20,7 @@ mod metrics_http;
 mod mmsg;
 mod pktinfo;
 mod reload;
+mod send;
 pub mod steer;
 mod tcp;
 mod tls;
@@ -47,7 +48,8 @@ use crate::lograte::LogLimiter;
 use crate::policy::Policy;
 use crate::stats::Stats;
 use metrics_http::{MetricsHttp, MAX_SCRAPERS, METRICS_CONN, METRICS_LISTENER};
-use mmsg::{Outgoing, RecvRing, SendBatch};
+use mmsg::RecvRing;
+use send::{Outgoing, SendBatch};
 use tcp::ClientConn;
 use upstream_tcp::UpstreamPool;
 

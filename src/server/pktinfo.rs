@@ -1,12 +1,12 @@
 //! Where a datagram to a wildcard listener (`0.0.0.0`, `[::]`) was sent, and the source
 //! its answer goes out from: IP_PKTINFO and IPV6_PKTINFO control messages, written and
-//! read here (the receive ring and the batches are mmsg.rs's).
+//! read here (the receive ring is mmsg.rs's, the batches send.rs's).
 //!
 //! A listener bound to a wildcard address ([`set_recv_dst`]) learns from the kernel
 //! where each datagram was sent (a control message, read into a buffer per slot of a
 //! [`RecvRing::with_dst`](super::mmsg::RecvRing::with_dst) ring), and its answer goes
 //! out from there (the same message, given to every datagram of a batch or to one
-//! alone: mmsg.rs's `SendBatch`). Without that, the kernel picks the source of an
+//! alone: send.rs's `SendBatch`). Without that, the kernel picks the source of an
 //! answer by its route, and a client that asked another of the host's addresses drops
 //! it.
 //!
@@ -270,7 +270,8 @@ mod tests {
 
     use mio::net::UdpSocket;
 
-    use crate::server::mmsg::{Outgoing, RecvRing, SendBatch};
+    use crate::server::mmsg::RecvRing;
+    use crate::server::send::{Outgoing, SendBatch};
 
     fn dst(ip: &str, ifindex: u32) -> Dst {
         Dst {
