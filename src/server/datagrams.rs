@@ -5,7 +5,7 @@
 //! once their grace is over.
 //!
 //! Wildcard listeners (`0.0.0.0`, `[::]`): the kernel says where each query was sent
-//! (mmsg.rs), and its answer must come from there, or a client that asked another of
+//! (pktinfo.rs), and its answer must come from there, or a client that asked another of
 //! the host's addresses drops it. The core knows a UDP client by a number: for a query
 //! on listener `i`, `i` if the listener is bound to one address (its sending is right
 //! as it is) or the kernel did not say, else a [`ReplyPath`]'s: the listener and the
@@ -18,7 +18,9 @@ use std::io;
 
 use mio::{Interest, Token};
 
-use super::mmsg::{self, Dst, Outgoing};
+use super::mmsg;
+use super::pktinfo::Dst;
+use super::send::{Outgoing, SendReport};
 use super::{udp, upstream_token, Server, MAX_DATAGRAMS_PER_TURN, UDP_LISTENER};
 use crate::clock::Instant;
 use crate::forward::{Client, Dest, Source, Transmit};
@@ -28,6 +30,13 @@ use crate::policy::Admit;
 /// the address the kernel picks, as without PKTINFO: the table stays bounded whatever
 /// the host's addresses (one local route can make a whole prefix local).
 const MAX_REPLY_PATHS: usize = 1024;
+
+/// A queue of gathered answers: listener `i`'s, or reply path `k`'s.
+#[derive(Clone, Copy)]
+enum Queue {
+    Listener(usize),
+    Path(usize),
+}
 
 /// Where the answers to queries sent to one address of a wildcard listener go out.
 struct ReplyPath {
@@ -99,12 +108,7 @@ impl Server {
             let Some(sock) = self.udp_listeners.get(i) else {
                 return;
             };
-            let got = if wildcard {
-                self.client_ring.recv_dst(sock)
-            } else {
-                self.client_ring.recv(sock)
-            };
-            match got {
+            match self.client_ring.recv(sock) {
                 Ok(n) => {
                     read += n;
                     for d in 0..n {
@@ -319,36 +323,43 @@ impl Server {
         }
     }
 
-    /// Sends listener `i`'s gathered answers (sendmmsg; one alone with sendto) and
-    /// gives their buffers back.
+    /// Sends listener `i`'s gathered answers.
     fn send_udp_batch(&mut self, i: usize) {
-        let Some(queue) = self.udp_out.get_mut(i) else {
-            return;
+        self.send_queue(Queue::Listener(i));
+    }
+
+    /// Sends reply path `k`'s gathered answers, from its address.
+    #[cold]
+    fn send_path_batch(&mut self, k: usize) {
+        self.send_queue(Queue::Path(k));
+    }
+
+    /// Sends the answers gathered in `q` (sendmmsg; one alone with sendto, or sendmsg
+    /// from a reply path's address), counts those not sent, and gives their buffers
+    /// back. Inlined into the two callers above, so that each has only its own case
+    /// (a listener's answers have no source to look at).
+    #[inline(always)]
+    fn send_queue(&mut self, q: Queue) {
+        let (l, from, queue) = match q {
+            Queue::Listener(i) => match self.udp_out.get_mut(i) {
+                Some(queue) => (i, None, queue),
+                None => return,
+            },
+            Queue::Path(k) => match self.reply_paths.paths.get_mut(k) {
+                Some(path) => (path.listener, Some(path.from), &mut path.queue),
+                None => return,
+            },
         };
         if queue.is_empty() {
             return;
         }
         self.udp_queued = self.udp_queued.saturating_sub(queue.len());
-        if let (Some(sock), [out]) = (self.udp_listeners.get(i), queue.as_slice()) {
-            // One answer (most turns below a burst): the same datagram, without filling
-            // the batch's headers and address slots for it.
-            let sent = loop {
-                match sock.send_to(&out.bytes, out.to) {
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    sent => break sent,
-                }
-            };
-            if let Err(e) = sent {
-                self.send_errors += 1;
-                log::debug!("an answer not sent on listener {i}: {e}");
-            }
-        } else if let Some(sock) = self.udp_listeners.get(i) {
-            let report = self.sender.send(sock, queue, None);
-            if report.failed > 0 {
-                self.send_errors += report.failed as u64;
-                if let Some(e) = report.error {
-                    log::debug!("{} answers not sent on listener {i}: {e}", report.failed);
-                }
+        if let Some(sock) = self.udp_listeners.get(l) {
+            // Taken apart so that only the cold path drops an error.
+            let SendReport { failed, error, .. } = self.sender.send(sock, queue, from);
+            self.send_errors += failed as u64;
+            if let Some(e) = error {
+                log_unsent(l, from, failed, e);
             }
         }
         while let Some(out) = queue.pop() {
@@ -371,44 +382,6 @@ impl Server {
         }
         if path.queue.len() >= mmsg::BATCH {
             self.send_path_batch(k);
-        }
-    }
-
-    /// [`send_udp_batch`](Self::send_udp_batch) for reply path `k`: its answers go out
-    /// from its address (sendmmsg, or sendmsg for one alone, with IP_PKTINFO or
-    /// IPV6_PKTINFO).
-    fn send_path_batch(&mut self, k: usize) {
-        let Some(path) = self.reply_paths.paths.get_mut(k) else {
-            return;
-        };
-        let (l, from, queue) = (path.listener, path.from, &mut path.queue);
-        if queue.is_empty() {
-            return;
-        }
-        self.udp_queued = self.udp_queued.saturating_sub(queue.len());
-        if let (Some(sock), [out]) = (self.udp_listeners.get(l), queue.as_slice()) {
-            let sent = loop {
-                match mmsg::send_from(sock, &out.bytes, out.to, from) {
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    sent => break sent,
-                }
-            };
-            if let Err(e) = sent {
-                self.send_errors += 1;
-                log::debug!("an answer from {} not sent on listener {l}: {e}", from.ip);
-            }
-        } else if let Some(sock) = self.udp_listeners.get(l) {
-            let report = self.sender.send(sock, queue, Some(from));
-            if report.failed > 0 {
-                self.send_errors += report.failed as u64;
-                if let Some(e) = report.error {
-                    let n = report.failed;
-                    log::debug!("{n} answers from {} not sent on listener {l}: {e}", from.ip);
-                }
-            }
-        }
-        while let Some(out) = queue.pop() {
-            self.core.release(out.bytes);
         }
     }
 
@@ -488,5 +461,18 @@ impl Server {
             still_retired |= slot.retired.is_some();
         }
         self.retired_udp = still_retired;
+    }
+}
+
+/// Logs the error of `n` answers not sent on listener `l` (from `from`, if a reply
+/// path's).
+#[cold]
+fn log_unsent(l: usize, from: Option<Dst>, n: usize, e: io::Error) {
+    match from {
+        Some(from) => log::debug!(
+            "{n} answer(s) from {} not sent on listener {l}: {e}",
+            from.ip
+        ),
+        None => log::debug!("{n} answer(s) not sent on listener {l}: {e}"),
     }
 }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use mio::net::UdpSocket;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::mmsg;
+use super::pktinfo;
 
 /// Kernel receive buffer asked for on every UDP socket: bursts of small datagrams
 /// queue here while the loop is busy.
@@ -16,14 +16,14 @@ const RECV_BUFFER: usize = 4 << 20;
 /// and `0.0.0.0` can both be used). Neither SO_REUSEADDR nor SO_REUSEPORT: a port
 /// another program (or another dnsfwd) holds is an error, not a shared socket. On a
 /// wildcard address the kernel reports each query's destination, which its answer
-/// goes out from (see mmsg.rs).
+/// goes out from (see pktinfo.rs).
 pub fn bind_listener(addr: SocketAddr) -> io::Result<UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
     if addr.ip().is_unspecified() {
-        mmsg::set_recv_dst(&socket, addr.is_ipv6())?;
+        pktinfo::set_recv_dst(&socket, addr.is_ipv6())?;
     }
     // Best effort: the kernel caps it at net.core.rmem_max.
     let _ = socket.set_recv_buffer_size(RECV_BUFFER);
@@ -42,7 +42,7 @@ pub fn bind_shared_listener(addr: SocketAddr) -> io::Result<UdpSocket> {
         socket.set_only_v6(true)?;
     }
     if addr.ip().is_unspecified() {
-        mmsg::set_recv_dst(&socket, addr.is_ipv6())?;
+        pktinfo::set_recv_dst(&socket, addr.is_ipv6())?;
     }
     let _ = socket.set_recv_buffer_size(RECV_BUFFER);
     socket.set_reuse_port(true)?;
