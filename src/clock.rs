@@ -61,6 +61,14 @@ impl Instant {
         Duration::from_nanos(self.0.saturating_sub(earlier.0))
     }
 
+    /// Nanoseconds from `earlier` to `self`, zero if `earlier` is later: what
+    /// [`saturating_duration_since`](Self::saturating_duration_since) holds, as the one
+    /// integer it is. A `Duration` built to be read in milli- or microseconds costs a
+    /// division to split it into seconds and nanoseconds and more to join them again.
+    pub fn nanos_since(self, earlier: Instant) -> u64 {
+        self.0.saturating_sub(earlier.0)
+    }
+
     /// The time from `earlier` to `self`, `None` if `earlier` is later.
     pub fn checked_duration_since(self, earlier: Instant) -> Option<Duration> {
         self.0.checked_sub(earlier.0).map(Duration::from_nanos)

@@ -357,10 +357,11 @@ impl Forwarder {
         let Some(a) = p.attempts.get(attempt).copied() else {
             return;
         };
-        let rtt = now.saturating_duration_since(a.sent_at);
-        self.upstreams.success(a.upstream, rtt);
+        // In microseconds, as both keep it (not through a `Duration`: see `nanos_since`).
+        let rtt_us = now.nanos_since(a.sent_at) / 1_000;
+        self.upstreams.success(a.upstream, rtt_us);
         self.events
-            .upstream_answered(a.upstream, rtt, view.header.rcode);
+            .upstream_answered(a.upstream, rtt_us, view.header.rcode);
         if exact && !p.spelling.is_lower() {
             self.upstreams.case_echoed(a.upstream);
         }

@@ -167,7 +167,7 @@ impl Forwarder {
 
     pub(super) fn ms_since_epoch(&mut self, now: Instant) -> u32 {
         let epoch = *self.epoch.get_or_insert(now);
-        now.saturating_duration_since(epoch).as_millis() as u32
+        (now.nanos_since(epoch) / 1_000_000) as u32
     }
 
     pub(super) fn mark_freed(&mut self, now: Instant, id: u16) {
