@@ -69,6 +69,13 @@ impl Instant {
         self.0.saturating_sub(earlier.0)
     }
 
+    /// `self` + `ns` nanoseconds, saturating as `+ Duration` does: for a duration
+    /// worked out once in nanoseconds (`+ Duration` multiplies its seconds out and
+    /// checks for overflow each time).
+    pub fn add_nanos(self, ns: u64) -> Instant {
+        Instant(self.0.saturating_add(ns))
+    }
+
     /// The time from `earlier` to `self`, `None` if `earlier` is later.
     pub fn checked_duration_since(self, earlier: Instant) -> Option<Duration> {
         self.0.checked_sub(earlier.0).map(Duration::from_nanos)

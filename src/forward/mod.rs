@@ -128,6 +128,8 @@ enum Verdict {
 /// The forwarder core. See the module docs.
 pub struct Forwarder {
     cfg: ForwarderConfig,
+    /// What a new query adds to the clock, from `cfg` (set with it).
+    times: config::QueryTimes,
     upstreams: Upstreams,
     /// Which upstreams each zone may use (from `cfg.routes`).
     routes: routes::Routes,
@@ -252,6 +254,7 @@ impl Forwarder {
             next_shrink: None,
             gave_back: false,
             events: Events::new(&cfg.upstreams, cfg.deadline),
+            times: config::QueryTimes::of(&cfg),
             cfg,
         }
     }
