@@ -114,8 +114,9 @@ struct Group {
 
 /// What an upstream message is to us.
 enum Verdict {
-    /// The answer to live attempt number `attempt` of the query in `slot`; `true` if it
-    /// repeats our letter case (a TCP answer may not).
+    /// The answer to the live attempt in place `attempt` (see [`pending::Attempts::at`])
+    /// of the query in `slot`; `true` if it repeats our letter case (a TCP answer may
+    /// not).
     Accept(Slot, usize, bool),
     /// For a question in flight, but failing a check: a forgery, or a broken upstream.
     NearMiss(Slot),
@@ -357,7 +358,7 @@ impl Forwarder {
         let Some(p) = self.pending.get(slot) else {
             return;
         };
-        let Some(a) = p.attempts.get(attempt).copied() else {
+        let Some(a) = p.attempts.at(attempt).copied() else {
             return;
         };
         // In microseconds, as both keep it (not through a `Duration`: see `nanos_since`).

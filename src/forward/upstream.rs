@@ -100,8 +100,9 @@ impl Upstreams {
         self.list.is_empty()
     }
 
-    pub fn addr(&self, i: usize) -> Option<SocketAddr> {
-        self.list.get(i).map(|u| u.addr)
+    /// Whether upstream `i` is at `addr` (compared in place: no copy of the address).
+    pub fn is_addr(&self, i: usize, addr: &SocketAddr) -> bool {
+        self.list.get(i).is_some_and(|u| u.addr == *addr)
     }
 
     /// The upstream for the next attempt of a query that already tried the ones in

@@ -21,7 +21,7 @@ impl Forwarder {
         let id = view.header.id;
         if let Some(slot) = self.pending.slot_of(id) {
             if let Some(p) = self.pending.get(slot) {
-                let found = p.attempts.iter().enumerate().find(|(_, a)| a.id == id);
+                let found = p.attempts.find(id);
                 let on_path = found.is_some_and(|(_, a)| match (source, a.via) {
                     (
                         Source::Udp {
@@ -33,7 +33,7 @@ impl Forwarder {
                     ) => {
                         upstream == a.upstream
                             && socket == s
-                            && Some(from) == self.upstreams.addr(upstream)
+                            && self.upstreams.is_addr(upstream, &from)
                     }
                     (Source::Tcp { upstream }, Via::Tcp) => upstream == a.upstream,
                     _ => false,
