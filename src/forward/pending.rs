@@ -370,7 +370,16 @@ impl PendingTable {
 
     /// Removes the entry in place (what [`remove`](Self::remove) does, without moving
     /// it out); the IDs of all its attempts become free. Returns whether there was one.
+    #[cfg(test)]
     pub fn discard(&mut self, slot: Slot) -> bool {
+        self.discard_with(slot, |_| {})
+    }
+
+    /// [`discard`](Self::discard), with `freed` called on the ID of each of its
+    /// attempts as it is freed (the forwarder stamps them there: one walk of the
+    /// attempts, not two).
+    #[inline]
+    pub fn discard_with(&mut self, slot: Slot, mut freed: impl FnMut(u16)) -> bool {
         let Some(e) = self.slots.get_mut(slot).filter(|e| e.live) else {
             return false;
         };
@@ -379,6 +388,7 @@ impl PendingTable {
         drop(std::mem::take(&mut e.p.waiters));
         for a in e.p.attempts.iter() {
             unindex(&mut self.by_id, a.id, slot);
+            freed(a.id);
         }
         self.free.push(slot);
         self.len -= 1;
