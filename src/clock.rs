@@ -61,6 +61,21 @@ impl Instant {
         Duration::from_nanos(self.0.saturating_sub(earlier.0))
     }
 
+    /// Nanoseconds from `earlier` to `self`, zero if `earlier` is later: what
+    /// [`saturating_duration_since`](Self::saturating_duration_since) holds, as the one
+    /// integer it is. A `Duration` built to be read in milli- or microseconds costs a
+    /// division to split it into seconds and nanoseconds and more to join them again.
+    pub fn nanos_since(self, earlier: Instant) -> u64 {
+        self.0.saturating_sub(earlier.0)
+    }
+
+    /// `self` + `ns` nanoseconds, saturating as `+ Duration` does: for a duration
+    /// worked out once in nanoseconds (`+ Duration` multiplies its seconds out and
+    /// checks for overflow each time).
+    pub fn add_nanos(self, ns: u64) -> Instant {
+        Instant(self.0.saturating_add(ns))
+    }
+
     /// The time from `earlier` to `self`, `None` if `earlier` is later.
     pub fn checked_duration_since(self, earlier: Instant) -> Option<Duration> {
         self.0.checked_sub(earlier.0).map(Duration::from_nanos)

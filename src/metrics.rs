@@ -228,8 +228,8 @@ mod tests {
     fn renders_counters_histograms_and_gauges() {
         let up: SocketAddr = "127.0.0.1:5300".parse().unwrap();
         let mut events = Events::new(&[up], Duration::from_secs(4));
-        events.upstream_answered(0, Duration::from_micros(300), Rcode::NOERROR);
-        events.upstream_answered(0, Duration::from_millis(3), Rcode::SERVFAIL);
+        events.upstream_answered(0, 300, Rcode::NOERROR);
+        events.upstream_answered(0, 3_000, Rcode::SERVFAIL);
         let stats = Stats {
             cache_hits: 7,
             near_misses: 2,

@@ -69,23 +69,24 @@ impl Forwarder {
         // the whole entry (~600 octets) out of the table cost two copies of it. The key
         // goes into the spare one `resolve` reads questions into: its name's octets are
         // copied, not the whole 276. The attempts' IDs are marked freed where they lie
-        // (not copied out), with one reading of the clock for all of them.
+        // (not copied out) as the table frees them, with one reading of the clock for
+        // all of them.
         let freed = self.freed_stamp(now);
         let Some(p) = self.pending.get_mut(slot) else {
             return;
         };
-        for a in p.attempts.iter() {
-            if let Some(at) = self.freed_at.get_mut(usize::from(a.id)) {
-                *at = freed;
-            }
-        }
         let mut key = self.spare_key.take().unwrap_or_default();
         Key::clone_from(&mut key, &p.key);
         let waiters = std::mem::take(&mut p.waiters);
         let (inflight, next_inflight) = (p.inflight, p.next_inflight);
         let (share, deadline, upstream) = (p.share, p.deadline, p.upstream());
         let (evicted, network_error) = (p.evicted, p.network_error);
-        self.pending.discard(slot);
+        let freed_at = &mut self.freed_at;
+        self.pending.discard_with(slot, |id| {
+            if let Some(at) = freed_at.get_mut(usize::from(id)) {
+                *at = freed;
+            }
+        });
         if let Some(h) = inflight {
             self.unlink_inflight(slot, h, next_inflight);
         }

@@ -45,6 +45,27 @@ pub struct ForwarderConfig {
     pub stream_only: Vec<SocketAddr>,
 }
 
+/// A new query's two clock additions, in nanoseconds, worked out once from a config:
+/// `now + Duration` multiplies the seconds out and checks for overflow, and the first
+/// timer also took the `min` of two durations, each time a query starts.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct QueryTimes {
+    /// `deadline`, in nanoseconds (saturating).
+    pub deadline_ns: u64,
+    /// The first attempt's timer: `timeout`, cut short by `deadline`.
+    pub first_timer_ns: u64,
+}
+
+impl QueryTimes {
+    pub fn of(cfg: &ForwarderConfig) -> QueryTimes {
+        let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        QueryTimes {
+            deadline_ns: ns(cfg.deadline),
+            first_timer_ns: ns(cfg.timeout.min(cfg.deadline)),
+        }
+    }
+}
+
 impl ForwarderConfig {
     /// Defaults for everything but the upstreams (as `crate::config::Config`'s).
     pub fn new(upstreams: Vec<SocketAddr>) -> ForwarderConfig {

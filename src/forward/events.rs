@@ -142,8 +142,7 @@ pub struct UpstreamCounters {
 }
 
 impl UpstreamCounters {
-    fn observe(&mut self, rtt: Duration) {
-        let us = rtt.as_micros().min(u128::from(u64::MAX)) as u64;
+    fn observe(&mut self, us: u64) {
         // Bucket i holds (250·2^(i-1), 250·2^i] µs: i = ⌈log2(⌈us/250⌉)⌉.
         let b = us.saturating_sub(1) / RTT_FIRST_US;
         let i = (64 - b.leading_zeros()) as usize;
@@ -402,11 +401,11 @@ impl Events {
         }
     }
 
-    /// An upstream answered after `rtt` with `rcode` (SERVFAIL, REFUSED and NOTIMP
-    /// count as failures too).
-    pub fn upstream_answered(&mut self, upstream: usize, rtt: Duration, rcode: Rcode) {
+    /// An upstream answered after `rtt_us` microseconds with `rcode` (SERVFAIL, REFUSED
+    /// and NOTIMP count as failures too).
+    pub fn upstream_answered(&mut self, upstream: usize, rtt_us: u64, rcode: Rcode) {
         if let Some(u) = self.upstreams.get_mut(upstream) {
-            u.observe(rtt);
+            u.observe(rtt_us);
         }
         if let Some(kind) = FailKind::of_rcode(rcode) {
             self.upstream_failed(upstream, kind);

@@ -114,8 +114,9 @@ struct Group {
 
 /// What an upstream message is to us.
 enum Verdict {
-    /// The answer to live attempt number `attempt` of the query in `slot`; `true` if it
-    /// repeats our letter case (a TCP answer may not).
+    /// The answer to the live attempt in place `attempt` (see [`pending::Attempts::at`])
+    /// of the query in `slot`; `true` if it repeats our letter case (a TCP answer may
+    /// not).
     Accept(Slot, usize, bool),
     /// For a question in flight, but failing a check: a forgery, or a broken upstream.
     NearMiss(Slot),
@@ -128,6 +129,8 @@ enum Verdict {
 /// The forwarder core. See the module docs.
 pub struct Forwarder {
     cfg: ForwarderConfig,
+    /// What a new query adds to the clock, from `cfg` (set with it).
+    times: config::QueryTimes,
     upstreams: Upstreams,
     /// Which upstreams each zone may use (from `cfg.routes`).
     routes: routes::Routes,
@@ -252,6 +255,7 @@ impl Forwarder {
             next_shrink: None,
             gave_back: false,
             events: Events::new(&cfg.upstreams, cfg.deadline),
+            times: config::QueryTimes::of(&cfg),
             cfg,
         }
     }
@@ -354,13 +358,14 @@ impl Forwarder {
         let Some(p) = self.pending.get(slot) else {
             return;
         };
-        let Some(a) = p.attempts.get(attempt).copied() else {
+        let Some(a) = p.attempts.at(attempt).copied() else {
             return;
         };
-        let rtt = now.saturating_duration_since(a.sent_at);
-        self.upstreams.success(a.upstream, rtt);
+        // In microseconds, as both keep it (not through a `Duration`: see `nanos_since`).
+        let rtt_us = now.nanos_since(a.sent_at) / 1_000;
+        self.upstreams.success(a.upstream, rtt_us);
         self.events
-            .upstream_answered(a.upstream, rtt, view.header.rcode);
+            .upstream_answered(a.upstream, rtt_us, view.header.rcode);
         if exact && !p.spelling.is_lower() {
             self.upstreams.case_echoed(a.upstream);
         }

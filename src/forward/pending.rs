@@ -353,7 +353,7 @@ impl PendingTable {
     }
 
     /// Removes and returns the entry; the IDs of all its attempts become free (the
-    /// forwarder uses [`discard`](Self::discard), which does not move it out).
+    /// forwarder uses [`discard_with`](Self::discard_with), which does not move it out).
     #[cfg(test)]
     pub fn remove(&mut self, slot: Slot) -> Option<Pending> {
         let e = self.slots.get_mut(slot).filter(|e| e.live)?;
@@ -368,9 +368,18 @@ impl PendingTable {
         Some(p)
     }
 
-    /// Removes the entry in place (what [`remove`](Self::remove) does, without moving
-    /// it out); the IDs of all its attempts become free. Returns whether there was one.
+    /// [`discard_with`](Self::discard_with), calling back on nothing.
+    #[cfg(test)]
     pub fn discard(&mut self, slot: Slot) -> bool {
+        self.discard_with(slot, |_| {})
+    }
+
+    /// Removes the entry in place (not moved out: the next query in its slot writes
+    /// over it); the IDs of all its attempts become free, and `freed` is called on each
+    /// as it does (the forwarder stamps them there: one walk of the attempts, not two).
+    /// Returns whether there was one.
+    #[inline]
+    pub fn discard_with(&mut self, slot: Slot, mut freed: impl FnMut(u16)) -> bool {
         let Some(e) = self.slots.get_mut(slot).filter(|e| e.live) else {
             return false;
         };
@@ -379,6 +388,7 @@ impl PendingTable {
         drop(std::mem::take(&mut e.p.waiters));
         for a in e.p.attempts.iter() {
             unindex(&mut self.by_id, a.id, slot);
+            freed(a.id);
         }
         self.free.push(slot);
         self.len -= 1;

@@ -73,6 +73,7 @@ impl Forwarder {
         cfg.edns_size = cfg.edns_size.clamp(512, 4096);
         cfg.max_udp_size = cfg.max_udp_size.max(512);
         self.shares.set_per_client(cfg.max_pending_per_client);
+        self.times = super::config::QueryTimes::of(&cfg);
         self.cfg = cfg;
         Ok(())
     }

@@ -196,9 +196,9 @@ pub fn shape_for(
         // follow it and its MAC no longer holds once the ID is the client's.
         return shape_decoded(answer, &asker());
     }
-    let (end, ext_rcode, ede) = match view.opt {
-        None => (view.end, 0, Vec::new()),
-        Some(o) if o.offset + o.len == view.end => (o.offset, o.ext_rcode, ede_options(answer, &o)),
+    let (end, ext_rcode) = match view.opt {
+        None => (view.end, 0),
+        Some(o) if o.offset + o.len == view.end => (o.offset, o.ext_rcode),
         // An OPT record that is not last: rare enough to decode and re-encode.
         Some(_) => return shape_decoded(answer, &asker()),
     };
@@ -219,6 +219,9 @@ pub fn shape_for(
         }
     }
     if let Some(dnssec_ok) = head.edns {
+        // The upstream's EDE options are looked for only for a client that gets an
+        // OPT record to carry them.
+        let ede = view.opt.map_or_else(Vec::new, |o| ede_options(answer, &o));
         push_opt(&mut out, ext_rcode, dnssec_ok, &ede);
     }
     if out.len() > head.max_response {

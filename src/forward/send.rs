@@ -44,7 +44,7 @@ impl Forwarder {
             self.recycle_waiters(waiters);
             return None;
         };
-        let deadline = now + self.cfg.deadline;
+        let deadline = now.add_nanos(self.times.deadline_ns);
         self.serial += 1;
         let first = Attempt {
             id,
@@ -213,9 +213,9 @@ impl Forwarder {
     }
 
     /// The timer of a new query's first attempt: `--timeout` from `now`, cut short by
-    /// its deadline (`--deadline` from `now`); one clock addition.
+    /// its deadline (`--deadline` from `now`); one addition of nanoseconds.
     fn first_timer(&self, now: Instant) -> Instant {
-        now + self.cfg.timeout.min(self.cfg.deadline)
+        now.add_nanos(self.times.first_timer_ns)
     }
 
     /// Queues our query for the pending entry's current attempt.

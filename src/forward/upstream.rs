@@ -100,8 +100,9 @@ impl Upstreams {
         self.list.is_empty()
     }
 
-    pub fn addr(&self, i: usize) -> Option<SocketAddr> {
-        self.list.get(i).map(|u| u.addr)
+    /// Whether upstream `i` is at `addr` (compared in place: no copy of the address).
+    pub fn is_addr(&self, i: usize, addr: &SocketAddr) -> bool {
+        self.list.get(i).is_some_and(|u| u.addr == *addr)
     }
 
     /// The upstream for the next attempt of a query that already tried the ones in
@@ -179,9 +180,9 @@ impl Upstreams {
     }
 
     /// An answer came back after `rtt`.
-    pub fn success(&mut self, i: usize, rtt: Duration) {
+    pub fn success(&mut self, i: usize, rtt_us: u64) {
         if let Some(u) = self.list.get_mut(i) {
-            let rtt = rtt.as_micros().min(u128::from(u32::MAX)) as u64;
+            let rtt = rtt_us.min(u64::from(u32::MAX));
             // After failures the smoothed value holds penalties, not measurements: start
             // again from this answer.
             u.srtt_us = if u.srtt_us == 0 || u.failures > 0 {
@@ -387,10 +388,10 @@ mod tests {
         let now = Instant::now();
         let mut u = three();
         assert_eq!(u.pick(now, 0, HOLD), 0);
-        u.success(0, Duration::from_millis(30));
+        u.success(0, 30_000);
         assert_eq!(u.pick(now, 0, HOLD), 1, "untried upstreams get a turn");
-        u.success(1, Duration::from_millis(5));
-        u.success(2, Duration::from_millis(50));
+        u.success(1, 5_000);
+        u.success(2, 50_000);
         assert_eq!(u.pick(now, 0, HOLD), 1);
         assert_eq!(u.pick(now, 0b010, HOLD), 0, "next fastest when 1 was tried");
         assert_eq!(u.pick(now, 0b111, HOLD), 1, "all tried: fastest again");
@@ -400,7 +401,7 @@ mod tests {
     fn picks_only_among_the_allowed() {
         let now = Instant::now();
         let mut u = three();
-        u.success(0, Duration::from_millis(1));
+        u.success(0, 1_000);
         assert_eq!(u.pick_in(now, 0, 0b110, HOLD), 1);
         assert_eq!(u.pick_in(now, 0b010, 0b110, HOLD), 2);
         for _ in 0..DOWN_AFTER {
@@ -419,7 +420,7 @@ mod tests {
         let now = Instant::now();
         let mut u = three();
         for n in 0..3 {
-            u.success(n, Duration::from_millis(10 + n as u64));
+            u.success(n, (10 + n as u64) * 1000);
         }
         for _ in 0..DOWN_AFTER {
             u.failure(0, now, Duration::from_secs(1));
@@ -439,7 +440,7 @@ mod tests {
             "held back while the probe is out"
         );
         // The probe answers fast: its RTT starts again from the measurement.
-        u.success(0, Duration::from_millis(1));
+        u.success(0, 1_000);
         assert_eq!(u.list[0].failures, 0);
         assert_eq!(u.pick(later, 0, HOLD), 0, "recovered and fastest again");
     }

@@ -21,7 +21,7 @@ impl Forwarder {
         let id = view.header.id;
         if let Some(slot) = self.pending.slot_of(id) {
             if let Some(p) = self.pending.get(slot) {
-                let found = p.attempts.iter().enumerate().find(|(_, a)| a.id == id);
+                let found = p.attempts.find(id);
                 let on_path = found.is_some_and(|(_, a)| match (source, a.via) {
                     (
                         Source::Udp {
@@ -33,7 +33,7 @@ impl Forwarder {
                     ) => {
                         upstream == a.upstream
                             && socket == s
-                            && Some(from) == self.upstreams.addr(upstream)
+                            && self.upstreams.is_addr(upstream, &from)
                     }
                     (Source::Tcp { upstream }, Via::Tcp) => upstream == a.upstream,
                     _ => false,
@@ -167,7 +167,7 @@ impl Forwarder {
 
     pub(super) fn ms_since_epoch(&mut self, now: Instant) -> u32 {
         let epoch = *self.epoch.get_or_insert(now);
-        now.saturating_duration_since(epoch).as_millis() as u32
+        (now.nanos_since(epoch) / 1_000_000) as u32
     }
 
     pub(super) fn mark_freed(&mut self, now: Instant, id: u16) {

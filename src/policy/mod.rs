@@ -172,7 +172,7 @@ impl Policy {
     }
 
     fn nanos(&self, now: Instant) -> u64 {
-        now.saturating_duration_since(self.buckets.epoch).as_nanos() as u64
+        now.nanos_since(self.buckets.epoch)
     }
 
     /// Whether `ip` may be answered at all.

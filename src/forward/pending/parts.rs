@@ -61,8 +61,18 @@ impl Attempts {
         self.slots.iter().flatten()
     }
 
-    pub fn get(&self, i: usize) -> Option<&Attempt> {
-        self.iter().nth(i)
+    /// The live attempt with ID `id`, and its place (for [`at`](Self::at)).
+    pub fn find(&self, id: u16) -> Option<(usize, &Attempt)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .find_map(|(i, s)| s.as_ref().filter(|a| a.id == id).map(|a| (i, a)))
+    }
+
+    /// The live attempt in place `i` (as [`find`](Self::find) gives it): one array
+    /// access, not a walk of the live ones.
+    pub fn at(&self, i: usize) -> Option<&Attempt> {
+        self.slots.get(i).and_then(Option::as_ref)
     }
 
     /// The current (newest) attempt.
