@@ -218,7 +218,7 @@ impl<'c> Noter<'c> {
 
     /// The outcome for `view` (the answer noted): see [`intake`].
     #[inline(always)]
-    pub(super) fn finish<'m>(self, view: &MessageView<'m>) -> Intake<'m> {
+    pub(super) fn finish<'m>(&self, view: &MessageView<'m>) -> Intake<'m> {
         let (wire, cut_opt) = match settle(view) {
             Ok(settled) => settled,
             Err(outcome) => return outcome,
