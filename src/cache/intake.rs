@@ -8,8 +8,7 @@
 use super::overlap::Targets;
 use super::{CacheConfig, TTL_ROW};
 use crate::wire::{
-    walk_viewed_records, Checked, MessageView, Opcode, RType, Rcode, RecordAt, RecordChecks,
-    HEADER_LEN,
+    walk_viewed_records, Checked, MessageView, RType, Rcode, RecordAt, RecordChecks, HEADER_LEN,
 };
 
 /// What an answer is to the cache.
@@ -91,12 +90,17 @@ fn settle<'m>(view: &MessageView<'m>) -> Result<(&'m [u8], bool), Intake<'m>> {
     let Some(msg) = view.bytes().get(..view.end) else {
         return Err(Intake::No);
     };
-    let h = view.header;
-    if !h.qr || h.tc || h.opcode != Opcode::QUERY || h.qdcount != 1 {
+    // Read from the octets rather than `view.header` (the same ones): the view's walk
+    // need not keep the decoded flags for this.
+    let Some(h) = msg.first_chunk::<HEADER_LEN>() else {
+        return Err(Intake::No);
+    };
+    // QR set, OPCODE QUERY, TC clear (AA and RD as they may be); one question.
+    if h[2] & 0xFA != 0x80 || [h[4], h[5]] != [0, 1] {
         return Err(Intake::No);
     }
     let ext = view.opt.map_or(0, |o| u16::from(o.ext_rcode));
-    let rcode = Rcode(ext << 4 | (h.rcode.0 & 0xF));
+    let rcode = Rcode(ext << 4 | u16::from(h[3] & 0x0F));
     if rcode != Rcode::NOERROR && rcode != Rcode::NXDOMAIN {
         return Err(Intake::No);
     }

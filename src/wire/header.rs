@@ -82,12 +82,21 @@ impl Rcode {
 }
 
 /// The message header, one field per RFC 1035 mnemonic.
+///
+/// `repr(C)`, with the eight flags together in the order of [`FLAGS`]'s rows (QR
+/// first, CD last), so that building a header copies its flags from the table in one
+/// piece: every message the forwarder looks at is read into one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(C)]
 pub struct Header {
     pub id: u16,
+    /// The low 4 bits of the RCODE as sent in the header. Valid values: 0..=15.
+    pub rcode: Rcode,
+    pub qdcount: u16,
+    pub ancount: u16,
+    pub nscount: u16,
+    pub arcount: u16,
     pub qr: bool,
-    /// Valid values: 0..=15.
-    pub opcode: Opcode,
     pub aa: bool,
     pub tc: bool,
     pub rd: bool,
@@ -96,13 +105,28 @@ pub struct Header {
     pub z: bool,
     pub ad: bool,
     pub cd: bool,
-    /// The low 4 bits of the RCODE as sent in the header. Valid values: 0..=15.
-    pub rcode: Rcode,
-    pub qdcount: u16,
-    pub ancount: u16,
-    pub nscount: u16,
-    pub arcount: u16,
+    /// Valid values: 0..=15.
+    pub opcode: Opcode,
 }
+
+/// The flags QR, AA, TC, RD, RA, Z, AD and CD for each value of an octet that holds
+/// them in that order, QR its top bit: a header's flags are one row, found by index
+/// rather than bit by bit. Built at compile time (an index out of bounds here fails the
+/// build, never a packet).
+#[allow(clippy::indexing_slicing)]
+static FLAGS: [[bool; 8]; 256] = {
+    let mut rows = [[false; 8]; 256];
+    let mut octet = 0;
+    while octet < 256 {
+        let mut k = 0;
+        while k < 8 {
+            rows[octet][k] = octet >> (7 - k) & 1 == 1;
+            k += 1;
+        }
+        octet += 1;
+    }
+    rows
+};
 
 impl Default for Opcode {
     fn default() -> Self {
@@ -133,19 +157,22 @@ impl Header {
 
     /// Builds a header from its ID, flags word and counts.
     pub fn from_parts(id: u16, flags: u16, counts: [u16; 4]) -> Header {
-        let bit = |n: u16| flags & (1 << n) != 0;
+        // QR (bit 15), then AA (bit 10) to CD (bit 4): the octet that indexes `FLAGS`.
+        let octet = (flags >> 8) & 0x80 | (flags >> 4) & 0x7F;
+        let [qr, aa, tc, rd, ra, z, ad, cd] =
+            FLAGS.get(usize::from(octet)).copied().unwrap_or_default();
         let [qdcount, ancount, nscount, arcount] = counts;
         Header {
             id,
-            qr: bit(15),
+            qr,
             opcode: Opcode(((flags >> 11) & 0xF) as u8),
-            aa: bit(10),
-            tc: bit(9),
-            rd: bit(8),
-            ra: bit(7),
-            z: bit(6),
-            ad: bit(5),
-            cd: bit(4),
+            aa,
+            tc,
+            rd,
+            ra,
+            z,
+            ad,
+            cd,
             rcode: Rcode(flags & 0xF),
             qdcount,
             ancount,
@@ -154,7 +181,6 @@ impl Header {
         }
     }
 
-    /// The header in wire form.
     pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
         let mut out = [0u8; HEADER_LEN];
         let words = [
