@@ -84,7 +84,7 @@ impl Rcode {
 /// The message header, one field per RFC 1035 mnemonic.
 ///
 /// `repr(C)`, with the eight flags together in the order of [`FLAGS`]'s rows (QR
-/// first, CD last), so that building a header copies its flags from the table in one
+/// first, CD last), so that reading a header copies its flags from the table in one
 /// piece: every message the forwarder looks at is read into one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[repr(C)]
@@ -157,6 +157,32 @@ impl Header {
 
     /// Builds a header from its ID, flags word and counts.
     pub fn from_parts(id: u16, flags: u16, counts: [u16; 4]) -> Header {
+        let bit = |n: u16| flags & (1 << n) != 0;
+        let [qdcount, ancount, nscount, arcount] = counts;
+        Header {
+            id,
+            qr: bit(15),
+            opcode: Opcode(((flags >> 11) & 0xF) as u8),
+            aa: bit(10),
+            tc: bit(9),
+            rd: bit(8),
+            ra: bit(7),
+            z: bit(6),
+            ad: bit(5),
+            cd: bit(4),
+            rcode: Rcode(flags & 0xF),
+            qdcount,
+            ancount,
+            nscount,
+            arcount,
+        }
+    }
+
+    /// [`from_parts`](Self::from_parts) for a header read off the wire: the flags
+    /// copied from their row of [`FLAGS`] rather than found bit by bit. (A header built
+    /// to be written is left to `from_parts`, which the compiler sees through when the
+    /// flags are then packed again.)
+    fn from_wire(id: u16, flags: u16, counts: [u16; 4]) -> Header {
         // QR (bit 15), then AA (bit 10) to CD (bit 4): the octet that indexes `FLAGS`.
         let octet = (flags >> 8) & 0x80 | (flags >> 4) & 0x7F;
         let [qr, aa, tc, rd, ra, z, ad, cd] =
@@ -220,10 +246,29 @@ impl Header {
 
 /// Parses the header: the first 12 octets. Fails only when there are fewer.
 pub fn parse_header(i: &[u8]) -> PResult<'_, Header> {
-    // Six big-endian words read from one bounds-checked chunk: every packet passes here.
     let Some((fixed, rest)) = i.split_first_chunk::<HEADER_LEN>() else {
         return fail(i, ErrorKind::Truncated);
     };
+    let [id, flags, qd, an, ns, ar] = words(fixed);
+    Ok((rest, Header::from_parts(id, flags, [qd, an, ns, ar])))
+}
+
+/// [`parse_header`] for a caller that keeps the whole header (the view of every
+/// message): the flags copied from their row of [`FLAGS`] ([`Header::from_wire`]),
+/// where `parse_header` leaves the compiler to find only those its caller reads.
+#[inline]
+pub(super) fn read_header(i: &[u8]) -> PResult<'_, Header> {
+    let Some((fixed, rest)) = i.split_first_chunk::<HEADER_LEN>() else {
+        return fail(i, ErrorKind::Truncated);
+    };
+    let [id, flags, qd, an, ns, ar] = words(fixed);
+    Ok((rest, Header::from_wire(id, flags, [qd, an, ns, ar])))
+}
+
+/// The header's six big-endian words, read from one bounds-checked chunk: every packet
+/// passes here.
+#[inline(always)]
+fn words(fixed: &[u8; HEADER_LEN]) -> [u16; 6] {
     let word = |n: usize| {
         let at = 2 * n;
         u16::from_be_bytes([
@@ -231,8 +276,7 @@ pub fn parse_header(i: &[u8]) -> PResult<'_, Header> {
             fixed.get(at + 1).copied().unwrap_or(0),
         ])
     };
-    let header = Header::from_parts(word(0), word(1), [word(2), word(3), word(4), word(5)]);
-    Ok((rest, header))
+    [word(0), word(1), word(2), word(3), word(4), word(5)]
 }
 
 /// Rewrites the ID of the message in `msg` in place. Returns false (and changes
@@ -277,6 +321,7 @@ mod tests {
         for flags in 0..=u16::MAX {
             let h = Header::from_parts(7, flags, [1, 2, 3, 4]);
             assert_eq!(h.flags(), flags);
+            assert_eq!(Header::from_wire(7, flags, [1, 2, 3, 4]), h);
             let (_, back) = parse_header(&h.to_bytes()).unwrap();
             assert_eq!(back, h);
         }
