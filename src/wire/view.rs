@@ -277,7 +277,7 @@ pub fn record_ttls(msg: &[u8]) -> Result<Vec<(usize, RType)>, ParseError> {
 mod tests {
     use super::*;
     use crate::wire::name::walk_name;
-    use crate::wire::{offset_in, to_parse_error, PResult, WireError};
+    use crate::wire::{offset_in, parse_header, to_parse_error, PResult, WireError};
     use proptest::prelude::*;
 
     /// The view's walk as it was written with `nom` slices: the model the offset walk
