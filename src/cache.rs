@@ -255,20 +255,10 @@ impl Cache {
         msg: &'m [u8],
     ) -> Result<(MessageView<'m>, Noted<'m>), crate::wire::ParseError> {
         self.stamp += 1;
-        let checks = crate::wire::RecordChecks::new(msg);
         let mut noter = intake::Noter::new(&self.cfg, &mut self.rows, msg);
-        let mut decodes = true;
-        let view = MessageView::parse_with(msg, |r| {
-            // The decoder stops at the first record that does not decode.
-            if decodes {
-                decodes = checks.check(msg, r);
-                if decodes {
-                    noter.record(msg, r);
-                }
-            }
-        })?;
+        let view = MessageView::parse_with(msg, |r| noter.check(msg, r))?;
         let intake = if view.end == msg.len() {
-            noter.finish(&view, decodes)
+            noter.finish(&view)
         } else {
             // Trailing octets: the answer does not decode, and `insert_noted` refuses it.
             intake::Intake::Unknown

@@ -7,7 +7,9 @@
 //! ([`Intake::Decode`]).
 use super::overlap::Targets;
 use super::{CacheConfig, TTL_ROW};
-use crate::wire::{walk_viewed_records, MessageView, Opcode, RType, Rcode, RecordAt, HEADER_LEN};
+use crate::wire::{
+    walk_viewed_records, Checked, MessageView, RType, Rcode, RecordAt, RecordChecks, HEADER_LEN,
+};
 
 /// What an answer is to the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,12 +90,17 @@ fn settle<'m>(view: &MessageView<'m>) -> Result<(&'m [u8], bool), Intake<'m>> {
     let Some(msg) = view.bytes().get(..view.end) else {
         return Err(Intake::No);
     };
-    let h = view.header;
-    if !h.qr || h.tc || h.opcode != Opcode::QUERY || h.qdcount != 1 {
+    // Read from the octets rather than `view.header` (the same ones): the view's walk
+    // need not keep the decoded flags for this.
+    let Some(h) = msg.first_chunk::<HEADER_LEN>() else {
+        return Err(Intake::No);
+    };
+    // QR set, OPCODE QUERY, TC clear (AA and RD as they may be); one question.
+    if h[2] & 0xFA != 0x80 || [h[4], h[5]] != [0, 1] {
         return Err(Intake::No);
     }
     let ext = view.opt.map_or(0, |o| u16::from(o.ext_rcode));
-    let rcode = Rcode(ext << 4 | (h.rcode.0 & 0xF));
+    let rcode = Rcode(ext << 4 | u16::from(h[3] & 0x0F));
     if rcode != Rcode::NOERROR && rcode != Rcode::NXDOMAIN {
         return Err(Intake::No);
     }
@@ -126,6 +133,10 @@ pub(super) struct Noter<'c> {
     soa: Option<u32>,
     /// Every row fits the table (offsets below 2^16; no empty SOA).
     fits: bool,
+    /// Every record noted decodes (the walk stops noting at the first that does not).
+    decodes: bool,
+    /// What decoding asks of each record beyond the view's checks (for [`check`](Self::check)).
+    checks: RecordChecks,
     /// Where the names aim their pointers: what the patches could break (see `overlap`).
     targets: Targets,
 }
@@ -136,27 +147,52 @@ impl<'c> Noter<'c> {
         rows.clear();
         // The header read once (no header: zero counts, and the view fails anyway).
         let h = msg.first_chunk::<HEADER_LEN>().unwrap_or(&[0; HEADER_LEN]);
-        let answers = usize::from(u16::from_be_bytes([h[6], h[7]]));
+        let count = |at: usize| u16::from_be_bytes([h[at], h[at + 1]]);
+        let counts = [count(4), count(6), count(8), count(10)];
+        let answers = usize::from(counts[1]);
         Noter {
             cfg,
             rows,
             positive: h[3] & 0x0F == 0 && answers > 0,
             answers,
-            authority: usize::from(u16::from_be_bytes([h[8], h[9]])),
+            authority: usize::from(counts[2]),
             least: u32::MAX,
             soa: None,
             fits: true,
+            decodes: true,
+            checks: RecordChecks::of_counts(counts),
             targets: Targets::default(),
         }
     }
 
-    /// Notes record `r` of `msg`.
+    /// Checks record `r` of `msg` as the view stepped over it ([`RecordChecks::check`])
+    /// and notes it if it decodes; after one that does not, nothing (the decoder stops
+    /// there): the view's own walk, see [`super::Cache::parse_answer`].
     #[inline(always)]
-    pub(super) fn record(&mut self, msg: &[u8], r: &RecordAt) {
+    pub(super) fn check(&mut self, msg: &[u8], r: &RecordAt) {
+        if self.decodes {
+            match self.checks.check(msg, r) {
+                Checked::Bad => self.decodes = false,
+                Checked::ToQuestion => self.note(msg, r, false),
+                Checked::Good => self.note(msg, r, true),
+            }
+        }
+    }
+
+    /// Notes record `r` of `msg`, which decodes (a walk that checked it).
+    #[inline(always)]
+    fn record(&mut self, msg: &[u8], r: &RecordAt) {
+        self.note(msg, r, true);
+    }
+
+    /// Notes record `r` of `msg`; `owner`: its owner may aim a pointer elsewhere than
+    /// at the question's name (else there is nothing to note of it).
+    #[inline(always)]
+    fn note(&mut self, msg: &[u8], r: &RecordAt, owner: bool) {
         if r.rtype == RType::OPT {
             return; // cut off (see `settle`)
         }
-        self.targets.record(msg, r);
+        self.targets.record(msg, r, owner);
         let (answers, positive) = (self.answers, self.positive);
         let in_authority = (answers..answers + self.authority).contains(&r.index);
         let ttl = if !positive && in_authority && r.rtype == RType::SOA && self.soa.is_none() {
@@ -184,10 +220,9 @@ impl<'c> Noter<'c> {
         }
     }
 
-    /// The outcome for `view` (the answer noted, whose records all decode if `decodes`):
-    /// see [`intake`].
+    /// The outcome for `view` (the answer noted): see [`intake`].
     #[inline(always)]
-    pub(super) fn finish<'m>(self, view: &MessageView<'m>, decodes: bool) -> Intake<'m> {
+    pub(super) fn finish<'m>(&self, view: &MessageView<'m>) -> Intake<'m> {
         let (wire, cut_opt) = match settle(view) {
             Ok(settled) => settled,
             Err(outcome) => return outcome,
@@ -198,7 +233,7 @@ impl<'c> Noter<'c> {
             self.soa.map_or(0, |s| s.min(self.least))
         };
         // A TSIG record, or a name that reads TTL octets: not stored (see `overlap`).
-        if decodes
+        if self.decodes
             && self.fits
             && ttl != 0
             && !view.tsig
@@ -227,8 +262,8 @@ pub(super) fn intake<'m>(
     if let Err(outcome) = settle(view) {
         return outcome;
     }
-    let decodes = walk_viewed_records(view, |r| noter.record(msg, r));
-    noter.finish(view, decodes)
+    noter.decodes = walk_viewed_records(view, |r| noter.record(msg, r));
+    noter.finish(view)
 }
 
 #[cfg(test)]

@@ -14,6 +14,8 @@
 //! at the question), and once every TTL is placed each target's run of labels is
 //! checked ([`Targets::read_ttl`]); [`unpatchable`] does the same in a walk of its own
 //! for an answer that was decoded and written again.
+use std::ops::Range;
+
 use crate::wire::{walk_records, RType, RecordAt, HEADER_LEN};
 
 /// Octets of a TTL field.
@@ -35,21 +37,24 @@ pub(super) struct Targets {
 }
 
 impl Targets {
-    /// Notes the pointers of record `r`'s names (its owner, and the names in its RDATA
-    /// for the types the decoder reads names of). A TSIG record is the view's to note
-    /// (`MessageView::tsig`).
+    /// Notes the pointers of record `r`'s names (its owner unless `owner` is false, and
+    /// the names in its RDATA for the types the decoder reads names of). A TSIG record
+    /// is the view's to note (`MessageView::tsig`).
     #[inline(always)]
-    pub(super) fn record(&mut self, msg: &[u8], r: &RecordAt) {
-        self.name(msg, r.owner);
+    pub(super) fn record(&mut self, msg: &[u8], r: &RecordAt, owner: bool) {
+        if owner {
+            self.name(msg, r.owner);
+        }
         if !matches!(r.rtype, RType::A | RType::AAAA) {
-            self.rdata(msg, r);
+            self.rdata(msg, r.rtype, r.rdata.clone());
         }
     }
 
-    /// The RDATA part of [`record`](Self::record).
+    /// The RDATA part of [`record`](Self::record), for a record of `rtype` whose RDATA
+    /// is `rdata` (by value: so that the record need not be written to memory for it).
     #[inline(never)]
-    fn rdata(&mut self, msg: &[u8], r: &RecordAt) {
-        rdata_names(msg, r, |n| self.name(msg, n));
+    fn rdata(&mut self, msg: &[u8], rtype: RType, rdata: Range<usize>) {
+        rdata_names(msg, rtype, &rdata, |n| self.name(msg, n));
     }
 
     /// Notes where the name lying at `at` ends in a pointer, if it does.
@@ -117,31 +122,34 @@ pub(super) fn unpatchable(msg: &[u8], rows: &[(u16, u32)]) -> bool {
             return;
         }
         found = reads_ttl(msg, r.owner, rows);
-        rdata_names(msg, r, |n| found = found || reads_ttl(msg, n, rows));
+        rdata_names(msg, r.rtype, &r.rdata, |n| {
+            found = found || reads_ttl(msg, n, rows)
+        });
     });
     found || !walked
 }
 
-/// Shows `f` where each name in record `r`'s RDATA lies, for the types the decoder
-/// reads names of: the first, and the second of SOA, MINFO, RP and PX, which follows it.
-fn rdata_names(msg: &[u8], r: &RecordAt, mut f: impl FnMut(usize)) {
-    if let Some(first) = rdata_name(msg, r) {
+/// Shows `f` where each name in the RDATA `rdata` of a record of `rtype` lies, for the
+/// types the decoder reads names of: the first, and the second of SOA, MINFO, RP and
+/// PX, which follows it.
+fn rdata_names(msg: &[u8], rtype: RType, rdata: &Range<usize>, mut f: impl FnMut(usize)) {
+    if let Some(first) = rdata_name(msg, rtype, rdata) {
         f(first);
-        if matches!(r.rtype, RType::SOA | RType::MINFO | RType::RP | RType::PX) {
+        if matches!(rtype, RType::SOA | RType::MINFO | RType::RP | RType::PX) {
             let second = name_end(msg, first);
-            if second < r.rdata.end {
+            if second < rdata.end {
                 f(second);
             }
         }
     }
 }
 
-/// Where the first name in record `r`'s RDATA lies, for the types the decoder reads
-/// names of.
+/// Where the first name in the RDATA `rdata` of a record of `rtype` lies, for the types
+/// the decoder reads names of.
 #[inline]
-fn rdata_name(msg: &[u8], r: &RecordAt) -> Option<usize> {
-    let at = r.rdata.start;
-    match r.rtype {
+fn rdata_name(msg: &[u8], rtype: RType, rdata: &Range<usize>) -> Option<usize> {
+    let at = rdata.start;
+    match rtype {
         RType::A | RType::AAAA => None,
         RType::NS | RType::CNAME | RType::PTR | RType::DNAME => Some(at),
         RType::MB | RType::MG | RType::MR | RType::SOA | RType::MINFO | RType::RP => Some(at),
@@ -150,7 +158,7 @@ fn rdata_name(msg: &[u8], r: &RecordAt) -> Option<usize> {
         RType::NAPTR => naptr_name(msg, at),
         _ => None,
     }
-    .filter(|&n| n < r.rdata.end)
+    .filter(|&n| n < rdata.end)
 }
 
 /// Whether the name at `at` of `msg`, its pointers followed, reads an octet of a TTL field.

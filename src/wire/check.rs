@@ -139,7 +139,7 @@ fn records<'a>(
 /// `MessageView::parse_with`): the owner name followed under the pointer rule (the view
 /// only steps over it), TSIG last, the RDATA by [`rdata_ok`]. The view checks the rest:
 /// framing, labels, OPT's place and owner. So a message of one question that the view
-/// reads to its last octet decodes exactly when every record passes [`check`](Self::check)
+/// reads to its last octet decodes exactly when no record is [`Checked::Bad`]
 /// (`MessageView::parse_with`'s tests hold it to [`walk_viewed_records`]).
 #[derive(Debug, Clone, Copy)]
 pub struct RecordChecks {
@@ -151,20 +151,39 @@ pub struct RecordChecks {
     total: usize,
 }
 
+/// What [`RecordChecks::check`] found of a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checked {
+    /// It does not decode.
+    Bad,
+    /// It decodes, and its owner is a pointer to the question's name: no name of its
+    /// own to look at.
+    ToQuestion,
+    /// It decodes.
+    Good,
+}
+
 impl RecordChecks {
     /// The checks for `msg` (its header's counts; zero counts if it has no header, when
     /// the view fails anyway).
     pub fn new(msg: &[u8]) -> RecordChecks {
         let h = msg.first_chunk::<HEADER_LEN>().unwrap_or(&[0; HEADER_LEN]);
         let count = |at: usize| match h.get(at..at + 2) {
-            Some(&[hi, lo]) => usize::from(u16::from_be_bytes([hi, lo])),
+            Some(&[hi, lo]) => u16::from_be_bytes([hi, lo]),
             _ => 0,
         };
-        let additional = count(6) + count(8);
+        RecordChecks::of_counts([count(4), count(6), count(8), count(10)])
+    }
+
+    /// The checks for a message whose header counts QDCOUNT, ANCOUNT, NSCOUNT and
+    /// ARCOUNT `counts`.
+    #[inline]
+    pub fn of_counts(counts: [u16; 4]) -> RecordChecks {
+        let [qd, an, ns, ar] = counts.map(usize::from);
         RecordChecks {
-            question: count(4) > 0,
-            additional,
-            total: additional + count(10),
+            question: qd > 0,
+            additional: an + ns,
+            total: an + ns + ar,
         }
     }
 
@@ -174,25 +193,38 @@ impl RecordChecks {
         rtype != RType::TSIG || (index >= self.additional && index + 1 == self.total)
     }
 
-    /// Whether record `r` of `msg` (as the view stepped over it) decodes.
+    /// Whether record `r` of `msg` (as the view stepped over it) decodes, and whether
+    /// its owner is a pointer to the question's name.
     #[inline]
-    pub fn check(&self, msg: &[u8], r: &RecordAt) -> bool {
+    pub fn check(&self, msg: &[u8], r: &RecordAt) -> Checked {
+        let Some(rd) = msg.get(r.rdata.clone()) else {
+            return Checked::Bad;
+        };
+        // The view checked an OPT record's place and owner (the root, or a pointer it
+        // followed to the root): its options are left. (Nor is it a TSIG record.)
+        if r.rtype == RType::OPT {
+            return match rdata_ok(msg, rd, r.rtype, r.class) {
+                true => Checked::Good,
+                false => Checked::Bad,
+            };
+        }
         let Some(at_owner) = msg.get(r.owner..) else {
-            return false;
+            return Checked::Bad;
         };
         // As in `records`: an owner pointing at the question's name (the commonest) is
-        // not walked again. Nor is the root (an OPT record's owner; the view followed
-        // any other owner of OPT to the root): the view stepped over it, and there is
-        // no pointer to follow.
-        let owner_ok = (self.question && at_owner.starts_with(&[0xC0, HEADER_LEN as u8]))
-            || at_owner.first() == Some(&0)
-            || r.rtype == RType::OPT
-            || walk_name(msg, at_owner, |_| ()).is_ok();
-        owner_ok
-            && self.tsig_ok(r.index, r.rtype)
-            && msg
-                .get(r.rdata.clone())
-                .is_some_and(|rd| rdata_ok(msg, rd, r.rtype, r.class))
+        // not walked again. Nor is the root: the view stepped over it, and there is no
+        // pointer to follow.
+        let owner = if self.question && at_owner.starts_with(&[0xC0, HEADER_LEN as u8]) {
+            Checked::ToQuestion
+        } else if at_owner.first() == Some(&0) || walk_name(msg, at_owner, |_| ()).is_ok() {
+            Checked::Good
+        } else {
+            return Checked::Bad;
+        };
+        match self.tsig_ok(r.index, r.rtype) && rdata_ok(msg, rd, r.rtype, r.class) {
+            true => owner,
+            false => Checked::Bad,
+        }
     }
 }
 

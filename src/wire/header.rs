@@ -82,12 +82,21 @@ impl Rcode {
 }
 
 /// The message header, one field per RFC 1035 mnemonic.
+///
+/// `repr(C)`, with the eight flags together in the order of [`FLAGS`]'s rows (QR
+/// first, CD last), so that reading a header copies its flags from the table in one
+/// piece: every message the forwarder looks at is read into one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(C)]
 pub struct Header {
     pub id: u16,
+    /// The low 4 bits of the RCODE as sent in the header. Valid values: 0..=15.
+    pub rcode: Rcode,
+    pub qdcount: u16,
+    pub ancount: u16,
+    pub nscount: u16,
+    pub arcount: u16,
     pub qr: bool,
-    /// Valid values: 0..=15.
-    pub opcode: Opcode,
     pub aa: bool,
     pub tc: bool,
     pub rd: bool,
@@ -96,13 +105,28 @@ pub struct Header {
     pub z: bool,
     pub ad: bool,
     pub cd: bool,
-    /// The low 4 bits of the RCODE as sent in the header. Valid values: 0..=15.
-    pub rcode: Rcode,
-    pub qdcount: u16,
-    pub ancount: u16,
-    pub nscount: u16,
-    pub arcount: u16,
+    /// Valid values: 0..=15.
+    pub opcode: Opcode,
 }
+
+/// The flags QR, AA, TC, RD, RA, Z, AD and CD for each value of an octet that holds
+/// them in that order, QR its top bit: a header's flags are one row, found by index
+/// rather than bit by bit. Built at compile time (an index out of bounds here fails the
+/// build, never a packet).
+#[allow(clippy::indexing_slicing)]
+static FLAGS: [[bool; 8]; 256] = {
+    let mut rows = [[false; 8]; 256];
+    let mut octet = 0;
+    while octet < 256 {
+        let mut k = 0;
+        while k < 8 {
+            rows[octet][k] = octet >> (7 - k) & 1 == 1;
+            k += 1;
+        }
+        octet += 1;
+    }
+    rows
+};
 
 impl Default for Opcode {
     fn default() -> Self {
@@ -154,7 +178,35 @@ impl Header {
         }
     }
 
-    /// The header in wire form.
+    /// [`from_parts`](Self::from_parts) for a header read off the wire: the flags
+    /// copied from their row of [`FLAGS`] rather than found bit by bit. (A header built
+    /// to be written is left to `from_parts`, which the compiler sees through when the
+    /// flags are then packed again.)
+    fn from_wire(id: u16, flags: u16, counts: [u16; 4]) -> Header {
+        // QR (bit 15), then AA (bit 10) to CD (bit 4): the octet that indexes `FLAGS`.
+        let octet = (flags >> 8) & 0x80 | (flags >> 4) & 0x7F;
+        let [qr, aa, tc, rd, ra, z, ad, cd] =
+            FLAGS.get(usize::from(octet)).copied().unwrap_or_default();
+        let [qdcount, ancount, nscount, arcount] = counts;
+        Header {
+            id,
+            qr,
+            opcode: Opcode(((flags >> 11) & 0xF) as u8),
+            aa,
+            tc,
+            rd,
+            ra,
+            z,
+            ad,
+            cd,
+            rcode: Rcode(flags & 0xF),
+            qdcount,
+            ancount,
+            nscount,
+            arcount,
+        }
+    }
+
     pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
         let mut out = [0u8; HEADER_LEN];
         let words = [
@@ -194,10 +246,29 @@ impl Header {
 
 /// Parses the header: the first 12 octets. Fails only when there are fewer.
 pub fn parse_header(i: &[u8]) -> PResult<'_, Header> {
-    // Six big-endian words read from one bounds-checked chunk: every packet passes here.
     let Some((fixed, rest)) = i.split_first_chunk::<HEADER_LEN>() else {
         return fail(i, ErrorKind::Truncated);
     };
+    let [id, flags, qd, an, ns, ar] = words(fixed);
+    Ok((rest, Header::from_parts(id, flags, [qd, an, ns, ar])))
+}
+
+/// [`parse_header`] for a caller that keeps the whole header (the view of every
+/// message): the flags copied from their row of [`FLAGS`] ([`Header::from_wire`]),
+/// where `parse_header` leaves the compiler to find only those its caller reads.
+#[inline]
+pub(super) fn read_header(i: &[u8]) -> PResult<'_, Header> {
+    let Some((fixed, rest)) = i.split_first_chunk::<HEADER_LEN>() else {
+        return fail(i, ErrorKind::Truncated);
+    };
+    let [id, flags, qd, an, ns, ar] = words(fixed);
+    Ok((rest, Header::from_wire(id, flags, [qd, an, ns, ar])))
+}
+
+/// The header's six big-endian words, read from one bounds-checked chunk: every packet
+/// passes here.
+#[inline(always)]
+fn words(fixed: &[u8; HEADER_LEN]) -> [u16; 6] {
     let word = |n: usize| {
         let at = 2 * n;
         u16::from_be_bytes([
@@ -205,8 +276,7 @@ pub fn parse_header(i: &[u8]) -> PResult<'_, Header> {
             fixed.get(at + 1).copied().unwrap_or(0),
         ])
     };
-    let header = Header::from_parts(word(0), word(1), [word(2), word(3), word(4), word(5)]);
-    Ok((rest, header))
+    [word(0), word(1), word(2), word(3), word(4), word(5)]
 }
 
 /// Rewrites the ID of the message in `msg` in place. Returns false (and changes
@@ -251,6 +321,7 @@ mod tests {
         for flags in 0..=u16::MAX {
             let h = Header::from_parts(7, flags, [1, 2, 3, 4]);
             assert_eq!(h.flags(), flags);
+            assert_eq!(Header::from_wire(7, flags, [1, 2, 3, 4]), h);
             let (_, back) = parse_header(&h.to_bytes()).unwrap();
             assert_eq!(back, h);
         }

@@ -29,7 +29,7 @@ mod record;
 mod view;
 mod writer;
 
-pub use check::{rdata_ok, walk_records, walk_viewed_records, RecordAt, RecordChecks};
+pub use check::{rdata_ok, walk_records, walk_viewed_records, Checked, RecordAt, RecordChecks};
 pub use edns::{push_opt, Edns, EdnsOption};
 pub use header::{parse_header, set_id, Header, Opcode, Rcode};
 pub use message::{parse_message, Message};

@@ -7,10 +7,9 @@
 //! offsets into the message. Only the first question's name is followed through its
 //! compression pointers (when it is read or compared); other names are skipped in place,
 //! their pointers checked to point backwards but not followed.
+use super::header::read_header;
 use super::name::walk;
-use super::{
-    parse_header, Class, ErrorKind, Header, ParseError, RType, RecordAt, HEADER_LEN, MAX_NAME_LEN,
-};
+use super::{Class, ErrorKind, Header, ParseError, RType, RecordAt, HEADER_LEN, MAX_NAME_LEN};
 
 fn truncated(at: usize) -> ParseError {
     ParseError {
@@ -88,7 +87,7 @@ impl<'a> MessageView<'a> {
         msg: &'a [u8],
         mut on_record: impl FnMut(&RecordAt),
     ) -> Result<MessageView<'a>, ParseError> {
-        let (_, header) = parse_header(msg).map_err(|_| truncated(0))?;
+        let (_, header) = read_header(msg).map_err(|_| truncated(0))?;
         let mut at = HEADER_LEN;
         let mut question = None;
         if header.qdcount > 0 {
@@ -278,7 +277,7 @@ pub fn record_ttls(msg: &[u8]) -> Result<Vec<(usize, RType)>, ParseError> {
 mod tests {
     use super::*;
     use crate::wire::name::walk_name;
-    use crate::wire::{offset_in, to_parse_error, PResult, WireError};
+    use crate::wire::{offset_in, parse_header, to_parse_error, PResult, WireError};
     use proptest::prelude::*;
 
     /// The view's walk as it was written with `nom` slices: the model the offset walk
