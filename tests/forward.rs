@@ -485,6 +485,30 @@ fn idle_tcp_connections_are_closed() {
     assert!(started.elapsed() < WAIT, "closed before the client gave up");
 }
 
+/// A connection that never sends: nothing else wakes the loop (no query on it, no
+/// upstream connection, no timer of the core), so only the sweep, which an open
+/// connection must keep the poll waking for, can close it. A query over UDP just before
+/// has the loop sweep then, so that the connection opens between two sweeps.
+#[test]
+fn a_silent_tcp_client_is_closed_with_no_other_traffic() {
+    let up = MockUpstream::echo();
+    let fwd = Forwarder::start_with(&[up.addr], |c| c.tcp_idle = Duration::from_millis(200));
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(WAIT)).unwrap();
+    sock.send_to(&query(2, "udp.example", RType::A, None), fwd.addr)
+        .unwrap();
+    let mut buf = [0u8; 512];
+    assert!(sock.recv(&mut buf).is_ok());
+    let mut s = TcpStream::connect(fwd.addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mut b = [0u8; 1];
+    let started = std::time::Instant::now();
+    assert_eq!(std::io::Read::read(&mut s, &mut b).unwrap_or(0), 0);
+    assert!(started.elapsed() < WAIT, "closed before the client gave up");
+    // Stopped, not dropped: a panic in the loop (a debug assertion) fails the test.
+    fwd.stop();
+}
+
 #[test]
 fn connection_cap_closes_the_oldest_idle_one() {
     let up = MockUpstream::echo();

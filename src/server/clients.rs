@@ -95,6 +95,7 @@ impl Server {
             read_paused: false,
         };
         self.policy.tcp.opened(client_key(addr.ip()));
+        self.maybe_open = true;
         if n == self.clients.len() {
             self.clients.push(Some(conn));
         } else if let Some(slot) = self.clients.get_mut(n) {

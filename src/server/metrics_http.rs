@@ -95,6 +95,8 @@ impl Server {
     }
 
     pub(super) fn metrics_accept(&mut self, now: Instant) {
+        // Before any accept: a scrape may be open from here on (the sweep must run).
+        self.maybe_open = true;
         let registry = self.poll.registry();
         let Some(m) = self.metrics.as_mut() else {
             return;

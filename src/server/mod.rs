@@ -171,6 +171,12 @@ pub struct Server {
     stop: StopHandle,
     shutdown_at: Option<Instant>,
     next_sweep: Instant,
+    /// A connection may be open, or a query wait for one: the poll must wake for the
+    /// sweep. Set where a TCP client, a scrape or an upstream connection opens and where
+    /// a query is queued for one; recomputed by the sweep. Valid values: true whenever
+    /// [`open_connections`](Self::open_connections) is (checked every turn in debug
+    /// builds), so that the turn need not walk the tables to know.
+    maybe_open: bool,
     horizon: horizon::Horizon,
     /// Datagrams we could not send (socket buffer full) and similar local failures.
     send_errors: u64,
@@ -259,6 +265,7 @@ impl Server {
             stop,
             shutdown_at: None,
             next_sweep: Instant::now(),
+            maybe_open: false,
             horizon: horizon::Horizon::new(Instant::now()),
             send_errors: 0,
             retired_udp: false,
@@ -426,11 +433,21 @@ impl Server {
         Some(self.horizon.sleep(now, next?))
     }
 
+    /// Whether the sweep has work: a connection may be open, retired sockets wait to
+    /// be closed, or the loop publishes its counters every sweep (`link`). Flags only:
+    /// this runs every turn, and the walk of the tables is left to the sweep.
     fn has_connections(&self) -> bool {
-        self.retired_udp
-            || self.reload.is_retiring()
-            || self.link.is_some() // publishes its counters every sweep
-            || self.clients.iter().any(Option::is_some)
+        debug_assert!(
+            self.maybe_open || !self.open_connections(),
+            "a connection opened without setting maybe_open"
+        );
+        self.maybe_open || self.retired_udp || self.reload.is_retiring() || self.link.is_some()
+    }
+
+    /// Whether a TCP client, an upstream connection or a scrape is open, or a query
+    /// waits for an upstream connection (a walk of their tables: the sweep's question).
+    fn open_connections(&self) -> bool {
+        self.clients.iter().any(Option::is_some)
             || self.upstream_tcp.iter().any(UpstreamPool::is_active)
             || self
                 .metrics
@@ -501,6 +518,7 @@ impl Server {
             self.close_retired_udp(now);
         }
         self.publish();
+        self.maybe_open = self.open_connections();
     }
 }
 

@@ -213,6 +213,7 @@ impl Server {
             id,
             since: now,
         });
+        self.maybe_open = true;
         self.drain_queue(now, u);
     }
 
@@ -341,6 +342,7 @@ impl Server {
             idle_since: now,
             retiring: false,
         });
+        self.maybe_open = true;
         Ok(())
     }
 }
