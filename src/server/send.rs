@@ -70,7 +70,9 @@ pub struct SendBatch {
 }
 
 // SAFETY: the raw pointers held point only into the vectors owned by the same value
-// (which never grow or move) and, during a call only, into the caller's buffers.
+// (which never grow or move), and the iovecs into the caller's buffers: after a call
+// they may dangle, but nothing reads them before `fill` or `send_one` writes them again
+// for the next call.
 unsafe impl Send for SendBatch {}
 
 impl Default for SendBatch {
@@ -219,6 +221,11 @@ impl SendBatch {
             let skip = if n > 0 {
                 report.sent += n as usize;
                 n as usize
+            } else if n == 0 {
+                // Not done by Linux for a count of 1 or more; were it done, errno would
+                // be stale (EINTR would loop forever): the first datagram is dropped.
+                report.failed += 1;
+                1
             } else {
                 failed(&mut report, rest.len())
             };
