@@ -158,6 +158,16 @@ mod tests {
     }
 
     #[test]
+    fn nanos_since_and_add_nanos_saturate() {
+        let t = Instant::now();
+        assert_eq!(t.add_nanos(1_500).nanos_since(t), 1_500);
+        assert_eq!(t.nanos_since(t.add_nanos(1)), 0);
+        assert_eq!(t.add_nanos(u64::MAX), Instant(u64::MAX));
+        assert_eq!(Instant(u64::MAX).nanos_since(Instant(0)), u64::MAX);
+        assert_eq!(t.add_nanos(2_000_000_000), t + 2 * SEC);
+    }
+
+    #[test]
     fn adds_and_subtracts_durations() {
         let t = Instant::now();
         let mut u = t + Duration::from_millis(1500);

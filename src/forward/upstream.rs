@@ -179,7 +179,7 @@ impl Upstreams {
             .unwrap_or(0)
     }
 
-    /// An answer came back after `rtt`.
+    /// An answer came back after `rtt_us` microseconds (capped at `u32::MAX`).
     pub fn success(&mut self, i: usize, rtt_us: u64) {
         if let Some(u) = self.list.get_mut(i) {
             let rtt = rtt_us.min(u64::from(u32::MAX));

@@ -140,7 +140,8 @@ fn records<'a>(
 /// only steps over it), TSIG last, the RDATA by [`rdata_ok`]. The view checks the rest:
 /// framing, labels, OPT's place and owner. So a message of one question that the view
 /// reads to its last octet decodes exactly when no record is [`Checked::Bad`]
-/// (`MessageView::parse_with`'s tests hold it to [`walk_viewed_records`]).
+/// (cache/intake.rs's tests, `the_view_notes_what_the_walk_finds*`, hold it to
+/// [`walk_viewed_records`]).
 #[derive(Debug, Clone, Copy)]
 pub struct RecordChecks {
     /// The message has a question: an owner that points at offset 12 points at a name
