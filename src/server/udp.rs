@@ -18,6 +18,19 @@ const RECV_BUFFER: usize = 4 << 20;
 /// wildcard address the kernel reports each query's destination, which its answer
 /// goes out from (see pktinfo.rs).
 pub fn bind_listener(addr: SocketAddr) -> io::Result<UdpSocket> {
+    client_socket(addr, false)
+}
+
+/// One of the `--threads` client UDP sockets of `addr`: as [`bind_listener`], with
+/// SO_REUSEPORT so that each loop has its own socket (and kernel queue) on the same
+/// address. Only sockets of the same user can join the group; another dnsfwd is kept
+/// out by the TCP listener on the same port, bound first and without SO_REUSEPORT.
+pub fn bind_shared_listener(addr: SocketAddr) -> io::Result<UdpSocket> {
+    client_socket(addr, true)
+}
+
+/// The client socket both of the above bind, SO_REUSEPORT set if `shared`.
+fn client_socket(addr: SocketAddr, shared: bool) -> io::Result<UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
@@ -27,25 +40,9 @@ pub fn bind_listener(addr: SocketAddr) -> io::Result<UdpSocket> {
     }
     // Best effort: the kernel caps it at net.core.rmem_max.
     let _ = socket.set_recv_buffer_size(RECV_BUFFER);
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    Ok(UdpSocket::from_std(socket.into()))
-}
-
-/// One of the `--threads` client UDP sockets of `addr`: as [`bind_listener`], with
-/// SO_REUSEPORT so that each loop has its own socket (and kernel queue) on the same
-/// address. Only sockets of the same user can join the group; another dnsfwd is kept
-/// out by the TCP listener on the same port, bound first and without SO_REUSEPORT.
-pub fn bind_shared_listener(addr: SocketAddr) -> io::Result<UdpSocket> {
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true)?;
+    if shared {
+        socket.set_reuse_port(true)?;
     }
-    if addr.ip().is_unspecified() {
-        pktinfo::set_recv_dst(&socket, addr.is_ipv6())?;
-    }
-    let _ = socket.set_recv_buffer_size(RECV_BUFFER);
-    socket.set_reuse_port(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     Ok(UdpSocket::from_std(socket.into()))
