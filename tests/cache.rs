@@ -197,12 +197,7 @@ fn second_replay_is_answered_from_the_cache_with_the_same_records() {
 
 #[test]
 fn coalesces_concurrent_identical_queries() {
-    let up = MockUpstream::start(|q, _| {
-        vec![Action::Delay(
-            Duration::from_millis(300),
-            answer(q, &a_records(q, 1)),
-        )]
-    });
+    let up = MockUpstream::delayed(Duration::from_millis(300));
     let fwd = Forwarder::start_with(&[up.addr], |c| c.cache.max_entries = 100);
     let socks: Vec<UdpSocket> = (0..100)
         .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())

@@ -64,12 +64,7 @@ fn passes_answers_through_and_restores_the_client_id() {
 
 #[test]
 fn answers_500_concurrent_queries_from_many_sockets() {
-    let up = MockUpstream::start(|q, _| {
-        vec![Action::Delay(
-            Duration::from_millis(20),
-            answer(q, &a_records(q, 1)),
-        )]
-    });
+    let up = MockUpstream::delayed(Duration::from_millis(20));
     let fwd = Forwarder::start(&[up.addr]);
     let clients: Vec<UdpSocket> = (0..50)
         .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
@@ -564,12 +559,7 @@ fn a_stalled_tcp_client_does_not_stop_the_others() {
 fn stopping_answers_what_is_in_flight() {
     // One slow upstream (300 ms) and one dark: the slow answer still arrives after the
     // stop, the dark one's query gets SERVFAIL within the one-second grace.
-    let slow = MockUpstream::start(|q, _| {
-        vec![Action::Delay(
-            Duration::from_millis(300),
-            answer(q, &a_records(q, 1)),
-        )]
-    });
+    let slow = MockUpstream::delayed(Duration::from_millis(300));
     let fwd = Forwarder::start_with(&[slow.addr], |c| {
         c.timeout = Duration::from_secs(10);
         c.deadline = Duration::from_secs(10);

@@ -77,12 +77,7 @@ fn answers_a_miss_and_a_hit_from_the_address_asked() {
 
 #[test]
 fn answers_coalesced_waiters_each_from_its_address() {
-    let up = MockUpstream::start(|q, _| {
-        vec![Action::Delay(
-            Duration::from_millis(300),
-            answer(q, &a_records(q, 1)),
-        )]
-    });
+    let up = MockUpstream::delayed(Duration::from_millis(300));
     let (_fwd, port) = wildcard(Ipv4Addr::UNSPECIFIED.into(), up.addr, |_| {});
     let to2 = SocketAddr::from(([127, 0, 0, 2], port));
     let to3 = SocketAddr::from(([127, 0, 0, 3], port));

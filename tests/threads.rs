@@ -204,12 +204,7 @@ fn each_loop_answers_the_names_it_owns() {
 /// the upstream is slow: one upstream query in the whole process.
 #[test]
 fn coalescing_is_exact_across_loops() {
-    let up = MockUpstream::start(|q, _| {
-        vec![Action::Delay(
-            Duration::from_millis(400),
-            answer(q, &a_records(q, 1)),
-        )]
-    });
+    let up = MockUpstream::delayed(Duration::from_millis(400));
     let loops = Loops::start(2, up.addr, |c| c.cache.max_entries = 100);
     // Owned by loop 1, so that the TCP queries (read by loop 0) cross over.
     let name = name_owned_by("hot", 1, 2);

@@ -161,12 +161,7 @@ fn no_client_option_goes_upstream_and_sizes_are_ours() {
 fn an_upstream_slower_than_the_timeout_still_answers() {
     // Every answer takes 3 s; the per-attempt timeout is 1.5 s and the deadline 4.5 s:
     // the retries get new IDs, and the answer to the first attempt must still count.
-    let up = MockUpstream::start(|q, _| {
-        vec![Action::Delay(
-            Duration::from_secs(3),
-            answer(q, &a_records(q, 1)),
-        )]
-    });
+    let up = MockUpstream::delayed(Duration::from_secs(3));
     let fwd = Forwarder::start(&[up.addr]);
     let socks: Vec<UdpSocket> = (0..50)
         .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())

@@ -140,6 +140,12 @@ impl MockUpstream {
             _ => vec![],
         })
     }
+
+    /// An upstream that answers every query with one A record derived from the name,
+    /// `delay` after it came: long enough for identical queries to meet in flight.
+    pub fn delayed(delay: Duration) -> MockUpstream {
+        MockUpstream::start(move |q, _| vec![Action::Delay(delay, answer(q, &a_records(q, 1)))])
+    }
 }
 
 impl Drop for MockUpstream {
