@@ -6,9 +6,10 @@
 //! entries get an allocation of their own, see [`super::entry`]). Its blocks are kept
 //! dense: a freed block is filled with the class's last one, whose owner (a node of
 //! [`super::store`]) is told its new place, so a class never holds a free block but at its
-//! end, and pages beyond what its blocks need go back to the allocator. Memory is
-//! therefore what the pages take, counted as allocated ([`Slab::held`]); a class keeps at
-//! most one page more than it fills, and gives that one back when room is needed
+//! end, and pages beyond what its blocks need go back to the allocator. A page begins
+//! with the owners of its blocks, so the slab allocates nothing but pages and each class's
+//! list of them: memory is what those take, counted as allocated ([`Slab::held`]); a class
+//! keeps at most one page more than it fills, and gives that one back when room is needed
 //! ([`Slab::release_spare`]).
 use super::heap_bytes;
 
@@ -21,6 +22,10 @@ pub(super) const MAX_SLAB: usize = 1024;
 const CLASSES: usize = MAX_SLAB / GRAIN;
 /// Largest page, in octets (a page of a 1 KiB class holds 16 blocks).
 const MAX_PAGE: usize = 16 << 10;
+/// Octets of a block's owner (a node's index) at the start of its page.
+const OWNER: usize = std::mem::size_of::<u32>();
+/// Octets of a class's list entry for one page.
+const PAGE_REF: usize = std::mem::size_of::<Vec<u8>>();
 /// How far past a block it takes a page is zeroed, at most: one `memset` for several
 /// small blocks (one a block was ~30 instructions an insertion), and a class that holds
 /// few entries touches little of its page.
@@ -37,15 +42,18 @@ pub(super) struct Block {
     at: u32,
 }
 
-/// One size class. Valid values: `owners.len()` blocks are in use, the first ones;
-/// `pages.len() << shift` ≥ `owners.len()`.
+/// One size class. Valid values: `used` blocks are in use, the first ones;
+/// `pages.len() << shift` ≥ `used`.
+///
+/// A page is `OWNER << shift` octets of owners (the node that owns each of its blocks in
+/// use), then `block << shift` octets of blocks.
 struct Class {
     /// Each allocated at its full size, not zeroed; its length is how far it has been
-    /// zeroed (whatever blocks held there before; at least the blocks in use), so that a
-    /// block is written where it lies.
+    /// zeroed (whatever blocks held there before; at least the blocks in use and the
+    /// owners), so that a block is written where it lies.
     pages: Vec<Vec<u8>>,
-    /// The node that owns each block in use.
-    owners: Vec<u32>,
+    /// Blocks in use.
+    used: usize,
     /// Octets a block.
     block: usize,
     /// log2 of the blocks a page holds.
@@ -54,24 +62,67 @@ struct Class {
 
 impl Class {
     fn page_bytes(&self) -> usize {
-        self.block << self.shift
+        (OWNER + self.block) << self.shift
     }
 
     /// Blocks the pages hold beyond those in use.
     fn spare(&self) -> usize {
-        (self.pages.len() << self.shift) - self.owners.len()
+        (self.pages.len() << self.shift) - self.used
     }
 
+    /// Octets the list of pages adds to [`Slab::held`] if it must grow for one more page.
+    fn list_growth(&self) -> usize {
+        let cap = self.pages.capacity();
+        match self.pages.len() < cap {
+            true => 0,
+            false => list_bytes(cap + grow_by(cap)) - list_bytes(cap),
+        }
+    }
+
+    /// The page of block `index`, and where the block lies in it.
     #[inline]
     fn range(&self, index: u32) -> Option<(usize, std::ops::Range<usize>)> {
         let index = index as usize;
         let mask = (1 << self.shift) - 1;
-        let at = (index & mask) * self.block;
+        let at = (OWNER << self.shift) + (index & mask) * self.block;
         Some((index >> self.shift, at..at + self.block))
+    }
+
+    /// The page of block `index`, and where its owner lies in it.
+    fn owner_range(&self, index: usize) -> (usize, std::ops::Range<usize>) {
+        let at = (index & ((1 << self.shift) - 1)) * OWNER;
+        (index >> self.shift, at..at + OWNER)
+    }
+
+    fn owner(&self, index: usize) -> Option<u32> {
+        let (page, r) = self.owner_range(index);
+        let o = self.pages.get(page)?.get(r)?;
+        Some(u32::from_ne_bytes(o.try_into().ok()?))
+    }
+
+    fn set_owner(&mut self, index: usize, owner: u32) -> Option<()> {
+        let (page, r) = self.owner_range(index);
+        let o = self.pages.get_mut(page)?.get_mut(r)?;
+        o.copy_from_slice(&owner.to_ne_bytes());
+        Some(())
     }
 }
 
-/// The blocks of every class. Valid values: `held` is what the pages take.
+/// Octets a class's list of `cap` pages takes as allocated.
+fn list_bytes(cap: usize) -> usize {
+    match cap {
+        0 => 0,
+        n => heap_bytes(n * PAGE_REF),
+    }
+}
+
+/// By how many pages a full list of `cap` grows: it doubles, from 4.
+fn grow_by(cap: usize) -> usize {
+    cap.max(4)
+}
+
+/// The blocks of every class. Valid values: `held` is what the pages and the classes'
+/// lists of them take, as allocated.
 pub(super) struct Slab {
     classes: Vec<Class>,
     held: usize,
@@ -85,10 +136,10 @@ impl Slab {
         let classes = (1..=CLASSES)
             .map(|n| {
                 let block = n * GRAIN;
-                let per_page = (page / block).max(1);
+                let per_page = (page / (OWNER + block)).max(1);
                 Class {
                     pages: Vec::new(),
-                    owners: Vec::new(),
+                    used: 0,
                     block,
                     shift: per_page.ilog2(),
                 }
@@ -110,17 +161,17 @@ impl Slab {
         (usize::from(class) + 1) * GRAIN
     }
 
-    /// Octets the pages take, as allocated.
+    /// Octets the pages and their lists take, as allocated.
     pub(super) fn held(&self) -> usize {
         self.held
     }
 
     /// Octets taking a block of `class` adds to [`held`](Self::held): 0 if a page has
-    /// room, else a page.
+    /// room, else a page (and the growth of the class's list of pages, if it is full).
     pub(super) fn cost(&self, class: u8) -> usize {
         match self.classes.get(usize::from(class)) {
             Some(c) if c.spare() > 0 => 0,
-            Some(c) => heap_bytes(c.page_bytes()),
+            Some(c) => heap_bytes(c.page_bytes()) + c.list_growth(),
             None => 0,
         }
     }
@@ -139,7 +190,7 @@ impl Slab {
             .classes
             .get_mut(usize::from(class))
             .filter(|c| len <= c.block)?;
-        let index = c.owners.len();
+        let index = c.used;
         let (page, r) = c.range(u32::try_from(index).ok()?)?;
         let block = Block {
             class,
@@ -149,16 +200,23 @@ impl Slab {
         };
         if page == c.pages.len() {
             let bytes = c.page_bytes();
+            let growth = c.list_growth();
+            if growth > 0 {
+                c.pages.reserve_exact(grow_by(c.pages.capacity()));
+            }
             c.pages.push(Vec::with_capacity(bytes));
-            self.held += heap_bytes(bytes);
+            self.held += heap_bytes(bytes) + growth;
         }
         let page_end = c.page_bytes();
+        // The owner's place is in the same page, before the blocks (so zeroed with them).
+        let (_, o) = c.owner_range(index);
         let p = c.pages.get_mut(page)?;
         if p.len() < r.end {
             p.resize((r.end + ZERO_AHEAD).min(page_end), 0);
         }
+        p.get_mut(o)?.copy_from_slice(&owner.to_ne_bytes());
         write(p.get_mut(r.start..r.start + len)?);
-        c.owners.push(owner);
+        c.used += 1;
         Some(block)
     }
 
@@ -190,7 +248,7 @@ impl Slab {
     pub(super) fn free(&mut self, b: Block) -> Option<u32> {
         let c = self.classes.get_mut(usize::from(b.class))?;
         let index = b.index as usize;
-        let last = c.owners.len().checked_sub(1).filter(|&l| index <= l)?;
+        let last = c.used.checked_sub(1).filter(|&l| index <= l)?;
         let moved = (index < last).then(|| {
             if let (Some((fp, fr)), Some((tp, tr))) = (c.range(last as u32), c.range(b.index)) {
                 if fp == tp {
@@ -208,16 +266,16 @@ impl Slab {
                     }
                 }
             }
-            c.owners.swap_remove(index)
+            let owner = c.owner(last)?;
+            c.set_owner(index, owner)?;
+            Some(owner)
         });
-        if moved.is_none() {
-            c.owners.pop();
-        }
+        c.used = last;
         // Keep one page of room at most: a class that shrinks gives the rest back.
         if c.spare() >= 2 << c.shift && c.pages.pop().is_some() {
             self.held -= heap_bytes(c.page_bytes());
         }
-        moved.and_then(|_| c.owners.get(index).copied())
+        moved.flatten()
     }
 
     /// Gives back every page no block uses. Returns the octets given back.
@@ -257,7 +315,8 @@ mod tests {
 
     #[test]
     fn a_freed_block_is_filled_with_the_last_one() {
-        // 4 KiB budget: 2-octet pages, so one block a page.
+        // 4 KiB budget: 2-octet pages, so one block a page (and its owner: 52 octets).
+        let page = heap_bytes(4 + 48);
         let mut s = Slab::new(4 << 10);
         let blocks: Vec<Block> = (0..5)
             .map(|n| s.take(2, 100 + n, 48, |_| ()).unwrap())
@@ -265,29 +324,31 @@ mod tests {
         for (n, &b) in blocks.iter().enumerate() {
             fill(&mut s, b, n as u8);
         }
-        assert_eq!(s.held(), 5 * heap_bytes(48));
+        // The list of pages went from 4 to 8 for the fifth.
+        assert_eq!(s.held(), 5 * page + list_bytes(8));
         // Block 1 freed: block 4 (owner 104) moves into it.
         assert_eq!(s.free(blocks[1]), Some(104));
         assert!(s.get(blocks[1], 48).unwrap().iter().all(|&v| v == 4));
         // The last one freed: nothing moves.
         assert_eq!(s.free(blocks[3]), None);
         // Two pages spare at most one: one went back, the other goes when asked.
-        assert_eq!(s.held(), 4 * heap_bytes(48));
+        assert_eq!(s.held(), 4 * page + list_bytes(8));
         assert_eq!(s.cost(2), 0);
-        assert_eq!(s.release_spare(), heap_bytes(48));
-        assert_eq!(s.cost(2), heap_bytes(48));
-        assert_eq!(s.held(), 3 * heap_bytes(48));
+        assert_eq!(s.release_spare(), page);
+        assert_eq!(s.cost(2), page);
+        assert_eq!(s.held(), 3 * page + list_bytes(8));
     }
 
     #[test]
     fn pages_hold_many_blocks_and_are_given_back_when_empty() {
         let mut s = Slab::new(32 << 20);
         let class = Slab::class_of(80).unwrap();
-        // 16 KiB pages hold 204 blocks of 80: 128, a power of two, are used.
+        // 16 KiB pages hold 195 blocks of 80 and their owners: 128, a power of two, are
+        // used.
         let blocks: Vec<Block> = (0..1000)
             .map(|n| s.take(class, n, 80, |_| ()).unwrap())
             .collect();
-        assert_eq!(s.held(), 1000usize.div_ceil(128) * heap_bytes(80 * 128));
+        assert_eq!(s.held(), 8 * heap_bytes(84 * 128) + list_bytes(8));
         for (n, &b) in blocks.iter().enumerate() {
             fill(&mut s, b, n as u8);
         }
@@ -302,6 +363,60 @@ mod tests {
             s.free(b);
         }
         s.release_spare();
-        assert_eq!(s.held(), 0);
+        // What is left is the list, at the length it reached.
+        assert_eq!(s.held(), list_bytes(8));
+    }
+
+    /// What the slab has allocated, from the vectors themselves.
+    fn allocated(s: &Slab) -> usize {
+        s.classes
+            .iter()
+            .map(|c| {
+                list_bytes(c.pages.capacity())
+                    + c.pages
+                        .iter()
+                        .map(|p| heap_bytes(p.capacity()))
+                        .sum::<usize>()
+            })
+            .sum()
+    }
+
+    #[test]
+    fn held_is_what_the_slab_allocates_and_cost_foretells_it() {
+        let mut s = Slab::new(1 << 20);
+        let mut live: Vec<Block> = Vec::new();
+        let mut owners = std::collections::HashMap::new();
+        // xorshift: takes of every class, frees from anywhere, runs of each.
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for step in 0..20_000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let taking = (step / 2000) % 2 == 0;
+            if (taking && !x.is_multiple_of(4)) || live.is_empty() {
+                let class = (x >> 8) as u8 % 8 * 8;
+                let before = s.held();
+                let cost = s.cost(class);
+                let b = s
+                    .take(class, step, Slab::block_bytes(class), |_| ())
+                    .unwrap();
+                assert_eq!(s.held() - before, cost, "step {step}");
+                owners.insert(step, b);
+                live.push(b);
+            } else {
+                let b = live.swap_remove((x >> 8) as usize % live.len());
+                let owner = *owners.iter().find(|(_, &v)| v == b).unwrap().0;
+                owners.remove(&owner);
+                if let Some(moved) = s.free(b) {
+                    // The moved block's owner is told its new place, as the store does.
+                    let old = owners.insert(moved, b).unwrap();
+                    let i = live.iter().position(|&l| l == old).unwrap();
+                    live[i] = b;
+                }
+            }
+            assert_eq!(s.held(), allocated(&s), "step {step}");
+        }
+        s.release_spare();
+        assert_eq!(s.held(), allocated(&s));
     }
 }
