@@ -47,23 +47,16 @@ impl Server {
         given: Option<group::Listeners>,
         buckets: Option<Arc<crate::policy::Buckets>>,
     ) -> io::Result<Server> {
-        // Room for the upstream socket pools: raise the descriptor limit, and size the
-        // pools to it (the core's guessing floor then sends more over TCP if they shrink).
-        let fd_limit = limits::raise_fd_limit();
-        let reserved = 256 + 2 * cfg.max_tcp_clients + 64 * cfg.listen.len();
-        let per = limits::pool_size(
-            cfg.sockets_per_upstream,
-            cfg.upstreams.len(),
-            fd_limit,
-            reserved,
-        );
-        if per < cfg.sockets_per_upstream {
-            log::warn!(
-                "descriptor limit {fd_limit}: {per} UDP sockets per upstream instead of {}",
-                cfg.sockets_per_upstream
-            );
-            cfg.sockets_per_upstream = per;
-        }
+        fit_pools_to_fd_limit(&mut cfg);
+        let mut server = Server::unbound(cfg, buckets)?;
+        server.open_sockets(given)?;
+        server.start_query_log();
+        Ok(server)
+    }
+
+    /// The server before its sockets: the poll, the core, the policy (with loop 0's
+    /// `buckets` if given), the buffers and empty socket tables.
+    fn unbound(cfg: Config, buckets: Option<Arc<crate::policy::Buckets>>) -> io::Result<Server> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let stop = StopHandle {
@@ -71,7 +64,7 @@ impl Server {
             stop: Arc::new(AtomicBool::new(false)),
         };
         let core_cfg = reload::forwarder_config(&cfg)?;
-        let mut server = Server {
+        Ok(Server {
             core: Forwarder::new(core_cfg, Box::new(OsRandom::new())),
             udp_listeners: Vec::new(),
             tcp_listeners: Vec::new(),
@@ -112,29 +105,59 @@ impl Server {
             exits: false,
             poll,
             cfg,
-        };
+        })
+    }
+
+    /// Binds the client listeners (or adopts those `given`), fails if an upstream is one
+    /// of them, then binds the upstream socket pools and the metrics listener.
+    fn open_sockets(&mut self, given: Option<group::Listeners>) -> io::Result<()> {
         match given {
             None => {
-                server.bind_listeners()?;
-                server.bind_tls_listeners()?;
+                self.bind_listeners()?;
+                self.bind_tls_listeners()?;
             }
-            Some(given) => server.adopt(given)?,
+            Some(given) => self.adopt(given)?,
         }
-        admission::check_self_loop(&server.local_addrs(), &server.cfg.upstreams)?;
-        server.bind_upstreams()?;
-        if let Some(addr) = server.cfg.metrics {
-            server.metrics = Some(MetricsHttp::bind(addr, server.poll.registry())?);
+        admission::check_self_loop(&self.local_addrs(), &self.cfg.upstreams)?;
+        self.bind_upstreams()?;
+        if let Some(addr) = self.cfg.metrics {
+            self.metrics = Some(MetricsHttp::bind(addr, self.poll.registry())?);
         }
-        if server.cfg.log_queries {
-            // Decided once: env_logger's filter does not change while running, and a
-            // query log that RUST_LOG hides should cost nothing per query.
-            if log::log_enabled!(target: crate::querylog::TARGET, log::Level::Info) {
-                let sink = Box::<crate::querylog::LogQueries>::default();
-                server.core.set_query_log(Some(sink));
-            } else {
-                log::warn!("--log-queries: RUST_LOG hides dnsfwd::query; no query is logged");
-            }
+        Ok(())
+    }
+
+    /// `--log-queries`: gives the core its query log, unless RUST_LOG hides the lines.
+    fn start_query_log(&mut self) {
+        if !self.cfg.log_queries {
+            return;
         }
-        Ok(server)
+        // Decided once: env_logger's filter does not change while running, and a
+        // query log that RUST_LOG hides should cost nothing per query.
+        if log::log_enabled!(target: crate::querylog::TARGET, log::Level::Info) {
+            let sink = Box::<crate::querylog::LogQueries>::default();
+            self.core.set_query_log(Some(sink));
+        } else {
+            log::warn!("--log-queries: RUST_LOG hides dnsfwd::query; no query is logged");
+        }
+    }
+}
+
+/// Room for the upstream socket pools: raises the descriptor limit, and sizes the pools
+/// in `cfg` to it (the core's guessing floor then sends more over TCP if they shrink).
+fn fit_pools_to_fd_limit(cfg: &mut Config) {
+    let fd_limit = limits::raise_fd_limit();
+    let reserved = 256 + 2 * cfg.max_tcp_clients + 64 * cfg.listen.len();
+    let per = limits::pool_size(
+        cfg.sockets_per_upstream,
+        cfg.upstreams.len(),
+        fd_limit,
+        reserved,
+    );
+    if per < cfg.sockets_per_upstream {
+        log::warn!(
+            "descriptor limit {fd_limit}: {per} UDP sockets per upstream instead of {}",
+            cfg.sockets_per_upstream
+        );
+        cfg.sockets_per_upstream = per;
     }
 }
