@@ -37,56 +37,68 @@ impl Server {
         // from a second reading (one more `clock_gettime` a turn). A timer then fires
         // late by at most that turn's work (microseconds; epoll's timeout is in whole
         // milliseconds, rounded up, anyway).
-        let mut turn = Instant::now();
+        let mut began = Instant::now();
         loop {
-            let timeout = self.poll_timeout(turn);
+            let timeout = self.poll_timeout(began);
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
                 return Err(e);
             }
-            let now = Instant::now();
-            turn = now;
-            for event in events.iter() {
-                self.dispatch(now, event.token());
-            }
-            // Answers gathered from the upstream sockets ready in this turn.
-            self.flush(now);
-            // Both lists are empty on nearly every turn: looked at before being taken
-            // (taking one builds and drops a vector).
-            if !self.ready_again.is_empty() {
-                for token in std::mem::take(&mut self.ready_again) {
-                    self.dispatch(now, token);
-                }
-            }
-            if !self.paused.is_empty() {
-                self.resume_paused(now);
-            }
-            self.core.handle_timeout(now);
-            if self.core.take_shrunk() {
-                memory::trim();
-            }
-            self.flush(now);
-            if now >= self.next_sweep {
-                self.sweep(now);
-                // Failures found by the sweep have the core send again at once.
-                self.flush(now);
-                self.next_sweep = now + SWEEP_EVERY;
-            }
-            // The query-log lines, in one write every querylog::WRITE_EVERY at most.
-            self.log_due = self.core.flush_query_log(now);
-            if self.finished(now) {
+            began = Instant::now();
+            if self.turn(began, &events) {
                 break;
             }
         }
+        Ok(self.stopped())
+    }
+
+    /// One turn's work once the poll has returned `events` at `now`: the ready sockets,
+    /// the core's timers, the answers, the sweep when due and the query log. Whether
+    /// the loop is finished (a shutdown is over).
+    fn turn(&mut self, now: Instant, events: &Events) -> bool {
+        for event in events.iter() {
+            self.dispatch(now, event.token());
+        }
+        // Answers gathered from the upstream sockets ready in this turn.
+        self.flush(now);
+        // Both lists are empty on nearly every turn: looked at before being taken
+        // (taking one builds and drops a vector).
+        if !self.ready_again.is_empty() {
+            for token in std::mem::take(&mut self.ready_again) {
+                self.dispatch(now, token);
+            }
+        }
+        if !self.paused.is_empty() {
+            self.resume_paused(now);
+        }
+        self.core.handle_timeout(now);
+        if self.core.take_shrunk() {
+            memory::trim();
+        }
+        self.flush(now);
+        if now >= self.next_sweep {
+            self.sweep(now);
+            // Failures found by the sweep have the core send again at once.
+            self.flush(now);
+            self.next_sweep = now + SWEEP_EVERY;
+        }
+        // The query-log lines, in one write every querylog::WRITE_EVERY at most.
+        self.log_due = self.core.flush_query_log(now);
+        self.finished(now)
+    }
+
+    /// The loop has ended: logs the counters and returns them. With
+    /// [`exit_after_run`](Server::exit_after_run), leaves the cache to the exit.
+    fn stopped(&mut self) -> Stats {
         let stats = self.stats();
         log::info!("stopped: {stats} send_errors={}", self.send_errors);
         self.log_handoffs();
         if self.exits {
             self.core.leak_cache();
         }
-        Ok(stats)
+        stats
     }
 
     /// How long the next poll may sleep, counted from `now` (when the turn that just
