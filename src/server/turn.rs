@@ -10,8 +10,8 @@ use mio::{Events, Token};
 
 use super::metrics_http::{MetricsHttp, MAX_SCRAPERS, METRICS_CONN, METRICS_LISTENER};
 use super::tokens::{
-    CLIENT_TCP, MAX_LISTENERS, TCP_LISTENER, TLS_LISTENER, TOKEN_SPACE, UDP_LISTENER, UPSTREAM_TCP,
-    UPSTREAM_UDP,
+    split_upstream_token, CLIENT_TCP, MAX_LISTENERS, TCP_LISTENER, TLS_LISTENER, TOKEN_SPACE,
+    UDP_LISTENER, UPSTREAM_TCP,
 };
 use super::upstream_tcp::UpstreamPool;
 use super::{memory, Server};
@@ -147,9 +147,8 @@ impl Server {
     /// so that this one stays small (it runs once or twice per query).
     fn dispatch(&mut self, now: Instant, token: Token) {
         let t = token.0;
-        if t.wrapping_sub(UPSTREAM_UDP) < CLIENT_TCP - UPSTREAM_UDP {
-            let n = t - UPSTREAM_UDP;
-            self.read_upstream_udp(now, n / 2 / 256, n / 2 % 256, n % 2);
+        if let Some((u, s, generation)) = split_upstream_token(t) {
+            self.read_upstream_udp(now, u, s, generation);
             // Answers to what the upstream sockets bring wait for the end of the turn's
             // events (or a full batch), to go out together.
             if self.core.has_transmit() {
