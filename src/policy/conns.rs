@@ -89,7 +89,7 @@ impl ConnCounts {
         if mine >= per_client {
             let own_idle = conns
                 .filter(|c| c.key == key && !c.busy)
-                .max_by_key(|c| now.saturating_duration_since(c.last_active));
+                .max_by_key(|c| now.nanos_since(c.last_active));
             return own_idle.map_or(TcpAdmit::OverCap, |c| TcpAdmit::Evict(c.slot));
         }
         if self.total < max_total {
@@ -106,9 +106,9 @@ impl ConnCounts {
                 (held >= w && evictable).then(|| {
                     // Idle: the longest idle first. Busy: the newest first.
                     let order = if c.busy {
-                        u128::MAX - now.saturating_duration_since(c.opened).as_nanos()
+                        u64::MAX - now.nanos_since(c.opened)
                     } else {
-                        now.saturating_duration_since(c.last_active).as_nanos()
+                        now.nanos_since(c.last_active)
                     };
                     ((held, !c.busy, order), c.slot)
                 })
