@@ -7,6 +7,10 @@
 //! for → sweep idle connections. Nothing blocks; no error ends the loop except failing
 //! to poll at all. Every datagram and every accepted connection passes the admission
 //! policy ([`crate::policy`]: ACL, rate limit, TCP slots) before the core sees it.
+//!
+//! Here: the [`Server`], its [`StopHandle`] and small accessors. [`Server::bind`] is
+//! in build.rs with the rest of building a server, [`Server::run`] in turn.rs with the
+//! loop's turn, and the layout of the poll's tokens in tokens.rs.
 mod admission;
 mod bind;
 mod build;
