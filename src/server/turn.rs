@@ -10,8 +10,8 @@ use mio::{Events, Token};
 
 use super::metrics_http::{MetricsHttp, MAX_SCRAPERS, METRICS_CONN, METRICS_LISTENER};
 use super::tokens::{
-    split_upstream_token, CLIENT_TCP, MAX_LISTENERS, TCP_LISTENER, TLS_LISTENER, TOKEN_SPACE,
-    UDP_LISTENER, UPSTREAM_TCP,
+    split_upstream_token, CLIENT_TCP, MAX_LISTENERS, SIGNALS, TCP_LISTENER, TLS_LISTENER,
+    TOKEN_SPACE, UDP_LISTENER, UPSTREAM_TCP, WAKER,
 };
 use super::upstream_tcp::UpstreamPool;
 use super::{memory, Server};
@@ -170,8 +170,8 @@ impl Server {
     #[inline(never)]
     fn dispatch_other(&mut self, now: Instant, t: usize) {
         match t {
-            0 => self.on_signal(now),
-            1 => self.on_wake(now),
+            t if t == SIGNALS.0 => self.on_signal(now),
+            t if t == WAKER.0 => self.on_wake(now),
             METRICS_LISTENER => self.metrics_accept(now),
             t if (METRICS_CONN..METRICS_CONN + MAX_SCRAPERS).contains(&t) => {
                 self.metrics_ready(t - METRICS_CONN)
