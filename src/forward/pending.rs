@@ -2,28 +2,29 @@
 //! transaction IDs of its attempts.
 //!
 //! Entries live in a slab whose slots are reused, with a 65536-entry index from
-//! transaction ID to slot, so lookups are one array access and a busy forwarder does
-//! not allocate per query. Every attempt of a query (a re-send after a timeout, the TCP
-//! re-fetch of a truncated answer) has its own ID, and all of them stay registered
-//! until the query is done: an upstream slower than `--timeout` still answers it.
-//! Timers sit in a queue in the order armed while each is no earlier than the one
-//! before (a query's first timer is now + `--timeout`, so nearly all are: O(1) to arm
-//! and to pop), and in a min-heap otherwise (a re-send cut short by its deadline, a
-//! changed `--timeout`). An entry that was answered or re-sent leaves a stale timer
-//! behind, recognised by its attempt number.
+//! transaction ID to slot ([`by_id`]), so lookups are one array access and a busy
+//! forwarder does not allocate per query. Every attempt of a query (a re-send after a
+//! timeout, the TCP re-fetch of a truncated answer) has its own ID, and all of them stay
+//! registered until the query is done: an upstream slower than `--timeout` still
+//! answers it. Each attempt arms a timer ([`timers`]); an entry that was answered or
+//! re-sent leaves a stale timer behind, recognised by its attempt number.
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
 use super::key::{Key, Spelling};
-use super::IdSource;
 use crate::clock::Instant;
 
 /// Most attempts of one query whose answers are still accepted; a further attempt
 /// retires the oldest one's ID.
 pub const MAX_ATTEMPTS: usize = 3;
 
+mod by_id;
 mod fresh;
 mod parts;
+mod timers;
+
+use by_id::{index, unindex};
+use timers::Timer;
 
 pub use fresh::Fresh;
 pub use parts::{Attempt, Attempts, Client, Via, Waiter};
@@ -89,9 +90,6 @@ impl Pending {
 
 /// A slot's key: its index in the slab.
 pub type Slot = usize;
-
-/// An armed timer: when, for which slot, for which attempt number.
-type Timer = (Instant, Slot, u64);
 
 /// A slot of the table. A free slot keeps its last entry (not live, never handed out;
 /// its waiter list emptied), for the next query to be written over in place.
@@ -175,24 +173,6 @@ impl PendingTable {
         }
     }
 
-    /// A random transaction ID that no live attempt uses; `None` if the generator failed.
-    pub fn fresh_id(&self, rng: &mut dyn IdSource) -> Option<u16> {
-        // At most MAX_PENDING × MAX_ATTEMPTS = 60000 of 65536 IDs are taken, so each
-        // draw succeeds with p > 8%; 512 failures in a row mean a broken generator.
-        for _ in 0..512 {
-            let id = rng.next_u16()?;
-            if self.is_free(id) {
-                return Some(id);
-            }
-        }
-        None
-    }
-
-    /// Whether no live attempt uses the transaction ID `id`.
-    pub fn is_free(&self, id: u16) -> bool {
-        self.by_id.get(usize::from(id)) == Some(&0)
-    }
-
     /// Inserts `p` (whose attempts have IDs from [`fresh_id`](Self::fresh_id)) with a
     /// timer at `timer`.
     #[cfg(test)]
@@ -245,71 +225,6 @@ impl PendingTable {
         slot
     }
 
-    /// Inlined into its two callers (once per query sent): a few comparisons and a
-    /// push. LTO keeps it apart otherwise.
-    #[inline(always)]
-    fn arm(&mut self, t: Timer) {
-        self.earliest = Some(self.earliest.map_or(t.0, |e| e.min(t.0)));
-        if self.queued.back().is_none_or(|last| last.0 <= t.0) {
-            self.queued.push_back(t);
-        } else {
-            self.timers.push(Reverse(t));
-        }
-    }
-
-    /// The earliest armed timer (live or stale), and whether it is the queue's.
-    fn first(&self) -> Option<(Timer, bool)> {
-        match (self.queued.front(), self.timers.peek()) {
-            (Some(&q), Some(&Reverse(h))) if h.0 < q.0 => Some((h, false)),
-            (Some(&q), _) => Some((q, true)),
-            (None, Some(&Reverse(h))) => Some((h, false)),
-            (None, None) => None,
-        }
-    }
-
-    fn pop_first(&mut self) -> Option<Timer> {
-        let (t, queued) = self.first()?;
-        if queued {
-            self.queued.pop_front();
-        } else {
-            self.timers.pop();
-        }
-        Some(t)
-    }
-
-    #[inline]
-    fn is_live(&self, (_, slot, attempt): Timer) -> bool {
-        self.get(slot).is_some_and(|p| p.attempt == attempt)
-    }
-
-    /// Drops the stale timers.
-    fn retain_live_timers(&mut self) {
-        let slots = &self.slots;
-        let live = |&(_, slot, attempt): &Timer| {
-            slots
-                .get(slot)
-                .is_some_and(|e| e.live && e.p.attempt == attempt)
-        };
-        self.queued.retain(live);
-        self.timers.retain(|Reverse(t)| live(t));
-    }
-
-    fn index(&mut self, id: u16, slot: Slot) {
-        index(&mut self.by_id, id, slot);
-    }
-
-    fn unindex(&mut self, id: u16, slot: Slot) {
-        unindex(&mut self.by_id, id, slot);
-    }
-
-    /// The slot an ID belongs to.
-    pub fn slot_of(&self, id: u16) -> Option<Slot> {
-        match self.by_id.get(usize::from(id)).copied() {
-            Some(0) | None => None,
-            Some(n) => Some(n as usize - 1),
-        }
-    }
-
     pub fn get(&self, slot: Slot) -> Option<&Pending> {
         self.slots.get(slot).filter(|e| e.live).map(|e| &e.p)
     }
@@ -341,15 +256,6 @@ impl PendingTable {
         self.index(a.id, slot);
         self.compact_timers();
         retired
-    }
-
-    /// Drops stale timers once they outnumber the live ones by far, so that a storm of
-    /// re-sends cannot grow the heap without bound.
-    fn compact_timers(&mut self) {
-        if self.timers.len() + self.queued.len() <= 4 * self.len + 1024 {
-            return;
-        }
-        self.retain_live_timers();
     }
 
     /// Removes and returns the entry; the IDs of all its attempts become free (the
@@ -420,63 +326,6 @@ impl PendingTable {
         true
     }
 
-    /// The earliest armed timer that is still live.
-    #[inline]
-    pub fn next_timer(&mut self) -> Option<Instant> {
-        let next = if self.timers.is_empty() {
-            self.next_queued()
-        } else {
-            self.next_timer_merged()
-        };
-        // Everything still armed is at or after the timer found.
-        self.earliest = next;
-        next
-    }
-
-    /// The usual case: every timer is in the queue, and those in front are stale only
-    /// once (dropped here).
-    fn next_queued(&mut self) -> Option<Instant> {
-        while let Some(&t) = self.queued.front() {
-            if self.is_live(t) {
-                return Some(t.0);
-            }
-            self.queued.pop_front();
-        }
-        None
-    }
-
-    /// [`next_timer`](Self::next_timer) with timers in the heap too.
-    fn next_timer_merged(&mut self) -> Option<Instant> {
-        while let Some((t, _)) = self.first() {
-            if self.is_live(t) {
-                return Some(t.0);
-            }
-            self.pop_first();
-        }
-        None
-    }
-
-    /// Whether a timer may have expired at `now` (if not, [`pop_expired`] has nothing).
-    ///
-    /// [`pop_expired`]: Self::pop_expired
-    #[inline]
-    pub fn may_expire(&self, now: Instant) -> bool {
-        self.earliest.is_some_and(|e| e <= now)
-    }
-
-    /// Pops one live timer that has expired at `now`.
-    #[inline]
-    pub fn pop_expired(&mut self, now: Instant) -> Option<Slot> {
-        if !self.may_expire(now) {
-            return None;
-        }
-        let at = self.next_timer()?;
-        if at > now {
-            return None;
-        }
-        self.pop_first().map(|(_, slot, _)| slot)
-    }
-
     /// Slots of every entry (for shutdown and for failing a socket's queries).
     pub fn slots(&self) -> impl Iterator<Item = (Slot, &Pending)> {
         self.slots
@@ -493,23 +342,6 @@ impl PendingTable {
             .enumerate()
             .filter(|(_, e)| e.live)
             .map(|(s, e)| (s, &mut e.p))
-    }
-}
-
-/// Indexes `id` to `slot` in `by_id` (a function of the index alone, so that the table
-/// can index an entry's attempts while it holds the entry, without copying them out).
-fn index(by_id: &mut [u32], id: u16, slot: Slot) {
-    if let Some(ix) = by_id.get_mut(usize::from(id)) {
-        *ix = slot as u32 + 1;
-    }
-}
-
-/// Takes `id` out of `by_id` if it is indexed to `slot`.
-fn unindex(by_id: &mut [u32], id: u16, slot: Slot) {
-    if let Some(ix) = by_id.get_mut(usize::from(id)) {
-        if *ix == slot as u32 + 1 {
-            *ix = 0;
-        }
     }
 }
 
