@@ -22,23 +22,14 @@ impl Forwarder {
         waiters: Vec<Waiter>,
         stale: bool,
     ) -> Option<Slot> {
-        let owner = waiters
-            .first()
-            .filter(|_| self.cfg.max_pending_per_client > 0)
-            .and_then(|w| owner_of(w.client));
-        let admitted = match owner {
-            _ if self.upstreams.is_empty() => None,
-            None => (!self.pending.is_full()).then_some(None),
-            Some(addr) => self.admit_client(now, addr),
-        };
-        let Some(share) = admitted else {
+        let Some((owner, share)) = self.admit(now, &waiters) else {
             self.overloaded(now, key, &waiters, stale);
             self.recycle_waiters(waiters);
             return None;
         };
         let allowed = self.routes.allowed(key.name());
         let upstream = self.upstreams.pick_in(now, 0, allowed, self.cfg.timeout);
-        let Some((spelling, id, via, guess_bits)) = self.draw(now, key, upstream) else {
+        let Some((spelling, first, guess_bits)) = self.draw(now, key, upstream) else {
             self.stats.rng_failures += 1;
             self.answer_with_error(key, &waiters, Rcode::SERVFAIL, NO_RANDOMNESS);
             self.recycle_waiters(waiters);
@@ -46,15 +37,9 @@ impl Forwarder {
         };
         let deadline = now.add_nanos(self.times.deadline_ns);
         self.serial += 1;
-        let first = Attempt {
-            id,
-            upstream,
-            via,
-            sent_at: now,
-        };
         // Written from what is in hand, not read back from the table once inserted.
         let mut bytes = self.pending.buffer();
-        write_query(&mut bytes, id, key, &spelling, self.cfg.edns_size);
+        write_query(&mut bytes, first.id, key, &spelling, self.cfg.edns_size);
         let fresh = Fresh {
             spelling,
             first,
@@ -67,6 +52,32 @@ impl Forwarder {
         };
         let timer = self.first_timer(now);
         let slot = self.pending.insert_new(key, fresh, timer);
+        self.register(slot, share, hash);
+        self.stats.forwarded += 1;
+        self.queue_query(slot, first, bytes);
+        Some(slot)
+    }
+
+    /// Whether a new query for `waiters` may start (`None` if not: no upstream, a full
+    /// table, or a client past its fair share): the client it counts against for fair
+    /// shares (its first waiter's, with fair shares on), and that client's key in the
+    /// counts if queries are counted now.
+    fn admit(&mut self, now: Instant, waiters: &[Waiter]) -> Option<(Option<u128>, Option<u64>)> {
+        let owner = waiters
+            .first()
+            .filter(|_| self.cfg.max_pending_per_client > 0)
+            .and_then(|w| owner_of(w.client));
+        let share = match owner {
+            _ if self.upstreams.is_empty() => None,
+            None => (!self.pending.is_full()).then_some(None),
+            Some(addr) => self.admit_client(now, addr),
+        }?;
+        Some((owner, share))
+    }
+
+    /// Registers the query just started in `slot` with the fair shares (`share`: its
+    /// client's key, if counted) and, under `hash` if given, for coalescing.
+    fn register(&mut self, slot: Slot, share: Option<u64>, hash: Option<u64>) {
         if let Some(who) = share {
             let pending = &self.pending;
             let live = |(slot, serial): shares::Started| {
@@ -77,9 +88,6 @@ impl Forwarder {
         if let Some(h) = hash {
             self.link_inflight(slot, h);
         }
-        self.stats.forwarded += 1;
-        self.queue_query(slot, first, bytes);
-        Some(slot)
     }
 
     /// Fair shares for a new query of the client `addr`: `None` if it may not start,
@@ -124,17 +132,18 @@ impl Forwarder {
         self.shares.start_counting(live);
     }
 
-    /// The random parts of a new query for `key` to `upstream`: its letter case, ID and
-    /// path (RFC 5452 §9, 0x20), and the bits a blind forger must guess for a UDP answer
-    /// (see [`guess_bits`](Self::guess_bits)). One 64-bit draw serves them all (its low
-    /// 16 bits the ID, the next 16 the socket, the top 32 the case of a name of up to 32
-    /// octets); a used ID or a longer name draws more. `None` if the generator failed.
+    /// The random parts of a new query for `key` to `upstream`: its letter case, its
+    /// first attempt's ID and path (RFC 5452 §9, 0x20), and the bits a blind forger must
+    /// guess for a UDP answer (see [`guess_bits`](Self::guess_bits)). One 64-bit draw
+    /// serves them all (its low 16 bits the ID, the next 16 the socket, the top 32 the
+    /// case of a name of up to 32 octets); a used ID or a longer name draws more. `None`
+    /// if the generator failed.
     fn draw(
         &mut self,
         now: Instant,
         key: &Key,
         upstream: usize,
-    ) -> Option<(Spelling, u16, Via, u32)> {
+    ) -> Option<(Spelling, Attempt, u32)> {
         let r = self.rng.next_u64()?;
         let name = key.name();
         let (spelling, letters) = if self.upstreams.mixes_case(upstream) {
@@ -146,7 +155,13 @@ impl Forwarder {
         let guess_bits = self.guess_bits(letters);
         let id = self.fresh_id(now, Some(r as u16))?;
         let via = self.via(now, upstream, false, guess_bits, Some((r >> 16) as u16))?;
-        Some((spelling, id, via, guess_bits))
+        let first = Attempt {
+            id,
+            upstream,
+            via,
+            sent_at: now,
+        };
+        Some((spelling, first, guess_bits))
     }
 
     /// Bits a blind forger must guess for a UDP answer to a query: the ID, which socket
