@@ -42,32 +42,77 @@ impl Forwarder {
         let Some(spelling) = key.read_spelled(view) else {
             // A question the view could not read into a key (it parsed, so this is a
             // name the key cannot hold): FORMERR, as for any unreadable question.
-            return match group {
-                Some(part) => self.part_done(part, None),
-                None => self.refuse(client, view.bytes(), Some(view), Rcode::FORMERR),
-            };
+            return self.fail_question(client, view, group, Rcode::FORMERR);
         };
         if self.is_our_own(view, key, &spelling) {
             // A forwarding loop: our upstream query came back as a client query. Answer
             // it SERVFAIL at once (so the query in flight fails over instead of looping).
-            self.stats.loops += 1;
-            if self.stats.loops.is_power_of_two() {
-                log::warn!(
-                    "forwarding loop: our own query came back from {client:?} ({} so far); \
-                     check that no upstream forwards to us",
-                    self.stats.loops
-                );
-            }
-            return match group {
-                Some(part) => self.part_done(part, None),
-                None => self.refuse(client, view.bytes(), Some(view), Rcode::SERVFAIL),
-            };
+            self.count_loop(client);
+            return self.fail_question(client, view, group, Rcode::SERVFAIL);
         }
+        let waiter = self.waiter(client, view, group, spelling);
+        if self.answer_locally(key, &waiter) {
+            return;
+        }
+        // One keyed hash a query: the question's, for the queries in flight, and with
+        // the flags folded in, for the cache.
+        let hash = self.question_hash(key);
+        let Some(stale) = self.answer_cached(now, key, hash, &waiter) else {
+            return;
+        };
+        if self.join_inflight(now, key, hash, &waiter, stale) {
+            return;
+        }
+        let mut waiters = self.waiter_list();
+        // Copied straight from `waiter` (a push stages another copy of it first).
+        waiters.extend_from_slice(std::slice::from_ref(&waiter));
+        if let (Some(slot), true) = (self.start(now, key, Some(hash), waiters, stale), stale) {
+            self.arm_stale_timer(now, slot);
+        }
+    }
+
+    /// Answers a question that goes no further with `rcode`: the whole query, or (with
+    /// `group`) its part of a split one.
+    fn fail_question(
+        &mut self,
+        client: Client,
+        view: &MessageView<'_>,
+        group: Option<usize>,
+        rcode: Rcode,
+    ) {
+        match group {
+            Some(part) => self.part_done(part, None),
+            None => self.refuse(client, view.bytes(), Some(view), rcode),
+        }
+    }
+
+    /// Counts a forwarding loop (our own query back from `client`), with a warning at
+    /// each power of two.
+    fn count_loop(&mut self, client: Client) {
+        self.stats.loops += 1;
+        if self.stats.loops.is_power_of_two() {
+            log::warn!(
+                "forwarding loop: our own query came back from {client:?} ({} so far); \
+                 check that no upstream forwards to us",
+                self.stats.loops
+            );
+        }
+    }
+
+    /// `client`'s query `view` as a waiter for its answer (`group`: its place in a split
+    /// query, which takes an answer of any size; `spelling`: its question name's).
+    fn waiter(
+        &self,
+        client: Client,
+        view: &MessageView<'_>,
+        group: Option<usize>,
+        spelling: Spelling,
+    ) -> Waiter {
         let max = match group {
             Some(_) => crate::wire::MAX_MESSAGE_LEN,
             None => self.max_response(client, view),
         };
-        let waiter = Waiter {
+        Waiter {
             client,
             group,
             id: view.header.id,
@@ -76,59 +121,75 @@ impl Forwarder {
             edns: view.opt.map(|o| o.dnssec_ok),
             max_response: max,
             spelling,
+        }
+    }
+
+    /// Answers `waiter` from the cache if it holds a fresh answer for `key` (`hash`: the
+    /// question's), and has that entry refreshed if it is due. `None` if it answered,
+    /// else whether the cache holds a stale answer (RFC 8767) to fall back on.
+    fn answer_cached(
+        &mut self,
+        now: Instant,
+        key: &Key,
+        hash: u64,
+        waiter: &Waiter,
+    ) -> Option<bool> {
+        if !self.cache.enabled() {
+            return Some(false);
+        }
+        let cache_hash = crate::cache::key_hash(hash, key.flags());
+        let stale = match self.cache.get_hashed(key.as_bytes(), cache_hash, now) {
+            Lookup::Fresh(mut e) => {
+                let buf = self.pending.buffer();
+                let bytes = Cache::render_into(&e, now, &waiter.asker(key), false, buf);
+                let refresh = e.wants_prefetch(now).then(|| {
+                    e.prefetching = true;
+                    e.key_bytes().to_vec()
+                });
+                self.stats.cache_hits += 1;
+                self.events.source(super::events::AnswerSource::Cache);
+                self.deliver(waiter, bytes);
+                if let Some(k) = refresh.as_deref().and_then(Key::from_bytes) {
+                    self.prefetch(now, k);
+                }
+                return None;
+            }
+            Lookup::Stale(_) => true,
+            Lookup::Miss => false,
         };
-        if self.answer_locally(key, &waiter) {
-            return;
-        }
-        let mut stale = false;
-        // One keyed hash a query: the question's, for the queries in flight, and with
-        // the flags folded in, for the cache.
-        let hash = self.question_hash(key);
-        if self.cache.enabled() {
-            let cache_hash = crate::cache::key_hash(hash, key.flags());
-            match self.cache.get_hashed(key.as_bytes(), cache_hash, now) {
-                Lookup::Fresh(mut e) => {
-                    let buf = self.pending.buffer();
-                    let bytes = Cache::render_into(&e, now, &waiter.asker(key), false, buf);
-                    let refresh = e.wants_prefetch(now).then(|| {
-                        e.prefetching = true;
-                        e.key_bytes().to_vec()
-                    });
-                    self.stats.cache_hits += 1;
-                    self.events.source(super::events::AnswerSource::Cache);
-                    self.deliver(&waiter, bytes);
-                    if let Some(k) = refresh.as_deref().and_then(Key::from_bytes) {
-                        self.prefetch(now, k);
-                    }
-                    return;
-                }
-                Lookup::Stale(_) => stale = true,
-                Lookup::Miss => {}
+        self.stats.cache_misses += 1;
+        Some(stale)
+    }
+
+    /// Attaches `waiter` to the query in flight for `key` (`hash`: the question's), if
+    /// there is one; past [`MAX_WAITERS`](super::MAX_WAITERS) it is answered as
+    /// [`overloaded`](Self::overloaded). Returns whether there was one.
+    fn join_inflight(
+        &mut self,
+        now: Instant,
+        key: &Key,
+        hash: u64,
+        waiter: &Waiter,
+        stale: bool,
+    ) -> bool {
+        let Some(slot) = self.find_inflight(hash, |p| p.key == *key) else {
+            return false;
+        };
+        let Some(p) = self.pending.get_mut(slot) else {
+            return false;
+        };
+        if p.waiters.len() < super::MAX_WAITERS {
+            p.waiters.push(*waiter);
+            self.stats.coalesced += 1;
+            if stale && p.stale_at.is_none() {
+                // Joined a query (a prefetch, say) that had no stale answer to fall
+                // back on: this client gets one after 1.8 s all the same.
+                self.arm_stale_timer(now, slot);
             }
-            self.stats.cache_misses += 1;
+        } else {
+            self.overloaded(now, key, std::slice::from_ref(waiter), stale);
         }
-        if let Some(slot) = self.find_inflight(hash, |p| p.key == *key) {
-            if let Some(p) = self.pending.get_mut(slot) {
-                if p.waiters.len() < super::MAX_WAITERS {
-                    p.waiters.push(waiter);
-                    self.stats.coalesced += 1;
-                    if stale && p.stale_at.is_none() {
-                        // Joined a query (a prefetch, say) that had no stale answer to
-                        // fall back on: this client gets one after 1.8 s all the same.
-                        self.arm_stale_timer(now, slot);
-                    }
-                } else {
-                    self.overloaded(now, key, &[waiter], stale);
-                }
-                return;
-            }
-        }
-        let mut waiters = self.waiter_list();
-        // Copied straight from `waiter` (a push stages another copy of it first).
-        waiters.extend_from_slice(std::slice::from_ref(&waiter));
-        if let (Some(slot), true) = (self.start(now, key, Some(hash), waiters, stale), stale) {
-            self.arm_stale_timer(now, slot);
-        }
+        true
     }
 
     /// Whether `view` is one of our own upstream queries: the ID of a live attempt, the
@@ -145,7 +206,9 @@ impl Forwarder {
             .is_some_and(|p| p.key == *key && p.spelling == *spelling)
     }
 
-    /// No room for another query: a stale answer if there is one, else REFUSED.
+    /// No room for another query: a stale answer if there is one, else REFUSED. Kept
+    /// out of line: inlined into `resolve` (and `start`), it cost hits instructions.
+    #[inline(never)]
     pub(super) fn overloaded(&mut self, now: Instant, key: &Key, waiters: &[Waiter], stale: bool) {
         if stale {
             self.answer_waiters(now, key, waiters, super::Outcome::Stale);
@@ -205,7 +268,9 @@ impl Forwarder {
     }
 
     /// Refreshes a cache entry before it expires: its key sent upstream with nobody
-    /// waiting (unless that key is in flight already).
+    /// waiting (unless that key is in flight already). Kept out of line: inlined into
+    /// `resolve`'s cache hit, it cost each hit instructions.
+    #[inline(never)]
     pub(super) fn prefetch(&mut self, now: Instant, key: Key) {
         let hash = self.question_hash(&key);
         if self.find_inflight(hash, |p| p.key == key).is_some() {
