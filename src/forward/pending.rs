@@ -8,9 +8,6 @@
 //! registered until the query is done: an upstream slower than `--timeout` still
 //! answers it. Each attempt arms a timer ([`timers`]); an entry that was answered or
 //! re-sent leaves a stale timer behind, recognised by its attempt number.
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
-
 use super::key::{Key, Spelling};
 use crate::clock::Instant;
 
@@ -24,7 +21,7 @@ mod parts;
 mod timers;
 
 use by_id::{index, unindex};
-use timers::Timer;
+use timers::TimerTable;
 
 pub use fresh::Fresh;
 pub use parts::{Attempt, Attempts, Client, Via, Waiter};
@@ -107,14 +104,8 @@ pub struct PendingTable {
     free: Vec<Slot>,
     /// `by_id[txid]` = slot + 1, or 0.
     by_id: Box<[u32]>,
-    /// Timers armed in order: `(when, slot, attempt)`, each no earlier than the one before.
-    queued: VecDeque<Timer>,
-    /// Timers armed out of that order.
-    timers: BinaryHeap<Reverse<Timer>>,
-    /// No armed timer, live or stale, is earlier than this (`None`: none is armed), so
-    /// a turn before it pops nothing without looking. Valid values: at most the
-    /// earliest armed timer.
-    earliest: Option<Instant>,
+    /// One timer per attempt sent, live or stale.
+    timers: TimerTable,
     /// The last attempt number handed out.
     attempts: u64,
     capacity: usize,
@@ -132,9 +123,7 @@ impl PendingTable {
             spare: Vec::new(),
             free: Vec::new(),
             by_id: vec![0u32; 65536].into_boxed_slice(),
-            queued: VecDeque::new(),
-            timers: BinaryHeap::new(),
-            earliest: None,
+            timers: TimerTable::default(),
             attempts: 0,
             capacity: capacity.clamp(1, MAX_PENDING),
             len: 0,
@@ -220,7 +209,7 @@ impl PendingTable {
         fill(&mut e.p);
         e.p.attempt = attempt;
         e.live = true;
-        self.arm((timer, slot, attempt));
+        self.timers.arm((timer, slot, attempt));
         self.len += 1;
         slot
     }
@@ -249,7 +238,7 @@ impl PendingTable {
         self.attempts += 1;
         p.attempt = self.attempts;
         let attempt = self.attempts;
-        self.arm((timer, slot, attempt));
+        self.timers.arm((timer, slot, attempt));
         if let Some(old) = retired {
             self.unindex(old.id, slot);
         }
@@ -321,7 +310,6 @@ impl PendingTable {
         self.spare.truncate(64);
         self.spare.shrink_to_fit();
         self.retain_live_timers();
-        self.queued.shrink_to(2 * self.len + 64);
         self.timers.shrink_to(2 * self.len + 64);
         true
     }
