@@ -4,9 +4,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod common;
 
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -241,6 +243,56 @@ fn coalescing_is_exact_across_loops() {
     let stats = loops.stop();
     assert_eq!(stats[0].queries, 0, "loop 0 handed every TCP query over");
     assert_eq!((stats[1].queries, stats[1].coalesced), (70, 69));
+}
+
+/// A query of two questions, the second owned by the other loop, while that loop has
+/// the second question in flight: still one upstream query for it in the whole process
+/// (coalescing exact across loops; the answer is never cached by a loop that does not
+/// own the name).
+#[test]
+fn a_query_of_two_questions_does_not_ask_the_other_loops_name_again() {
+    let asked = Arc::new(Mutex::new(HashMap::<String, usize>::new()));
+    let seen = Arc::clone(&asked);
+    let up = MockUpstream::start(move |q, _| {
+        let m = parse_message(q).unwrap();
+        let name = m.questions[0].qname.to_lowercase_string();
+        *seen.lock().unwrap().entry(name).or_default() += 1;
+        let a = answer(q, &a_records(q, 1));
+        vec![Action::Delay(Duration::from_millis(400), a)]
+    });
+    let loops = Loops::start(2, up.addr, |c| c.cache.max_entries = 100);
+    let first = name_owned_by("firstname", 0, 2);
+    let second = name_owned_by("secondname", 1, 2);
+    let times = |name: &str| {
+        let key = format!("{name}.");
+        asked.lock().unwrap().get(&key).copied().unwrap_or(0)
+    };
+    // The second name alone: its owner, loop 1, asks the upstream.
+    let alone = UdpSocket::bind("127.0.0.1:0").unwrap();
+    alone.set_read_timeout(Some(WAIT)).unwrap();
+    let q = query(1, &second, RType::A, None);
+    alone.send_to(&q, loops.addr).unwrap();
+    assert!(wait_until(WAIT, || times(&second) == 1), "asked by loop 1");
+    // Both names in one query while the second is in flight: the kernel hands it to
+    // loop 0, the owner of the first.
+    let (q1, q2) = (
+        query(2, &first, RType::A, None),
+        query(2, &second, RType::A, None),
+    );
+    let mut both = parse_message(&q1).unwrap();
+    both.questions
+        .push(parse_message(&q2).unwrap().questions[0].clone());
+    let answer = udp_ask(loops.addr, &both.to_vec()).expect("an answer to the two questions");
+    assert_eq!(id_of(&answer), 2);
+    let mut buf = [0u8; 512];
+    let n = alone.recv(&mut buf).expect("the second name answered");
+    assert_eq!(parse_message(&buf[..n]).unwrap().answers.len(), 1);
+    assert_eq!(
+        times(&second),
+        1,
+        "one upstream query per question in the whole process: loop 0 asked the \
+         second name again"
+    );
 }
 
 /// An answer cached by the owner loop serves the name asked again through any

@@ -169,6 +169,9 @@ pub struct Forwarder {
     gave_back: bool,
     /// Counters for `--metrics` and the `--log-queries` sink.
     events: Events,
+    /// `--threads`: this loop's index and the number of loops, which own the names by
+    /// `crate::server::steer` (`None`: one loop, which owns them all). See `split`.
+    loop_of: Option<(u32, u32)>,
 }
 
 /// Most clients waiting on one query in flight; more get REFUSED (or a stale answer).
@@ -254,6 +257,7 @@ impl Forwarder {
             serial: 0,
             next_shrink: None,
             gave_back: false,
+            loop_of: None,
             events: Events::new(&cfg.upstreams, cfg.deadline),
             times: config::QueryTimes::of(&cfg),
             cfg,
@@ -262,6 +266,13 @@ impl Forwarder {
 
     pub fn stats(&self) -> Stats {
         self.stats.with_cache(&self.cache)
+    }
+
+    /// Makes this core loop `index` of `n` (`--threads`): it is given only the queries
+    /// whose first question it owns, and answers FORMERR to one that also asks a
+    /// question another loop owns (see `split`).
+    pub fn set_loop(&mut self, index: u32, n: u32) {
+        self.loop_of = (n > 1).then_some((index, n));
     }
 
     /// Queries in flight upstream.

@@ -1,8 +1,10 @@
 //! Queries with several questions (as the tutorial this project grew from sends):
-//! one upstream query per question, one merged answer for the client.
+//! one upstream query per question, one merged answer for the client. With
+//! `--threads`, only when this loop owns every question (FORMERR otherwise).
 
 use super::{reply, Client, Forwarder, Group};
 use crate::clock::Instant;
+use crate::server::steer;
 use crate::wire::{parse_message, Message, MessageView, Rcode};
 
 /// Most questions split out of one query.
@@ -23,15 +25,6 @@ impl Forwarder {
         if self.pending.len() + m.questions.len() > self.cfg.max_pending.max(1) {
             return self.refuse(client, bytes, Some(view), Rcode::REFUSED);
         }
-        let max_response = self.max_response(client, view);
-        let g = self
-            .groups
-            .iter()
-            .position(Option::is_none)
-            .unwrap_or_else(|| {
-                self.groups.push(None);
-                self.groups.len() - 1
-            });
         let parts: Vec<Vec<u8>> = m
             .questions
             .iter()
@@ -51,6 +44,25 @@ impl Forwarder {
                 part.to_vec()
             })
             .collect();
+        // --threads: this loop was given the query because it owns the first question
+        // (the kernel's steering, or loop 0's handoff). A question another loop owns
+        // would be asked here too while that loop may have it in flight (a second
+        // upstream query for one key), and its answer cached where that name's queries
+        // never look: FORMERR, as for too many questions.
+        if let Some((index, n)) = self.loop_of {
+            if parts.iter().any(|p| steer::steer(p, n) != Some(index)) {
+                return self.refuse(client, bytes, Some(view), Rcode::FORMERR);
+            }
+        }
+        let max_response = self.max_response(client, view);
+        let g = self
+            .groups
+            .iter()
+            .position(Option::is_none)
+            .unwrap_or_else(|| {
+                self.groups.push(None);
+                self.groups.len() - 1
+            });
         if let Some(entry) = self.groups.get_mut(g) {
             *entry = Some(Group {
                 client,

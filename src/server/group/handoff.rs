@@ -300,8 +300,9 @@ impl Server {
     }
 }
 
-/// Links `loops` (in loop order): a channel and a reload slot for each, and the board
-/// their counters are published on.
+/// Links `loops` (in loop order): a channel and a reload slot for each, the board
+/// their counters are published on, and each core told which loop it is (the names it
+/// owns).
 pub(super) fn link(loops: &mut [Server]) {
     let n = loops.len();
     let mut inboxes = Vec::with_capacity(n);
@@ -317,6 +318,11 @@ pub(super) fn link(loops: &mut [Server]) {
     }
     let board = Arc::new(Mutex::new(vec![None; n]));
     for (index, (s, inbox)) in loops.iter_mut().zip(inboxes).enumerate() {
+        // The loops are at most MAX_THREADS (256): both fit.
+        let (i, of) = (u32::try_from(index), u32::try_from(n));
+        if let (Ok(i), Ok(of)) = (i, of) {
+            s.core.set_loop(i, of);
+        }
         s.link = Some(Link {
             index,
             peers: peers.clone(),
