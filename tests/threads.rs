@@ -5,6 +5,7 @@
 mod common;
 
 use std::collections::HashMap;
+use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
@@ -349,10 +350,70 @@ fn tcp_queries_cross_loops_and_come_back() {
     assert!(got.iter().all(|&q| q > 0), "{got:?}");
 }
 
+/// Clients pipelining TCP queries that loop 1 owns and answers at once (OPCODE STATUS:
+/// NOTIMP, no upstream), so that answers come back to loop 0 faster than it takes them
+/// from its channel: every query still gets its answer (NOTIMP, or SERVFAIL for a
+/// handoff refused), none is lost on its way back, and each connection, idle once
+/// answered, is closed after --tcp-idle.
+#[test]
+fn answers_handed_back_are_never_lost() {
+    const CONNS: usize = 32;
+    const PER_CONN: usize = 2000;
+    let up = MockUpstream::echo();
+    let loops = Loops::start(2, up.addr, |c| {
+        c.tcp_idle = Duration::from_millis(1000);
+        c.policy.max_tcp_per_client = CONNS;
+    });
+    let name = name_owned_by("status", 1, 2);
+    let addr = loops.addr;
+    let clients: Vec<JoinHandle<(usize, bool)>> = (0..CONNS)
+        .map(|_| {
+            let name = name.clone();
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.set_read_timeout(Some(WAIT)).unwrap();
+                let mut w = s.try_clone().unwrap();
+                let writer = std::thread::spawn(move || {
+                    let mut frames = Vec::new();
+                    for k in 0..PER_CONN {
+                        let mut q = query(k as u16, &name, RType::A, None);
+                        q[2] |= 2 << 3; // OPCODE 2 (STATUS)
+                        frames.extend_from_slice(&(q.len() as u16).to_be_bytes());
+                        frames.extend_from_slice(&q);
+                    }
+                    w.write_all(&frames).unwrap();
+                });
+                let mut answered = 0;
+                while answered < PER_CONN && read_frame(&mut s).is_some() {
+                    answered += 1;
+                }
+                writer.join().unwrap();
+                // Idle from here: the server closes it after --tcp-idle.
+                s.set_read_timeout(Some(Duration::from_secs(4))).unwrap();
+                let closed = match s.read(&mut [0u8; 1]) {
+                    Ok(n) => n == 0,
+                    Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+                };
+                (answered, closed)
+            })
+        })
+        .collect();
+    let results: Vec<(usize, bool)> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    let answered: usize = results.iter().map(|r| r.0).sum();
+    let open = results.iter().filter(|r| !r.1).count();
+    assert_eq!(
+        (answered, open),
+        (CONNS * PER_CONN, 0),
+        "answers lost on their way back to loop 0 ({} of {}), and connections left \
+         open past --tcp-idle ({open} of {CONNS}): each waits for an answer forever",
+        CONNS * PER_CONN - answered,
+        CONNS * PER_CONN
+    );
+}
+
 /// `--metrics` (served by loop 0) shows the sum over the loops.
 #[test]
 fn metrics_are_the_sum_over_the_loops() {
-    use std::io::{Read, Write};
     let up = MockUpstream::echo();
     let loops = Loops::start(2, up.addr, |c| {
         c.cache.max_entries = 100;

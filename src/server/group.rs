@@ -10,7 +10,9 @@
 //! - TCP and DNS over TLS: one listener per address, accepted and read by loop 0 (so
 //!   the per-client TCP limits stay exact). A query another loop owns is handed to it
 //!   through a bounded channel and a [`mio::Waker`]; its answer comes back the same
-//!   way. A full channel answers SERVFAIL at once (counted); nothing blocks.
+//!   way. A full channel answers SERVFAIL at once (counted), as do as many handoffs
+//!   waiting for their answers as loop 0's channel holds (so none is lost coming
+//!   back); nothing blocks.
 //! - A second process: the TCP listener on each address is bound first, without
 //!   SO_REUSEPORT, so a second dnsfwd fails there and never joins the UDP group. (A
 //!   process of the same user that binds only UDP with SO_REUSEPORT could join it.)

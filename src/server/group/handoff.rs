@@ -14,7 +14,9 @@ use crate::policy::Buckets;
 use crate::server::{steer, Server, StopHandle, WAKER};
 use crate::wire::Rcode;
 
-/// Queries (or answers) waiting for one loop; past this, a handoff fails.
+/// Queries (or answers) waiting for one loop; past this, a handoff fails. Also the
+/// most queries a loop has handed off and not had back, so that their answers always
+/// fit its own channel.
 const HANDOFF_QUEUE: usize = 4096;
 /// Messages a loop takes from its channel per turn (then it reads its sockets again).
 const MESSAGES_PER_TURN: usize = 1024;
@@ -59,9 +61,11 @@ pub(in crate::server) struct Link {
     inbox: Receiver<Msg>,
     /// Every loop's last published snapshot (by index).
     pub(super) board: Arc<Mutex<Vec<Option<crate::metrics::Snapshot>>>>,
-    /// Queries handed off whose answers have not come back.
+    /// Queries handed off whose answers have not come back. Valid values: at most
+    /// HANDOFF_QUEUE (see `route`).
     waiting: usize,
-    /// Handed off, and refused because a channel was full or its loop gone.
+    /// Handed off, and refused because a channel was full, too many were waiting, or
+    /// its loop was gone.
     handoffs: u64,
     handoff_failures: u64,
     /// SERVFAILs for queries that could not be handed off, by connection, to send
@@ -121,6 +125,14 @@ pub(in crate::server) fn route(link: Option<&mut Link>, client: Client, frame: &
         Some(o) if o as usize != link.index => o as usize,
         _ => return Route::Here,
     };
+    // Each query handed off comes back, answered or dropped, through this loop's own
+    // channel, which holds HANDOFF_QUEUE messages: with no more than that many waiting,
+    // none finds it full. (One that did was lost: its client never answered, and its
+    // connection, owed an answer, never idle and never closed.)
+    if link.waiting >= HANDOFF_QUEUE {
+        link.handoff_failures += 1;
+        return Route::Refused(error_reply(frame, None, Rcode::SERVFAIL));
+    }
     let msg = Msg::Query {
         from: link.index,
         conn,
