@@ -140,6 +140,49 @@ fn answers_a_slip_from_the_address_asked() {
     assert!(slipped >= 2, "{slipped} slips");
 }
 
+/// A local client that sends a datagram (junk: the core drops it) to each of 1100
+/// loopback addresses must not take the reply paths for good: a query to an address
+/// first asked after that is still answered from that address, not from the kernel's
+/// choice (127.0.0.1), which a client that asked 127.0.0.9 drops. And a path that owes
+/// an answer is not taken over meanwhile: a slow miss asked at 127.0.0.2 before the
+/// flood is answered from 127.0.0.2 after it.
+#[test]
+fn a_flood_of_destinations_does_not_take_the_reply_paths_for_good() {
+    let up = MockUpstream::start(|q, _| {
+        let a = answer(q, &a_records(q, 1));
+        match parse_message(q).unwrap().questions[0]
+            .qname
+            .to_lowercase_string()
+            .starts_with("slow")
+        {
+            true => vec![Action::Delay(Duration::from_millis(500), a)],
+            false => vec![Action::Answer(a)],
+        }
+    });
+    let (_fwd, port) = wildcard(Ipv4Addr::UNSPECIFIED.into(), up.addr, |_| {});
+    let slow = client(Ipv4Addr::LOCALHOST.into());
+    let slow_to = SocketAddr::from(([127, 0, 0, 2], port));
+    slow.send_to(&query(3, "slow.example", RType::A, None), slow_to)
+        .unwrap();
+    let flood = client(Ipv4Addr::LOCALHOST.into());
+    for k in 0..1100u32 {
+        let to = SocketAddr::from((Ipv4Addr::from(0x7F01_0000 + k), port)); // 127.1.x.y
+        flood.send_to(&[0u8], to).unwrap();
+        if k % 64 == 63 {
+            std::thread::sleep(Duration::from_millis(2)); // within the socket's queue
+        }
+    }
+    // A query after them on the same socket: once it is answered, every datagram
+    // before it was read.
+    let last = SocketAddr::from((Ipv4Addr::from(0x7F01_0000 + 5), port));
+    ask_checked(&flood, last, 7, "sentinel.example");
+    let sock = client(Ipv4Addr::LOCALHOST.into());
+    let to = SocketAddr::from(([127, 0, 0, 9], port));
+    ask_checked(&sock, to, 1, "late.example");
+    let (a, from) = answer_from(&slow);
+    assert_eq!((id_of(&a), from), (3, slow_to), "the slow miss's answer");
+}
+
 /// `[::]` (IPV6_V6ONLY) reads its own destinations: loopback has one IPv6 address, so
 /// this checks the path works and answers from ::1.
 #[test]

@@ -26,9 +26,11 @@ use crate::clock::Instant;
 use crate::forward::{Client, Dest, Source, Transmit};
 use crate::policy::Admit;
 
-/// Most reply paths a loop makes. Past it, a query to a new address is answered from
-/// the address the kernel picks, as without PKTINFO: the table stays bounded whatever
-/// the host's addresses (one local route can make a whole prefix local).
+/// Most reply paths a loop keeps: the table stays bounded whatever the host's addresses
+/// (one local route can make a whole prefix local, and all of 127.0.0.0/8 is). Once
+/// they are all made, a query to a new address takes over a path that owes no answer;
+/// only when every path does is it answered from the address the kernel picks, as
+/// without PKTINFO.
 const MAX_REPLY_PATHS: usize = 1024;
 
 /// A queue of gathered answers: listener `i`'s, or reply path `k`'s.
@@ -49,6 +51,11 @@ struct ReplyPath {
     queue: Vec<Outgoing>,
     /// Listed in `waiting`. Valid values: true if and only if it is.
     waiting: bool,
+    /// Answers owed to queries sent to `from`: those the core took (it answers each
+    /// exactly once) and the policy's answers, counted until they are queued. A path
+    /// is taken over for another address only when it owes none and has none queued,
+    /// so that no answer ever goes out from an address it was not asked at.
+    owed: u32,
 }
 
 /// The reply paths of the wildcard listeners. Path `k` is client number
@@ -63,11 +70,14 @@ pub(super) struct ReplyPaths {
     last: Option<(usize, Dst, usize)>,
     /// Paths with answers gathered, each once.
     waiting: Vec<usize>,
+    /// Where the next look for a path to take over starts (see [`ReplyPaths::reuse`]).
+    cursor: usize,
 }
 
 impl ReplyPaths {
-    /// The path of a query sent to `dst` on listener `listener`, made on first use;
-    /// `None` once `MAX_REPLY_PATHS` are made.
+    /// The path of a query sent to `dst` on listener `listener`, made on first use
+    /// (once `MAX_REPLY_PATHS` are made, one owing nothing is taken over); `None` if
+    /// there is none to take.
     fn path(&mut self, listener: usize, dst: Dst) -> Option<usize> {
         if let Some((l, d, k)) = self.last {
             if (l, d) == (listener, dst) {
@@ -79,7 +89,7 @@ impl ReplyPaths {
             return Some(k);
         }
         if self.paths.len() >= MAX_REPLY_PATHS {
-            return None;
+            return self.reuse(listener, dst);
         }
         let k = self.paths.len();
         self.paths.push(ReplyPath {
@@ -87,10 +97,44 @@ impl ReplyPaths {
             from: dst,
             queue: Vec::new(),
             waiting: false,
+            owed: 0,
         });
         self.index.insert((listener, dst), k);
         self.last = Some((listener, dst, k));
         Some(k)
+    }
+
+    /// A path for `dst` on `listener` once all are made: the first from `cursor` on
+    /// that owes no answer and has none gathered, moved to `dst` (so that addresses
+    /// asked once, or a flood of them, cannot hold the table for good); `None` if every
+    /// path owes one. At most one walk of the table.
+    #[cold]
+    #[inline(never)]
+    fn reuse(&mut self, listener: usize, dst: Dst) -> Option<usize> {
+        let n = self.paths.len();
+        for step in 0..n {
+            let k = (self.cursor + step) % n;
+            let Some(p) = self.paths.get_mut(k) else {
+                continue;
+            };
+            if p.owed == 0 && p.queue.is_empty() && !p.waiting {
+                self.index.remove(&(p.listener, p.from));
+                p.listener = listener;
+                p.from = dst;
+                self.index.insert((listener, dst), k);
+                self.last = Some((listener, dst, k));
+                self.cursor = (k + 1) % n;
+                return Some(k);
+            }
+        }
+        None
+    }
+
+    /// An answer is owed to a query sent through path `k`.
+    fn owe(&mut self, k: usize) {
+        if let Some(p) = self.paths.get_mut(k) {
+            p.owed = p.owed.saturating_add(1);
+        }
     }
 }
 
@@ -155,16 +199,23 @@ impl Server {
         match self.policy.admit_udp(now, addr, dgram.bytes) {
             Admit::Pass => {
                 let client = Client::Udp { listener: to, addr };
-                self.core.handle_query(now, client, dgram.bytes);
+                if self.core.handle_query(now, client, dgram.bytes) && to >= self.udp_out.len() {
+                    self.reply_paths.owe(to - self.udp_out.len());
+                }
             }
-            Admit::Reply(bytes) => self.queue_udp(to, Outgoing { to: addr, bytes }),
+            Admit::Reply(bytes) => {
+                if to >= self.udp_out.len() {
+                    self.reply_paths.owe(to - self.udp_out.len());
+                }
+                self.queue_udp(to, Outgoing { to: addr, bytes })
+            }
             Admit::Drop => {}
         }
     }
 
     /// The number the core knows the sender of datagram `d` (on wildcard listener `i`)
-    /// by: its reply path's, or `i` if the kernel did not say where it was sent or the
-    /// paths are all made. Kept out of `take_query`, which other listeners run.
+    /// by: its reply path's, or `i` if the kernel did not say where it was sent or
+    /// every path owes answers. Kept out of `take_query`, which other listeners run.
     #[inline(never)]
     fn reply_to(&mut self, now: Instant, i: usize, d: usize) -> usize {
         let Some(dst) = self.client_ring.dst(d) else {
@@ -175,7 +226,7 @@ impl Server {
             None => {
                 if let Some(n) = self.log.hit(now, "reply-paths-full") {
                     log::warn!(
-                        "{MAX_REPLY_PATHS} local addresses asked: answering from the kernel's choice{n}"
+                        "{MAX_REPLY_PATHS} local addresses with answers owed: answering from the kernel's choice{n}"
                     );
                 }
                 i
@@ -374,6 +425,8 @@ impl Server {
             self.core.release(out.bytes);
             return;
         };
+        // Queued: owed no longer (it leaves from this path's address).
+        path.owed = path.owed.saturating_sub(1);
         path.queue.push(out);
         self.udp_queued += 1;
         if !path.waiting {
