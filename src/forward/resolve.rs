@@ -187,9 +187,55 @@ impl Forwarder {
                 self.arm_stale_timer(now, slot);
             }
         } else {
-            self.overloaded(now, key, std::slice::from_ref(waiter), stale);
+            self.join_full(now, slot, key, waiter, stale);
         }
         true
+    }
+
+    /// `waiter` for the query in `slot`, whose waiters are [`MAX_WAITERS`](super::MAX_WAITERS):
+    /// it takes the place of a waiter picked at random if that one's client holds more
+    /// than one place more on this query than `waiter`'s does (the place's waiter is then
+    /// answered as [`overloaded`](Self::overloaded)); otherwise `waiter` is. A client
+    /// holding most of the places is thus the likeliest to give one up, and one client
+    /// asking one name over and over cannot keep others from its answer (fair shares do
+    /// the same for the table). Clients are counted as fair shares count them (an
+    /// address, IPv6 by /64). Only a full list pays for it: one walk of the list.
+    #[cold]
+    #[inline(never)]
+    fn join_full(&mut self, now: Instant, slot: Slot, key: &Key, waiter: &Waiter, stale: bool) {
+        let places = self.pending.get(slot).map_or(0, |p| p.waiters.len());
+        let pick = super::owner_of(waiter.client).zip(self.rng.below(places));
+        let given_up = pick.and_then(|(newcomer, i)| {
+            let p = self.pending.get_mut(slot)?;
+            let holder = super::owner_of(p.waiters.get(i)?.client)?;
+            // Its own place: a client does not take from itself (and a flood of its
+            // own, picking its own places, costs no walk).
+            if holder == newcomer {
+                return None;
+            }
+            let (mut theirs, mut ours) = (0usize, 0usize);
+            for w in &p.waiters {
+                match super::owner_of(w.client) {
+                    Some(o) if o == holder => theirs += 1,
+                    Some(o) if o == newcomer => ours += 1,
+                    _ => {}
+                }
+            }
+            if theirs <= ours + 1 {
+                return None;
+            }
+            Some(std::mem::replace(p.waiters.get_mut(i)?, *waiter))
+        });
+        match given_up {
+            Some(old) => {
+                self.stats.coalesced += 1;
+                if stale && self.pending.get(slot).is_some_and(|p| p.stale_at.is_none()) {
+                    self.arm_stale_timer(now, slot);
+                }
+                self.overloaded(now, key, std::slice::from_ref(&old), stale);
+            }
+            None => self.overloaded(now, key, std::slice::from_ref(waiter), stale),
+        }
     }
 
     /// Whether `view` is one of our own upstream queries: the ID of a live attempt, the

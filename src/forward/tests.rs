@@ -1446,3 +1446,54 @@ fn an_upstreams_tsig_is_taken_out_of_the_answer_relayed() {
         assert_eq!(m.edns().is_some(), edns.is_some());
     }
 }
+
+/// A client at `ip` (fair shares count clients by address).
+fn client_at(ip: [u8; 4], port: u16) -> Client {
+    Client::Udp {
+        listener: 0,
+        addr: SocketAddr::from((ip, port)),
+    }
+}
+
+#[test]
+fn a_full_list_of_waiters_gives_a_place_only_from_a_client_holding_more() {
+    let now = Instant::now();
+    let mut cfg = ForwarderConfig::new(vec![up(0)]);
+    cfg.cache.max_entries = 0;
+    cfg.min_guess_bits = 0;
+    cfg.sockets_per_upstream = 4;
+    // Zeros: ID 0 and socket 0 for the query, then the place picked is always the first.
+    let mut f = Forwarder::new(cfg, Box::new(ScriptedRandom(Default::default())));
+    let (a, b) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+    f.handle_query(now, client_at(a, 1), &query_msg(1, &["w.example"], None));
+    let t = one(&mut f);
+    for id in 2..=MAX_WAITERS as u16 {
+        f.handle_query(now, client_at(a, id), &query_msg(id, &["w.example"], None));
+    }
+    assert!(drain(&mut f).is_empty(), "{MAX_WAITERS} waiters, one query");
+    // B holds none and A all: B takes A's first place, whose waiter is refused.
+    f.handle_query(now, client_at(b, 1), &query_msg(7, &["w.example"], None));
+    let refused = one(&mut f);
+    assert_eq!(refused.to, Dest::Client(client_at(a, 1)));
+    assert_eq!(
+        parse_message(&refused.bytes).unwrap().rcode(),
+        Rcode::REFUSED
+    );
+    // A, holding 4,095, picks B's place (the first) and may not take it back.
+    f.handle_query(
+        now,
+        client_at(a, 9000),
+        &query_msg(9000, &["w.example"], None),
+    );
+    let refused = one(&mut f);
+    assert_eq!(refused.to, Dest::Client(client_at(a, 9000)));
+    f.handle_response(now, udp_source(&t), &answer_to(&t.bytes, 1, Rcode::NOERROR));
+    let answers = drain(&mut f);
+    assert_eq!(answers.len(), MAX_WAITERS);
+    let to_b = answers
+        .iter()
+        .find(|t| t.to == Dest::Client(client_at(b, 1)))
+        .expect("B answered");
+    assert_eq!(id_of(&to_b.bytes), 7);
+    assert_eq!(parse_message(&to_b.bytes).unwrap().rcode(), Rcode::NOERROR);
+}
