@@ -18,10 +18,10 @@ pub const MAX_ATTEMPTS: usize = 3;
 mod by_id;
 mod fresh;
 mod parts;
-mod timers;
+mod timer_table;
 
 use by_id::{index, unindex};
-use timers::TimerTable;
+use timer_table::TimerTable;
 
 pub use fresh::Fresh;
 pub use parts::{Attempt, Attempts, Client, Via, Waiter};
