@@ -16,7 +16,7 @@
 //! for an answer that was decoded and written again.
 use std::ops::Range;
 
-use crate::wire::{walk_records, RType, RecordAt, HEADER_LEN};
+use crate::wire::{walk_records, NameLayout, RType, RecordAt, HEADER_LEN};
 
 /// Octets of a TTL field.
 const TTL_LEN: usize = 4;
@@ -130,35 +130,25 @@ pub(super) fn unpatchable(msg: &[u8], rows: &[(u16, u32)]) -> bool {
 }
 
 /// Shows `f` where each name in the RDATA `rdata` of a record of `rtype` lies, for the
-/// types the decoder reads names of: the first, and the second of SOA, MINFO, RP and
-/// PX, which follows it.
+/// types the decoder reads names of ([`NameLayout`]).
 fn rdata_names(msg: &[u8], rtype: RType, rdata: &Range<usize>, mut f: impl FnMut(usize)) {
-    if let Some(first) = rdata_name(msg, rtype, rdata) {
-        f(first);
-        if matches!(rtype, RType::SOA | RType::MINFO | RType::RP | RType::PX) {
-            let second = name_end(msg, first);
-            if second < rdata.end {
-                f(second);
-            }
+    let Some(layout) = NameLayout::of(rtype) else {
+        return;
+    };
+    let Some(first) = msg.get(rdata.clone()).and_then(|rd| layout.first_name(rd)) else {
+        return;
+    };
+    let mut at = rdata.start + first;
+    for n in 1..=layout.names {
+        // An RDATA that decodes ends before a name only when empty (an update's delete).
+        if at >= rdata.end {
+            return;
+        }
+        f(at);
+        if n < layout.names {
+            at = name_end(msg, at);
         }
     }
-}
-
-/// Where the first name in the RDATA `rdata` of a record of `rtype` lies, for the types
-/// the decoder reads names of.
-#[inline]
-fn rdata_name(msg: &[u8], rtype: RType, rdata: &Range<usize>) -> Option<usize> {
-    let at = rdata.start;
-    match rtype {
-        RType::A | RType::AAAA => None,
-        RType::NS | RType::CNAME | RType::PTR | RType::DNAME => Some(at),
-        RType::MB | RType::MG | RType::MR | RType::SOA | RType::MINFO | RType::RP => Some(at),
-        RType::MX | RType::AFSDB | RType::RT | RType::PX => Some(at + 2),
-        RType::SRV => Some(at + 6),
-        RType::NAPTR => naptr_name(msg, at),
-        _ => None,
-    }
-    .filter(|&n| n < rdata.end)
 }
 
 /// Whether the name at `at` of `msg`, its pointers followed, reads an octet of a TTL field.
@@ -215,12 +205,124 @@ fn name_end(msg: &[u8], mut at: usize) -> usize {
     at
 }
 
-/// Where the name of a NAPTR RDATA at `at` starts: after ORDER, PREFERENCE and three
-/// character-strings (RFC 3403 §4.1).
-fn naptr_name(msg: &[u8], at: usize) -> Option<usize> {
-    let mut i = at + 4;
-    for _ in 0..3 {
-        i += 1 + usize::from(*msg.get(i)?);
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{parse_message, rdata_ok, Class, Name, RData};
+
+    /// A response to `a.example. A IN` with one answer of `rtype` holding `rd`, owned by
+    /// a pointer to the question's name; and the offset of `rd`.
+    fn answer(rtype: u16, rd: &[u8]) -> (Vec<u8>, usize) {
+        #[rustfmt::skip]
+        let mut m = vec![
+            0, 1, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0, // header: one question, one answer
+            1, b'a', 7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 0, 0, 1, 0, 1, // a.example. A IN
+            0xC0, 12, // owner: pointer to the question's name
+        ];
+        m.extend_from_slice(&rtype.to_be_bytes());
+        m.extend_from_slice(&[0, 1, 0, 0, 0, 60]); // class IN, TTL 60
+        m.extend_from_slice(&(rd.len() as u16).to_be_bytes());
+        let at = m.len();
+        m.extend_from_slice(rd);
+        (m, at)
     }
-    Some(i)
+
+    /// An RDATA of `layout` at offset `at` of its message: its fixed octets and
+    /// character-strings, then names, each a label and a pointer (the first to the
+    /// question's name, the next to the name before it), then its tail. Also the names'
+    /// offsets, and the names.
+    fn built(layout: NameLayout, at: usize) -> (Vec<u8>, Vec<usize>, Vec<Name>) {
+        let mut rd: Vec<u8> = (1..=layout.fixed).collect();
+        for s in 0..layout.strings {
+            rd.extend_from_slice(&[2, b's', b'0' + s]);
+        }
+        let (mut offsets, mut names) = (Vec::new(), Vec::new());
+        let (mut target, mut text) = (HEADER_LEN, "a.example".to_string());
+        for n in 0..layout.names {
+            let [hi, lo] = (target as u16).to_be_bytes();
+            target = at + rd.len();
+            offsets.push(target);
+            rd.extend_from_slice(&[2, b'n', b'0' + n, 0xC0 | hi, lo]);
+            text = format!("n{n}.{text}");
+            names.push(Name::from_ascii(&text).unwrap());
+        }
+        rd.extend((0..layout.tail).map(|t| 0xA0 + t));
+        (rd, offsets, names)
+    }
+
+    /// The names the decoder read into `rdata`. No catch-all arm: a new variant must
+    /// say what names it holds.
+    fn names_of(rdata: &RData<'_>) -> Vec<Name> {
+        match rdata {
+            RData::Ns(n) | RData::Cname(n) | RData::Ptr(n) | RData::Dname(n) => vec![n.clone()],
+            RData::Mailbox(n) => vec![n.clone()],
+            RData::Minfo(m) => vec![m.rmailbx.clone(), m.emailbx.clone()],
+            RData::Rp(rp) => vec![rp.mbox.clone(), rp.txt.clone()],
+            RData::PrefName { host, .. } => vec![host.clone()],
+            RData::Px(px) => vec![px.map822.clone(), px.mapx400.clone()],
+            RData::Naptr(naptr) => vec![naptr.replacement.clone()],
+            RData::Mx { exchange, .. } => vec![exchange.clone()],
+            RData::Soa(soa) => vec![soa.mname.clone(), soa.rname.clone()],
+            RData::Srv { target, .. } => vec![target.clone()],
+            RData::A(_) | RData::Aaaa(_) | RData::Txt(_) | RData::Caa { .. } => Vec::new(),
+            RData::Opt(_) | RData::Opaque(_) => Vec::new(),
+        }
+    }
+
+    /// For `m` and its one answer (its RDATA at `at`, of `rtype`): whether the checker
+    /// accepts it (the RDATA by `rdata_ok`, the message by `walk_records`, which checks
+    /// also where OPT and TSIG may be), the names the decoder reads (`None` if it fails),
+    /// and where the cache looks for names.
+    fn three(m: &[u8], rtype: u16, at: usize) -> (bool, Option<Vec<Name>>, Vec<usize>) {
+        let checked = walk_records(m, |_| ());
+        assert!(!checked || rdata_ok(m, &m[at..], RType(rtype), Class::IN));
+        let decoded = parse_message(m).ok().map(|d| names_of(&d.answers[0].rdata));
+        let mut found = Vec::new();
+        rdata_names(m, RType(rtype), &(at..m.len()), |n| found.push(n));
+        (checked, decoded, found)
+    }
+
+    #[test]
+    fn the_checker_the_decoder_and_the_cache_agree_on_names_for_every_type() {
+        let at = answer(0, &[]).1;
+        let mut with_names = 0;
+        for t in 0..=u16::MAX {
+            let Some(layout) = NameLayout::of(RType(t)) else {
+                // No names to find; nor may the decoder read one, wherever it lies.
+                for fixed in 0..=6 {
+                    let rd = [&[0; 6][..fixed], &[2, b'n', b'0', 0xC0, 12][..]].concat();
+                    let (m, _) = answer(t, &rd);
+                    let (checked, decoded, found) = three(&m, t, at);
+                    assert_eq!(checked, decoded.is_some(), "type {t} rdata {rd:02x?}");
+                    let decoded = decoded.unwrap_or_default();
+                    assert!(decoded.is_empty(), "type {t} rdata {rd:02x?}: {decoded:?}");
+                    assert!(found.is_empty(), "type {t} rdata {rd:02x?}: {found:?}");
+                }
+                continue;
+            };
+            with_names += 1;
+            let (rd, offsets, names) = built(layout, at);
+            let (m, _) = answer(t, &rd);
+            assert_eq!(three(&m, t, at), (true, Some(names), offsets), "type {t}");
+            assert!(rdata_ok(&m, &m[at..], RType(t), Class::IN), "type {t}");
+            // Cut short or one octet long, the checker and the decoder still agree.
+            for n in 0..rd.len() {
+                let (m, _) = answer(t, &rd[..n]);
+                let (checked, decoded, _) = three(&m, t, at);
+                assert_eq!(
+                    checked,
+                    decoded.is_some(),
+                    "type {t}, {n} octets of {rd:02x?}"
+                );
+            }
+            let (m, _) = answer(t, &[&rd[..], &[0]].concat());
+            let (checked, decoded, _) = three(&m, t, at);
+            assert_eq!(
+                (checked, decoded),
+                (false, None),
+                "type {t}, one octet long"
+            );
+        }
+        assert_eq!(with_names, 16);
+    }
 }

@@ -8,7 +8,7 @@
 use std::ops::Range;
 
 use super::name::walk_name;
-use super::{Class, MessageView, RType, HEADER_LEN};
+use super::{Class, MessageView, NameLayout, RType, HEADER_LEN};
 
 /// One record as [`walk_records`] meets it: offsets into the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -247,6 +247,8 @@ pub fn rdata_ok(msg: &[u8], rd: &[u8], rtype: RType, class: Class) -> bool {
     }
 }
 
+/// [`rdata_ok`] for the rest: the types decoded without names by their own rules, the
+/// types whose names the decoder reads by their [`NameLayout`], any other as opaque.
 fn rdata_ok_slow(msg: &[u8], rd: &[u8], rtype: RType, class: Class) -> bool {
     // RFC 2136 deletes and prerequisites; OPT's CLASS is a size, not a class.
     if rd.is_empty() && (class == Class::ANY || class == Class::NONE) && rtype != RType::OPT {
@@ -255,66 +257,28 @@ fn rdata_ok_slow(msg: &[u8], rd: &[u8], rtype: RType, class: Class) -> bool {
     match rtype {
         RType::A => rd.len() == 4,
         RType::AAAA => rd.len() == 16,
-        RType::NS | RType::CNAME | RType::PTR | RType::DNAME => name_then(msg, rd, 0),
-        RType::MB | RType::MG | RType::MR => name_then(msg, rd, 0),
-        // RFC 3597 §4's types that the decoder reads names of (two names, or a 16-bit
-        // preference and one or two names).
-        RType::MINFO | RType::RP => names_fill(msg, rd, 2),
-        RType::AFSDB | RType::RT => rd.get(2..).is_some_and(|n| names_fill(msg, n, 1)),
-        RType::PX => rd.get(2..).is_some_and(|n| names_fill(msg, n, 2)),
-        RType::NAPTR => naptr_ok(msg, rd),
-        RType::MX => fixed_then_name(msg, rd, 2),
-        RType::SRV => fixed_then_name(msg, rd, 6),
-        RType::SOA => soa_ok(msg, rd),
         RType::TXT => !rd.is_empty() && strings_fill(rd),
         RType::CAA => caa_ok(rd),
         RType::OPT => options_fill(rd),
-        _ => true,
+        _ => match NameLayout::of(rtype) {
+            Some(layout) => names_fill(msg, rd, layout),
+            None => true,
+        },
     }
 }
 
-/// A name at the start of `rd` followed by exactly `tail` octets.
-fn name_then(msg: &[u8], rd: &[u8], tail: usize) -> bool {
-    walk_name(msg, rd, |_| ()).is_ok_and(|(rest, _)| rest.len() == tail)
-}
-
-/// `count` names filling `rd` exactly.
-fn names_fill<'a>(msg: &'a [u8], mut rd: &'a [u8], count: usize) -> bool {
-    for _ in 0..count {
-        match walk_name(msg, rd, |_| ()) {
-            Ok((rest, _)) => rd = rest,
+/// Whether `rd` holds the fields of `layout` exactly, its names followed against `msg`.
+fn names_fill(msg: &[u8], rd: &[u8], layout: NameLayout) -> bool {
+    let Some(mut i) = layout.first_name(rd).and_then(|at| rd.get(at..)) else {
+        return false;
+    };
+    for _ in 0..layout.names {
+        match walk_name(msg, i, |_| ()) {
+            Ok((rest, _)) => i = rest,
             Err(_) => return false,
         }
     }
-    rd.is_empty()
-}
-
-/// ORDER, PREFERENCE, three character-strings, then a name (RFC 3403 §4.1).
-fn naptr_ok(msg: &[u8], rd: &[u8]) -> bool {
-    let mut i = match rd.get(4..) {
-        Some(i) => i,
-        None => return false,
-    };
-    for _ in 0..3 {
-        let Some((&len, rest)) = i.split_first() else {
-            return false;
-        };
-        match rest.get(usize::from(len)..) {
-            Some(after) => i = after,
-            None => return false,
-        }
-    }
-    names_fill(msg, i, 1)
-}
-
-/// `fixed` octets, then a name that ends the RDATA.
-fn fixed_then_name(msg: &[u8], rd: &[u8], fixed: usize) -> bool {
-    rd.get(fixed..).is_some_and(|name| name_then(msg, name, 0))
-}
-
-/// MNAME, RNAME, then five 32-bit fields (RFC 1035 §3.3.13).
-fn soa_ok(msg: &[u8], rd: &[u8]) -> bool {
-    walk_name(msg, rd, |_| ()).is_ok_and(|(rest, _)| name_then(msg, rest, 20))
+    i.len() == usize::from(layout.tail)
 }
 
 /// One or more character-strings filling the RDATA (RFC 1035 §3.3.14); the caller checks
@@ -518,7 +482,11 @@ mod tests {
         }
     }
 
-    const TYPES: &[u16] = &[1, 28, 2, 5, 12, 39, 15, 33, 6, 16, 257, 41, 99, 46];
+    /// A, AAAA, the types the decoder reads names of (`NameLayout`), TXT, CAA, OPT and
+    /// two it keeps opaque.
+    const TYPES: &[u16] = &[
+        1, 28, 2, 5, 12, 39, 7, 8, 9, 14, 17, 18, 21, 26, 35, 15, 33, 6, 16, 257, 41, 99, 46,
+    ];
 
     #[test]
     fn agrees_with_the_decoder_on_chosen_rdata() {

@@ -36,7 +36,9 @@ pub use message::{parse_message, Message};
 pub use name::{parse_name, Name, NameError};
 pub use question::{parse_question, Question};
 pub use rdata::{parse_typed, RdataError, Typed};
-pub use record::{parse_record, Class, Minfo, Naptr, Px, RData, RType, Record, Rp, Soa};
+pub use record::{
+    parse_record, Class, Minfo, NameLayout, Naptr, Px, RData, RType, Record, Rp, Soa,
+};
 pub use view::{record_ttls, MessageView, OptView};
 pub use writer::Writer;
 

@@ -11,7 +11,9 @@
 //! Every other type, DNSSEC and SVCB/HTTPS included, is kept as opaque octets
 //! (RFC 3597) so that it passes through unchanged and costs nothing to forward; its
 //! names are never compressed, so the octets mean the same anywhere in a message.
-//! [`super::rdata`] decodes those on demand, for display.
+//! [`super::rdata`] decodes those on demand, for display. [`NameLayout`] says which types
+//! hold the names the decoder reads, and where, for the code that walks RDATA undecoded.
+mod layout;
 mod parse;
 mod types;
 
@@ -21,6 +23,7 @@ use nom::bytes::complete::take;
 use nom::number::complete::{be_u16, be_u32};
 
 use super::{parse_name, EdnsOption, Name, PResult, Writer};
+pub use layout::NameLayout;
 use parse::parse_rdata;
 pub use types::{Class, RType};
 

@@ -13,6 +13,10 @@ use crate::wire::{fail, parse_name, ErrorKind, PResult, WireError};
 
 /// Decodes `rd` (exactly the RDATA, a slice of `msg`) as `rtype`. The RDATA must be
 /// consumed whole; running out inside it is `RdataLength`, not `Truncated`.
+///
+/// The types it reads names of, and the fields around them, are [`super::NameLayout`]'s
+/// (which the code that walks RDATA undecoded goes by); a test in `cache::overlap` holds
+/// this decoder to it for every type.
 pub(super) fn parse_rdata<'a>(
     msg: &'a [u8],
     rd: &'a [u8],
