@@ -319,7 +319,7 @@ impl Cache {
             return false;
         };
         if decode::stored_rows(&decoded, &mut self.rows).is_none()
-            || overlap::unpatchable(&decoded, &self.rows)
+            || overlap::unpatchable(&decoded, &self.rows, decoded.len())
         {
             return false;
         }

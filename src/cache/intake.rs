@@ -237,7 +237,7 @@ impl<'c> Noter<'c> {
             && self.fits
             && ttl != 0
             && !view.tsig
-            && !self.targets.read_ttl(view.bytes(), self.rows)
+            && !self.targets.read_ttl(view.bytes(), self.rows, wire.len())
         {
             Intake::Entry(Plan { wire, cut_opt, ttl })
         } else {
@@ -374,15 +374,16 @@ mod tests {
         let (wire, ttl) = c.cacheable(answer)?;
         let mut rows = Vec::new();
         stored_rows(&wire, &mut rows)?;
-        if crate::cache::overlap::unpatchable(&wire, &rows) {
+        if crate::cache::overlap::unpatchable(&wire, &rows, wire.len()) {
             return None; // as Cache::insert_decoded: TSIG (names now aim at names)
         }
         Some((octets(key, &Plan::stored(&wire, ttl), &rows), ttl))
     }
 
     /// [`decoded`] for the octets as received: `None` too if, stored as received, a
-    /// name reads an octet of a TTL field, or there is a TSIG record (the walk's own check of it, `Targets`, is
-    /// what is tested against this one, `overlap::unpatchable`'s whole walk).
+    /// name reads an octet of a TTL field or of the OPT record cut off, or there is a
+    /// TSIG record (the walk's own check of it, `Targets`, is what is tested against
+    /// this one, `overlap::unpatchable`'s whole walk).
     fn decoded_unpatched(c: &Cache, key: &[u8], answer: &[u8]) -> Option<(Vec<u8>, u32)> {
         let mut ttls = Vec::new();
         crate::wire::walk_records(answer, |r| {
@@ -392,9 +393,15 @@ mod tests {
         });
         // Only octets stored as received are patched where they lie: an answer whose OPT
         // record is not last is decoded and written again (names then aim at names).
-        let as_received = MessageView::parse(answer)
+        let view = MessageView::parse(answer);
+        let as_received = view
+            .as_ref()
             .is_ok_and(|v| v.opt.is_none_or(|o| o.offset + o.len == answer.len()));
-        let unpatchable = as_received && crate::cache::overlap::unpatchable(answer, &ttls);
+        let stored = view
+            .ok()
+            .and_then(|v| v.opt)
+            .map_or(answer.len(), |o| o.offset);
+        let unpatchable = as_received && crate::cache::overlap::unpatchable(answer, &ttls, stored);
         decoded(c, key, answer).filter(|_| !unpatchable)
     }
 

@@ -95,35 +95,41 @@ impl Targets {
     }
 
     /// Whether the answer `msg` the targets were noted on is [`unpatchable`], its TTL
-    /// fields at the offsets of `rows` (ascending, complete).
+    /// fields at the offsets of `rows` (ascending, complete), its first `stored` octets
+    /// kept (the OPT record, last, is cut off).
     #[inline]
-    pub(super) fn read_ttl(&self, msg: &[u8], rows: &[(u16, u32)]) -> bool {
+    pub(super) fn read_ttl(&self, msg: &[u8], rows: &[(u16, u32)], stored: usize) -> bool {
         if self.whole {
-            return unpatchable(msg, rows);
+            return unpatchable(msg, rows, stored);
         }
         let n = usize::from(self.len);
         self.targets
             .get(..n)
             .unwrap_or_default()
             .iter()
-            .any(|&t| reads_ttl(msg, usize::from(t), rows))
+            .any(|&t| reads_ttl(msg, usize::from(t), rows, stored))
     }
 }
 
 /// Whether `msg` (an answer that decodes) has a TSIG record, or a name (an owner, or a
 /// name in the RDATA of the types the decoder reads names of) that reads an octet of a
-/// TTL field at an offset of `rows` (ascending, as the intake notes them). `true` too
-/// if `msg` does not walk.
-pub(super) fn unpatchable(msg: &[u8], rows: &[(u16, u32)]) -> bool {
+/// TTL field at an offset of `rows` (ascending, as the intake notes them), or an octet
+/// past the first `stored` (what is kept of `msg`: a name that reads the OPT record the
+/// cache cuts off would read our OPT, or nothing, once served). `true` too if `msg` does
+/// not walk.
+pub(super) fn unpatchable(msg: &[u8], rows: &[(u16, u32)], stored: usize) -> bool {
     let mut found = false;
     let walked = walk_records(msg, |r| {
         if found || r.rtype == RType::TSIG {
             found = true;
             return;
         }
-        found = reads_ttl(msg, r.owner, rows);
+        if r.owner >= stored {
+            return; // the OPT record, cut off
+        }
+        found = reads_ttl(msg, r.owner, rows, stored);
         rdata_names(msg, r.rtype, &r.rdata, |n| {
-            found = found || reads_ttl(msg, n, rows)
+            found = found || reads_ttl(msg, n, rows, stored)
         });
     });
     found || !walked
@@ -151,10 +157,14 @@ fn rdata_names(msg: &[u8], rtype: RType, rdata: &Range<usize>, mut f: impl FnMut
     }
 }
 
-/// Whether the name at `at` of `msg`, its pointers followed, reads an octet of a TTL field.
-fn reads_ttl(msg: &[u8], mut at: usize, rows: &[(u16, u32)]) -> bool {
-    // Labels that end before the first TTL field meet none (the usual run: the question).
-    let first = rows.first().map_or(usize::MAX, |&(at, _)| usize::from(at));
+/// Whether the name at `at` of `msg`, its pointers followed, reads an octet of a TTL field
+/// or one past the first `stored` octets (the part of `msg` the cache keeps).
+fn reads_ttl(msg: &[u8], mut at: usize, rows: &[(u16, u32)], stored: usize) -> bool {
+    // Labels that end before the first TTL field (and within what is kept) meet none:
+    // the usual run, the question.
+    let first = rows
+        .first()
+        .map_or(stored, |&(at, _)| usize::from(at).min(stored));
     // Each pointer aims strictly back (the message decodes), so this ends; bounded anyway.
     let mut hops = 0;
     while let Some(&len) = msg.get(at) {
@@ -164,7 +174,7 @@ fn reads_ttl(msg: &[u8], mut at: usize, rows: &[(u16, u32)]) -> bool {
         } else {
             at + 1 + usize::from(len)
         };
-        if end > first && overlaps_ttl(at, end, rows) {
+        if end > first && (end > stored || overlaps_ttl(at, end, rows)) {
             return true;
         }
         if len == 0 {

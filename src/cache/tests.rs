@@ -535,3 +535,39 @@ fn an_answer_with_tsig_is_not_stored() {
     m.additional.clear();
     assert!(c.insert(&key(), &m.to_vec(), now));
 }
+
+/// (Found by fuzzing, `fuzz/fuzz_targets/cache.rs`.) A name may read, through a
+/// pointer, the octets of the OPT record, which the cache cuts off (it is per hop) and
+/// replaces with its own on a hit, or with nothing: here the MX's exchange is a pointer
+/// to its own preference's low octet, read as a label of 2 (the pointer itself) that
+/// ends on the OPT record's root owner. Served to a client without EDNS, the name ran
+/// off the end of the answer, which did not decode. Such an answer is not stored.
+#[test]
+fn a_name_that_reads_the_opt_record_is_not_stored() {
+    #[rustfmt::skip]
+    let m: &[u8] = &[
+        0, 8, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 1,  // header: 1 question, 1 answer, OPT
+        1, b'a', 0, 0, 15, 0, 1,                   // question: a. MX IN
+        0xC0, 12, 0, 15, 0, 1, 0, 0, 0x0E, 0x10,   // a. MX IN, TTL 3600
+        0, 4, 0, 2, 0xC0, 32,                      // preference 2, exchange: from 32, a
+                                                   // label of 2 (C0 32) and ...
+        0, 0, 41, 4, 0xD0, 0, 0, 0, 0, 0, 0,       // ... OPT's owner, the root
+    ];
+    let received = crate::wire::parse_message(m).unwrap();
+    assert_eq!(received.additional.len(), 1, "the OPT record");
+    let now = Instant::now();
+    let mut c = Cache::new(CacheConfig::default());
+    let view = MessageView::parse(m).unwrap();
+    let mut k = [0u8; MAX_KEY_LEN];
+    let n = key_of(&view, &mut k).unwrap();
+    assert!(!c.insert(&k[..n], m, now));
+    let (view, noted) = c.parse_answer(m).unwrap();
+    let hash = c.hash(&k[..n]);
+    assert!(!c.insert_noted(&k[..n], hash, &view, Some(noted), now));
+    assert!(c.is_empty() && c.refused() == 0);
+    // The same answer with the exchange aimed at the question's name is stored.
+    let mut fine = m.to_vec();
+    fine[34] = 12;
+    let (view, noted) = c.parse_answer(&fine).unwrap();
+    assert!(c.insert_noted(&k[..n], hash, &view, Some(noted), now));
+}
