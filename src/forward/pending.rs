@@ -6,7 +6,7 @@
 //! forwarder does not allocate per query. Every attempt of a query (a re-send after a
 //! timeout, the TCP re-fetch of a truncated answer) has its own ID, and all of them stay
 //! registered until the query is done: an upstream slower than `--timeout` still
-//! answers it. Each attempt arms a timer ([`timers`]); an entry that was answered or
+//! answers it. Each attempt arms a timer ([`timer_table`]); an entry that was answered or
 //! re-sent leaves a stale timer behind, recognised by its attempt number.
 use super::key::{Key, Spelling};
 use crate::clock::Instant;
