@@ -242,7 +242,7 @@ impl Server {
     pub(in crate::server) fn log_handoffs(&self) {
         if let Some(l) = &self.link {
             log::info!(
-                "loop {}: {} TCP queries handed to their loops, {} refused (channel full)",
+                "loop {}: {} TCP queries handed to their loops, {} refused (channel full, too many waiting, or loop gone)",
                 l.index,
                 l.handoffs,
                 l.handoff_failures
