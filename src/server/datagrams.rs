@@ -72,6 +72,10 @@ pub(super) struct ReplyPaths {
     waiting: Vec<usize>,
     /// Where the next look for a path to take over starts (see [`ReplyPaths::reuse`]).
     cursor: usize,
+    /// The last look found every path owing an answer, and no path has sent its answers
+    /// since (the only way one becomes free again): the next look would find none either,
+    /// so it is not made (a walk of the whole table per query otherwise).
+    exhausted: bool,
 }
 
 impl ReplyPaths {
@@ -107,10 +111,14 @@ impl ReplyPaths {
     /// A path for `dst` on `listener` once all are made: the first from `cursor` on
     /// that owes no answer and has none gathered, moved to `dst` (so that addresses
     /// asked once, or a flood of them, cannot hold the table for good); `None` if every
-    /// path owes one. At most one walk of the table.
+    /// path owes one. At most one walk of the table, and none again until some path
+    /// has sent its answers.
     #[cold]
     #[inline(never)]
     fn reuse(&mut self, listener: usize, dst: Dst) -> Option<usize> {
+        if self.exhausted {
+            return None;
+        }
         let n = self.paths.len();
         for step in 0..n {
             let k = (self.cursor + step) % n;
@@ -127,7 +135,17 @@ impl ReplyPaths {
                 return Some(k);
             }
         }
+        self.exhausted = true;
         None
+    }
+
+    /// Path `k`'s answers are sent (or about to be): no longer waiting, and it may owe
+    /// nothing more, so worth a look again when a path is to be taken over.
+    fn sent(&mut self, k: usize) {
+        if let Some(path) = self.paths.get_mut(k) {
+            path.waiting = false;
+        }
+        self.exhausted = false;
     }
 
     /// An answer is owed to a query sent through path `k`.
@@ -324,9 +342,7 @@ impl Server {
     #[inline(never)]
     fn send_path_batches(&mut self) {
         while let Some(k) = self.reply_paths.waiting.pop() {
-            if let Some(path) = self.reply_paths.paths.get_mut(k) {
-                path.waiting = false;
-            }
+            self.reply_paths.sent(k);
             self.send_path_batch(k);
         }
     }
@@ -527,5 +543,37 @@ fn log_unsent(l: usize, from: Option<Dst>, n: usize, e: io::Error) {
             from.ip
         ),
         None => log::debug!("{n} answer(s) not sent on listener {l}: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    fn dst(n: u32) -> Dst {
+        Dst {
+            ip: IpAddr::V4(Ipv4Addr::from(0x7F00_0000 | n)),
+            ifindex: 1,
+        }
+    }
+
+    #[test]
+    fn a_full_table_owing_answers_is_walked_once_until_a_path_sends() {
+        let mut r = ReplyPaths::default();
+        for n in 0..MAX_REPLY_PATHS as u32 {
+            let k = r.path(0, dst(n)).unwrap();
+            r.owe(k);
+        }
+        // Every path owes: none to take, and the table is marked so.
+        assert_eq!(r.path(0, dst(5000)), None);
+        assert!(r.exhausted);
+        // A path that owes nothing more is not looked for until one has sent.
+        r.paths[7].owed = 0;
+        assert_eq!(r.path(0, dst(5001)), None);
+        r.sent(7);
+        assert_eq!(r.path(0, dst(5001)), Some(7));
+        assert_eq!(r.index.get(&(0, dst(7))), None, "moved to its new address");
+        assert_eq!(r.path(0, dst(5001)), Some(7));
     }
 }
