@@ -159,6 +159,9 @@ def main():
         if total <= 0:
             print(f"kernel_cost.py: {d}: no samples of pid {kv['pid']}, left out", file=sys.stderr)
             continue
+        if cpu_ns <= 0:
+            print(f"kernel_cost.py: {d}: no schedstat CPU time, left out", file=sys.stderr)
+            continue
         scale = cpu_ns / total  # sampled ns -> schedstat ns
         per_q = defaultdict(float)
         for g, v in ns.items():
