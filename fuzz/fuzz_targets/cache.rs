@@ -14,7 +14,9 @@
 //!   and authority sections; otherwise the first SOA of the authority section gives
 //!   min(TTL, MINIMUM), clamped, no longer than the answers' TTLs; a lifetime of 0 is
 //!   not cached; nor is an answer with a name that reads octets of a TTL field (the cache
-//!   patches TTLs in place), nor one with a TSIG record (which must stay last). `parse_answer`'s view is `MessageView::parse`'s.
+//!   patches TTLs in place) or of its OPT record when last (the cache cuts it off), nor
+//!   one with a TSIG record (which must stay last). `parse_answer`'s view is
+//!   `MessageView::parse`'s.
 //! * `Cache::insert` (the slow path) and `insert_noted` without notes (the intake's own
 //!   walk) agree with it, and a hit renders the same octets from all three.
 //! * A lookup at the chosen age is fresh, stale or a miss as the lifetime and the stale
@@ -126,7 +128,36 @@ fn reads_ttl_octets(data: &[u8], m: &Message<'_>) -> bool {
             .map(|r| format!("{:?}", r.rdata))
             .collect()
     };
-    strip(m) != strip(&o) || rdata(m) != rdata(&o)
+    strip(m) != strip(&o) || rdata(m) != rdata(&o) || reads_opt_octets(data, m)
+}
+
+/// Whether a name in `data` (an answer that decodes) reads octets of its OPT record, when
+/// that is last (the cache cuts it off, as per hop, and appends its own or none on a
+/// hit): found out by decoding the answer again without it. (This target found a name
+/// whose last label ended on the OPT record's root owner, served as a hit that did not
+/// decode.)
+fn reads_opt_octets(data: &[u8], m: &Message<'_>) -> bool {
+    let Some(opt) = MessageView::parse(data).ok().and_then(|v| v.opt) else {
+        return false;
+    };
+    if opt.offset + opt.len != data.len() {
+        return false; // not last: decoded and written again, names aim at names
+    }
+    let mut cut = data[..opt.offset].to_vec();
+    let arcount = u16::from_be_bytes([cut[10], cut[11]]).wrapping_sub(1);
+    cut[10..12].copy_from_slice(&arcount.to_be_bytes());
+    let Ok(o) = parse_message(&cut) else {
+        return true;
+    };
+    let records = |m: &Message<'_>| -> Vec<String> {
+        m.answers
+            .iter()
+            .chain(&m.authority)
+            .chain(m.additional.iter().filter(|r| r.rtype != RType::OPT))
+            .map(|r| format!("{:?} {:?} {:?} {:?}", r.name, r.rtype, r.class, r.rdata))
+            .collect()
+    };
+    records(m) != records(&o)
 }
 
 /// FNV-1a of the input, then a xorshift stream: the choices that are not in the answer.
