@@ -214,8 +214,10 @@ impl Slab {
         if p.len() < r.end {
             p.resize((r.end + ZERO_AHEAD).min(page_end), 0);
         }
-        p.get_mut(o)?.copy_from_slice(&owner.to_ne_bytes());
         write(p.get_mut(r.start..r.start + len)?);
+        if let Some(at) = p.get_mut(o) {
+            at.copy_from_slice(&owner.to_ne_bytes());
+        }
         c.used += 1;
         Some(block)
     }
