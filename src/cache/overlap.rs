@@ -97,7 +97,7 @@ impl Targets {
     /// Whether the answer `msg` the targets were noted on is [`unpatchable`], its TTL
     /// fields at the offsets of `rows` (ascending, complete), its first `stored` octets
     /// kept (the OPT record, last, is cut off).
-    #[inline]
+    #[inline(always)]
     pub(super) fn read_ttl(&self, msg: &[u8], rows: &[(u16, u32)], stored: usize) -> bool {
         if self.whole {
             return unpatchable(msg, rows, stored);
