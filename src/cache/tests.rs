@@ -475,24 +475,33 @@ fn a_name_that_reads_ttl_octets_is_not_stored() {
         0, 2, 0xC0, 26,                           // target: a pointer into the TTL above
     ];
     let received = crate::wire::parse_message(m).unwrap();
+    assert_eq!(
+        received.answers[1].rdata,
+        RData::Cname(Name::from_ascii(".").unwrap())
+    );
+    let (mut c, key) = stored_by_neither_path(m);
+    // The same answer with the target aimed at the question's name is stored.
+    let mut fine = m.to_vec();
+    *fine.last_mut().unwrap() = 12;
+    assert!(c.insert(&key, &fine, Instant::now()));
+}
+
+/// Asserts that neither the slow path (`Cache::insert`) nor the forwarder's
+/// (`parse_answer`, then `insert_noted`) stores `m`, nor counts it refused; returns the
+/// cache and `m`'s key.
+#[track_caller]
+fn stored_by_neither_path(m: &[u8]) -> (Cache, Vec<u8>) {
     let now = Instant::now();
     let mut c = Cache::new(CacheConfig::default());
     let view = MessageView::parse(m).unwrap();
     let mut k = [0u8; MAX_KEY_LEN];
     let n = key_of(&view, &mut k).unwrap();
-    assert_eq!(
-        received.answers[1].rdata,
-        RData::Cname(Name::from_ascii(".").unwrap())
-    );
     assert!(!c.insert(&k[..n], m, now));
     let (view, noted) = c.parse_answer(m).unwrap();
     let hash = c.hash(&k[..n]);
     assert!(!c.insert_noted(&k[..n], hash, &view, Some(noted), now));
     assert!(c.is_empty() && c.refused() == 0);
-    // The same answer with the target aimed at the question's name is stored.
-    let mut fine = m.to_vec();
-    *fine.last_mut().unwrap() = 12;
-    assert!(c.insert(&k[..n], &fine, now));
+    (c, k[..n].to_vec())
 }
 
 /// (Found by fuzzing, `fuzz/fuzz_targets/cache.rs`.) An answer whose last record is a
@@ -555,19 +564,11 @@ fn a_name_that_reads_the_opt_record_is_not_stored() {
     ];
     let received = crate::wire::parse_message(m).unwrap();
     assert_eq!(received.additional.len(), 1, "the OPT record");
-    let now = Instant::now();
-    let mut c = Cache::new(CacheConfig::default());
-    let view = MessageView::parse(m).unwrap();
-    let mut k = [0u8; MAX_KEY_LEN];
-    let n = key_of(&view, &mut k).unwrap();
-    assert!(!c.insert(&k[..n], m, now));
-    let (view, noted) = c.parse_answer(m).unwrap();
-    let hash = c.hash(&k[..n]);
-    assert!(!c.insert_noted(&k[..n], hash, &view, Some(noted), now));
-    assert!(c.is_empty() && c.refused() == 0);
+    let (mut c, key) = stored_by_neither_path(m);
     // The same answer with the exchange aimed at the question's name is stored.
     let mut fine = m.to_vec();
     fine[34] = 12;
     let (view, noted) = c.parse_answer(&fine).unwrap();
-    assert!(c.insert_noted(&k[..n], hash, &view, Some(noted), now));
+    let hash = c.hash(&key);
+    assert!(c.insert_noted(&key, hash, &view, Some(noted), Instant::now()));
 }
