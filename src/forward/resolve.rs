@@ -184,12 +184,7 @@ impl Forwarder {
         };
         if p.waiters.len() < super::MAX_WAITERS {
             p.waiters.push(*waiter);
-            self.stats.coalesced += 1;
-            if stale && p.stale_at.is_none() {
-                // Joined a query (a prefetch, say) that had no stale answer to fall
-                // back on: this client gets one after 1.8 s all the same.
-                self.arm_stale_timer(now, slot);
-            }
+            self.seated(now, slot, stale);
         } else {
             self.join_full(now, slot, key, waiter, stale);
         }
@@ -239,13 +234,21 @@ impl Forwarder {
         });
         match given_up {
             Some(old) => {
-                self.stats.coalesced += 1;
-                if stale && self.pending.get(slot).is_some_and(|p| p.stale_at.is_none()) {
-                    self.arm_stale_timer(now, slot);
-                }
+                self.seated(now, slot, stale);
                 self.overloaded(now, key, std::slice::from_ref(&old), stale);
             }
             None => self.overloaded(now, key, std::slice::from_ref(waiter), stale),
+        }
+    }
+
+    /// A waiter is seated on the query in `slot` (`stale`: a stale answer to fall back
+    /// on): counted as coalesced, and if the query had no stale answer to fall back on
+    /// (a prefetch, say), this client gets one after 1.8 s all the same.
+    #[inline]
+    fn seated(&mut self, now: Instant, slot: Slot, stale: bool) {
+        self.stats.coalesced += 1;
+        if stale && self.pending.get(slot).is_some_and(|p| p.stale_at.is_none()) {
+            self.arm_stale_timer(now, slot);
         }
     }
 
