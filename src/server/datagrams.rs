@@ -217,17 +217,24 @@ impl Server {
         match self.policy.admit_udp(now, addr, dgram.bytes) {
             Admit::Pass => {
                 let client = Client::Udp { listener: to, addr };
-                if self.core.handle_query(now, client, dgram.bytes) && to >= self.udp_out.len() {
-                    self.reply_paths.owe(to - self.udp_out.len());
+                if self.core.handle_query(now, client, dgram.bytes) {
+                    self.owe_answer(to);
                 }
             }
             Admit::Reply(bytes) => {
-                if to >= self.udp_out.len() {
-                    self.reply_paths.owe(to - self.udp_out.len());
-                }
+                self.owe_answer(to);
                 self.queue_udp(to, Outgoing { to: addr, bytes })
             }
             Admit::Drop => {}
+        }
+    }
+
+    /// An answer will go to client number `to`: owed by its reply path, if it is one
+    /// (numbers past the listeners').
+    #[inline(always)]
+    fn owe_answer(&mut self, to: usize) {
+        if let Some(k) = to.checked_sub(self.udp_out.len()) {
+            self.reply_paths.owe(k);
         }
     }
 
