@@ -129,20 +129,21 @@ pub(in crate::server) fn route(link: Option<&mut Link>, client: Client, frame: &
     // channel, which holds HANDOFF_QUEUE messages: with no more than that many waiting,
     // none finds it full. (One that did was lost: its client never answered, and its
     // connection, owed an answer, never idle and never closed.)
-    if link.waiting >= HANDOFF_QUEUE {
-        link.handoff_failures += 1;
-        return Route::Refused(error_reply(frame, None, Rcode::SERVFAIL));
-    }
-    let msg = Msg::Query {
-        from: link.index,
-        conn,
-        addr,
-        bytes: frame.to_vec(),
-    };
-    if link.send(owner, msg) {
-        link.handoffs += 1;
-        link.waiting += 1;
-        return Route::Sent;
+    let room = link.waiting < HANDOFF_QUEUE;
+    if room {
+        let msg = Msg::Query {
+            from: link.index,
+            conn,
+            addr,
+            bytes: frame.to_vec(),
+        };
+        if link.send(owner, msg) {
+            link.handoffs += 1;
+            link.waiting += 1;
+            return Route::Sent;
+        }
+    } else {
+        link.handoff_failures += 1; // as `send` counts a full channel
     }
     Route::Refused(error_reply(frame, None, Rcode::SERVFAIL))
 }
