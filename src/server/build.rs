@@ -13,7 +13,7 @@ use super::metrics_http::MetricsHttp;
 use super::mmsg::{self, RecvRing};
 use super::send::SendBatch;
 use super::tokens::WAKER;
-use super::{admission, datagrams, group, horizon, limits, reload, tls, Server, StopHandle};
+use super::{admission, group, horizon, limits, reload, reply_paths, tls, Server, StopHandle};
 use crate::clock::Instant;
 use crate::config::Config;
 use crate::forward::{Forwarder, OsRandom};
@@ -78,7 +78,7 @@ impl Server {
             client_ring: RecvRing::with_dst(mmsg::BATCH, CLIENT_SLOT),
             upstream_ring: RecvRing::new(UPSTREAM_BATCH, UPSTREAM_SLOT),
             udp_out: Vec::new(),
-            reply_paths: datagrams::ReplyPaths::default(),
+            reply_paths: reply_paths::ReplyPaths::default(),
             udp_wildcard: Vec::new(),
             udp_queued: 0,
             sender: SendBatch::new(),

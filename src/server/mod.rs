@@ -25,6 +25,7 @@ mod metrics_http;
 mod mmsg;
 mod pktinfo;
 mod reload;
+mod reply_paths;
 mod send;
 pub mod steer;
 mod tcp;
@@ -142,7 +143,7 @@ pub struct Server {
     /// back to the core.
     udp_out: Vec<Vec<Outgoing>>,
     /// Answers to queries on wildcard listeners, by the address they were sent to.
-    reply_paths: datagrams::ReplyPaths,
+    reply_paths: reply_paths::ReplyPaths,
     /// By listener: bound to a wildcard address (its datagrams' destinations are read).
     udp_wildcard: Vec<bool>,
     /// Answers waiting in `udp_out`, all listeners together (so that a flush with
